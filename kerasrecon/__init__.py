@@ -1,0 +1,7 @@
+"""kerasrecon: GAN reconstruction of undersampled MRI with TensorFlow/Keras.
+
+The library never prints or exits; it logs and raises. Heavy submodules (TensorFlow models,
+training) are imported lazily by the caller: ``from kerasrecon.models import generator``.
+"""
+
+__version__ = "0.1.0"

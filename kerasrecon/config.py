@@ -1,0 +1,182 @@
+"""One configuration, frozen dataclasses, flowing CLI -> trainer -> checkpoint -> SavedModel metadata.
+
+Defaults are the seed thesis' settings (B = 16 residual blocks, 96×96 patches, batch 16, Adam lr 1e-4
+β1 0.9, λ_adv = 1e-3, hybrid α = β = 0.5, 1e5 iterations). ``TrainConfig.to_json`` /
+``TrainConfig.from_dict`` round-trip exactly; unknown keys are an error, not silently dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from kerasrecon.errors import ConfigError
+
+CONTENT_LOSS_NAMES = ("mse", "feature", "hybrid")
+STRATEGIES = ("auto", "none", "mirrored")
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """How k-space is undersampled.
+
+    Attributes:
+        kind: ``poisson`` | ``random`` | ``equispaced``.
+        acceleration: R (samples = H·W / R).
+        seed: base seed; the mask of volume/sample i uses ``seed + i``.
+        per_sample: draw a new mask for every training sample (from a bank of ``bank_size``)
+            instead of one fixed mask per volume.
+        bank_size: number of pre-drawn masks when ``per_sample`` is set.
+    """
+
+    kind: str = "poisson"
+    acceleration: float = 4.0
+    seed: int = 0
+    per_sample: bool = False
+    bank_size: int = 64
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data are and how training samples are cut.
+
+    Attributes:
+        data: ``demo`` or a directory written by ``kerasrecon data prepare``.
+        patch_size: side of the square training patches (pixels).
+        batch_size: global batch size (split over replicas).
+        val_fraction: fraction of volumes (or, with one volume, of slices) held out.
+    """
+
+    data: str = "demo"
+    patch_size: int = 96
+    batch_size: int = 16
+    val_fraction: float = 0.2
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Generator/discriminator sizes.
+
+    Attributes:
+        blocks: residual blocks in the generator (B).
+        filters: conv filters in the generator.
+        noise_lambda: ``None`` = hard data consistency; a float = soft DC with that λ.
+    """
+
+    blocks: int = 16
+    filters: int = 64
+    noise_lambda: float | None = None
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Generator loss ``content + adv_weight · BCE(D(ŷ), 1)``.
+
+    Attributes:
+        content: ``mse`` | ``feature`` | ``hybrid`` (= mse_weight·MSE + feature_weight·feature).
+        mse_weight: α of the hybrid loss.
+        feature_weight: β of the hybrid loss.
+        adv_weight: λ of the adversarial term.
+        vgg_weights: ``imagenet`` | path to ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`` |
+            ``none`` (random VGG, tests only).
+    """
+
+    content: str = "hybrid"
+    mse_weight: float = 0.5
+    feature_weight: float = 0.5
+    adv_weight: float = 1e-3
+    vgg_weights: str = "imagenet"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run.
+
+    Attributes:
+        steps: GAN iterations (one D then one G update each).
+        pretrain_steps: MSE-only generator warm-start steps before the GAN steps.
+        learning_rate, beta_1: Adam settings for both G and D.
+        seed: seed of patches, weight initialisation and shuffling.
+        strategy: ``auto`` | ``none`` | ``mirrored``.
+        checkpoint_every: steps between checkpoints.
+        log_every: steps between TensorBoard scalar writes.
+    """
+
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    steps: int = 100_000
+    pretrain_steps: int = 0
+    learning_rate: float = 1e-4
+    beta_1: float = 0.9
+    seed: int = 0
+    strategy: str = "auto"
+    checkpoint_every: int = 1000
+    log_every: int = 100
+
+    def __post_init__(self):
+        validate(self)
+
+    def to_dict(self) -> dict:
+        """Nested plain dict (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """Sorted, indented JSON."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Inverse of ``to_dict``; raises ``ConfigError`` on unknown keys."""
+        sub = {"mask": MaskConfig, "data": DataConfig, "model": ModelConfig, "loss": LossConfig}
+        kwargs = {}
+        top = {f.name for f in dataclasses.fields(cls)}
+        for key, value in d.items():
+            if key not in top:
+                raise ConfigError(f"unknown config key {key!r}; expected one of {sorted(top)}")
+            if key in sub:
+                names = {f.name for f in dataclasses.fields(sub[key])}
+                unknown = set(value) - names
+                if unknown:
+                    raise ConfigError(f"unknown {key} config keys {sorted(unknown)}; expected {sorted(names)}")
+                value = sub[key](**value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        """Parse JSON written by ``to_json``."""
+        return cls.from_dict(json.loads(text))
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise ``ConfigError`` naming the option if any value is out of range."""
+    from kerasrecon.masks import MASK_KINDS
+
+    checks = [
+        (cfg.mask.kind in MASK_KINDS, "--mask", f"one of {MASK_KINDS}", cfg.mask.kind),
+        (cfg.mask.acceleration >= 1, "--acceleration", ">= 1", cfg.mask.acceleration),
+        (cfg.mask.bank_size >= 1, "--mask-bank-size", ">= 1", cfg.mask.bank_size),
+        (cfg.data.patch_size >= 8, "--patch-size", ">= 8", cfg.data.patch_size),
+        (cfg.data.batch_size >= 1, "--batch-size", ">= 1", cfg.data.batch_size),
+        (0 <= cfg.data.val_fraction < 1, "--val-fraction", "in [0, 1)", cfg.data.val_fraction),
+        (cfg.model.blocks >= 0, "--blocks", ">= 0", cfg.model.blocks),
+        (cfg.model.filters >= 1, "--filters", ">= 1", cfg.model.filters),
+        (cfg.model.noise_lambda is None or cfg.model.noise_lambda > 0, "--noise-lambda", "> 0", cfg.model.noise_lambda),
+        (cfg.loss.content in CONTENT_LOSS_NAMES, "--loss", f"one of {CONTENT_LOSS_NAMES}", cfg.loss.content),
+        (cfg.loss.adv_weight >= 0, "--adv-weight", ">= 0", cfg.loss.adv_weight),
+        (cfg.loss.mse_weight >= 0 and cfg.loss.feature_weight >= 0, "--alpha/--beta", ">= 0",
+         (cfg.loss.mse_weight, cfg.loss.feature_weight)),
+        (cfg.steps >= 0, "--steps", ">= 0", cfg.steps),
+        (cfg.pretrain_steps >= 0, "--pretrain-steps", ">= 0", cfg.pretrain_steps),
+        (cfg.learning_rate > 0, "--lr", "> 0", cfg.learning_rate),
+        (0 <= cfg.beta_1 < 1, "--beta1", "in [0, 1)", cfg.beta_1),
+        (cfg.strategy in STRATEGIES, "--strategy", f"one of {STRATEGIES}", cfg.strategy),
+        (cfg.checkpoint_every >= 1, "--checkpoint-every", ">= 1", cfg.checkpoint_every),
+        (cfg.log_every >= 1, "--log-every", ">= 1", cfg.log_every),
+    ]
+    for ok, option, expected, received in checks:
+        if not ok:
+            raise ConfigError(f"{option} must be {expected}. Received: {received!r}")

@@ -1,0 +1,100 @@
+"""fastMRI single-coil knee reader, one slice at a time.
+
+A fastMRI single-coil file holds ``kspace`` complex64 ``[S, 640, 368]`` (readout × phase encode,
+2× readout oversampling, centred) and ``reconstruction_esc`` float32 ``[S, 320, 320]``, the magnitude
+of the centre 320×320 crop of ``ifft2c(kspace)``. kerasrecon trains and applies data consistency on
+that 320×320 image grid: ``target = crop(ifft2c(kspace), 320×320)`` and the k-space used for
+masking/DC is ``fft2c(target)`` (crop, then re-transform). This discards the readout oversampling,
+exactly as fastMRI's own single-coil baselines do; the mask is then drawn on the 320×320 grid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from kerasrecon.errors import DataError
+from kerasrecon.kspace import check_kspace, fft2c_np, ifft2c_np
+
+CROP = (320, 320)
+
+
+def center_crop(x: np.ndarray, shape) -> np.ndarray:
+    """Centre crop of the last two axes of ``x`` ``[..., H, W]`` to ``shape`` (h, w)."""
+    h, w = x.shape[-2:]
+    ch, cw = shape
+    if ch > h or cw > w:
+        raise DataError(f"crop {tuple(shape)} is larger than the image {(h, w)}")
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return x[..., top: top + ch, left: left + cw]
+
+
+class FastMRIFile:
+    """Streams slices of a fastMRI single-coil ``.h5`` file.
+
+    Args:
+        path: the file.
+        crop: (h, w) image grid for training/DC; default (320, 320).
+
+    Use as a context manager or call ``close()``.
+    """
+
+    def __init__(self, path, crop=CROP):
+        self.path = Path(path)
+        self.crop = tuple(crop)
+        try:
+            self._f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise DataError(f"{self.path}: not a readable HDF5 file ({exc})") from None
+        if "kspace" not in self._f:
+            self._f.close()
+            raise DataError(f"{self.path}: missing dataset 'kspace' (expected complex64 [slices, H, W])")
+        ds = self._f["kspace"]
+        if ds.ndim != 3 or not np.issubdtype(ds.dtype, np.complexfloating):
+            self._f.close()
+            raise DataError(f"{self.path}: 'kspace' must be complex [slices, H, W]. "
+                            f"Received: shape={ds.shape}, dtype={ds.dtype}")
+        self.attrs = dict(self._f.attrs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Close the HDF5 file."""
+        self._f.close()
+
+    def __len__(self):
+        return self._f["kspace"].shape[0]
+
+    def raw_kspace(self, i: int) -> np.ndarray:
+        """Raw k-space of slice ``i``: complex64 ``[640, 368]`` (file grid)."""
+        try:
+            k = self._f["kspace"][i]
+        except OSError as exc:
+            raise DataError(f"{self.path}: slice {i} cannot be read (truncated/corrupt?): {exc}") from None
+        check_kspace(k, name=f"{self.path}:kspace[{i}]")
+        return k.astype(np.complex64)
+
+    def image(self, i: int) -> np.ndarray:
+        """Target complex image of slice ``i`` on the training grid: complex64 ``[320, 320]``."""
+        return center_crop(ifft2c_np(self.raw_kspace(i)), self.crop)
+
+    def kspace(self, i: int) -> np.ndarray:
+        """k-space of slice ``i`` on the training grid (crop, then re-transform): complex64 ``[320, 320]``."""
+        return fft2c_np(self.image(i))
+
+    def reconstruction_esc(self, i: int):
+        """The file's ``reconstruction_esc[i]`` float32 ``[320, 320]``, or ``None`` if absent (test files)."""
+        if "reconstruction_esc" not in self._f:
+            return None
+        return self._f["reconstruction_esc"][i]
+
+    def iter_kspace(self):
+        """Yield the training-grid k-space of each slice, one at a time."""
+        for i in range(len(self)):
+            yield self.kspace(i)

@@ -1,0 +1,137 @@
+"""tf.data pipelines: normalise, mask, zero-fill, random patches, batch, prefetch.
+
+Training samples (deterministic given ``TrainConfig.seed``; element ``i`` is a pure function of
+``(seed, i)``, so parallel maps and sharding never change the stream):
+
+1. slice ``n``, crop offsets and (``per_sample``) mask index are drawn with
+   ``tf.random.stateless_uniform(seed=[seed, i])``;
+2. the fully sampled complex slice is multiplied by its normalisation factor
+   ``scale_n = 1 / max|zero_filled_n|`` (zero-filled under the volume's reference slice mask, a
+   statistic known at inference time), and a ``patch × patch`` crop is taken (same crop for input
+   and target);
+3. the crop is undersampled on its own grid: ``masked_kspace = M ⊙ fft2c(crop)``,
+   ``zero_filled = ifft2c(masked_kspace)``, with a patch-shaped mask of the configured kind and R.
+   Undersampling the patch itself (rather than cropping a whole-slice aliased image) keeps the data
+   consistency layer exact during training; whole slices are used for evaluation and serving.
+
+Elements: ``({"zero_filled": [p, p, 2] f32, "masked_kspace": [p, p, 2] f32, "mask": [p, p] f32},
+target [p, p, 1] f32 magnitude)``, batched to ``[B, ...]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kerasrecon.config import MaskConfig, TrainConfig
+from kerasrecon.data.volume import Volume
+from kerasrecon.errors import ConfigError, DataError
+from kerasrecon.kspace import zero_filled_np
+from kerasrecon.masks import Mask, make_mask
+
+EPS = 1e-8
+PER_SAMPLE_SEED_OFFSET = 100_000  # per-sample bank masks never reuse a per-volume reference seed
+
+
+def reference_masks(volumes: list[Volume], mask_cfg: MaskConfig) -> list[Mask]:
+    """One slice-shaped mask per volume, seed ``mask_cfg.seed + volume index``."""
+    return [make_mask(mask_cfg.kind, mask_cfg.acceleration, v.kspace.shape[1:], mask_cfg.seed + i)
+            for i, v in enumerate(volumes)]
+
+
+def normalisation_scales(volumes: list[Volume], masks: list[Mask]) -> list[np.ndarray]:
+    """Per-slice factors ``1 / max|zero_filled|``: a float32 ``[S]`` array per volume."""
+    out = []
+    for vol, mask in zip(volumes, masks):
+        zf = zero_filled_np(vol.kspace, mask.array)
+        peak = np.abs(zf).reshape(zf.shape[0], -1).max(axis=1)
+        out.append((1.0 / np.maximum(peak, EPS)).astype(np.float32))
+    return out
+
+
+def _check_volumes(volumes, patch):
+    if not volumes or sum(v.kspace.shape[0] for v in volumes) == 0:
+        raise DataError("the training set is empty (no slices)")
+    shapes = {tuple(v.kspace.shape[1:]) for v in volumes}
+    if len(shapes) > 1:
+        raise DataError(f"training slices have different shapes {sorted(shapes)}; "
+                        "re-run 'kerasrecon data prepare' with --crop H W")
+    h, w = shapes.pop()
+    if patch > min(h, w):
+        raise ConfigError(f"--patch-size {patch} is larger than the images ({h}×{w})")
+    return h, w
+
+
+def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | None = None,
+                     num_shards: int = 1, shard_index: int = 0):
+    """Infinite, deterministic tf.data stream of training batches.
+
+    Args:
+        volumes: training volumes (same slice shape).
+        cfg: the run's config (mask, data.patch_size, data.batch_size, seed).
+        batch_size: batch size of this input pipeline (default ``cfg.data.batch_size``).
+        num_shards, shard_index: take elements ``i ≡ shard_index (mod num_shards)`` (multi-worker).
+
+    Returns:
+        ``tf.data.Dataset`` of ``(inputs dict, target)`` as described in the module docstring.
+    """
+    import tensorflow as tf
+
+    from kerasrecon.kspace import fft2c, ifft2c, to_channels
+
+    p = cfg.data.patch_size
+    h, w = _check_volumes(volumes, p)
+    ref = reference_masks(volumes, cfg.mask)
+    scales = normalisation_scales(volumes, ref)
+    targets = np.concatenate([v.images * s[:, None, None] for v, s in zip(volumes, scales)])
+    vol_of_slice = np.concatenate([np.full(v.kspace.shape[0], i) for i, v in enumerate(volumes)])
+    if cfg.mask.per_sample:
+        seeds = [cfg.mask.seed + PER_SAMPLE_SEED_OFFSET + j for j in range(cfg.mask.bank_size)]
+    else:
+        seeds = [cfg.mask.seed + i for i in range(len(volumes))]
+    bank = np.stack([make_mask(cfg.mask.kind, cfg.mask.acceleration, (p, p), s).array for s in seeds])
+
+    targets_t = tf.constant(targets.astype(np.complex64))
+    bank_t = tf.constant(bank)
+    vol_t = tf.constant(vol_of_slice, tf.int32)
+    n, n_bank, per_sample, seed = len(targets), len(bank), cfg.mask.per_sample, int(cfg.seed)
+
+    def sample(i):
+        u = tf.random.stateless_uniform([4], seed=tf.stack([tf.constant(seed, tf.int64), i]))
+        s = tf.minimum(tf.cast(u[0] * n, tf.int32), n - 1)
+        top = tf.minimum(tf.cast(u[1] * (h - p + 1), tf.int32), h - p)
+        left = tf.minimum(tf.cast(u[2] * (w - p + 1), tf.int32), w - p)
+        m = tf.minimum(tf.cast(u[3] * n_bank, tf.int32), n_bank - 1) if per_sample else vol_t[s]
+        patch = tf.slice(targets_t[s], [top, left], [p, p])
+        mask = bank_t[m]
+        masked = fft2c(patch) * tf.cast(mask, tf.complex64)
+        inputs = {"zero_filled": to_channels(ifft2c(masked)), "masked_kspace": to_channels(masked), "mask": mask}
+        return inputs, tf.abs(patch)[..., None]
+
+    ds = tf.data.Dataset.counter(dtype=tf.int64)
+    if num_shards > 1:
+        ds = ds.shard(num_shards, shard_index)
+    ds = ds.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size or cfg.data.batch_size, drop_remainder=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def evaluation_slices(volumes: list[Volume], mask_cfg: MaskConfig):
+    """Whole-slice evaluation inputs, one volume at a time.
+
+    Yields dicts per volume with NumPy arrays: ``name``; ``mask`` (:class:`Mask`, slice shape, seed
+    ``mask_cfg.seed + volume index``); ``scale`` float32 ``[S]``; ``masked_kspace`` complex64
+    ``[S, H, W]`` (normalised); ``zero_filled`` complex64 ``[S, H, W]`` (normalised);
+    ``target`` float32 ``[S, H, W]`` magnitude (original scale).
+    """
+    masks = reference_masks(volumes, mask_cfg)
+    scales = normalisation_scales(volumes, masks)
+    for vol, mask, scale in zip(volumes, masks, scales):
+        masked = (vol.kspace * mask.array * scale[:, None, None]).astype(np.complex64)
+        yield {
+            "name": vol.name,
+            "mask": mask,
+            "scale": scale,
+            "masked_kspace": masked,
+            "zero_filled": zero_filled_np(masked, mask.array),
+            "target": np.abs(vol.images).astype(np.float32),
+        }

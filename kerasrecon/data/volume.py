@@ -1,0 +1,121 @@
+"""The ``Volume`` record, the prepared-dataset format and loading by name (``demo`` or a directory).
+
+Prepared dataset directory (written by ``kerasrecon data prepare``)::
+
+    DIR/manifest.json   {"format": "kerasrecon-dataset", "version": 1, "volumes": [...]}
+    DIR/<name>.h5       dataset "kspace" complex64 [S, H, W] (centred orthonormal, see kspace.py),
+                        attrs: source, scale (image intensities were multiplied by it)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from kerasrecon.errors import DataError
+from kerasrecon.kspace import check_kspace, ifft2c_np
+
+MANIFEST = "manifest.json"
+FORMAT = "kerasrecon-dataset"
+
+
+@dataclass
+class Volume:
+    """One volume of fully sampled k-space.
+
+    Attributes:
+        name: identifier used in result rows.
+        kspace: complex64 ``[S, H, W]``.
+        source: where it came from (file path or ``demo``).
+    """
+
+    name: str
+    kspace: np.ndarray
+    source: str = ""
+
+    @property
+    def images(self) -> np.ndarray:
+        """Fully sampled complex images ``[S, H, W]`` complex64 (the targets)."""
+        return ifft2c_np(self.kspace)
+
+    @property
+    def shape(self):
+        """(S, H, W)."""
+        return tuple(self.kspace.shape)
+
+
+def read_prepared_volume(path: Path) -> Volume:
+    """Read one ``<name>.h5`` of a prepared dataset. Raises ``DataError`` naming the file."""
+    try:
+        with h5py.File(path, "r") as f:
+            if "kspace" not in f:
+                raise DataError(f"{path}: missing dataset 'kspace' (expected complex64 [S, H, W])")
+            kspace = f["kspace"][()]
+            source = str(f.attrs.get("source", path))
+    except (OSError, KeyError) as exc:
+        raise DataError(f"{path}: cannot read HDF5 file ({exc.__class__.__name__}: {exc})") from None
+    if kspace.ndim != 3:
+        raise DataError(f"{path}: 'kspace' must be [S, H, W]. Received: shape={kspace.shape}")
+    check_kspace(kspace, name=f"{path}:kspace")
+    return Volume(path.stem, kspace.astype(np.complex64), source)
+
+
+def load_volumes(data: str) -> list[Volume]:
+    """Load ``demo`` (the embedded set) or a prepared dataset directory.
+
+    Args:
+        data: ``"demo"`` or a directory holding ``manifest.json`` and ``*.h5``.
+
+    Returns:
+        list of :class:`Volume`, in manifest order.
+    """
+    if data == "demo":
+        from kerasrecon.data.demo import load_demo
+
+        return [load_demo()]
+    root = Path(data)
+    if not root.is_dir():
+        raise DataError(f"--data {data}: not a directory (expected 'demo' or a dir from 'kerasrecon data prepare')")
+    manifest = root / MANIFEST
+    if not manifest.is_file():
+        files = sorted(root.glob("*.h5"))
+        if not files:
+            raise DataError(f"--data {data}: empty (no {MANIFEST} and no .h5 files)")
+        raise DataError(f"--data {data}: no {MANIFEST}; run 'kerasrecon data prepare {data} OUT' first")
+    try:
+        meta = json.loads(manifest.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{manifest}: not valid JSON ({exc})") from None
+    if meta.get("format") != FORMAT or not meta.get("volumes"):
+        raise DataError(f"{manifest}: expected format {FORMAT!r} with at least one volume")
+    return [read_prepared_volume(root / v["file"]) for v in meta["volumes"]]
+
+
+def split_volumes(volumes: list[Volume], val_fraction: float):
+    """Hold out data for validation/evaluation.
+
+    With several volumes the last ``ceil(val_fraction · n)`` volumes are held out; with one volume the
+    last ``ceil(val_fraction · S)`` slices are (a contiguous block, so neighbours do not leak).
+
+    Returns:
+        (train, val): two lists of :class:`Volume` (val empty when ``val_fraction == 0``).
+    """
+    if not volumes:
+        raise DataError("no volumes to split (empty dataset)")
+    if val_fraction <= 0:
+        return list(volumes), []
+    if len(volumes) > 1:
+        n_val = min(max(math.ceil(val_fraction * len(volumes)), 1), len(volumes) - 1)
+        return list(volumes[:-n_val]), list(volumes[-n_val:])
+    vol = volumes[0]
+    s = vol.kspace.shape[0]
+    n_val = math.ceil(val_fraction * s)
+    if n_val >= s:
+        raise DataError(f"volume {vol.name} has {s} slices: too few to hold out {val_fraction:.0%}")
+    return ([Volume(vol.name, vol.kspace[: s - n_val], vol.source)],
+            [Volume(vol.name + "_val", vol.kspace[s - n_val:], vol.source)])

@@ -1,0 +1,225 @@
+"""The single home of the k-space convention.
+
+Convention (used everywhere in kerasrecon and written into exported models):
+
+* k-space and images are complex64 arrays ``[..., H, W]``; the 2-D transform acts on the last two
+  axes (-2, -1).
+* ``fft2c`` is the *centred orthonormal* DFT: ``fftshift(fft2(ifftshift(x)), norm="ortho")``, so the
+  DC sample sits at index ``(H // 2, W // 2)`` and ``ifft2c(fft2c(x)) == x`` with ``‖fft2c(x)‖ = ‖x‖``
+  (Parseval; ``F^H F = I``).
+* Undersampling: ``masked_kspace = mask * kspace`` and ``zero_filled = ifft2c(masked_kspace)``
+  (``x = F^H (M ⊙ s0)``). Masks are real ``{0, 1}`` arrays broadcastable to ``[..., H, W]``.
+* Models see complex images as float32 channels ``[..., H, W, 2]`` (real, imaginary); only this
+  module converts (``to_channels`` / ``from_channels``).
+
+TensorFlow functions have NumPy twins with the suffix ``_np`` that follow the same convention.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kerasrecon.errors import DataError
+
+AXES = (-2, -1)
+
+
+def _tf():
+    import tensorflow as tf  # deferred so that NumPy-only users do not pay the import
+
+    return tf
+
+
+# --------------------------------------------------------------------------------------- NumPy
+def fft2c_np(image: np.ndarray) -> np.ndarray:
+    """Centred orthonormal 2-D FFT (NumPy).
+
+    Args:
+        image: complex array ``[..., H, W]``.
+
+    Returns:
+        k-space, complex ``[..., H, W]`` (complex64 if the input was complex64 or real float32).
+    """
+    out = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(image, axes=AXES), norm="ortho"), axes=AXES)
+    return out.astype(_complex_dtype(image), copy=False)
+
+
+def ifft2c_np(kspace: np.ndarray) -> np.ndarray:
+    """Centred orthonormal inverse 2-D FFT (NumPy), the adjoint and inverse of ``fft2c_np``.
+
+    Args:
+        kspace: complex array ``[..., H, W]``.
+
+    Returns:
+        image, complex ``[..., H, W]``.
+    """
+    out = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=AXES), norm="ortho"), axes=AXES)
+    return out.astype(_complex_dtype(kspace), copy=False)
+
+
+def _complex_dtype(x: np.ndarray):
+    return np.complex128 if np.asarray(x).dtype in (np.float64, np.complex128) else np.complex64
+
+
+def undersample_np(kspace: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``mask ⊙ kspace`` after checking shapes. kspace complex ``[..., H, W]``, mask ``[H, W]``."""
+    check_kspace(kspace)
+    check_mask(mask, kspace.shape[-2:])
+    return (kspace * mask).astype(kspace.dtype, copy=False)
+
+
+def zero_filled_np(kspace: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Zero-filled image ``F^H(M ⊙ s0)``: complex ``[..., H, W]`` from kspace ``[..., H, W]``, mask ``[H, W]``."""
+    return ifft2c_np(undersample_np(kspace, mask))
+
+
+def check_kspace(kspace, name: str = "kspace") -> None:
+    """Raise ``DataError`` unless ``kspace`` is a finite complex array of rank >= 2.
+
+    Args:
+        kspace: array expected complex ``[..., H, W]``.
+        name: how the error message names the array (a file or option).
+    """
+    arr = np.asarray(kspace)
+    if arr.ndim < 2:
+        raise DataError(f"{name} must have rank >= 2 ([..., H, W]). Received: shape={arr.shape}")
+    if not np.iscomplexobj(arr):
+        raise DataError(f"{name} must be complex k-space. Received: dtype={arr.dtype}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise DataError(f"{name} contains {bad} NaN/Inf values; expected finite k-space")
+
+
+def check_mask(mask, shape, name: str = "mask") -> None:
+    """Raise ``DataError`` unless ``mask`` is a finite real array broadcastable to ``[..., H, W]``.
+
+    Args:
+        mask: array ``[H, W]`` or ``[B, H, W]`` with values in ``[0, 1]``.
+        shape: the trailing ``(H, W)`` of the data it is applied to.
+        name: how the error message names the mask.
+    """
+    arr = np.asarray(mask)
+    if arr.ndim < 2 or tuple(arr.shape[-2:]) != tuple(shape):
+        raise DataError(f"{name} shape {arr.shape} does not match the data's (H, W)={tuple(shape)}")
+    if np.iscomplexobj(arr) or not np.all(np.isfinite(arr)):
+        raise DataError(f"{name} must be real and finite. Received: dtype={arr.dtype}")
+
+
+# ---------------------------------------------------------------------------------- TensorFlow
+def fft2c(image):
+    """Centred orthonormal 2-D FFT with ``tf.signal.fft2d``.
+
+    Args:
+        image: complex64 tensor ``[..., H, W]``.
+
+    Returns:
+        complex64 tensor ``[..., H, W]``; DC at ``(H // 2, W // 2)``.
+    """
+    tf = _tf()
+    image = tf.convert_to_tensor(image)
+    shifted = tf.signal.ifftshift(image, axes=AXES)
+    k = tf.signal.fft2d(shifted)
+    return tf.signal.fftshift(k, axes=AXES) * _ortho_scale(image)
+
+
+def ifft2c(kspace):
+    """Centred orthonormal inverse 2-D FFT with ``tf.signal.ifft2d``.
+
+    Args:
+        kspace: complex64 tensor ``[..., H, W]``.
+
+    Returns:
+        complex64 tensor ``[..., H, W]``.
+    """
+    tf = _tf()
+    kspace = tf.convert_to_tensor(kspace)
+    shifted = tf.signal.ifftshift(kspace, axes=AXES)
+    x = tf.signal.ifft2d(shifted)
+    return tf.signal.fftshift(x, axes=AXES) / _ortho_scale(kspace)
+
+
+def _ortho_scale(x):
+    """1/sqrt(H*W) as a complex scalar of ``x``'s dtype (ifft2d already divides by H*W)."""
+    tf = _tf()
+    shape = tf.shape(x)
+    n = tf.cast(shape[-2] * shape[-1], tf.float32)
+    return tf.cast(tf.math.rsqrt(n), x.dtype)
+
+
+def undersample(kspace, mask):
+    """``mask ⊙ kspace``.
+
+    Args:
+        kspace: complex64 tensor ``[B, H, W]``.
+        mask: float32 tensor ``[H, W]`` or ``[B, H, W]`` with values in {0, 1}.
+
+    Returns:
+        masked_kspace: complex64 tensor ``[B, H, W]``.
+    """
+    tf = _tf()
+    return kspace * tf.cast(mask, kspace.dtype)
+
+
+def zero_filled(kspace, mask):
+    """Zero-filled image ``F^H(M ⊙ s0)``.
+
+    Args:
+        kspace: complex64 tensor ``[B, H, W]`` (fully sampled or already masked).
+        mask: float32 tensor ``[H, W]`` or ``[B, H, W]``.
+
+    Returns:
+        complex64 tensor ``[B, H, W]``.
+    """
+    return ifft2c(undersample(kspace, mask))
+
+
+def data_consistency(recon, kspace, mask, noise_lambda=None):
+    """Put measured k-space samples back into a reconstruction.
+
+    Hard (``noise_lambda=None``): ``k = (1 - M) ⊙ F(recon) + M ⊙ s0``, measured samples are replaced
+    exactly. Soft (noise level ``λ > 0``): measured samples become ``(F(recon) + λ s0) / (1 + λ)``
+    (the noisy-data solution of Schlemper et al. 2017); large λ tends to hard replacement.
+
+    Args:
+        recon: complex64 tensor ``[B, H, W]``, the network's image.
+        kspace: complex64 tensor ``[B, H, W]``, measured k-space (values off the mask are ignored).
+        mask: float32 tensor ``[H, W]`` or ``[B, H, W]`` in {0, 1}.
+        noise_lambda: ``None`` for hard replacement, else a positive float.
+
+    Returns:
+        complex64 tensor ``[B, H, W]``.
+    """
+    tf = _tf()
+    k_recon = fft2c(recon)
+    m = tf.cast(mask, k_recon.dtype)
+    if noise_lambda is None:
+        measured = kspace
+    else:
+        lam = tf.cast(noise_lambda, k_recon.dtype)
+        measured = (k_recon + lam * kspace) / (1 + lam)
+    k_dc = (1 - m) * k_recon + m * measured
+    return ifft2c(k_dc)
+
+
+def to_channels(x):
+    """Complex ``[..., H, W]`` -> float32 ``[..., H, W, 2]`` (real, imaginary). TF or NumPy input."""
+    if isinstance(x, np.ndarray):
+        return np.stack([x.real, x.imag], axis=-1).astype(np.float32)
+    tf = _tf()
+    return tf.stack([tf.math.real(x), tf.math.imag(x)], axis=-1)
+
+
+def from_channels(x):
+    """Float ``[..., H, W, 2]`` -> complex64 ``[..., H, W]``. TF or NumPy input."""
+    if isinstance(x, np.ndarray):
+        if x.shape[-1] != 2:
+            raise DataError(f"expected 2 channels (real, imag) in the last axis. Received: shape={x.shape}")
+        return (x[..., 0] + 1j * x[..., 1]).astype(np.complex64)
+    tf = _tf()
+    return tf.complex(x[..., 0], x[..., 1])
+
+
+def magnitude(x):
+    """``|x|`` of channel-form ``[..., H, W, 2]`` float32 -> ``[..., H, W, 1]`` float32 (TF)."""
+    tf = _tf()
+    return tf.sqrt(tf.reduce_sum(tf.square(x), axis=-1, keepdims=True) + 1e-12)

@@ -1,0 +1,206 @@
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from kerasrecon.config import DataConfig, MaskConfig, TrainConfig
+from kerasrecon.data import Volume, load_volumes, split_volumes
+from kerasrecon.data.demo import demo_images, load_demo
+from kerasrecon.data.fastmri import FastMRIFile
+from kerasrecon.data.images import prepare_dataset, read_image_stack
+from kerasrecon.data.pipeline import evaluation_slices, training_dataset
+from kerasrecon.errors import ConfigError, DataError
+from kerasrecon.masks import make_mask
+from tests.conftest import random_complex
+
+
+def ref_fft2c(x):
+    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+
+
+def ref_ifft2c(k):
+    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+
+
+def write_fastmri(path, rng, slices=2, shape=(64, 40), esc=True):
+    k = random_complex(rng, (slices, *shape))
+    with h5py.File(path, "w") as f:
+        f.create_dataset("kspace", data=k)
+        if esc:
+            f.create_dataset("reconstruction_esc", data=np.zeros((slices, 32, 32), np.float32))
+        f.attrs["acquisition"] = "CORPD_FBK"
+    return k
+
+
+def test_demo_set_is_real_mr_and_licensed():
+    from importlib import resources
+
+    imgs = demo_images()
+    assert imgs.shape == (60, 370, 301) and imgs.dtype == np.float32
+    assert 0 <= imgs.min() and imgs.max() <= 1 and imgs.std() > 0.05
+    lic = resources.files("kerasrecon.data").joinpath("demo_data", "LICENSE.mricron").read_text()
+    assert "BSD-3-clause" in lic and "Chris Rorden" in lic
+    vol = load_demo(num_slices=3)
+    np.testing.assert_allclose(np.abs(ref_ifft2c(vol.kspace)), imgs[:3], atol=1e-5)
+
+
+def test_fastmri_reader_crop_then_retransform(tmp_path, rng):
+    k = write_fastmri(tmp_path / "file1000.h5", rng)
+    with FastMRIFile(tmp_path / "file1000.h5", crop=(32, 32)) as f:
+        assert len(f) == 2 and f.attrs["acquisition"] == "CORPD_FBK"
+        img = ref_ifft2c(k[1])[16:48, 4:36]
+        np.testing.assert_allclose(f.image(1), img, atol=1e-5)
+        np.testing.assert_allclose(f.kspace(1), ref_fft2c(img), atol=1e-5)
+        assert f.reconstruction_esc(0).shape == (32, 32)
+
+
+def test_fastmri_reader_errors(tmp_path, rng):
+    with h5py.File(tmp_path / "nok.h5", "w") as f:
+        f.create_dataset("reconstruction_esc", data=np.zeros((1, 8, 8)))
+    with pytest.raises(DataError, match="missing dataset 'kspace'"):
+        FastMRIFile(tmp_path / "nok.h5")
+    write_fastmri(tmp_path / "t.h5", rng, slices=4, shape=(128, 128))
+    data = (tmp_path / "t.h5").read_bytes()
+    (tmp_path / "trunc.h5").write_bytes(data[: len(data) // 3])
+    with pytest.raises(DataError, match="trunc.h5"):
+        FastMRIFile(tmp_path / "trunc.h5").raw_kspace(3)
+
+
+def test_prepare_image_sources_and_manifest(tmp_path, rng):
+    from skimage import io
+
+    src = tmp_path / "src"
+    src.mkdir()
+    mag = rng.random((3, 24, 20)).astype(np.float32) * 7
+    np.save(src / "vol_a.npy", mag)
+    with h5py.File(src / "vol_b.h5", "w") as f:
+        f.create_dataset("image", data=(mag[:2] * np.exp(1j * 0.3)).astype(np.complex64))
+    (src / "vol_c").mkdir()
+    for i in range(2):
+        io.imsave(src / "vol_c" / f"{i:02d}.png", (mag[i] * 30).astype(np.uint8), check_contrast=False)
+    manifest = prepare_dataset(src, tmp_path / "out")
+    assert [v["file"] for v in manifest["volumes"]] == ["vol_a.h5", "vol_b.h5", "vol_c.h5"]
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text()) == manifest
+    vols = load_volumes(str(tmp_path / "out"))
+    assert [v.shape for v in vols] == [(3, 24, 20), (2, 24, 20), (2, 24, 20)]
+    np.testing.assert_allclose(np.abs(ref_ifft2c(vols[0].kspace)), mag / mag.max(), atol=1e-5)
+    assert manifest["volumes"][0]["scale"] == pytest.approx(1 / mag.max())
+    np.testing.assert_allclose(np.angle(vols[1].images[0, 3, 3]), 0.3, atol=1e-4)
+
+
+def test_prepare_fastmri_and_refuses_overwrite(tmp_path, rng):
+    write_fastmri(tmp_path / "f.h5", rng)
+    prepare_dataset(tmp_path / "f.h5", tmp_path / "out", crop=(32, 32))
+    assert load_volumes(str(tmp_path / "out"))[0].shape == (2, 32, 32)
+    before = (tmp_path / "out" / "f.h5").read_bytes()
+    with pytest.raises(DataError, match="not an empty directory"):
+        prepare_dataset(tmp_path / "f.h5", tmp_path / "out")
+    assert (tmp_path / "out" / "f.h5").read_bytes() == before
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: p.mkdir(), "empty directory"),
+    (lambda p: np.save(str(p) + ".npy", np.full((2, 16, 16), np.nan)), "NaN"),
+    (lambda p: np.save(str(p) + ".npy", np.ones((16,))), "expected images"),
+])
+def test_prepare_bad_sources(tmp_path, make, match):
+    src = tmp_path / "bad"
+    make(src)
+    path = src if src.exists() else tmp_path / "bad.npy"
+    with pytest.raises(DataError, match=match):
+        prepare_dataset(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_read_h5_without_image_dataset(tmp_path):
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f.create_dataset("foo", data=np.ones((2, 8, 8)))
+    with pytest.raises(DataError, match="--dataset"):
+        read_image_stack(tmp_path / "x.h5")
+    assert read_image_stack(tmp_path / "x.h5", dataset="foo").shape == (2, 8, 8)
+
+
+def test_load_volumes_errors(tmp_path):
+    with pytest.raises(DataError, match="not a directory"):
+        load_volumes(str(tmp_path / "nope"))
+    with pytest.raises(DataError, match="empty"):
+        load_volumes(str(tmp_path))
+
+
+def test_split_volumes():
+    vol = Volume("v", np.zeros((10, 8, 8), np.complex64))
+    train, val = split_volumes([vol], 0.2)
+    assert train[0].shape[0] == 8 and val[0].shape[0] == 2
+    vols = [Volume(f"v{i}", np.zeros((2, 8, 8), np.complex64)) for i in range(5)]
+    train, val = split_volumes(vols, 0.2)
+    assert [v.name for v in val] == ["v4"]
+
+
+def small_cfg(**mask):
+    return TrainConfig(data=DataConfig(patch_size=16, batch_size=4),
+                       mask=MaskConfig(acceleration=4, **mask), seed=3)
+
+
+def test_pipeline_matches_numpy_reference(rng):
+    images = (rng.random((3, 24, 20)) * np.exp(1j * rng.random((3, 24, 20)))).astype(np.complex64)
+    vol = Volume("v", ref_fft2c(images).astype(np.complex64))
+    cfg = small_cfg()
+    inputs, target = next(iter(training_dataset([vol], cfg)))
+    assert inputs["zero_filled"].shape == (4, 16, 16, 2) and target.shape == (4, 16, 16, 1)
+    # Independent recomputation: the per-volume patch mask, the slice scale, then locate the crop.
+    pmask = make_mask("poisson", 4, (16, 16), cfg.mask.seed).array
+    smask = make_mask("poisson", 4, (24, 20), cfg.mask.seed).array
+    scales = 1 / np.abs(ref_ifft2c(ref_fft2c(images) * smask)).reshape(3, -1).max(1)
+    for b in range(4):
+        np.testing.assert_array_equal(inputs["mask"][b], pmask)
+        t = target[b, ..., 0].numpy()
+        found = [(s, y, x) for s in range(3) for y in range(9) for x in range(5)
+                 if np.allclose(np.abs(images[s, y:y + 16, x:x + 16]) * scales[s], t, atol=1e-5)]
+        assert found, "target patch is not a scaled crop of any slice"
+        s, y, x = found[0]
+        patch = images[s, y:y + 16, x:x + 16] * scales[s]
+        mk = ref_fft2c(patch) * pmask
+        zf = inputs["zero_filled"][b].numpy()
+        np.testing.assert_allclose(zf[..., 0] + 1j * zf[..., 1], ref_ifft2c(mk), atol=1e-5)
+        mko = inputs["masked_kspace"][b].numpy()
+        np.testing.assert_allclose(mko[..., 0] + 1j * mko[..., 1], mk, atol=1e-5)
+
+
+def test_pipeline_deterministic_and_sharded():
+    vol = load_demo(num_slices=4)
+    cfg = small_cfg(per_sample=True, bank_size=5)
+    a = [t.numpy() for _, t in training_dataset([vol], cfg).take(4)]
+    b = [t.numpy() for _, t in training_dataset([vol], cfg).take(4)]
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    flat = np.concatenate(a)  # 16 elements, element i = i-th sample
+    s0 = np.concatenate([t.numpy() for _, t in training_dataset([vol], cfg, batch_size=2, num_shards=2,
+                                                                 shard_index=0).take(4)])
+    s1 = np.concatenate([t.numpy() for _, t in training_dataset([vol], cfg, batch_size=2, num_shards=2,
+                                                                 shard_index=1).take(4)])
+    np.testing.assert_array_equal(s0, flat[0::2])
+    np.testing.assert_array_equal(s1, flat[1::2])
+
+
+def test_pipeline_bad_inputs():
+    vol = Volume("v", np.ones((2, 12, 12), np.complex64))
+    with pytest.raises(ConfigError, match="--patch-size 16"):
+        training_dataset([vol], small_cfg())
+    with pytest.raises(DataError, match="different shapes"):
+        training_dataset([vol, Volume("w", np.ones((2, 20, 20), np.complex64))], small_cfg())
+    with pytest.raises(DataError, match="empty"):
+        training_dataset([], small_cfg())
+
+
+def test_evaluation_slices_by_hand(rng):
+    images = rng.random((2, 20, 18)).astype(np.complex64)
+    vol = Volume("v", ref_fft2c(images).astype(np.complex64))
+    (ev,) = list(evaluation_slices([vol], MaskConfig(kind="random", acceleration=4, seed=2)))
+    m = make_mask("random", 4, (20, 18), 2).array
+    zf = ref_ifft2c(vol.kspace * m)
+    scale = 1 / np.abs(zf).reshape(2, -1).max(1)
+    np.testing.assert_allclose(ev["scale"], scale, rtol=1e-5)
+    np.testing.assert_allclose(ev["zero_filled"], zf * scale[:, None, None], atol=1e-5)
+    np.testing.assert_allclose(ev["target"], np.abs(images), atol=1e-5)
+    assert ev["mask"].id["mask_seed"] == 2

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from kerasrecon.errors import ConfigError
+from kerasrecon.masks import EquispacedLineMask, PoissonMask, RandomLineMask, make_mask, mask_hash
+
+
+@pytest.mark.parametrize("acceleration", [4, 6, 8])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_poisson_achieved_acceleration_within_one_percent(acceleration, seed):
+    m = PoissonMask(acceleration)(shape=(444, 448), seed=seed)
+    achieved = 444 * 448 / m.array.sum()
+    assert abs(achieved - acceleration) / acceleration < 0.01
+    assert m.id["achieved_acceleration"] == pytest.approx(achieved, abs=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (96, 96), (65, 47)])
+@pytest.mark.parametrize("acceleration", [2.5, 4, 8])
+def test_poisson_small_shapes(shape, acceleration):
+    m = PoissonMask(acceleration)(shape=shape, seed=3)
+    assert abs(shape[0] * shape[1] / m.array.sum() - acceleration) / acceleration < 0.01
+    assert set(np.unique(m.array)) <= {0.0, 1.0} and m.array.dtype == np.float32
+
+
+def test_poisson_reproducible_and_seed_dependent():
+    a = PoissonMask(6)(shape=(100, 120), seed=5)
+    b = PoissonMask(6)(shape=(100, 120), seed=5)
+    c = PoissonMask(6)(shape=(100, 120), seed=6)
+    np.testing.assert_array_equal(a.array, b.array)
+    assert a.sha256 == b.sha256 != c.sha256
+
+
+def test_poisson_does_not_touch_global_rng():
+    np.random.seed(0)
+    before = np.random.random()
+    np.random.seed(0)
+    PoissonMask(4)(shape=(64, 64), seed=1)
+    assert np.random.random() == before
+
+
+def test_poisson_variable_density_and_calibration():
+    m = PoissonMask(6)(shape=(200, 200), seed=0).array
+    yy, xx = np.mgrid[:200, :200]
+    r = np.hypot(yy - 100, xx - 100) / 100
+    assert m[r < 0.1].mean() == 1.0  # fully sampled centre
+    assert m[r < 0.3].mean() > 2 * m[(r > 0.7) & (r < 1.0)].mean()  # denser near the centre
+    # Poisson-disc: away from the centre no two samples are 4-neighbours.
+    outer = (m > 0) & (r > 0.6)
+    assert not np.any(outer[1:, :] & outer[:-1, :]) and not np.any(outer[:, 1:] & outer[:, :-1])
+
+
+@pytest.mark.parametrize("cls, kind", [(RandomLineMask, "random"), (EquispacedLineMask, "equispaced")])
+@pytest.mark.parametrize("acceleration", [4, 8])
+def test_line_masks(cls, kind, acceleration):
+    m = cls(acceleration)(shape=(10, 368), seed=0)
+    cols = m.array[0]
+    assert (m.array == cols[None]).all()  # whole phase-encode lines
+    assert cols.sum() == round(368 / acceleration)
+    n_low = round(368 * 0.08)
+    start = (368 - n_low + 1) // 2
+    assert cols[start: start + n_low].all()
+    assert m.kind == kind
+
+
+def test_mask_id_fields():
+    m = make_mask("random", 4, (16, 40), 9)
+    assert m.id == {
+        "mask_kind": "random", "acceleration": 4.0, "achieved_acceleration": 4.0, "mask_seed": 9,
+        "mask_shape": [16, 40], "mask_sha256": mask_hash(m.array),
+    }
+    import hashlib
+    expected = hashlib.sha256(b"(16, 40)" + (m.array > 0.5).astype(np.uint8).tobytes()).hexdigest()
+    assert m.sha256 == expected
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(kind="poisson", acceleration=0.5, shape=(32, 32), seed=0), "acceleration must be"),
+    (dict(kind="poisson", acceleration=400, shape=(32, 32), seed=0), "too high"),
+    (dict(kind="random", acceleration=40, shape=(32, 32), seed=0), "too high"),
+    (dict(kind="spiral", acceleration=4, shape=(32, 32), seed=0), "unknown mask kind"),
+    (dict(kind="poisson", acceleration=4, shape=(32,), seed=0), "shape"),
+    (dict(kind="poisson", acceleration=4, shape=(32, 32), seed=-1), "seed"),
+])
+def test_mask_errors(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        make_mask(**kwargs)
