@@ -117,6 +117,94 @@ def prepare(src, out, dataset, crop):
     click.echo(f"wrote {len(manifest['volumes'])} volume(s) to {out}")
 
 
+def train_options(fn):
+    """Every ``TrainConfig`` field as an option; defaults are the thesis' settings."""
+    opts = [
+        click.option("--data", default="demo", show_default=True,
+                     help="'demo' (embedded real-MR set) or a directory from 'kerasrecon data prepare'."),
+        click.option("--loss", "content", type=click.Choice(["mse", "feature", "hybrid"]), default="hybrid",
+                     show_default=True, help="Content loss: pixel MSE, VGG19 φ5,4 features, or α·MSE + β·feature."),
+        click.option("--acceleration", "-R", type=float, default=4.0, show_default=True, help="Undersampling factor R."),
+        click.option("--mask", "mask_kind", type=click.Choice(["poisson", "random", "equispaced"]), default="poisson",
+                     show_default=True, help="Sampling pattern."),
+        click.option("--mask-seed", type=int, default=0, show_default=True,
+                     help="Seed of the masks (volume i uses seed + i)."),
+        click.option("--mask-per-sample", is_flag=True, help="A new mask per training sample instead of one per volume."),
+        click.option("--steps", type=int, default=100_000, show_default=True, help="GAN iterations (D then G update)."),
+        click.option("--pretrain-steps", type=int, default=0, show_default=True, help="MSE-only generator warm-start steps."),
+        click.option("--batch-size", type=int, default=16, show_default=True, help="Global batch size."),
+        click.option("--patch-size", type=int, default=96, show_default=True, help="Training patch side (pixels)."),
+        click.option("--blocks", type=int, default=16, show_default=True, help="Generator residual blocks B."),
+        click.option("--filters", type=int, default=64, show_default=True, help="Generator conv filters."),
+        click.option("--noise-lambda", type=float, default=None, help="Soft data consistency with this λ (default: hard)."),
+        click.option("--alpha", "mse_weight", type=float, default=0.5, show_default=True, help="Hybrid loss MSE weight α."),
+        click.option("--beta", "feature_weight", type=float, default=0.5, show_default=True, help="Hybrid loss feature weight β."),
+        click.option("--adv-weight", type=float, default=1e-3, show_default=True, help="Adversarial weight λ."),
+        click.option("--vgg-weights", default="imagenet", show_default=True,
+                     help="'imagenet' (Keras cache), PATH to vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, "
+                          "or 'none' (random VGG; smoke tests only)."),
+        click.option("--lr", "learning_rate", type=float, default=1e-4, show_default=True, help="Adam learning rate (G and D)."),
+        click.option("--beta1", "beta_1", type=float, default=0.9, show_default=True, help="Adam β1."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights and patch sampling."),
+        click.option("--val-fraction", type=float, default=0.2, show_default=True, help="Held-out fraction."),
+        click.option("--strategy", type=click.Choice(["auto", "none", "mirrored"]), default="auto", show_default=True,
+                     help="auto: MirroredStrategy when >= 2 GPUs are visible."),
+        click.option("--checkpoint-every", type=int, default=1000, show_default=True, help="Steps between checkpoints."),
+        click.option("--log-every", type=int, default=100, show_default=True, help="Steps between TensorBoard scalars."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def config_from_options(o: dict):
+    """Build the library's ``TrainConfig`` from parsed options."""
+    from kerasrecon.config import DataConfig, LossConfig, MaskConfig, ModelConfig, TrainConfig
+
+    return TrainConfig(
+        mask=MaskConfig(kind=o["mask_kind"], acceleration=o["acceleration"], seed=o["mask_seed"],
+                        per_sample=o["mask_per_sample"]),
+        data=DataConfig(data=o["data"], patch_size=o["patch_size"], batch_size=o["batch_size"],
+                        val_fraction=o["val_fraction"]),
+        model=ModelConfig(blocks=o["blocks"], filters=o["filters"], noise_lambda=o["noise_lambda"]),
+        loss=LossConfig(content=o["content"], mse_weight=o["mse_weight"], feature_weight=o["feature_weight"],
+                        adv_weight=o["adv_weight"], vgg_weights=o["vgg_weights"]),
+        steps=o["steps"], pretrain_steps=o["pretrain_steps"], learning_rate=o["learning_rate"], beta_1=o["beta_1"],
+        seed=o["seed"], strategy=o["strategy"], checkpoint_every=o["checkpoint_every"], log_every=o["log_every"],
+    )
+
+
+class _Progress:
+    """Keras progress bar with ETA on stderr-like terminal output."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, step, total, logs):
+        import keras
+
+        if self.bar is None:
+            self.bar = keras.utils.Progbar(total, stateful_metrics=list(logs) + ["d_loss", "adversarial"])
+            self.bar.update(step - 1)
+        self.bar.update(step, values=list(logs.items()))
+
+
+@cli.command()
+@train_options
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Run directory (config.json, checkpoints/, tensorboard/). Rerunning the same command resumes.")
+@click.option("--force", is_flag=True, help="Continue a run in --out even though its saved config differs.")
+@one_line_errors
+def fit(out, force, **options):
+    """Train the reconstruction GAN (resumes from the last checkpoint in --out)."""
+    from kerasrecon.training.trainer import train
+
+    cfg = config_from_options(options)
+    result = train(cfg, out, force=force, progress=_Progress())
+    click.echo(f"trained steps {result.start_step}..{result.step}; run in {out} "
+               f"(tensorboard --logdir {Path(out) / 'tensorboard'})")
+
+
 def main():
     """Console-script entry point."""
     cli(prog_name="kerasrecon")

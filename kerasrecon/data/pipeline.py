@@ -62,7 +62,7 @@ def _check_volumes(volumes, patch):
 
 
 def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | None = None,
-                     num_shards: int = 1, shard_index: int = 0):
+                     num_shards: int = 1, shard_index: int = 0, start: int = 0):
     """Infinite, deterministic tf.data stream of training batches.
 
     Args:
@@ -70,6 +70,7 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
         cfg: the run's config (mask, data.patch_size, data.batch_size, seed).
         batch_size: batch size of this input pipeline (default ``cfg.data.batch_size``).
         num_shards, shard_index: take elements ``i ≡ shard_index (mod num_shards)`` (multi-worker).
+        start: index of the first element (resuming at step s uses ``s × global batch``).
 
     Returns:
         ``tf.data.Dataset`` of ``(inputs dict, target)`` as described in the module docstring.
@@ -107,7 +108,7 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
         inputs = {"zero_filled": to_channels(ifft2c(masked)), "masked_kspace": to_channels(masked), "mask": mask}
         return inputs, tf.abs(patch)[..., None]
 
-    ds = tf.data.Dataset.counter(dtype=tf.int64)
+    ds = tf.data.Dataset.counter(start=start, dtype=tf.int64)
     if num_shards > 1:
         ds = ds.shard(num_shards, shard_index)
     ds = ds.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

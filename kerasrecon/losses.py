@@ -1,0 +1,143 @@
+"""Losses of the GAN. All return per-example values ``[B]`` float32; the trainer reduces them with
+``tf.nn.compute_average_loss(per_example, global_batch_size)`` so that gradients summed over replicas
+equal single-device gradients on the same global batch.
+
+* ``mse``: mean over pixels of ``(|ŷ| - |y|)²``.
+* ``feature``: mean squared difference of VGG19 ``block5_conv4`` activations (φ5,4, SRGAN's "VGG54"),
+  each feature map multiplied by ``VGG_FEATURE_SCALE = 1/12.75``. Magnitudes (≈ [0, 1] after
+  normalisation) are scaled by ``VGG_INPUT_SCALE = 255``, replicated to 3 channels and put through
+  ``keras.applications.vgg19.preprocess_input`` (caffe: BGR, ImageNet mean subtracted).
+* ``hybrid``: ``α·mse + β·feature``.
+* adversarial: ``BCE(D(ŷ), 1)``; discriminator: ``BCE(D(y), 1) + BCE(D(ŷ), 0)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from kerasrecon.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+VGG_FEATURE_SCALE = 1 / 12.75  # SRGAN φ5,4 rescaling
+VGG_INPUT_SCALE = 255.0  # VGG19 expects 0..255 pixel values before preprocess_input
+VGG_LAYER = "block5_conv4"
+VGG_NOTOP_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+ADV_WEIGHT = 1e-3
+BCE_EPS = 1e-7
+
+
+def keras_cache_file() -> Path:
+    """Where Keras caches the ImageNet VGG19 no-top weights (``$KERAS_HOME/models/...``)."""
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return Path(home) / "models" / VGG_NOTOP_FILE
+
+
+def build_vgg_features(weights: str = "imagenet") -> keras.Model:
+    """Frozen VGG19 up to ``block5_conv4``.
+
+    Args:
+        weights: ``imagenet`` (Keras cache, downloaded if online), a path to ``VGG_NOTOP_FILE``, or
+            ``none`` (random weights; for tests and smoke runs only, logs a warning).
+
+    Returns:
+        ``keras.Model`` float32 ``[B, H, W, 3]`` (preprocessed) -> ``[B, H/16, W/16, 512]``.
+
+    Raises:
+        ConfigError: weights cannot be found or loaded; names ``--vgg-weights``.
+    """
+    shape = (None, None, 3)
+    if weights == "none":
+        log.warning("--vgg-weights none: the feature loss uses a RANDOM VGG19; results are not meaningful")
+        vgg = keras.applications.VGG19(include_top=False, weights=None, input_shape=shape)
+    elif weights == "imagenet":
+        try:
+            vgg = keras.applications.VGG19(include_top=False, weights="imagenet", input_shape=shape)
+        except Exception as exc:  # Keras raises a bare Exception("URL fetch failure on ...") offline
+            raise ConfigError(
+                f"--vgg-weights imagenet: {VGG_NOTOP_FILE} is not in the Keras cache ({keras_cache_file()}) "
+                f"and could not be downloaded ({str(exc).splitlines()[0][:80]}); pass --vgg-weights PATH to that file"
+            ) from None
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise ConfigError(f"--vgg-weights {weights}: file not found (expected {VGG_NOTOP_FILE}, 'imagenet' or 'none')")
+        vgg = keras.applications.VGG19(include_top=False, weights=None, input_shape=shape)
+        try:
+            vgg.load_weights(str(path))
+        except Exception as exc:
+            raise ConfigError(f"--vgg-weights {weights}: cannot load VGG19 no-top weights ({exc.__class__.__name__}: "
+                              f"{str(exc).splitlines()[0][:120]})") from None
+    features = keras.Model(vgg.input, vgg.get_layer(VGG_LAYER).output, name="vgg19_phi54")
+    features.trainable = False
+    return features
+
+
+def vgg_preprocess(magnitude):
+    """float32 ``[B, H, W, 1]`` magnitude (≈ [0, 1]) -> VGG19 input ``[B, H, W, 3]``."""
+    rgb = tf.repeat(magnitude * VGG_INPUT_SCALE, 3, axis=-1)
+    return keras.applications.vgg19.preprocess_input(rgb)
+
+
+def mse_loss(target, recon):
+    """Per-example pixel MSE. target, recon: float32 ``[B, H, W, 1]`` magnitudes -> ``[B]``."""
+    return tf.reduce_mean(tf.square(target - recon), axis=[1, 2, 3])
+
+
+def feature_loss(target, recon, vgg):
+    """Per-example VGG54 feature MSE (features ×1/12.75). Magnitudes ``[B, H, W, 1]`` -> ``[B]``."""
+    f_target = vgg(vgg_preprocess(target), training=False) * VGG_FEATURE_SCALE
+    f_recon = vgg(vgg_preprocess(recon), training=False) * VGG_FEATURE_SCALE
+    return tf.reduce_mean(tf.square(f_target - f_recon), axis=[1, 2, 3])
+
+
+class ContentLoss:
+    """``mse`` | ``feature`` | ``hybrid`` content loss as one callable.
+
+    Args:
+        kind: str, one of ``CONTENT_LOSSES``.
+        vgg: feature extractor from ``build_vgg_features`` (required for feature/hybrid).
+        mse_weight: α for hybrid (default 0.5).
+        feature_weight: β for hybrid (default 0.5).
+
+    Call: ``(target [B, H, W, 1], recon [B, H, W, 1]) -> [B]`` float32.
+    """
+
+    def __init__(self, kind: str, vgg=None, mse_weight: float = 0.5, feature_weight: float = 0.5):
+        if kind not in CONTENT_LOSSES:
+            raise ConfigError(f"--loss must be one of {sorted(CONTENT_LOSSES)}. Received: {kind!r}")
+        if kind != "mse" and vgg is None:
+            raise ConfigError(f"--loss {kind} needs VGG19 features (--vgg-weights)")
+        self.kind, self.vgg = kind, vgg
+        self.mse_weight, self.feature_weight = mse_weight, feature_weight
+
+    def __call__(self, target, recon):
+        return CONTENT_LOSSES[self.kind](self, target, recon)
+
+
+CONTENT_LOSSES = {
+    "mse": lambda c, t, r: mse_loss(t, r),
+    "feature": lambda c, t, r: feature_loss(t, r, c.vgg),
+    "hybrid": lambda c, t, r: c.mse_weight * mse_loss(t, r) + c.feature_weight * feature_loss(t, r, c.vgg),
+}
+
+
+def bce(prob, label: float):
+    """Per-example binary cross-entropy of probabilities ``[B, 1]`` against a constant label -> ``[B]``."""
+    p = tf.clip_by_value(tf.reshape(prob, [-1]), BCE_EPS, 1 - BCE_EPS)
+    return -(label * tf.math.log(p) + (1 - label) * tf.math.log(1 - p))
+
+
+def adversarial_loss(fake_prob):
+    """Generator's adversarial term ``BCE(D(ŷ), 1)``: ``[B, 1]`` -> ``[B]`` (unweighted)."""
+    return bce(fake_prob, 1.0)
+
+
+def discriminator_loss(real_prob, fake_prob):
+    """``BCE(D(y), 1) + BCE(D(ŷ), 0)``: two ``[B, 1]`` -> ``[B]``."""
+    return bce(real_prob, 1.0) + bce(fake_prob, 0.0)

@@ -1,0 +1,38 @@
+"""SRGAN discriminator: 8 Conv3×3 (64, 64, 128, 128, 256, 256, 512, 512; strides 1, 2, 1, 2, …),
+LeakyReLU 0.2, BN after every conv but the first, no max-pool, Dense 1024 + LeakyReLU, Dense 1 + sigmoid.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+D_FILTERS = (64, 64, 128, 128, 256, 256, 512, 512)
+D_STRIDES = (1, 2, 1, 2, 1, 2, 1, 2)
+D_DENSE = 1024
+LEAKY_SLOPE = 0.2
+
+
+def build_discriminator(patch_size: int = 96, channels: int = 1) -> keras.Model:
+    """Build the discriminator.
+
+    Args:
+        patch_size: int, side of the square input (the Dense layer fixes it). Default 96.
+        channels: int, input channels (1 = magnitude). Default 1.
+
+    Returns:
+        ``keras.Model`` named ``discriminator``: float32 ``[B, patch, patch, channels]`` ->
+        float32 ``[B, 1]`` probability that the input is a fully sampled image.
+    """
+    inp = keras.Input((patch_size, patch_size, channels), name="image")
+    x = inp
+    for i, (f, s) in enumerate(zip(D_FILTERS, D_STRIDES), start=1):
+        x = layers.Conv2D(f, 3, strides=s, padding="same", name=f"d_conv{i}")(x)
+        if i > 1:
+            x = layers.BatchNormalization(name=f"d_bn{i}")(x)
+        x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"d_lrelu{i}")(x)
+    x = layers.Flatten(name="d_flatten")(x)
+    x = layers.Dense(D_DENSE, name="d_dense1")(x)
+    x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name="d_lrelu_dense")(x)
+    out = layers.Dense(1, activation="sigmoid", name="d_prob")(x)
+    return keras.Model(inp, out, name="discriminator")

@@ -1,0 +1,105 @@
+"""Residual PReLU generator with a data-consistency layer (the thesis' generator, SRResNet-style).
+
+Layout (every layer named): Conv3×3·F + PReLU → B × [Conv3×3·F, BN, PReLU, Conv3×3·F, BN, + skip]
+→ Conv3×3·F + BN + long skip → Conv3×3·2 added to the zero-filled input (residual learning)
+→ ``DataConsistency`` (measured k-space samples put back). Fully convolutional: any H, W.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from kerasrecon import kspace
+
+GENERATOR_FILTERS = 64
+GENERATOR_BLOCKS = 16
+KERNEL = 3
+
+
+@keras.saving.register_keras_serializable(package="kerasrecon")
+class DataConsistency(layers.Layer):
+    """Replace (hard) or blend (soft, noise λ) measured k-space samples into an image.
+
+    Call args:
+        inputs: list ``[image, masked_kspace, mask]``: image float32 ``[B, H, W, 2]``, masked_kspace
+            float32 ``[B, H, W, 2]`` (measured samples, zeros elsewhere), mask float32 ``[B, H, W]``.
+
+    Returns:
+        float32 ``[B, H, W, 2]``: ``ifft2c((1 - M) F(image) + M s0)`` (hard) or the soft blend.
+
+    Args:
+        noise_lambda: ``None`` (hard, default) or a positive float (soft).
+    """
+
+    def __init__(self, noise_lambda: float | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.noise_lambda = noise_lambda
+
+    def call(self, inputs):
+        image, masked_kspace, mask = inputs
+        out = kspace.data_consistency(kspace.from_channels(image), kspace.from_channels(masked_kspace),
+                                      mask, noise_lambda=self.noise_lambda)
+        return kspace.to_channels(out)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "noise_lambda": self.noise_lambda}
+
+
+def _conv(filters, name):
+    return layers.Conv2D(filters, KERNEL, padding="same", name=name)
+
+
+def _prelu(name):
+    # Shared over H, W so the generator stays fully convolutional (one slope per channel).
+    return layers.PReLU(shared_axes=[1, 2], name=name)
+
+
+def residual_block(x, filters: int, name: str):
+    """Conv-BN-PReLU-Conv-BN + skip. x: float32 ``[B, H, W, filters]`` -> same shape."""
+    y = _conv(filters, f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = _prelu(f"{name}_prelu")(y)
+    y = _conv(filters, f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    return layers.Add(name=f"{name}_add")([x, y])
+
+
+def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FILTERS,
+                    noise_lambda: float | None = None, data_consistency: bool = True) -> keras.Model:
+    """Build the generator.
+
+    Args:
+        blocks: int, residual blocks B (default 16, the thesis).
+        filters: int, conv filters (default 64).
+        noise_lambda: ``None`` for hard DC, else soft DC with this λ.
+        data_consistency: include the DC layer (default True).
+
+    Returns:
+        ``keras.Model`` named ``generator`` with inputs ``{"zero_filled": [B, H, W, 2],
+        "masked_kspace": [B, H, W, 2], "mask": [B, H, W]}`` (float32) and output the complex image as
+        float32 ``[B, H, W, 2]``.
+
+    Example:
+        >>> g = build_generator(blocks=2)
+        >>> g({"zero_filled": x, "masked_kspace": k, "mask": m}).shape  # [B, H, W, 2]
+    """
+    zero_filled = keras.Input((None, None, 2), name="zero_filled")
+    masked_kspace = keras.Input((None, None, 2), name="masked_kspace")
+    mask = keras.Input((None, None), name="mask")
+    x = _conv(filters, "g_conv_in")(zero_filled)
+    x = head = _prelu("g_prelu_in")(x)
+    for i in range(blocks):
+        x = residual_block(x, filters, name=f"g_block{i + 1:02d}")
+    x = _conv(filters, "g_conv_mid")(x)
+    x = layers.BatchNormalization(name="g_bn_mid")(x)
+    x = layers.Add(name="g_long_skip")([head, x])
+    x = _conv(2, "g_conv_out")(x)
+    image = layers.Add(name="g_residual")([zero_filled, x])
+    if data_consistency:
+        image = DataConsistency(noise_lambda, name="g_data_consistency")([image, masked_kspace, mask])
+    return keras.Model({"zero_filled": zero_filled, "masked_kspace": masked_kspace, "mask": mask}, image,
+                       name="generator")

@@ -1,0 +1,126 @@
+"""``ReconGAN``: one ``keras.Model`` owning G, D, the content loss and the custom ``train_step``.
+
+Per step: one discriminator update (``BCE(D(y), 1) + BCE(D(ŷ), 0)``), then one generator update
+(``content + adv_weight · BCE(D(ŷ), 1)``) against the *updated* D. Losses are reduced with
+``tf.nn.compute_average_loss`` over the global batch (per-replica batch × replicas in sync), because
+optimizers sum gradients across replicas. BatchNorm statistics are per replica (not synchronised):
+with the default global batch 16 on 2 GPUs each replica normalises over 8 patches, as in the thesis'
+two-GPU MirroredStrategy set-up.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from kerasrecon.kspace import magnitude
+from kerasrecon.losses import ContentLoss, adversarial_loss, discriminator_loss, mse_loss
+from kerasrecon.metrics_tf import batch_psnr
+
+TRACKED = ("d_loss", "g_loss", "content", "adversarial", "psnr")
+
+
+class ReconGAN(keras.Model):
+    """GAN wrapper around a generator and a discriminator.
+
+    Args:
+        generator: model from ``build_generator`` (inputs dict -> ``[B, H, W, 2]``).
+        discriminator: model from ``build_discriminator`` (``[B, p, p, 1]`` -> ``[B, 1]``).
+        content_loss: a ``ContentLoss``.
+        adv_weight: λ of the adversarial term (default 1e-3).
+
+    ``train_step(data)`` takes ``(inputs, target)`` with target float32 ``[B, p, p, 1]`` and returns
+    the tracked means ``d_loss, g_loss, content, adversarial, psnr``. ``pretrain_step`` is an MSE-only
+    generator step (warm start). ``test_step`` evaluates content loss and PSNR without updates.
+    """
+
+    def __init__(self, generator, discriminator, content_loss: ContentLoss, adv_weight: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.content_loss = content_loss
+        self.adv_weight = adv_weight
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in TRACKED}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def compile(self, g_optimizer, d_optimizer, **kwargs):
+        """Set both Adam optimizers. Build them (``opt.build(vars)``) inside the strategy scope."""
+        super().compile(**kwargs)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+
+    def build_optimizers(self):
+        """Create optimizer slots now (must run inside ``strategy.scope()`` before distributed steps)."""
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+
+    def call(self, inputs, training=False):
+        return self.generator(inputs, training=training)
+
+    def _average(self, per_example, batch):
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return tf.nn.compute_average_loss(per_example, global_batch_size=batch * replicas)
+
+    def train_step(self, data):
+        values = self.step_values(data)
+        return self._track(values)
+
+    def pretrain_step(self, data):
+        """MSE-only generator update (SRGAN warm start); D untouched."""
+        return self._track(self.pretrain_values(data))
+
+    def step_values(self, data):
+        """One D then one G update. Returns this replica's loss shares (sum over replicas = global
+        mean) and its mean batch PSNR, as float32 scalars."""
+        inputs, target = data
+        batch = tf.shape(target)[0]
+        fake = magnitude(self.generator(inputs, training=True))
+        with tf.GradientTape() as d_tape:
+            real_prob = self.discriminator(target, training=True)
+            fake_prob = self.discriminator(fake, training=True)
+            d_loss = self._average(discriminator_loss(real_prob, fake_prob), batch)
+        d_grads = d_tape.gradient(d_loss, self.discriminator.trainable_variables)
+        self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
+
+        with tf.GradientTape() as g_tape:
+            recon = magnitude(self.generator(inputs, training=True))
+            content = self._average(self.content_loss(target, recon), batch)
+            adv = self._average(adversarial_loss(self.discriminator(recon, training=True)), batch)
+            g_loss = content + self.adv_weight * adv
+        g_grads = g_tape.gradient(g_loss, self.generator.trainable_variables)
+        self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables))
+        return {"d_loss": d_loss, "g_loss": g_loss, "content": content, "adversarial": adv,
+                "psnr": tf.reduce_mean(batch_psnr(target, recon))}
+
+    def pretrain_values(self, data):
+        """MSE-only generator update; returns loss shares like ``step_values`` (D terms are 0)."""
+        inputs, target = data
+        batch = tf.shape(target)[0]
+        with tf.GradientTape() as tape:
+            recon = magnitude(self.generator(inputs, training=True))
+            loss = self._average(mse_loss(target, recon), batch)
+        grads = tape.gradient(loss, self.generator.trainable_variables)
+        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
+        zero = tf.zeros_like(loss)
+        return {"d_loss": zero, "g_loss": loss, "content": loss, "adversarial": zero,
+                "psnr": tf.reduce_mean(batch_psnr(target, recon))}
+
+    def test_step(self, data):
+        inputs, target = data
+        recon = magnitude(self.generator(inputs, training=False))
+        content = tf.reduce_mean(self.content_loss(target, recon))
+        self.trackers["content"].update_state(content)
+        self.trackers["psnr"].update_state(tf.reduce_mean(batch_psnr(target, recon)))
+        return {name: self.trackers[name].result() for name in ("content", "psnr")}
+
+    def _track(self, values):
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for name, value in values.items():
+            # Reduced losses are this replica's share of the global mean; ×replicas gives its local
+            # mean, and the Mean tracker then averages over replicas.
+            scale = 1.0 if name == "psnr" else tf.cast(replicas, tf.float32)
+            self.trackers[name].update_state(value * scale)
+        return {name: t.result() for name, t in self.trackers.items()}

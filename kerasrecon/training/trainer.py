@@ -1,0 +1,170 @@
+"""``train(cfg, out)``: the loop behind ``kerasrecon fit``.
+
+It drives ``ReconGAN``'s step with ``strategy.run`` inside one ``tf.function`` (the same code for one
+device and MirroredStrategy), which gives exact iteration-based checkpoints, resume at the saved step,
+a per-step NaN/Inf guard and TensorBoard logging. ``ReconGAN`` is still a plain ``keras.Model`` with a
+custom ``train_step``, so ``gan.fit(dataset)`` also works for single-device experiments.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from kerasrecon.config import TrainConfig
+from kerasrecon.data import load_volumes, split_volumes
+from kerasrecon.data.pipeline import training_dataset
+from kerasrecon.errors import ConfigError, KerasReconError
+from kerasrecon.kspace import from_channels, magnitude
+from kerasrecon.losses import ContentLoss, build_vgg_features
+from kerasrecon.metrics_tf import batch_psnr
+from kerasrecon.models.discriminator import build_discriminator
+from kerasrecon.models.generator import build_generator
+from kerasrecon.training import checkpoint as ckpt
+from kerasrecon.training.gan import ReconGAN
+from kerasrecon.training.strategy import make_strategy
+
+log = logging.getLogger(__name__)
+
+SHARE_KEYS = ("d_loss", "g_loss", "content", "adversarial")
+
+
+class TrainingDiverged(KerasReconError):
+    """A loss became NaN/Inf; the message names the step and the last good checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns: the run directory, the first and last step, the last logged values."""
+
+    out: Path
+    start_step: int
+    step: int
+    logs: dict
+
+
+def build_gan(cfg: TrainConfig) -> ReconGAN:
+    """Build G, D, VGG (if the loss needs it) and the compiled ``ReconGAN`` (call inside a strategy scope)."""
+    keras.utils.set_random_seed(cfg.seed)
+    g = build_generator(cfg.model.blocks, cfg.model.filters, cfg.model.noise_lambda)
+    d = build_discriminator(cfg.data.patch_size)
+    vgg = build_vgg_features(cfg.loss.vgg_weights) if cfg.loss.content != "mse" else None
+    content = ContentLoss(cfg.loss.content, vgg, cfg.loss.mse_weight, cfg.loss.feature_weight)
+    gan = ReconGAN(g, d, content, cfg.loss.adv_weight)
+    adam = dict(learning_rate=cfg.learning_rate, beta_1=cfg.beta_1)
+    gan.compile(g_optimizer=keras.optimizers.Adam(**adam), d_optimizer=keras.optimizers.Adam(**adam))
+    gan.build_optimizers()
+    return gan
+
+
+def make_distributed_step(gan: ReconGAN, strategy, pretrain: bool = False):
+    """A ``tf.function`` running one (pre)training step on every replica; returns global means."""
+    step_fn = gan.pretrain_values if pretrain else gan.step_values
+
+    @tf.function
+    def step(dist_batch):
+        per_replica = strategy.run(step_fn, args=(dist_batch,))
+        out = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+               for k, v in per_replica.items() if k in SHARE_KEYS}
+        out["psnr"] = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica["psnr"], axis=None)
+        return out
+
+    return step
+
+
+def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress=None,
+          max_steps_this_call: int | None = None) -> TrainResult:
+    """Train (or resume) a run.
+
+    Args:
+        cfg: the run's ``TrainConfig``.
+        out: run directory; created if needed; resumed if it holds a checkpoint with the same config.
+        force: continue a run whose saved config differs.
+        strategy: a ``tf.distribute.Strategy`` to use instead of ``cfg.strategy`` (tests).
+        progress: optional callable ``(step, total_steps, logs: dict)`` called after every step.
+        max_steps_this_call: stop after this many steps even if ``cfg`` asks for more (tests).
+
+    Returns:
+        :class:`TrainResult`.
+
+    Raises:
+        ConfigError, DataError: bad options or data (nothing in ``out`` is modified).
+        TrainingDiverged: a loss became NaN/Inf (the last good checkpoint is kept).
+    """
+    out = Path(out)
+    total = cfg.pretrain_steps + cfg.steps
+    resume = ckpt.latest_checkpoint(out) if (out / ckpt.CONFIG_FILE).exists() else None
+    if (out / ckpt.CONFIG_FILE).exists():
+        ckpt.check_resume_config(out, cfg, force)
+    elif out.exists() and any(p for p in out.iterdir() if p.name != ".write-test"):
+        raise ConfigError(f"--out {out}: exists and is not a kerasrecon run; choose a new directory")
+    strategy = strategy or make_strategy(cfg.strategy)
+    replicas = strategy.num_replicas_in_sync
+    if cfg.data.batch_size % replicas:
+        raise ConfigError(f"--batch-size {cfg.data.batch_size} is not divisible by the {replicas} replicas")
+    train_vols, val_vols = split_volumes(load_volumes(cfg.data.data), cfg.data.val_fraction)
+    start = resume[0] if resume else 0
+    dataset = training_dataset(train_vols, cfg, start=start * cfg.data.batch_size)
+    with strategy.scope():
+        gan = build_gan(cfg)
+    ckpt.ensure_writable(out)
+    if resume:
+        ckpt.restore_checkpoint(resume[1], gan)
+        log.info("resuming %s at step %d", out, start)
+    (out / ckpt.CONFIG_FILE).write_text(cfg.to_json())
+
+    writer = tf.summary.create_file_writer(str(out / "tensorboard"))
+    preview = _preview_batch(val_vols or train_vols, cfg)
+    steps = {False: make_distributed_step(gan, strategy), True: make_distributed_step(gan, strategy, pretrain=True)}
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    step, logs, last_saved = start, {}, start
+    stop_at = total if max_steps_this_call is None else min(total, start + max_steps_this_call)
+    t0 = time.perf_counter()
+    while step < stop_at:
+        pretrain = step < cfg.pretrain_steps
+        values = steps[pretrain](next(iterator))
+        step += 1
+        logs = {k: float(v) for k, v in values.items()}
+        if pretrain:
+            logs = {k: v for k, v in logs.items() if k in ("g_loss", "content", "psnr")}
+        bad = [k for k, v in logs.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingDiverged(
+                f"non-finite {bad[0]}={logs[bad[0]]} at step {step}; training stopped, last good checkpoint "
+                f"is step {last_saved if last_saved > 0 else 'none'} in {out / ckpt.CKPT_DIR}")
+        if step % cfg.log_every == 0 or step == stop_at:
+            with writer.as_default(step=step):
+                for k, v in logs.items():
+                    tf.summary.scalar(("pretrain/" if pretrain else "train/") + k, v)
+        if step % cfg.checkpoint_every == 0 or step == stop_at:
+            ckpt.save_checkpoint(out, step, gan)
+            last_saved = step
+            _log_preview(writer, gan, preview, step)
+        if progress is not None:
+            progress(step, total, logs)
+    writer.flush()
+    log.info("trained %d steps in %.1f s", step - start, time.perf_counter() - t0)
+    return TrainResult(out, start, step, logs)
+
+
+def _preview_batch(volumes, cfg):
+    """A fixed batch (seeded) of held-out patches for TensorBoard images and validation PSNR."""
+    return next(iter(training_dataset(volumes, cfg, batch_size=min(4, cfg.data.batch_size))))
+
+
+def _log_preview(writer, gan, preview, step):
+    inputs, target = preview
+    recon = magnitude(gan.generator(inputs, training=False))
+    zf = tf.abs(from_channels(inputs["zero_filled"]))[..., None]
+    err = tf.abs(recon - target)
+    grid = tf.concat([zf, recon, target, err], axis=2)  # zero-filled | recon | target | |error|
+    peak = tf.maximum(tf.reduce_max(target, axis=[1, 2, 3], keepdims=True), 1e-6)
+    with writer.as_default(step=step):
+        tf.summary.image("val/zero_filled|recon|target|error", tf.clip_by_value(grid / peak, 0, 1), max_outputs=4)
+        tf.summary.scalar("val/psnr", float(tf.reduce_mean(batch_psnr(target, recon))))
