@@ -29,7 +29,7 @@ def build_discriminator(patch_size: int = 96, channels: int = 1) -> keras.Model:
     for i, (f, s) in enumerate(zip(D_FILTERS, D_STRIDES), start=1):
         x = layers.Conv2D(f, 3, strides=s, padding="same", name=f"d_conv{i}")(x)
         if i > 1:
-            x = layers.BatchNormalization(name=f"d_bn{i}")(x)
+            x = layers.BatchNormalization(synchronized=True, name=f"d_bn{i}")(x)
         x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"d_lrelu{i}")(x)
     x = layers.Flatten(name="d_flatten")(x)
     x = layers.Dense(D_DENSE, name="d_dense1")(x)

@@ -61,10 +61,10 @@ def _prelu(name):
 def residual_block(x, filters: int, name: str):
     """Conv-BN-PReLU-Conv-BN + skip. x: float32 ``[B, H, W, filters]`` -> same shape."""
     y = _conv(filters, f"{name}_conv1")(x)
-    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.BatchNormalization(synchronized=True, name=f"{name}_bn1")(y)
     y = _prelu(f"{name}_prelu")(y)
     y = _conv(filters, f"{name}_conv2")(y)
-    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.BatchNormalization(synchronized=True, name=f"{name}_bn2")(y)
     return layers.Add(name=f"{name}_add")([x, y])
 
 
@@ -95,7 +95,7 @@ def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FIL
     for i in range(blocks):
         x = residual_block(x, filters, name=f"g_block{i + 1:02d}")
     x = _conv(filters, "g_conv_mid")(x)
-    x = layers.BatchNormalization(name="g_bn_mid")(x)
+    x = layers.BatchNormalization(synchronized=True, name="g_bn_mid")(x)
     x = layers.Add(name="g_long_skip")([head, x])
     x = _conv(2, "g_conv_out")(x)
     image = layers.Add(name="g_residual")([zero_filled, x])

@@ -104,6 +104,7 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
         ckpt.check_resume_config(out, cfg, force)
     elif out.exists() and any(p for p in out.iterdir() if p.name != ".write-test"):
         raise ConfigError(f"--out {out}: exists and is not a kerasrecon run; choose a new directory")
+    ckpt.ensure_writable(out)
     strategy = strategy or make_strategy(cfg.strategy)
     replicas = strategy.num_replicas_in_sync
     if cfg.data.batch_size % replicas:
@@ -113,7 +114,6 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     dataset = training_dataset(train_vols, cfg, start=start * cfg.data.batch_size)
     with strategy.scope():
         gan = build_gan(cfg)
-    ckpt.ensure_writable(out)
     if resume:
         ckpt.restore_checkpoint(resume[1], gan)
         log.info("resuming %s at step %d", out, start)

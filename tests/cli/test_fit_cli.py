@@ -1,0 +1,53 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from kerasrecon_cli.main import cli
+
+TINY = ["--batch-size", "2", "--patch-size", "32", "--blocks", "1", "--filters", "8", "--vgg-weights", "none"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_fit_cli_trains_and_records_config(tmp_path):
+    out = tmp_path / "run"
+    res = run("fit", "--loss", "hybrid", "--steps", 2, "--pretrain-steps", 1, "-R", 6, "--mask", "random",
+              "--mask-seed", 3, "--checkpoint-every", 2, "--out", out, *TINY)
+    assert res.exit_code == 0, res.output
+    assert "trained steps 0..3" in res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["loss"]["content"] == "hybrid" and cfg["mask"] == {
+        "kind": "random", "acceleration": 6.0, "seed": 3, "per_sample": False, "bank_size": 64}
+    assert cfg["steps"] == 2 and cfg["pretrain_steps"] == 1 and cfg["model"]["blocks"] == 1
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--loss", "l1"], "Invalid value for '--loss'"),
+    (["--strategy", "tpu"], "Invalid value for '--strategy'"),
+    (["--patch-size", "1000"], "--patch-size 1000 is larger"),
+    (["--acceleration", "0.5"], "--acceleration must be >= 1"),
+    (["--data", "/nonexistent"], "--data /nonexistent: not a directory"),
+    (["--vgg-weights", "/no/such.h5", "--loss", "feature"], "--vgg-weights /no/such.h5: file not found"),
+])
+def test_fit_cli_bad_options(tmp_path, args, match):
+    res = run("fit", "--steps", 1, "--out", tmp_path / "run", *TINY, *args)
+    assert res.exit_code == 2, res.output
+    assert match in res.output
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_fit_cli_unwritable_out(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = run("fit", "--steps", 1, "--out", blocker / "run", *TINY)
+    assert res.exit_code == 2 and "--out" in res.output and blocker.read_text() == "x"
+
+
+def test_fit_help_explains_defaults():
+    res = run("fit", "--help")
+    assert res.exit_code == 0
+    for text in ["--loss", "hybrid", "100000", "--vgg-weights", "--strategy", "--pretrain-steps"]:
+        assert text in res.output

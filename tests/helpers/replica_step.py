@@ -1,0 +1,60 @@
+"""Run in a fresh process: one GAN step on 1 replica vs 2 replicas (2 logical CPUs), same global batch.
+
+Prints JSON with the largest weight difference between the two after the step. SGD (lr 0.01) is used
+so that weight differences measure gradient differences: Adam's first step moves every weight by about
+±lr whatever the gradient's size, which turns float round-off in near-zero gradients into 2·lr jumps.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kerasrecon.config import DataConfig, LossConfig, ModelConfig, TrainConfig  # noqa: E402
+from kerasrecon.data.demo import load_demo  # noqa: E402
+from kerasrecon.data.pipeline import training_dataset  # noqa: E402
+from kerasrecon.training.trainer import build_gan, make_distributed_step  # noqa: E402
+
+loss = sys.argv[1] if len(sys.argv) > 1 else "hybrid"
+cfg = TrainConfig(data=DataConfig(patch_size=32, batch_size=4), model=ModelConfig(blocks=2, filters=16),
+                  loss=LossConfig(content=loss, vgg_weights="none"), seed=5)
+batch = next(iter(training_dataset([load_demo(num_slices=6)], cfg)))
+
+results = {}
+for name, strategy in [("one", tf.distribute.get_strategy()),
+                       ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
+    with strategy.scope():
+        gan = build_gan(cfg)
+        gan.compile(g_optimizer=keras.optimizers.SGD(0.01), d_optimizer=keras.optimizers.SGD(0.01))
+        gan.build_optimizers()
+    if name == "two":  # identical starting point
+        gan.generator.set_weights(results["one"]["g0"])
+        gan.discriminator.set_weights(results["one"]["d0"])
+    g0, d0 = gan.generator.get_weights(), gan.discriminator.get_weights()
+    step = make_distributed_step(gan, strategy)
+    dist = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
+    values = step(next(iter(dist)))
+    results[name] = {"g0": g0, "d0": d0, "g": gan.generator.get_weights(), "d": gan.discriminator.get_weights(),
+                     "values": {k: float(v) for k, v in values.items()}, "replicas": strategy.num_replicas_in_sync}
+
+
+def maxdiff(a, b):
+    return float(max(np.max(np.abs(x - y)) for x, y in zip(a, b)))
+
+
+print(json.dumps({
+    "replicas": [results["one"]["replicas"], results["two"]["replicas"]],
+    "max_abs_diff_g": maxdiff(results["one"]["g"], results["two"]["g"]),
+    "max_abs_diff_d": maxdiff(results["one"]["d"], results["two"]["d"]),
+    "g_moved": maxdiff(results["one"]["g"], results["one"]["g0"]),
+    "d_moved": maxdiff(results["one"]["d"], results["one"]["d0"]),
+    "values_one": results["one"]["values"], "values_two": results["two"]["values"],
+}))

@@ -1,0 +1,79 @@
+import keras
+import numpy as np
+import pytest
+
+from kerasrecon.kspace import fft2c_np
+from kerasrecon.masks import make_mask
+from kerasrecon.models.discriminator import build_discriminator
+from kerasrecon.models.generator import DataConsistency, build_generator
+from tests.conftest import random_complex
+
+
+def conv(k, cin, cout):
+    return k * k * cin * cout + cout
+
+
+def expected_generator_params(blocks, f=64):
+    head = conv(3, 2, f) + f  # conv + PReLU (one slope per channel)
+    block = 2 * conv(3, f, f) + 2 * 4 * f + f  # two convs, two BN (γ, β, mean, var), one PReLU
+    tail = conv(3, f, f) + 4 * f + conv(3, f, 2)
+    return head + blocks * block + tail
+
+
+def expected_discriminator_params(patch=96):
+    filters = [64, 64, 128, 128, 256, 256, 512, 512]
+    total, cin = 0, 1
+    for i, f in enumerate(filters):
+        total += conv(3, cin, f) + (4 * f if i > 0 else 0)
+        cin = f
+    side = patch // 16  # four stride-2 convs
+    return total + (side * side * 512 * 1024 + 1024) + (1024 + 1)
+
+
+def test_full_size_parameter_counts():
+    g = build_generator()
+    assert g.count_params() == expected_generator_params(16) == 1_230_530
+    d = build_discriminator(96)
+    assert d.count_params() == expected_discriminator_params(96) == 23_568_065
+    convs = [lay for lay in d.layers if isinstance(lay, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [64, 64, 128, 128, 256, 256, 512, 512]
+    assert [c.strides[0] for c in convs] == [1, 2, 1, 2, 1, 2, 1, 2]
+    assert not any(isinstance(lay, keras.layers.MaxPooling2D) for lay in d.layers)
+    assert sum(isinstance(lay, keras.layers.Conv2D) for lay in g.layers) == 2 + 2 * 16 + 1
+
+
+def test_generator_any_size_and_dc_exact(rng):
+    g = build_generator(blocks=2, filters=8)
+    for shape in [(24, 20), (17, 33)]:
+        kspace = random_complex(rng, (2, *shape))
+        mask = make_mask("poisson", 3, shape, 0).array
+        masked = kspace * mask
+        zf = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(masked, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+        inputs = {"zero_filled": np.stack([zf.real, zf.imag], -1).astype(np.float32),
+                  "masked_kspace": np.stack([masked.real, masked.imag], -1).astype(np.float32),
+                  "mask": np.broadcast_to(mask, (2, *shape)).astype(np.float32)}
+        out = g(inputs).numpy()
+        assert out.shape == (2, *shape, 2)
+        k_out = fft2c_np((out[..., 0] + 1j * out[..., 1]).astype(np.complex64))
+        m = mask.astype(bool)
+        np.testing.assert_allclose(k_out[:, m], masked[:, m], atol=1e-4)
+
+
+def test_serialisation_round_trip(tmp_path, rng):
+    g = build_generator(blocks=1, filters=4, noise_lambda=2.0)
+    path = tmp_path / "g.keras"
+    g.save(path)
+    g2 = keras.saving.load_model(path)
+    x = {"zero_filled": rng.standard_normal((1, 8, 8, 2)).astype(np.float32),
+         "masked_kspace": rng.standard_normal((1, 8, 8, 2)).astype(np.float32),
+         "mask": (rng.random((1, 8, 8)) > 0.5).astype(np.float32)}
+    np.testing.assert_allclose(g(x).numpy(), g2(x).numpy(), atol=1e-6)
+    layer = DataConsistency.from_config(DataConsistency(noise_lambda=2.0).get_config())
+    assert layer.noise_lambda == 2.0
+    assert all(lay.name for lay in g.layers)
+
+
+def test_discriminator_output_is_probability(rng):
+    d = build_discriminator(32)
+    p = d(rng.random((3, 32, 32, 1)).astype(np.float32)).numpy()
+    assert p.shape == (3, 1) and np.all((p > 0) & (p < 1))

@@ -1,0 +1,148 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasrecon import losses
+from kerasrecon.config import DataConfig, LossConfig, ModelConfig, TrainConfig
+from kerasrecon.data.demo import load_demo
+from kerasrecon.data.pipeline import training_dataset
+from kerasrecon.errors import ConfigError
+from kerasrecon.training import checkpoint as ckpt
+from kerasrecon.training.trainer import TrainingDiverged, build_gan, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(content="mse", **kw):
+    base = dict(data=DataConfig(patch_size=32, batch_size=4), model=ModelConfig(blocks=2, filters=16),
+                loss=LossConfig(content=content, vgg_weights="none"), seed=1, checkpoint_every=2, log_every=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return next(iter(training_dataset([load_demo(num_slices=8)], tiny())))
+
+
+@pytest.mark.parametrize("content", ["mse", "feature", "hybrid"])
+def test_each_loss_updates_g_and_d_every_step(batch, content):
+    gan = build_gan(tiny(content))
+    for _ in range(2):
+        g0 = [w.copy() for w in gan.generator.get_weights()]
+        d0 = [w.copy() for w in gan.discriminator.get_weights()]
+        logs = gan.train_step(batch)
+        assert all(np.isfinite(float(v)) for v in logs.values())
+        assert any(not np.array_equal(a, b) for a, b in zip(g0, gan.generator.get_weights()))
+        assert any(not np.array_equal(a, b) for a, b in zip(d0, gan.discriminator.get_weights()))
+
+
+def test_mse_generator_overfits_one_batch(batch):
+    cfg = tiny("mse", learning_rate=1e-3)
+    gan = build_gan(cfg)
+    first = float(gan.pretrain_step(batch)["psnr"])
+    for _ in range(60):
+        gan.trackers["psnr"].reset_state()
+        last = float(gan.pretrain_step(batch)["psnr"])
+    assert last > first + 5.0, (first, last)
+
+
+@pytest.mark.slow
+def test_two_replicas_equal_one_replica():
+    out = subprocess.run([sys.executable, str(ROOT / "tests" / "helpers" / "replica_step.py"), "hybrid"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["replicas"] == [1, 2]
+    assert res["g_moved"] > 1e-3 and res["d_moved"] > 1e-3  # the step did something measurable
+    assert res["max_abs_diff_g"] < 1e-4 and res["max_abs_diff_d"] < 1e-4
+    for k in ("d_loss", "g_loss", "content"):
+        assert res["values_one"][k] == pytest.approx(res["values_two"][k], rel=1e-4)
+
+
+def test_train_resume_and_checkpoint_contents(tmp_path):
+    out = tmp_path / "run"
+    r1 = train(tiny(steps=3, pretrain_steps=1), out)
+    assert (r1.start_step, r1.step) == (0, 4)
+    assert ckpt.latest_checkpoint(out)[0] == 4
+    saved = ckpt.read_config(out)
+    assert saved == tiny(steps=3, pretrain_steps=1)
+    r2 = train(tiny(steps=5, pretrain_steps=1), out)
+    assert (r2.start_step, r2.step) == (4, 6)
+    assert sorted(p.name for p in (out / "checkpoints").glob("ckpt-*")) == [
+        "ckpt-00000002", "ckpt-00000004", "ckpt-00000006"]
+    assert list((out / "tensorboard").iterdir())
+
+
+def test_resume_refuses_different_config(tmp_path):
+    out = tmp_path / "run"
+    train(tiny(steps=2), out)
+    before = (out / "checkpoints" / "latest.json").read_text()
+    with pytest.raises(ConfigError, match=r"loss.content: 'mse' -> 'hybrid'"):
+        train(tiny("hybrid", steps=4), out)
+    assert (out / "checkpoints" / "latest.json").read_text() == before
+
+
+def test_nan_guard_names_step_and_keeps_checkpoint(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train(tiny(steps=2), out)
+    monkeypatch.setattr(losses, "mse_loss", lambda t, r: tf.reduce_mean(t - r, axis=[1, 2, 3]) * np.nan)
+    with pytest.raises(TrainingDiverged, match="at step 3; .*last good checkpoint is step 2"):
+        train(tiny(steps=6), out)
+    step, path = ckpt.latest_checkpoint(out)
+    assert step == 2 and (path / "generator.weights.h5").stat().st_size > 0
+
+
+@pytest.mark.parametrize("cfg_kw, match", [
+    (dict(data=DataConfig(patch_size=512, batch_size=4)), "--patch-size 512"),
+    (dict(loss=LossConfig(content="feature", vgg_weights="/nonexistent/vgg.h5")), "--vgg-weights"),
+])
+def test_bad_options_leave_nothing(tmp_path, cfg_kw, match):
+    with pytest.raises(ConfigError, match=match):
+        train(tiny(**cfg_kw), tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_out_not_a_run(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a kerasrecon run"):
+        train(tiny(), tmp_path / "run")
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "kerasrecon_cli.main", "fit", "--loss", "mse", "--batch-size", "2",
+           "--patch-size", "32", "--blocks", "1", "--filters", "8", "--checkpoint-every", "2", "--out", str(out)]
+    proc = subprocess.Popen(cmd + ["--steps", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = out / "checkpoints" / "latest.json"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            if latest.exists() and json.loads(latest.read_text())["step"] >= 4:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no checkpoint at step >= 4 within 240 s")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    step, path = ckpt.latest_checkpoint(out)
+    assert step >= 4
+    # The checkpoint is complete and loadable.
+    _, g, loaded_step = ckpt.load_generator(out)
+    assert loaded_step == step
+    res = subprocess.run(cmd + ["--steps", str(step + 2)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"trained steps {step}..{step + 2}" in res.stdout
+    assert ckpt.latest_checkpoint(out)[0] == step + 2
