@@ -205,6 +205,109 @@ def fit(out, force, **options):
                f"(tensorboard --logdir {Path(out) / 'tensorboard'})")
 
 
+@cli.command()
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True,
+              help="A run directory written by 'kerasrecon fit'.")
+@click.option("--data", default=None, help="'demo' or a prepared dataset directory (default: the run's).")
+@click.option("--split", type=click.Choice(["val", "all"]), default="val", show_default=True,
+              help="val: the run's held-out part of --data; all: every slice.")
+@click.option("--acceleration", "-R", type=float, default=None, help="R (default: the run's).")
+@click.option("--mask", "mask_kind", type=click.Choice(["poisson", "random", "equispaced"]), default=None,
+              help="Mask kind (default: the run's).")
+@click.option("--mask-seed", type=int, default=None, help="Mask seed (default: the run's); volume i uses seed + i.")
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Slices per generator call.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Writes slices.csv and summary.json here.")
+@click.option("--force", is_flag=True, help="Overwrite slices.csv/summary.json in --out.")
+@one_line_errors
+def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, batch_size, out, force):
+    """Reconstruct held-out slices and score them (NMSE, PSNR, SSIM, HFEN) next to zero-filling."""
+    import dataclasses
+
+    from kerasrecon import evaluate as ev
+    from kerasrecon.training.checkpoint import read_config
+
+    base = read_config(model_dir).mask
+    changes = {k: v for k, v in dict(acceleration=acceleration, kind=mask_kind, seed=mask_seed).items() if v is not None}
+    mask_cfg = dataclasses.replace(base, **changes)
+    bar = _SliceProgress()
+    rows, summary, meta = ev.evaluate_run(model_dir, data, mask_cfg, split, batch_size, progress=bar)
+    ev.write_results(rows, summary, out, meta, force=force)
+    _echo_summary(summary, meta)
+    click.echo(f"wrote {Path(out) / 'slices.csv'} and {Path(out) / 'summary.json'}")
+
+
+class _SliceProgress:
+    """Progress bar over slices; a new bar for each file (new total)."""
+
+    def __init__(self):
+        self.bar, self.total, self.last = None, None, 0
+
+    def __call__(self, done, total):
+        import keras
+
+        if self.bar is None or total != self.total or done <= self.last:
+            self.bar, self.total = keras.utils.Progbar(total, unit_name="slice"), total
+        self.last = done
+        self.bar.update(done)
+
+
+def _echo_summary(summary, meta):
+    mask = meta["mask"]
+    click.echo(f"R={mask['acceleration']:g} mask={mask['kind']} seed={mask['seed']} data={meta['data']} "
+               f"split={meta['split']} (mean ± std over slices)")
+    for method, s in summary.items():
+        o = s["over_slices"]
+        click.echo(f"  {method:12s} PSNR {o['psnr']['mean']:6.2f} ± {o['psnr']['std']:.2f} dB  "
+                   f"NMSE {o['nmse']['mean']:.4f}  SSIM {o['ssim']['mean']:.4f}  HFEN {o['hfen']['mean']:.4f}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(), required=True, help="SavedModel directory to create.")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out.")
+@one_line_errors
+def export(run_dir, out, force):
+    """Export RUN_DIR's newest generator as a TensorFlow SavedModel (k-space -> image, DC inside).
+
+    \b
+    Signatures: serving_default(kspace_real, kspace_imag [B,H,W], mask [B,H,W]|[H,W]) -> image, complex_image
+                from_zero_filled(zero_filled [B,H,W,2]) -> image, complex_image
+    Inspect with: saved_model_cli show --dir OUT --all
+    """
+    from kerasrecon.export import export_run
+
+    path = export_run(run_dir, out, force=force)
+    click.echo(f"exported {run_dir} to {path} (metadata: {path / 'assets' / 'kerasrecon.json'})")
+
+
+@cli.command()
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True,
+              help="An exported SavedModel ('kerasrecon export').")
+@click.option("--input", "input_path", type=click.Path(), required=True,
+              help="fastMRI single-coil .h5, a prepared volume .h5, or a directory of them.")
+@click.option("--output", type=click.Path(), required=True, help="Output .h5 (or directory for a directory input).")
+@click.option("--acceleration", "-R", type=float, default=4.0, show_default=True,
+              help="R for files without their own 'mask' dataset.")
+@click.option("--mask", "mask_kind", type=click.Choice(["poisson", "random", "equispaced"]), default="poisson",
+              show_default=True, help="Mask kind for files without their own mask.")
+@click.option("--mask-seed", type=int, default=0, show_default=True, help="Mask seed.")
+@click.option("--crop", type=(int, int), default=None, metavar="H W",
+              help="Centre-crop the output (default 320 320 for fastMRI files).")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Slices per model call.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@one_line_errors
+def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_seed, crop, batch_size, force):
+    """Reconstruct k-space files; writes 'reconstruction' [slices, H, W] (fastMRI submission layout)."""
+    from kerasrecon.config import MaskConfig
+    from kerasrecon.reconstruct import reconstruct_files
+
+    paths = reconstruct_files(model_dir, input_path, output, MaskConfig(kind=mask_kind, acceleration=acceleration,
+                              seed=mask_seed), batch_size=batch_size, crop=crop, force=force,
+                              progress=_SliceProgress())
+    for p in paths:
+        click.echo(f"wrote {p}")
+
+
 def main():
     """Console-script entry point."""
     cli(prog_name="kerasrecon")

@@ -45,14 +45,17 @@ def test_each_loss_updates_g_and_d_every_step(batch, content):
         assert any(not np.array_equal(a, b) for a, b in zip(d0, gan.discriminator.get_weights()))
 
 
-def test_mse_generator_overfits_one_batch(batch):
-    cfg = tiny("mse", learning_rate=1e-3)
+def test_mse_generator_overfits_one_batch():
+    # Patches with brain content (slices from the middle of the demo), seeded; the zero-initialised
+    # output conv makes step 1 start at the zero-filled PSNR.
+    cfg = tiny("mse", learning_rate=3e-4, data=DataConfig(patch_size=48, batch_size=4))
+    batch = next(iter(training_dataset([load_demo(num_slices=30)], cfg)))
     gan = build_gan(cfg)
     first = float(gan.pretrain_step(batch)["psnr"])
     for _ in range(60):
         gan.trackers["psnr"].reset_state()
         last = float(gan.pretrain_step(batch)["psnr"])
-    assert last > first + 5.0, (first, last)
+    assert last > first + 4.0, (first, last)
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """Residual PReLU generator with a data-consistency layer (the thesis' generator, SRResNet-style).
 
 Layout (every layer named): Conv3×3·F + PReLU → B × [Conv3×3·F, BN, PReLU, Conv3×3·F, BN, + skip]
-→ Conv3×3·F + BN + long skip → Conv3×3·2 added to the zero-filled input (residual learning)
+→ Conv3×3·F + BN + long skip → Conv3×3·2 (zero-initialised) added to the zero-filled input (residual
+learning)
 → ``DataConsistency`` (measured k-space samples put back). Fully convolutional: any H, W.
 """
 
@@ -97,7 +98,9 @@ def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FIL
     x = _conv(filters, "g_conv_mid")(x)
     x = layers.BatchNormalization(synchronized=True, name="g_bn_mid")(x)
     x = layers.Add(name="g_long_skip")([head, x])
-    x = _conv(2, "g_conv_out")(x)
+    # Zero-initialised output conv: the untrained generator is the identity on the zero-filled input
+    # (then DC), so training starts from the zero-filled baseline instead of from random noise.
+    x = layers.Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", name="g_conv_out")(x)
     image = layers.Add(name="g_residual")([zero_filled, x])
     if data_consistency:
         image = DataConsistency(noise_lambda, name="g_data_consistency")([image, masked_kspace, mask])

@@ -1,0 +1,123 @@
+"""Reconstruct k-space files with an exported SavedModel (fastMRI submission layout).
+
+Input: a fastMRI single-coil ``.h5`` or a prepared-dataset volume ``.h5`` (both hold ``kspace``
+complex ``[S, H, W]``), or a directory of them. The model runs on the file's own k-space grid:
+
+* if the file has a ``mask`` dataset (fastMRI test/challenge files: ``[W]`` sampled columns, k-space
+  already undersampled) that mask is used;
+* otherwise a mask of ``mask_cfg`` (kind, R, seed) is drawn at the k-space shape.
+
+Output per input file: ``reconstruction`` float32 ``[S, h, w]`` (magnitude; centre-cropped to
+``crop``, by default 320×320 for fastMRI files, none for prepared volumes) and attributes with the
+mask id and the model's training metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from kerasrecon.config import MaskConfig
+from kerasrecon.data.fastmri import CROP, center_crop
+from kerasrecon.errors import DataError
+from kerasrecon.kspace import check_kspace
+from kerasrecon.masks import Mask, make_mask, mask_hash
+
+
+def _inputs(path: Path):
+    if path.is_dir():
+        files = sorted(path.glob("*.h5"))
+        if not files:
+            raise DataError(f"--input {path}: no .h5 files")
+        return files
+    if not path.is_file():
+        raise DataError(f"--input {path}: does not exist")
+    return [path]
+
+
+def _file_mask(f, shape, mask_cfg: MaskConfig, name: str):
+    """(mask array [H, W] float32, id dict)."""
+    if "mask" in f:
+        cols = np.asarray(f["mask"][()]).astype(np.float32).reshape(-1)
+        if cols.size != shape[1]:
+            raise DataError(f"{name}: 'mask' has {cols.size} entries, k-space has {shape[1]} columns")
+        arr = np.repeat(cols[None], shape[0], axis=0)
+        return arr, {"mask_kind": "file", "acceleration": float(f.attrs.get("acceleration", 0) or 0),
+                     "achieved_acceleration": round(arr.size / max(arr.sum(), 1), 4), "mask_seed": -1,
+                     "mask_sha256": mask_hash(arr)}
+    m: Mask = make_mask(mask_cfg.kind, mask_cfg.acceleration, shape, mask_cfg.seed)
+    ident = dict(m.id)
+    ident.pop("mask_shape")
+    return m.array, ident
+
+
+def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig, batch_size: int = 8, crop=None,
+                      force: bool = False, progress=None) -> list[Path]:
+    """Reconstruct every input file; returns the written paths.
+
+    Args:
+        model_dir: an exported SavedModel (``kerasrecon export``).
+        input_path: an ``.h5`` file or a directory of them.
+        output: output ``.h5`` (single input) or directory (directory input).
+        mask_cfg: mask for files without their own ``mask``.
+        batch_size: slices per model call.
+        crop: (h, w) centre crop of the output; default 320×320 for fastMRI files.
+        force: overwrite existing outputs.
+        progress: optional callable ``(done_slices, total_slices)``.
+    """
+    from kerasrecon.export import load_export
+
+    if batch_size < 1:
+        raise DataError(f"--batch-size must be >= 1. Received: {batch_size}")
+    loaded, meta = load_export(model_dir)
+    serve = loaded.signatures["serving_default"]
+    files = _inputs(Path(input_path))
+    output = Path(output)
+    targets = [output / f.name for f in files] if Path(input_path).is_dir() else [output]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not force:
+        raise DataError(f"--output: {existing[0]} exists; pass --force to overwrite")
+    import tensorflow as tf
+
+    written = []
+    for src, dst in zip(files, targets):
+        try:
+            f = h5py.File(src, "r")
+        except OSError as exc:
+            raise DataError(f"{src}: not a readable HDF5 file ({exc})") from None
+        with f:
+            if "kspace" not in f or f["kspace"].ndim != 3:
+                raise DataError(f"{src}: expected dataset 'kspace' complex [slices, H, W]")
+            shape = f["kspace"].shape[1:]
+            mask, ident = _file_mask(f, shape, mask_cfg, str(src))
+            is_fastmri = "reconstruction_esc" in f or "ismrmrd_header" in f or "mask" in f
+            out_crop = crop or (CROP if is_fastmri and min(shape) >= max(CROP) else None)
+            recons = []
+            n = f["kspace"].shape[0]
+            for i in range(0, n, batch_size):
+                try:
+                    k = f["kspace"][i:i + batch_size]
+                except OSError as exc:
+                    raise DataError(f"{src}: slices {i}.. cannot be read (truncated/corrupt?): {exc}") from None
+                check_kspace(k, name=f"{src}:kspace")
+                res = serve(kspace_real=tf.constant(k.real, tf.float32), kspace_imag=tf.constant(k.imag, tf.float32),
+                            mask=tf.constant(mask))
+                img = res["image"].numpy()
+                recons.append(center_crop(img, out_crop) if out_crop else img)
+                if progress:
+                    progress(min(i + batch_size, n), n)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_suffix(".h5.tmp")
+        with h5py.File(tmp, "w") as g:
+            g.create_dataset("reconstruction", data=np.concatenate(recons).astype(np.float32))
+            for k, v in ident.items():
+                g.attrs[k] = v
+            g.attrs["source"] = str(src)
+            g.attrs["model"] = json.dumps({"step": meta.get("step"), "loss": meta["train_config"]["loss"]["content"],
+                                           "kerasrecon_version": meta.get("kerasrecon_version")})
+        tmp.replace(dst)
+        written.append(dst)
+    return written

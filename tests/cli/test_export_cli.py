@@ -1,0 +1,72 @@
+import json
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kerasrecon_cli.main import cli
+
+TINY = ["--batch-size", "2", "--patch-size", "32", "--blocks", "1", "--filters", "8", "--loss", "mse"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_export")
+    assert run("fit", "--steps", 1, "--checkpoint-every", 1, "--out", root / "run", *TINY).exit_code == 0
+    res = run("export", root / "run", "--out", root / "export")
+    assert res.exit_code == 0, res.output
+    return root
+
+
+def test_export_cli_metadata_and_no_overwrite(exported):
+    meta = json.loads((exported / "export" / "assets" / "kerasrecon.json").read_text())
+    assert meta["train_config"]["loss"]["content"] == "mse"
+    res = run("export", exported / "run", "--out", exported / "export")
+    assert res.exit_code == 2 and "--force" in res.output
+
+
+def test_saved_model_cli_lists_signatures(exported):
+    from shutil import which
+
+    import sys
+    from pathlib import Path
+
+    tool = Path(sys.executable).parent / "saved_model_cli"
+    if not tool.exists() and which("saved_model_cli") is None:
+        pytest.skip("saved_model_cli not installed")
+    out = subprocess.run([str(tool if tool.exists() else "saved_model_cli"), "show", "--dir",
+                          str(exported / "export"), "--all"], capture_output=True, text=True, timeout=300).stdout
+    assert "serving_default" in out and "from_zero_filled" in out
+    assert "kspace_real" in out and "shape: (-1, -1, -1)" in out and "complex_image" in out
+
+
+def test_reconstruct_fastmri_file_with_own_mask(exported, tmp_path, rng):
+    kspace = (rng.standard_normal((3, 340, 330)) + 1j * rng.standard_normal((3, 340, 330))).astype(np.complex64)
+    cols = np.zeros(330, np.float32)
+    cols[::4] = 1
+    with h5py.File(tmp_path / "file1.h5", "w") as f:
+        f.create_dataset("kspace", data=kspace * cols)
+        f.create_dataset("mask", data=cols)
+    res = run("reconstruct", "--model", exported / "export", "--input", tmp_path / "file1.h5",
+              "--output", tmp_path / "out.h5", "--batch-size", 2)
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        assert f["reconstruction"].shape == (3, 320, 320)
+        assert f.attrs["mask_kind"] == "file" and f.attrs["achieved_acceleration"] == pytest.approx(330 / 83, 1e-3)
+    res = run("reconstruct", "--model", exported / "export", "--input", tmp_path / "file1.h5",
+              "--output", tmp_path / "out.h5")
+    assert res.exit_code == 2 and "--force" in res.output
+
+
+def test_reconstruct_bad_inputs(exported, tmp_path):
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    res = run("reconstruct", "--model", exported / "export", "--input", tmp_path / "bad.h5", "--output", tmp_path / "o.h5")
+    assert res.exit_code == 2 and "bad.h5" in res.output and not (tmp_path / "o.h5").exists()
+    res = run("reconstruct", "--model", exported / "run", "--input", tmp_path / "bad.h5", "--output", tmp_path / "o.h5")
+    assert res.exit_code == 2 and "not a SavedModel" in res.output
