@@ -308,6 +308,54 @@ def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_see
         click.echo(f"wrote {p}")
 
 
+@cli.command()
+@click.argument("runs", nargs=-1)
+@click.option("--train", "do_train", is_flag=True,
+              help="Train one run per --losses entry first (same seed, data and fit options) under OUT/runs/.")
+@click.option("--losses", default="mse,feature,hybrid", show_default=True,
+              help="With --train: losses to train, comma- or space-separated (--losses mse feature hybrid).")
+@click.option("--split", type=click.Choice(["val", "all"]), default="val", show_default=True,
+              help="Evaluate the held-out part of the data or all of it.")
+@click.option("--eval-batch-size", type=int, default=4, show_default=True, help="Slices per generator call.")
+@click.option("--no-figures", is_flag=True, help="Write tables only (no matplotlib needed).")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Writes table.md/.csv, slices.csv, summary.json, examples.png, psnr.png.")
+@click.option("--force", is_flag=True, help="Overwrite comparison files in --out.")
+@train_options
+@click.pass_context
+@one_line_errors
+def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out, force, **options):
+    """Compare runs (RUNS: fit output dirs) on the same slices and masks: table + figures.
+
+    \b
+    kerasrecon compare runs/mse runs/feature runs/hybrid --out cmp/
+    kerasrecon compare --train --losses mse feature hybrid --steps 2000 --out cmp/
+    Without --train, --data, --acceleration, --mask and --mask-seed (when given) override the runs' own.
+    """
+    from kerasrecon import compare as cmp
+
+    given = {k for k in options if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+    common = dict(split=split, batch_size=eval_batch_size, figures=not no_figures, progress=_SliceProgress())
+    if do_train:
+        names = [n for part in [losses, *runs] for n in part.replace(",", " ").split()]
+        unknown = [n for n in names if n not in ("mse", "feature", "hybrid")]
+        if unknown:
+            raise KerasReconError(f"--losses: unknown loss {unknown[0]!r}; expected mse, feature, hybrid")
+        result = cmp.train_and_compare(config_from_options(options), names, out, force=force,
+                                       progress_factory=_Progress, **common)
+    else:
+        if not runs:
+            raise KerasReconError("compare needs RUN directories, or --train to train them first")
+        changes = {field: options[opt] for opt, field in
+                   [("acceleration", "acceleration"), ("mask_kind", "kind"), ("mask_seed", "seed")] if opt in given}
+        result = cmp.compare_runs(list(runs), out, data=options["data"] if "data" in given else None,
+                                  mask_changes=changes, force=force, **common)
+    click.echo((Path(out) / "table.md").read_text())
+    click.echo(f"wrote {out}/table.md, table.csv, slices.csv, summary.json"
+               + ("" if no_figures else ", examples.png, psnr.png"))
+    return result
+
+
 def main():
     """Console-script entry point."""
     cli(prog_name="kerasrecon")

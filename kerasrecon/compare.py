@@ -1,0 +1,209 @@
+"""MSE vs feature vs hybrid: evaluate several runs on the same slices and masks; table and figures.
+
+Outputs in ``out/``:
+
+* ``slices.csv`` — per method × slice metrics with the mask id (as ``kerasrecon evaluate``);
+* ``table.csv`` / ``table.md`` — per method: mean ± std over slices of NMSE, PSNR, SSIM, HFEN, with R,
+  mask kind and seed, plus the paired per-slice difference to the reference method (``mse`` when
+  present, else ``zero_filled``) with a 95 % confidence interval (Student t over slices);
+* ``summary.json`` — per-volume metrics and metadata;
+* ``examples.png`` — target | zero-filled | each recon, |error| maps on one shared scale, zoomed crops;
+* ``psnr.png`` — per-slice PSNR box plot per method.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from kerasrecon.config import TrainConfig
+from kerasrecon.errors import ConfigError, DataError
+from kerasrecon.evaluate import evaluate, held_out_volumes, keras_recon_fn, write_results
+from kerasrecon.metrics import METRICS
+
+CI_LEVEL = 0.95
+OUTPUTS = ("table.csv", "table.md", "slices.csv", "summary.json", "examples.png", "psnr.png")
+
+
+def _require_matplotlib():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        return plt
+    except ImportError:
+        raise ConfigError("compare draws figures with matplotlib: pip install 'kerasrecon[plots]' "
+                          "(or pass --no-figures)") from None
+
+
+def paired_difference(a, b, level: float = CI_LEVEL) -> dict:
+    """Mean of ``a − b`` over paired samples with a Student-t confidence interval.
+
+    Returns:
+        ``{"mean", "ci_low", "ci_high", "n"}``.
+    """
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    n = d.size
+    mean = float(d.mean())
+    if n < 2:
+        return {"mean": mean, "ci_low": float("nan"), "ci_high": float("nan"), "n": n}
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / np.sqrt(n))
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
+
+
+def comparison_table(rows, reference: str) -> list[dict]:
+    """One row per method: mean/std over slices and paired differences vs ``reference``."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    by = {m: sorted((r for r in rows if r["method"] == m), key=lambda r: (r["volume"], r["slice"])) for m in methods}
+    table = []
+    for m in methods:
+        first = by[m][0]
+        row = {"method": m, "R": first["acceleration"], "mask": first["mask_kind"], "mask_seed": first["mask_seed"],
+               "n_slices": len(by[m])}
+        for metric in METRICS:
+            vals = np.array([r[metric] for r in by[m]])
+            row[f"{metric}_mean"] = float(vals.mean())
+            row[f"{metric}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else 0.0
+            if m != reference:
+                diff = paired_difference(vals, [r[metric] for r in by[reference]])
+                row[f"{metric}_diff_vs_{reference}"] = diff["mean"]
+                row[f"{metric}_diff_ci95"] = [diff["ci_low"], diff["ci_high"]]
+        table.append(row)
+    return table
+
+
+def _markdown(table, reference, meta) -> str:
+    lines = [f"R = {meta['mask']['acceleration']:g}, mask = {meta['mask']['kind']}, mask seed = {meta['mask']['seed']}, "
+             f"data = {meta['data']} ({meta['split']}), {table[0]['n_slices']} slices; mean ± std over slices; "
+             f"Δ = paired difference vs {reference} with 95 % CI.", "",
+             "| method | PSNR (dB) | NMSE | SSIM | HFEN | ΔPSNR vs " + reference + " | ΔSSIM |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in table:
+        def diff(metric, fmt):
+            if f"{metric}_diff_vs_{reference}" not in r:
+                return "—"
+            lo, hi = r[f"{metric}_diff_ci95"]
+            return f"{r[f'{metric}_diff_vs_{reference}']:+{fmt}} [{lo:+{fmt}}, {hi:+{fmt}}]"
+        lines.append(f"| {r['method']} | {r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} | {r['nmse_mean']:.4f} ± "
+                     f"{r['nmse_std']:.4f} | {r['ssim_mean']:.4f} ± {r['ssim_std']:.4f} | {r['hfen_mean']:.4f} ± "
+                     f"{r['hfen_std']:.4f} | {diff('psnr', '.2f')} | {diff('ssim', '.4f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def draw_figures(recons, targets, rows, out: Path):
+    """``examples.png`` (middle slice of the first volume) and ``psnr.png``."""
+    plt = _require_matplotlib()
+    volume = next(iter(targets))
+    target = targets[volume]
+    s = target.shape[0] // 2
+    methods = list(recons)
+    images = [target[s]] + [recons[m][volume][s] for m in methods]
+    titles = ["target"] + methods
+    vmax = float(target[s].max())
+    errors = [np.abs(img - target[s]) for img in images]
+    emax = float(max(e.max() for e in errors[1:])) or 1.0
+    h, w = target.shape[1:]
+    crop = (slice(h // 2 - h // 6, h // 2 + h // 6), slice(w // 2 - w // 6, w // 2 + w // 6))
+    fig, axes = plt.subplots(3, len(images), figsize=(2.6 * len(images), 8), squeeze=False)
+    for j, (img, err, title) in enumerate(zip(images, errors, titles)):
+        axes[0, j].imshow(img, cmap="gray", vmin=0, vmax=vmax)
+        axes[0, j].set_title(title)
+        axes[1, j].imshow(err, cmap="inferno", vmin=0, vmax=emax)
+        axes[1, j].set_title("|error|" if j else f"|error| scale 0–{emax:.3g}")
+        axes[2, j].imshow(img[crop], cmap="gray", vmin=0, vmax=vmax)
+        axes[2, j].set_title("zoom")
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.suptitle(f"{volume}, slice {s}")
+    fig.tight_layout()
+    fig.savefig(out / "examples.png", dpi=90)
+    plt.close(fig)
+
+    names = list(dict.fromkeys(r["method"] for r in rows))
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 4))
+    ax.boxplot([[r["psnr"] for r in rows if r["method"] == m] for m in names])
+    ax.set_xticks(range(1, len(names) + 1), names)
+    ax.set_ylabel("PSNR (dB), per slice")
+    fig.tight_layout()
+    fig.savefig(out / "psnr.png", dpi=90)
+    plt.close(fig)
+
+
+def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mask_changes: dict | None = None,
+                 batch_size: int = 4, figures: bool = True, force: bool = False, progress=None) -> dict:
+    """Evaluate runs on identical slices and masks and write the comparison to ``out``.
+
+    Args:
+        run_dirs: ``kerasrecon fit`` run directories (methods are named after their loss; duplicates
+            get the directory name).
+        out: output directory; existing comparison files are refused unless ``force``.
+        data: dataset (default: the first run's).
+        split: ``val`` or ``all``.
+        mask_changes: overrides of the first run's ``MaskConfig`` fields (kind, acceleration, seed).
+        figures: draw PNGs (needs matplotlib).
+
+    Returns:
+        ``{"table": [...], "reference": str, "meta": {...}}``.
+    """
+    from kerasrecon.training.checkpoint import load_generator
+
+    if not run_dirs:
+        raise ConfigError("compare needs at least one run directory")
+    out = Path(out)
+    existing = [n for n in OUTPUTS if (out / n).exists()]
+    if existing and not force:
+        raise DataError(f"--out {out}: {', '.join(existing)} exist; pass --force to overwrite")
+    if figures:
+        _require_matplotlib()
+    loaded = [load_generator(r) for r in run_dirs]
+    first_cfg: TrainConfig = loaded[0][0]
+    mask_cfg = dataclasses.replace(first_cfg.mask, **(mask_changes or {}))
+    data = data or first_cfg.data.data
+    fns, names = {}, []
+    for run, (cfg, g, step) in zip(run_dirs, loaded):
+        name = cfg.loss.content if cfg.loss.content not in fns else Path(run).name
+        fns[name] = keras_recon_fn(g)
+        names.append({"method": name, "run": str(run), "step": step, "loss": cfg.loss.content,
+                      "vgg_weights": cfg.loss.vgg_weights, "steps": cfg.steps, "pretrain_steps": cfg.pretrain_steps})
+    volumes = held_out_volumes(data, first_cfg.data.val_fraction, split)
+    rows, summary, recons, targets = evaluate(fns, volumes, mask_cfg, batch_size, progress, keep_recons=True)
+    reference = "mse" if "mse" in fns else "zero_filled"
+    meta = {"data": data, "split": split, "runs": names,
+            "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed}}
+    table = comparison_table(rows, reference)
+    write_results(rows, summary, out, meta, force=True)
+    with open(out / "table.csv", "w", newline="") as f:
+        flat = [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in table]
+        fields = list(dict.fromkeys(k for r in flat for k in r))
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(flat)
+    (out / "table.md").write_text(_markdown(table, reference, meta))
+    if figures:
+        draw_figures(recons, targets, rows, out)
+    return {"table": table, "reference": reference, "meta": meta}
+
+
+def train_and_compare(base: TrainConfig, losses, out, force: bool = False, progress_factory=None, **compare_kw):
+    """Train one run per loss (same seed, data and settings) under ``out/runs/<loss>``, then compare.
+
+    Runs that already exist with the same config are resumed (finished ones are not retrained).
+    """
+    from kerasrecon.training.trainer import train
+
+    if not losses:
+        raise ConfigError("--losses needs at least one of mse, feature, hybrid")
+    run_dirs = []
+    for loss in losses:
+        cfg = dataclasses.replace(base, loss=dataclasses.replace(base.loss, content=loss))
+        run_dir = Path(out) / "runs" / loss
+        train(cfg, run_dir, progress=progress_factory() if progress_factory else None)
+        run_dirs.append(run_dir)
+    return compare_runs(run_dirs, out, force=force, **compare_kw)

@@ -1,0 +1,37 @@
+import csv
+
+from click.testing import CliRunner
+
+from kerasrecon_cli.main import cli
+
+TINY = ["--batch-size", "2", "--patch-size", "32", "--blocks", "1", "--filters", "8", "--vgg-weights", "none",
+        "--steps", "1", "--checkpoint-every", "1", "--val-fraction", "0.05"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_compare_train_space_separated_losses(tmp_path):
+    res = run("compare", "--train", "--losses", "mse", "hybrid", "--no-figures", "--out", tmp_path / "cmp", *TINY)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "cmp" / "runs").iterdir()) == ["hybrid", "mse"]
+    methods = [r["method"] for r in csv.DictReader(open(tmp_path / "cmp" / "table.csv"))]
+    assert methods == ["zero_filled", "mse", "hybrid"]
+    assert "ΔPSNR vs mse" in res.output
+    # Re-running the same comparison without --force refuses and keeps the table.
+    before = (tmp_path / "cmp" / "table.md").read_text()
+    res = run("compare", str(tmp_path / "cmp" / "runs" / "mse"), "--no-figures", "--out", tmp_path / "cmp")
+    assert res.exit_code == 2 and "--force" in res.output
+    assert (tmp_path / "cmp" / "table.md").read_text() == before
+    # Mask overrides apply to the existing runs.
+    res = run("compare", str(tmp_path / "cmp" / "runs" / "mse"), "--no-figures", "-R", 8, "--out", tmp_path / "c8")
+    assert res.exit_code == 0, res.output
+    assert {r["acceleration"] for r in csv.DictReader(open(tmp_path / "c8" / "slices.csv"))} == {"8.0"}
+
+
+def test_compare_bad_input(tmp_path):
+    res = run("compare", "--out", tmp_path / "o")
+    assert res.exit_code == 2 and "RUN directories" in res.output
+    res = run("compare", "--train", "--losses", "l1", "--out", tmp_path / "o")
+    assert res.exit_code == 2 and "unknown loss 'l1'" in res.output
