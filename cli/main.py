@@ -147,8 +147,14 @@ def train_options(fn):
         click.option("--beta1", "beta_1", type=float, default=0.9, show_default=True, help="Adam β1."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights and patch sampling."),
         click.option("--val-fraction", type=float, default=0.2, show_default=True, help="Held-out fraction."),
-        click.option("--strategy", type=click.Choice(["auto", "none", "mirrored"]), default="auto", show_default=True,
-                     help="auto: MirroredStrategy when >= 2 GPUs are visible."),
+        click.option("--strategy", type=click.Choice(["auto", "none", "mirrored", "multiworker"]), default="auto",
+                     show_default=True, help="auto: MirroredStrategy when >= 2 GPUs are visible; multiworker: "
+                     "MultiWorkerMirroredStrategy, cluster from TF_CONFIG (or Slurm)."),
+        click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
+                     default="auto", show_default=True,
+                     help="auto: mixed_bfloat16 on GPUs with compute capability >= 8, mixed_float16 on older GPUs "
+                          "(loss-scaled), float32 on CPU."),
+        click.option("--jit/--no-jit", default=None, help="XLA-compile the train step (default: on for GPUs, off on CPU)."),
         click.option("--checkpoint-every", type=int, default=1000, show_default=True, help="Steps between checkpoints."),
         click.option("--log-every", type=int, default=100, show_default=True, help="Steps between TensorBoard scalars."),
     ]
@@ -170,7 +176,8 @@ def config_from_options(o: dict):
         loss=LossConfig(content=o["content"], mse_weight=o["mse_weight"], feature_weight=o["feature_weight"],
                         adv_weight=o["adv_weight"], vgg_weights=o["vgg_weights"]),
         steps=o["steps"], pretrain_steps=o["pretrain_steps"], learning_rate=o["learning_rate"], beta_1=o["beta_1"],
-        seed=o["seed"], strategy=o["strategy"], checkpoint_every=o["checkpoint_every"], log_every=o["log_every"],
+        seed=o["seed"], strategy=o["strategy"], precision=o["precision"], jit=o["jit"],
+        checkpoint_every=o["checkpoint_every"], log_every=o["log_every"],
     )
 
 

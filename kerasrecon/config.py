@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from kerasrecon.errors import ConfigError
 
 CONTENT_LOSS_NAMES = ("mse", "feature", "hybrid")
-STRATEGIES = ("auto", "none", "mirrored")
+STRATEGIES = ("auto", "none", "mirrored", "multiworker")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,9 @@ class TrainConfig:
         pretrain_steps: MSE-only generator warm-start steps before the GAN steps.
         learning_rate, beta_1: Adam settings for both G and D.
         seed: seed of patches, weight initialisation and shuffling.
-        strategy: ``auto`` | ``none`` | ``mirrored``.
+        strategy: ``auto`` | ``none`` | ``mirrored`` | ``multiworker`` (cluster from TF_CONFIG).
+        precision: ``auto`` | ``float32`` | ``mixed_float16`` | ``mixed_bfloat16``.
+        jit: XLA-compile the train step; ``None`` = auto (on for GPUs).
         checkpoint_every: steps between checkpoints.
         log_every: steps between TensorBoard scalar writes.
     """
@@ -113,6 +116,8 @@ class TrainConfig:
     beta_1: float = 0.9
     seed: int = 0
     strategy: str = "auto"
+    precision: str = "auto"
+    jit: bool | None = None
     checkpoint_every: int = 1000
     log_every: int = 100
 
@@ -174,6 +179,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.learning_rate > 0, "--lr", "> 0", cfg.learning_rate),
         (0 <= cfg.beta_1 < 1, "--beta1", "in [0, 1)", cfg.beta_1),
         (cfg.strategy in STRATEGIES, "--strategy", f"one of {STRATEGIES}", cfg.strategy),
+        (cfg.precision in PRECISIONS, "--precision", f"one of {PRECISIONS}", cfg.precision),
         (cfg.checkpoint_every >= 1, "--checkpoint-every", ">= 1", cfg.checkpoint_every),
         (cfg.log_every >= 1, "--log-every", ">= 1", cfg.log_every),
     ]

@@ -91,8 +91,8 @@ def mse_loss(target, recon):
 
 def feature_loss(target, recon, vgg):
     """Per-example VGG54 feature MSE (features ×1/12.75). Magnitudes ``[B, H, W, 1]`` -> ``[B]``."""
-    f_target = vgg(vgg_preprocess(target), training=False) * VGG_FEATURE_SCALE
-    f_recon = vgg(vgg_preprocess(recon), training=False) * VGG_FEATURE_SCALE
+    f_target = tf.cast(vgg(vgg_preprocess(target), training=False), tf.float32) * VGG_FEATURE_SCALE
+    f_recon = tf.cast(vgg(vgg_preprocess(recon), training=False), tf.float32) * VGG_FEATURE_SCALE
     return tf.reduce_mean(tf.square(f_target - f_recon), axis=[1, 2, 3])
 
 

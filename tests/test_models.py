@@ -9,14 +9,15 @@ from kerasrecon.models.generator import DataConsistency, build_generator
 from tests.conftest import random_complex
 
 
-def conv(k, cin, cout):
-    return k * k * cin * cout + cout
+def conv(k, cin, cout, bias=True):
+    return k * k * cin * cout + (cout if bias else 0)
 
 
 def expected_generator_params(blocks, f=64):
     head = conv(3, 2, f) + f  # conv + PReLU (one slope per channel)
-    block = 2 * conv(3, f, f) + 2 * 4 * f + f  # two convs, two BN (γ, β, mean, var), one PReLU
-    tail = conv(3, f, f) + 4 * f + conv(3, f, 2)
+    # Convs followed by BN have no bias.
+    block = 2 * conv(3, f, f, bias=False) + 2 * 4 * f + f  # two convs, two BN (γ, β, mean, var), one PReLU
+    tail = conv(3, f, f, bias=False) + 4 * f + conv(3, f, 2)
     return head + blocks * block + tail
 
 
@@ -24,7 +25,7 @@ def expected_discriminator_params(patch=96):
     filters = [64, 64, 128, 128, 256, 256, 512, 512]
     total, cin = 0, 1
     for i, f in enumerate(filters):
-        total += conv(3, cin, f) + (4 * f if i > 0 else 0)
+        total += conv(3, cin, f, bias=(i == 0)) + (4 * f if i > 0 else 0)
         cin = f
     side = patch // 16  # four stride-2 convs
     return total + (side * side * 512 * 1024 + 1024) + (1024 + 1)
@@ -32,9 +33,9 @@ def expected_discriminator_params(patch=96):
 
 def test_full_size_parameter_counts():
     g = build_generator()
-    assert g.count_params() == expected_generator_params(16) == 1_230_530
+    assert g.count_params() == expected_generator_params(16) == 1_228_418
     d = build_discriminator(96)
-    assert d.count_params() == expected_discriminator_params(96) == 23_568_065
+    assert d.count_params() == expected_discriminator_params(96) == 23_566_209
     convs = [lay for lay in d.layers if isinstance(lay, keras.layers.Conv2D)]
     assert [c.filters for c in convs] == [64, 64, 128, 128, 256, 256, 512, 512]
     assert [c.strides[0] for c in convs] == [1, 2, 1, 2, 1, 2, 1, 2]

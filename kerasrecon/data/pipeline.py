@@ -48,7 +48,8 @@ def normalisation_scales(volumes: list[Volume], masks: list[Mask]) -> list[np.nd
     return out
 
 
-def _check_volumes(volumes, patch):
+def check_training_volumes(volumes, patch: int):
+    """Raise unless the volumes are non-empty, share one slice shape and fit the patch. Returns (H, W)."""
     if not volumes or sum(v.kspace.shape[0] for v in volumes) == 0:
         raise DataError("the training set is empty (no slices)")
     shapes = {tuple(v.kspace.shape[1:]) for v in volumes}
@@ -80,7 +81,7 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
     from kerasrecon.kspace import fft2c, ifft2c, to_channels
 
     p = cfg.data.patch_size
-    h, w = _check_volumes(volumes, p)
+    h, w = check_training_volumes(volumes, p)
     ref = reference_masks(volumes, cfg.mask)
     scales = normalisation_scales(volumes, ref)
     targets = np.concatenate([v.images * s[:, None, None] for v, s in zip(volumes, scales)])

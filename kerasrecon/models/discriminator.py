@@ -27,12 +27,13 @@ def build_discriminator(patch_size: int = 96, channels: int = 1) -> keras.Model:
     inp = keras.Input((patch_size, patch_size, channels), name="image")
     x = inp
     for i, (f, s) in enumerate(zip(D_FILTERS, D_STRIDES), start=1):
-        x = layers.Conv2D(f, 3, strides=s, padding="same", name=f"d_conv{i}")(x)
+        # Convs followed by BN carry no bias (BN's β replaces it); the first conv keeps its bias.
+        x = layers.Conv2D(f, 3, strides=s, padding="same", use_bias=(i == 1), name=f"d_conv{i}")(x)
         if i > 1:
             x = layers.BatchNormalization(synchronized=True, name=f"d_bn{i}")(x)
         x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"d_lrelu{i}")(x)
     x = layers.Flatten(name="d_flatten")(x)
     x = layers.Dense(D_DENSE, name="d_dense1")(x)
     x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name="d_lrelu_dense")(x)
-    out = layers.Dense(1, activation="sigmoid", name="d_prob")(x)
+    out = layers.Dense(1, activation="sigmoid", dtype="float32", name="d_prob")(x)  # float32 under mixed precision
     return keras.Model(inp, out, name="discriminator")

@@ -38,7 +38,7 @@ class DataConsistency(layers.Layer):
         self.noise_lambda = noise_lambda
 
     def call(self, inputs):
-        image, masked_kspace, mask = inputs
+        image, masked_kspace, mask = (keras.ops.cast(t, "float32") for t in inputs)
         out = kspace.data_consistency(kspace.from_channels(image), kspace.from_channels(masked_kspace),
                                       mask, noise_lambda=self.noise_lambda)
         return kspace.to_channels(out)
@@ -50,8 +50,10 @@ class DataConsistency(layers.Layer):
         return {**super().get_config(), "noise_lambda": self.noise_lambda}
 
 
-def _conv(filters, name):
-    return layers.Conv2D(filters, KERNEL, padding="same", name=name)
+def _conv(filters, name, use_bias=True):
+    # Convs followed by BatchNorm have no bias: BN's β makes it redundant, and its gradient is zero up
+    # to round-off, which Adam would turn into full-size random steps.
+    return layers.Conv2D(filters, KERNEL, padding="same", use_bias=use_bias, name=name)
 
 
 def _prelu(name):
@@ -61,10 +63,10 @@ def _prelu(name):
 
 def residual_block(x, filters: int, name: str):
     """Conv-BN-PReLU-Conv-BN + skip. x: float32 ``[B, H, W, filters]`` -> same shape."""
-    y = _conv(filters, f"{name}_conv1")(x)
+    y = _conv(filters, f"{name}_conv1", use_bias=False)(x)
     y = layers.BatchNormalization(synchronized=True, name=f"{name}_bn1")(y)
     y = _prelu(f"{name}_prelu")(y)
-    y = _conv(filters, f"{name}_conv2")(y)
+    y = _conv(filters, f"{name}_conv2", use_bias=False)(y)
     y = layers.BatchNormalization(synchronized=True, name=f"{name}_bn2")(y)
     return layers.Add(name=f"{name}_add")([x, y])
 
@@ -95,14 +97,15 @@ def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FIL
     x = head = _prelu("g_prelu_in")(x)
     for i in range(blocks):
         x = residual_block(x, filters, name=f"g_block{i + 1:02d}")
-    x = _conv(filters, "g_conv_mid")(x)
+    x = _conv(filters, "g_conv_mid", use_bias=False)(x)
     x = layers.BatchNormalization(synchronized=True, name="g_bn_mid")(x)
     x = layers.Add(name="g_long_skip")([head, x])
     # Zero-initialised output conv: the untrained generator is the identity on the zero-filled input
     # (then DC), so training starts from the zero-filled baseline instead of from random noise.
-    x = layers.Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", name="g_conv_out")(x)
-    image = layers.Add(name="g_residual")([zero_filled, x])
+    # Output conv, residual and DC stay float32 under mixed precision (the image and the FFTs need it).
+    x = layers.Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype="float32", name="g_conv_out")(x)
+    image = layers.Add(dtype="float32", name="g_residual")([zero_filled, x])
     if data_consistency:
-        image = DataConsistency(noise_lambda, name="g_data_consistency")([image, masked_kspace, mask])
+        image = DataConsistency(noise_lambda, dtype="float32", name="g_data_consistency")([image, masked_kspace, mask])
     return keras.Model({"zero_filled": zero_filled, "masked_kspace": masked_kspace, "mask": mask}, image,
                        name="generator")

@@ -48,8 +48,8 @@ def save_checkpoint(run_dir, step: int, gan) -> Path:
     tmp.mkdir()
     gan.generator.save_weights(str(tmp / "generator.weights.h5"))
     gan.discriminator.save_weights(str(tmp / "discriminator.weights.h5"))
-    arrays = {f"g_{i}": np.asarray(v.numpy()) for i, v in enumerate(gan.g_optimizer.variables)}
-    arrays.update({f"d_{i}": np.asarray(v.numpy()) for i, v in enumerate(gan.d_optimizer.variables)})
+    arrays = {f"g_{i}": np.asarray(v.numpy()) for i, v in enumerate(_adam(gan.g_optimizer).variables)}
+    arrays.update({f"d_{i}": np.asarray(v.numpy()) for i, v in enumerate(_adam(gan.d_optimizer).variables)})
     np.savez(tmp / "optimizers.npz", **arrays)
     _write_atomic(tmp / "state.json", json.dumps({"step": step}))
     final = root / name
@@ -59,6 +59,12 @@ def save_checkpoint(run_dir, step: int, gan) -> Path:
     for old in sorted(p for p in root.glob("ckpt-*") if p.is_dir() and not p.name.endswith(".tmp"))[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _adam(opt):
+    """The Adam state itself (inside a LossScaleOptimizer under mixed_float16), so checkpoints are
+    interchangeable between precisions."""
+    return getattr(opt, "inner_optimizer", opt)
 
 
 def latest_checkpoint(run_dir):
@@ -84,7 +90,10 @@ def restore_checkpoint(path, gan, optimizers: bool = True):
     if optimizers:
         arrays = np.load(path / "optimizers.npz")
         for prefix, opt in (("g", gan.g_optimizer), ("d", gan.d_optimizer)):
-            for i, v in enumerate(opt.variables):
+            variables = _adam(opt).variables
+            if sum(k.startswith(prefix + "_") for k in arrays.files) != len(variables):
+                raise DataError(f"{path}: optimizer state does not match this model (different architecture?)")
+            for i, v in enumerate(variables):
                 v.assign(arrays[f"{prefix}_{i}"])
 
 
@@ -97,7 +106,7 @@ def read_config(run_dir) -> TrainConfig:
 
 
 # Fields that may change between a run and its resumption.
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "strategy"}
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "strategy", "precision", "jit"}
 
 
 def check_resume_config(run_dir, cfg: TrainConfig, force: bool):

@@ -83,16 +83,16 @@ class ReconGAN(keras.Model):
             real_prob = self.discriminator(target, training=True)
             fake_prob = self.discriminator(fake, training=True)
             d_loss = self._average(discriminator_loss(real_prob, fake_prob), batch)
-        d_grads = d_tape.gradient(d_loss, self.discriminator.trainable_variables)
-        self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
+            d_scaled = _scaled(self.d_optimizer, d_loss)
+        _apply(self.d_optimizer, d_tape, d_scaled, self.discriminator.trainable_variables)
 
         with tf.GradientTape() as g_tape:
             recon = magnitude(self.generator(inputs, training=True))
             content = self._average(self.content_loss(target, recon), batch)
             adv = self._average(adversarial_loss(self.discriminator(recon, training=True)), batch)
             g_loss = content + self.adv_weight * adv
-        g_grads = g_tape.gradient(g_loss, self.generator.trainable_variables)
-        self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables))
+            g_scaled = _scaled(self.g_optimizer, g_loss)
+        _apply(self.g_optimizer, g_tape, g_scaled, self.generator.trainable_variables)
         return {"d_loss": d_loss, "g_loss": g_loss, "content": content, "adversarial": adv,
                 "psnr": tf.reduce_mean(batch_psnr(target, recon))}
 
@@ -103,8 +103,8 @@ class ReconGAN(keras.Model):
         with tf.GradientTape() as tape:
             recon = magnitude(self.generator(inputs, training=True))
             loss = self._average(mse_loss(target, recon), batch)
-        grads = tape.gradient(loss, self.generator.trainable_variables)
-        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
+            scaled = _scaled(self.g_optimizer, loss)
+        _apply(self.g_optimizer, tape, scaled, self.generator.trainable_variables)
         zero = tf.zeros_like(loss)
         return {"d_loss": zero, "g_loss": loss, "content": loss, "adversarial": zero,
                 "psnr": tf.reduce_mean(batch_psnr(target, recon))}
@@ -125,3 +125,16 @@ class ReconGAN(keras.Model):
             scale = 1.0 if name == "psnr" else tf.cast(replicas, tf.float32)
             self.trackers[name].update_state(value * scale)
         return {name: t.result() for name, t in self.trackers.items()}
+
+
+def _scaled(optimizer, loss):
+    """``loss`` times the dynamic loss scale under mixed_float16 (call inside the tape), else ``loss``."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer.scale_loss(loss)
+    return loss
+
+
+def _apply(optimizer, tape, loss, variables):
+    """Gradients of ``loss`` applied; a LossScaleOptimizer unscales them and skips non-finite steps."""
+    grads = tape.gradient(loss, variables)
+    optimizer.apply_gradients(zip(grads, variables))

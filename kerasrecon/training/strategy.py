@@ -1,8 +1,20 @@
-"""Distribution strategy selection: ``auto`` | ``none`` | ``mirrored``."""
+"""Distribution strategy selection: ``auto`` | ``none`` | ``mirrored`` | ``multiworker``.
+
+Multi-worker training reads the cluster from ``TF_CONFIG`` (or, inside a Slurm allocation without
+``TF_CONFIG``, from Slurm through ``tf.distribute.cluster_resolver.SlurmClusterResolver``). Example
+for two machines, the first of which is the chief (worker 0)::
+
+    TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+
+Collectives time out after ``collective_timeout_s`` (default 300 s), so a dead worker makes the
+others fail with a clear error instead of hanging.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 
 import tensorflow as tf
 
@@ -10,27 +22,69 @@ from kerasrecon.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+STRATEGY_NAMES = ("auto", "none", "mirrored", "multiworker")
+COLLECTIVE_TIMEOUT_S = 300.0
 
-def make_strategy(name: str = "auto", devices: list[str] | None = None) -> tf.distribute.Strategy:
+
+def make_strategy(name: str = "auto", devices: list[str] | None = None,
+                  collective_timeout_s: float = COLLECTIVE_TIMEOUT_S) -> tf.distribute.Strategy:
     """Pick a strategy.
 
     Args:
         name: ``auto`` (MirroredStrategy over all visible GPUs when there are >= 2, else the default
             strategy), ``none`` (default strategy: one device), ``mirrored`` (MirroredStrategy over
-            ``devices``, default all visible GPUs, or the CPU when there are none).
+            ``devices``, default all visible GPUs, or the CPU when there are none), ``multiworker``
+            (MultiWorkerMirroredStrategy from ``TF_CONFIG`` or Slurm).
         devices: explicit device names for ``mirrored`` (e.g. ``["/cpu:0", "/cpu:1"]`` in tests).
+        collective_timeout_s: multi-worker collective timeout in seconds.
 
     Returns:
         a ``tf.distribute.Strategy``.
     """
-    gpus = tf.config.list_logical_devices("GPU")
     if name == "none":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices)
     if name == "auto":
+        gpus = tf.config.list_logical_devices("GPU")
         if len(gpus) >= 2:
             log.info("strategy auto: MirroredStrategy over %d GPUs", len(gpus))
             return tf.distribute.MirroredStrategy()
         return tf.distribute.get_strategy()
-    raise ConfigError(f"--strategy must be one of auto, none, mirrored. Received: {name!r}")
+    if name == "multiworker":
+        resolver = cluster_resolver()
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout_s)
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
+    raise ConfigError(f"--strategy must be one of {', '.join(STRATEGY_NAMES)}. Received: {name!r}")
+
+
+def cluster_resolver():
+    """A cluster resolver from ``TF_CONFIG`` (validated) or Slurm; ``ConfigError`` if neither is usable."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        if os.environ.get("SLURM_JOB_ID"):
+            return tf.distribute.cluster_resolver.SlurmClusterResolver()
+        raise ConfigError('--strategy multiworker needs TF_CONFIG, e.g. {"cluster": {"worker": ["h1:12345", '
+                          '"h2:12345"]}, "task": {"type": "worker", "index": 0}} (or run inside Slurm)')
+    try:
+        conf = json.loads(raw)
+        cluster, task = conf["cluster"], conf["task"]
+        members = cluster[task["type"]]
+        index = int(task["index"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"TF_CONFIG is malformed ({exc.__class__.__name__}: {exc}); expected "
+                          '{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": i}}') from None
+    if not 0 <= index < len(members):
+        raise ConfigError(f"TF_CONFIG task index {index} is outside cluster[{task['type']!r}] of {len(members)}")
+    return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+
+
+def is_chief(strategy) -> bool:
+    """True on the process that writes checkpoints and TensorBoard (single process: always)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from kerasrecon.config import TrainConfig
 from kerasrecon.data import load_volumes, split_volumes
-from kerasrecon.data.pipeline import training_dataset
+from kerasrecon.data.pipeline import check_training_volumes, training_dataset
 from kerasrecon.errors import ConfigError, KerasReconError
 from kerasrecon.kspace import from_channels, magnitude
 from kerasrecon.losses import ContentLoss, build_vgg_features
@@ -28,7 +28,8 @@ from kerasrecon.models.discriminator import build_discriminator
 from kerasrecon.models.generator import build_generator
 from kerasrecon.training import checkpoint as ckpt
 from kerasrecon.training.gan import ReconGAN
-from kerasrecon.training.strategy import make_strategy
+from kerasrecon.training.precision import resolve_jit, resolve_precision
+from kerasrecon.training.strategy import is_chief, make_strategy
 
 log = logging.getLogger(__name__)
 
@@ -36,36 +37,52 @@ SHARE_KEYS = ("d_loss", "g_loss", "content", "adversarial")
 
 
 class TrainingDiverged(KerasReconError):
-    """A loss became NaN/Inf; the message names the step and the last good checkpoint."""
+    """A loss became NaN/Inf or a collective failed; the message names the step and the last good checkpoint."""
 
 
 @dataclass
 class TrainResult:
-    """What ``train`` returns: the run directory, the first and last step, the last logged values."""
+    """What ``train`` returns: the run directory, the first and last step, the last logged values and
+    the trained ``ReconGAN``."""
 
     out: Path
     start_step: int
     step: int
     logs: dict
+    gan: ReconGAN = field(default=None, repr=False)
 
 
 def build_gan(cfg: TrainConfig) -> ReconGAN:
-    """Build G, D, VGG (if the loss needs it) and the compiled ``ReconGAN`` (call inside a strategy scope)."""
+    """Build G, D, VGG (if the loss needs it) and the compiled ``ReconGAN`` (call inside a strategy scope).
+
+    Sets the global Keras dtype policy from ``cfg.precision`` first; under ``mixed_float16`` both Adam
+    optimizers are wrapped in ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling).
+    """
+    policy = resolve_precision(cfg.precision)
+    keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(cfg.seed)
     g = build_generator(cfg.model.blocks, cfg.model.filters, cfg.model.noise_lambda)
     d = build_discriminator(cfg.data.patch_size)
     vgg = build_vgg_features(cfg.loss.vgg_weights) if cfg.loss.content != "mse" else None
     content = ContentLoss(cfg.loss.content, vgg, cfg.loss.mse_weight, cfg.loss.feature_weight)
     gan = ReconGAN(g, d, content, cfg.loss.adv_weight)
-    adam = dict(learning_rate=cfg.learning_rate, beta_1=cfg.beta_1)
-    gan.compile(g_optimizer=keras.optimizers.Adam(**adam), d_optimizer=keras.optimizers.Adam(**adam))
+    def adam():
+        opt = keras.optimizers.Adam(learning_rate=cfg.learning_rate, beta_1=cfg.beta_1)
+        return keras.optimizers.LossScaleOptimizer(opt) if policy == "mixed_float16" else opt
+
+    gan.compile(g_optimizer=adam(), d_optimizer=adam())
     gan.build_optimizers()
     return gan
 
 
-def make_distributed_step(gan: ReconGAN, strategy, pretrain: bool = False):
-    """A ``tf.function`` running one (pre)training step on every replica; returns global means."""
+def make_distributed_step(gan: ReconGAN, strategy, pretrain: bool = False, jit: bool = False):
+    """A ``tf.function`` running one (pre)training step on every replica; returns global means.
+
+    With ``jit`` the per-replica step is XLA-compiled (``tf.function(jit_compile=True)``).
+    """
     step_fn = gan.pretrain_values if pretrain else gan.step_values
+    if jit:
+        step_fn = tf.function(step_fn, jit_compile=True)
 
     @tf.function
     def step(dist_batch):
@@ -99,36 +116,56 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     """
     out = Path(out)
     total = cfg.pretrain_steps + cfg.steps
-    resume = ckpt.latest_checkpoint(out) if (out / ckpt.CONFIG_FILE).exists() else None
-    if (out / ckpt.CONFIG_FILE).exists():
-        ckpt.check_resume_config(out, cfg, force)
-    elif out.exists() and any(p for p in out.iterdir() if p.name != ".write-test"):
-        raise ConfigError(f"--out {out}: exists and is not a kerasrecon run; choose a new directory")
-    ckpt.ensure_writable(out)
     strategy = strategy or make_strategy(cfg.strategy)
+    chief = is_chief(strategy)
+    resume = ckpt.latest_checkpoint(out) if (out / ckpt.CONFIG_FILE).exists() else None
+    if chief:  # only the chief checks, creates and writes the run directory
+        if (out / ckpt.CONFIG_FILE).exists():
+            ckpt.check_resume_config(out, cfg, force)
+        elif out.exists() and any(p for p in out.iterdir() if p.name != ".write-test"):
+            raise ConfigError(f"--out {out}: exists and is not a kerasrecon run; choose a new directory")
+        ckpt.ensure_writable(out)
     replicas = strategy.num_replicas_in_sync
     if cfg.data.batch_size % replicas:
         raise ConfigError(f"--batch-size {cfg.data.batch_size} is not divisible by the {replicas} replicas")
     train_vols, val_vols = split_volumes(load_volumes(cfg.data.data), cfg.data.val_fraction)
+    check_training_volumes(train_vols, cfg.data.patch_size)  # before any model is built
     start = resume[0] if resume else 0
-    dataset = training_dataset(train_vols, cfg, start=start * cfg.data.batch_size)
+    gbs = cfg.data.batch_size
+
+    def per_worker_dataset(ctx: tf.distribute.InputContext):
+        # Each input pipeline (worker) takes every n-th element of the seeded stream, so workers see
+        # different patches and the union of one step's batches is the single-process global batch.
+        return training_dataset(train_vols, cfg, batch_size=ctx.get_per_replica_batch_size(gbs),
+                                num_shards=ctx.num_input_pipelines, shard_index=ctx.input_pipeline_id,
+                                start=start * gbs)
+
     with strategy.scope():
         gan = build_gan(cfg)
     if resume:
         ckpt.restore_checkpoint(resume[1], gan)
         log.info("resuming %s at step %d", out, start)
-    (out / ckpt.CONFIG_FILE).write_text(cfg.to_json())
-
-    writer = tf.summary.create_file_writer(str(out / "tensorboard"))
-    preview = _preview_batch(val_vols or train_vols, cfg)
-    steps = {False: make_distributed_step(gan, strategy), True: make_distributed_step(gan, strategy, pretrain=True)}
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    if chief:
+        (out / ckpt.CONFIG_FILE).write_text(cfg.to_json())
+        writer = tf.summary.create_file_writer(str(out / "tensorboard"))
+        preview = _preview_batch(val_vols or train_vols, cfg)
+    else:
+        writer, preview = tf.summary.create_noop_writer(), None
+    jit = resolve_jit(cfg.jit)
+    steps = {False: make_distributed_step(gan, strategy, jit=jit),
+             True: make_distributed_step(gan, strategy, pretrain=True, jit=jit)}
+    iterator = iter(strategy.distribute_datasets_from_function(per_worker_dataset))
     step, logs, last_saved = start, {}, start
     stop_at = total if max_steps_this_call is None else min(total, start + max_steps_this_call)
     t0 = time.perf_counter()
     while step < stop_at:
         pretrain = step < cfg.pretrain_steps
-        values = steps[pretrain](next(iterator))
+        try:
+            values = steps[pretrain](next(iterator))
+        except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError, tf.errors.CancelledError) as exc:
+            raise TrainingDiverged(
+                f"step {step + 1}: a collective failed ({exc.__class__.__name__}; a worker died or is unreachable); "
+                f"last good checkpoint is step {last_saved if last_saved > 0 else 'none'}") from None
         step += 1
         logs = {k: float(v) for k, v in values.items()}
         if pretrain:
@@ -142,7 +179,7 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
             with writer.as_default(step=step):
                 for k, v in logs.items():
                     tf.summary.scalar(("pretrain/" if pretrain else "train/") + k, v)
-        if step % cfg.checkpoint_every == 0 or step == stop_at:
+        if chief and (step % cfg.checkpoint_every == 0 or step == stop_at):
             ckpt.save_checkpoint(out, step, gan)
             last_saved = step
             _log_preview(writer, gan, preview, step)
@@ -150,7 +187,7 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
             progress(step, total, logs)
     writer.flush()
     log.info("trained %d steps in %.1f s", step - start, time.perf_counter() - t0)
-    return TrainResult(out, start, step, logs)
+    return TrainResult(out, start, step, logs, gan)
 
 
 def _preview_batch(volumes, cfg):

@@ -1,0 +1,42 @@
+"""``make bench``: run every benchmark script, save one JSON (bench_out/results.json) and print a
+markdown table of the headline figures (copy it into benchmarks/README.md when it changes)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE.parent / "bench_out"
+SCRIPTS = ["pipeline.py", "train_step.py", "inference.py"]
+
+
+def main():
+    OUT.mkdir(exist_ok=True)
+    results = {}
+    for script in SCRIPTS:
+        proc = subprocess.run([sys.executable, str(HERE / script)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"bench: {script} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        results[script[:-3]] = json.loads(proc.stdout)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2))
+    p, t, i = results["pipeline"], results["train_step"], results["inference"]["results"]
+    rows = [
+        ("tf.data patches/s vs NumPy loop", f"{p['tfdata_patches_per_s']} vs {p['numpy_loop_patches_per_s']}",
+         f"{p['ratio_tfdata_over_numpy']}×"),
+        ("Poisson 444×448 R=6: sigpy time / ours", f"{p['poisson_444x448']['R6'].get('sigpy_s', '—')} s vs "
+         f"{p['poisson_444x448']['R6']['kerasrecon_s']} s", f"{p['poisson_444x448']['R6'].get('time_ratio_sigpy_over_kerasrecon', '—')}×"),
+        ("train step (B=16, 96², hybrid) s/step", t["seconds_per_step"], f"{t['images_per_s']} img/s"),
+        ("achieved / measured Conv2D FLOP/s", f"{t['achieved_gflop_per_s']} / {t['conv2d_3x3_64_gflop_per_s']} GFLOP/s",
+         f"{t['ratio_achieved_to_conv2d']}"),
+        ("inference 444×448 batch 1: SavedModel / in-process", f"{i['batch1']['savedmodel_s']} / {i['batch1']['in_process_s']} s",
+         f"{i['batch1']['ratio_savedmodel_over_in_process']}×"),
+    ]
+    print(f"Machine: {t['machine']}\n")
+    print("| measure | value | ratio |\n| --- | --- | --- |")
+    for name, value, ratio in rows:
+        print(f"| {name} | {value} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
