@@ -155,6 +155,8 @@ def train_options(fn):
                      help="auto: mixed_bfloat16 on GPUs with compute capability >= 8, mixed_float16 on older GPUs "
                           "(loss-scaled), float32 on CPU."),
         click.option("--jit/--no-jit", default=None, help="XLA-compile the train step (default: on for GPUs, off on CPU)."),
+        click.option("--collective-timeout", "collective_timeout_s", type=float, default=300.0, show_default=True,
+                     help="multiworker: seconds before a collective with a dead worker fails."),
         click.option("--checkpoint-every", type=int, default=1000, show_default=True, help="Steps between checkpoints."),
         click.option("--log-every", type=int, default=100, show_default=True, help="Steps between TensorBoard scalars."),
     ]
@@ -177,6 +179,7 @@ def config_from_options(o: dict):
                         adv_weight=o["adv_weight"], vgg_weights=o["vgg_weights"]),
         steps=o["steps"], pretrain_steps=o["pretrain_steps"], learning_rate=o["learning_rate"], beta_1=o["beta_1"],
         seed=o["seed"], strategy=o["strategy"], precision=o["precision"], jit=o["jit"],
+        collective_timeout_s=o["collective_timeout_s"],
         checkpoint_every=o["checkpoint_every"], log_every=o["log_every"],
     )
 
@@ -214,7 +217,7 @@ def fit(out, force, **options):
 
 @cli.command()
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True,
-              help="A run directory written by 'kerasrecon fit'.")
+              help="A run directory written by 'kerasrecon fit', or a SavedModel from 'kerasrecon export'.")
 @click.option("--data", default=None, help="'demo' or a prepared dataset directory (default: the run's).")
 @click.option("--split", type=click.Choice(["val", "all"]), default="val", show_default=True,
               help="val: the run's held-out part of --data; all: every slice.")
@@ -233,7 +236,13 @@ def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, batch_s
     from kerasrecon import evaluate as ev
     from kerasrecon.training.checkpoint import read_config
 
-    base = read_config(model_dir).mask
+    if (Path(model_dir) / "saved_model.pb").is_file():
+        from kerasrecon.config import TrainConfig
+        from kerasrecon.export import load_export
+
+        base = TrainConfig.from_dict(load_export(model_dir)[1]["train_config"]).mask
+    else:
+        base = read_config(model_dir).mask
     changes = {k: v for k, v in dict(acceleration=acceleration, kind=mask_kind, seed=mask_seed).items() if v is not None}
     mask_cfg = dataclasses.replace(base, **changes)
     bar = _SliceProgress()

@@ -102,6 +102,7 @@ class TrainConfig:
         strategy: ``auto`` | ``none`` | ``mirrored`` | ``multiworker`` (cluster from TF_CONFIG).
         precision: ``auto`` | ``float32`` | ``mixed_float16`` | ``mixed_bfloat16``.
         jit: XLA-compile the train step; ``None`` = auto (on for GPUs).
+        collective_timeout_s: multi-worker collectives fail after this many seconds (dead worker).
         checkpoint_every: steps between checkpoints.
         log_every: steps between TensorBoard scalar writes.
     """
@@ -118,6 +119,7 @@ class TrainConfig:
     strategy: str = "auto"
     precision: str = "auto"
     jit: bool | None = None
+    collective_timeout_s: float = 300.0
     checkpoint_every: int = 1000
     log_every: int = 100
 
@@ -180,6 +182,7 @@ def validate(cfg: TrainConfig) -> None:
         (0 <= cfg.beta_1 < 1, "--beta1", "in [0, 1)", cfg.beta_1),
         (cfg.strategy in STRATEGIES, "--strategy", f"one of {STRATEGIES}", cfg.strategy),
         (cfg.precision in PRECISIONS, "--precision", f"one of {PRECISIONS}", cfg.precision),
+        (cfg.collective_timeout_s > 0, "--collective-timeout", "> 0", cfg.collective_timeout_s),
         (cfg.checkpoint_every >= 1, "--checkpoint-every", ">= 1", cfg.checkpoint_every),
         (cfg.log_every >= 1, "--log-every", ">= 1", cfg.log_every),
     ]

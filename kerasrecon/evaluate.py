@@ -40,11 +40,38 @@ def keras_recon_fn(generator) -> ReconFn:
     return fn
 
 
+def saved_model_recon_fn(path):
+    """A reconstruction function backed by an exported SavedModel's ``serving_default``.
+
+    It takes the measured k-space at its original scale (the export normalises internally) and
+    returns magnitudes at the original scale; ``reconstruct_volume`` recognises it by ``raw_kspace``.
+    Returns ``(fn, export metadata dict)``.
+    """
+    import tensorflow as tf
+
+    from kerasrecon.export import load_export
+
+    loaded, meta = load_export(path)
+    serve = loaded.signatures["serving_default"]
+
+    def fn(kspace, mask):
+        out = serve(kspace_real=tf.constant(kspace.real, tf.float32), kspace_imag=tf.constant(kspace.imag, tf.float32),
+                    mask=tf.constant(mask, tf.float32))
+        return out["image"].numpy()
+
+    fn.raw_kspace = True
+    return fn, meta
+
+
 def reconstruct_volume(recon_fn: ReconFn, ev: dict, batch_size: int = 4) -> np.ndarray:
     """Magnitude reconstruction, original scale, float32 ``[S, H, W]`` of one ``evaluation_slices`` item."""
-    zf, mk = to_channels(ev["zero_filled"]), to_channels(ev["masked_kspace"])
     s, h, w = ev["zero_filled"].shape
     mask = np.broadcast_to(ev["mask"].array, (s, h, w)).astype(np.float32)
+    if getattr(recon_fn, "raw_kspace", False):
+        kspace = ev["masked_kspace"] / ev["scale"][:, None, None]
+        return np.concatenate([recon_fn(kspace[i:i + batch_size], mask[i:i + batch_size])
+                               for i in range(0, s, batch_size)]).astype(np.float32)
+    zf, mk = to_channels(ev["zero_filled"]), to_channels(ev["masked_kspace"])
     outs = []
     for i in range(0, s, batch_size):
         out = recon_fn(zf[i:i + batch_size], mk[i:i + batch_size], mask[i:i + batch_size])
@@ -146,10 +173,10 @@ def held_out_volumes(data: str, val_fraction: float, split: str = "val") -> list
 
 def evaluate_run(run_dir, data: str | None = None, mask_cfg: MaskConfig | None = None, split: str = "val",
                  batch_size: int = 4, progress=None, keep_recons: bool = False):
-    """Evaluate a training run's newest checkpoint (method named after its content loss).
+    """Evaluate a training run's newest checkpoint or an exported SavedModel (method named after its loss).
 
     Args:
-        run_dir: a ``kerasrecon fit`` output directory.
+        run_dir: a ``kerasrecon fit`` output directory or a ``kerasrecon export`` directory.
         data: dataset (default: the run's).
         mask_cfg: masks (default: the run's kind, R and seed).
         split: ``val`` (the run's held-out part) or ``all``.
@@ -158,14 +185,19 @@ def evaluate_run(run_dir, data: str | None = None, mask_cfg: MaskConfig | None =
         ``(rows, summary, meta)`` (+ recons, targets with ``keep_recons``); meta records the run,
         step, data, split and mask config.
     """
+    from kerasrecon.config import TrainConfig
     from kerasrecon.training.checkpoint import load_generator
 
-    cfg, generator, step = load_generator(run_dir)
+    if (Path(run_dir) / "saved_model.pb").is_file():  # an exported model: the config is in its metadata
+        fn, export_meta = saved_model_recon_fn(run_dir)
+        cfg, step = TrainConfig.from_dict(export_meta["train_config"]), export_meta.get("step")
+    else:
+        cfg, generator, step = load_generator(run_dir)
+        fn = keras_recon_fn(generator)
     data = data or cfg.data.data
     mask_cfg = mask_cfg or cfg.mask
     volumes = held_out_volumes(data, cfg.data.val_fraction, split)
-    result = evaluate({cfg.loss.content: keras_recon_fn(generator)}, volumes, mask_cfg, batch_size, progress,
-                      keep_recons)
+    result = evaluate({cfg.loss.content: fn}, volumes, mask_cfg, batch_size, progress, keep_recons)
     meta = {"run": str(run_dir), "step": step, "loss": cfg.loss.content, "data": data, "split": split,
             "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed},
             "train_config": cfg.to_dict()}

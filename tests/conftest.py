@@ -13,3 +13,13 @@ def rng():
 
 def random_complex(rng, shape):
     return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+
+def ref_fft2c(x):
+    """Independent reference: centred orthonormal 2-D FFT with NumPy (fastMRI's definition)."""
+    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+
+
+def ref_ifft2c(k):
+    """Independent reference: centred orthonormal inverse 2-D FFT with NumPy."""
+    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))

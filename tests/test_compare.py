@@ -12,14 +12,8 @@ from kerasrecon.errors import DataError
 from kerasrecon.masks import make_mask
 from kerasrecon.training.checkpoint import load_generator
 from kerasrecon.training.trainer import train
+from tests.conftest import ref_fft2c, ref_ifft2c
 
-
-def ref_fft2c(x):
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
-
-
-def ref_ifft2c(k):
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,8 @@ from kerasrecon.data.images import prepare_dataset, read_image_stack
 from kerasrecon.data.pipeline import evaluation_slices, training_dataset
 from kerasrecon.errors import ConfigError, DataError
 from kerasrecon.masks import make_mask
-from tests.conftest import random_complex
+from tests.conftest import random_complex, ref_fft2c, ref_ifft2c
 
-
-def ref_fft2c(x):
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
-
-
-def ref_ifft2c(k):
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
 
 
 def write_fastmri(path, rng, slices=2, shape=(64, 40), esc=True):
@@ -204,3 +197,36 @@ def test_evaluation_slices_by_hand(rng):
     np.testing.assert_allclose(ev["zero_filled"], zf * scale[:, None, None], atol=1e-5)
     np.testing.assert_allclose(ev["target"], np.abs(images), atol=1e-5)
     assert ev["mask"].id["mask_seed"] == 2
+
+
+def write_dicom(path, pixels, instance):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.InstanceNumber = "MR", instance
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 2, 1
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    return pydicom
+
+
+def test_dicom_series_sorted_by_instance_and_rescaled(tmp_path, rng):
+    series = rng.integers(0, 1000, (3, 16, 12))
+    (tmp_path / "knee").mkdir()
+    for name, inst in [("a.dcm", 3), ("b.dcm", 1), ("c.dcm", 2)]:  # file order != instance order
+        write_dicom(tmp_path / "knee" / name, series[inst - 1], inst)
+    stack = read_image_stack(tmp_path / "knee")
+    np.testing.assert_array_equal(stack, series * 2 + 1)
+    manifest = prepare_dataset(tmp_path / "knee", tmp_path / "out")
+    assert manifest["volumes"][0]["shape"] == [3, 16, 12]

@@ -13,16 +13,10 @@ from kerasrecon.export import export_run, load_export
 from kerasrecon.masks import make_mask
 from kerasrecon.training.checkpoint import load_generator
 from kerasrecon.training.trainer import train
+from tests.conftest import ref_fft2c, ref_ifft2c
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def ref_fft2c(x):
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
-
-
-def ref_ifft2c(k):
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
 
 
 @pytest.fixture(scope="module")

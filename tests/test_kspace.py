@@ -5,17 +5,10 @@ import pytest
 
 from kerasrecon import kspace as ks
 from kerasrecon.errors import DataError
-from tests.conftest import random_complex
+from tests.conftest import random_complex, ref_fft2c, ref_ifft2c
 
 SHAPES = [(1, 8, 8), (2, 7, 9), (3, 16, 5), (1, 33, 32)]
 
-
-def ref_fft2c(x):
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
-
-
-def ref_ifft2c(k):
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
 
 
 @pytest.mark.parametrize("shape", SHAPES)

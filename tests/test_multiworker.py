@@ -85,3 +85,39 @@ def test_bad_tf_config(monkeypatch, value, match):
         monkeypatch.setenv("TF_CONFIG", value)
     with pytest.raises(ConfigError, match=match):
         cluster_resolver()
+
+
+@pytest.mark.slow
+def test_dead_worker_fails_the_other_within_bounded_time(tmp_path):
+    import signal
+    import time
+
+    ports = free_ports(2)
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "kerasrecon_cli.main", "fit", "--strategy", "multiworker", "--collective-timeout", "20",
+           "--loss", "mse", "--batch-size", "2", "--patch-size", "32", "--blocks", "1", "--filters", "8",
+           "--steps", "100000", "--checkpoint-every", "2", "--out", str(run_dir)]
+    procs = [subprocess.Popen(cmd, env=worker_env(ports, i), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    latest = run_dir / "checkpoints" / "latest.json"
+    try:
+        deadline = time.time() + 300
+        while not (latest.exists() and json.loads(latest.read_text())["step"] >= 2):
+            assert time.time() < deadline, "no checkpoint within 300 s"
+            assert procs[0].poll() is None, procs[0].communicate()[1][-2000:]
+            time.sleep(0.2)
+        procs[1].send_signal(signal.SIGKILL)
+        t0 = time.time()
+        _, err = procs[0].communicate(timeout=240)
+        waited = time.time() - t0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert procs[0].returncode == 2, err[-2000:]
+    last_line = err.strip().splitlines()[-1]
+    assert last_line.startswith("kerasrecon: error:") and "worker" in last_line, last_line
+    assert waited < 240
+    step = json.loads(latest.read_text())["step"]
+    assert (run_dir / "checkpoints" / f"ckpt-{step:08d}" / "generator.weights.h5").is_file()

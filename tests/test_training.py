@@ -69,6 +69,7 @@ def test_two_replicas_equal_one_replica():
     assert res["max_abs_diff_g"] < 1e-4 and res["max_abs_diff_d"] < 1e-4
     for k in ("d_loss", "g_loss", "content"):
         assert res["values_one"][k] == pytest.approx(res["values_two"][k], rel=1e-4)
+    assert "--batch-size 3 is not divisible by the 2 replicas" in res["divisible_error"]
 
 
 def test_train_resume_and_checkpoint_contents(tmp_path):

@@ -106,7 +106,8 @@ def read_config(run_dir) -> TrainConfig:
 
 
 # Fields that may change between a run and its resumption.
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "strategy", "precision", "jit"}
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "strategy", "precision", "jit",
+                     "collective_timeout_s"}
 
 
 def check_resume_config(run_dir, cfg: TrainConfig, force: bool):

@@ -116,7 +116,7 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     """
     out = Path(out)
     total = cfg.pretrain_steps + cfg.steps
-    strategy = strategy or make_strategy(cfg.strategy)
+    strategy = strategy or make_strategy(cfg.strategy, collective_timeout_s=cfg.collective_timeout_s)
     chief = is_chief(strategy)
     resume = ckpt.latest_checkpoint(out) if (out / ckpt.CONFIG_FILE).exists() else None
     if chief:  # only the chief checks, creates and writes the run directory

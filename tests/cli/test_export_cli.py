@@ -1,3 +1,4 @@
+import csv
 import json
 import subprocess
 
@@ -70,3 +71,18 @@ def test_reconstruct_bad_inputs(exported, tmp_path):
     assert res.exit_code == 2 and "bad.h5" in res.output and not (tmp_path / "o.h5").exists()
     res = run("reconstruct", "--model", exported / "run", "--input", tmp_path / "bad.h5", "--output", tmp_path / "o.h5")
     assert res.exit_code == 2 and "not a SavedModel" in res.output
+
+
+def test_evaluate_run_and_its_export_agree(exported, tmp_path):
+    res = run("evaluate", "--model", exported / "run", "--out", tmp_path / "a")
+    assert res.exit_code == 0, res.output
+    res = run("evaluate", "--model", exported / "export", "--out", tmp_path / "b")
+    assert res.exit_code == 0, res.output
+    a = list(csv.DictReader(open(tmp_path / "a" / "slices.csv")))
+    b = list(csv.DictReader(open(tmp_path / "b" / "slices.csv")))
+    assert [r["method"] for r in a] == [r["method"] for r in b]
+    for ra, rb in zip(a, b):
+        assert float(ra["psnr"]) == pytest.approx(float(rb["psnr"]), abs=1e-3)
+        assert ra["mask_sha256"] == rb["mask_sha256"]
+    res = run("evaluate", "--model", exported / "run", "--out", tmp_path / "a")
+    assert res.exit_code == 2 and "--force" in res.output

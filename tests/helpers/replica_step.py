@@ -46,6 +46,21 @@ for name, strategy in [("one", tf.distribute.get_strategy()),
                      "values": {k: float(v) for k, v in values.items()}, "replicas": strategy.num_replicas_in_sync}
 
 
+# Bad input on 2 replicas: a global batch that does not split evenly.
+import dataclasses  # noqa: E402
+import tempfile  # noqa: E402
+
+from kerasrecon.errors import ConfigError  # noqa: E402
+from kerasrecon.training.trainer import train  # noqa: E402
+
+try:
+    train(dataclasses.replace(cfg, data=DataConfig(patch_size=32, batch_size=3)), tempfile.mkdtemp() + "/run",
+          strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    divisible_error = ""
+except ConfigError as exc:
+    divisible_error = str(exc)
+
+
 def maxdiff(a, b):
     return float(max(np.max(np.abs(x - y)) for x, y in zip(a, b)))
 
@@ -57,4 +72,5 @@ print(json.dumps({
     "g_moved": maxdiff(results["one"]["g"], results["one"]["g0"]),
     "d_moved": maxdiff(results["one"]["d"], results["one"]["d0"]),
     "values_one": results["one"]["values"], "values_two": results["two"]["values"],
+    "divisible_error": divisible_error,
 }))
