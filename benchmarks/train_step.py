@@ -3,9 +3,9 @@ FLOP/s as a ratio to this machine's measured 3×3 64→64 Conv2D FLOP/s (same ru
 wall time of 1e5 iterations.
 
 FLOPs per step (forward FLOPs G_f, D_f, V_f per image counted by TensorFlow's profiler, backward
-counted as 2× forward): D update = G forward + D fwd/bwd on real and fake = G_f + 6·D_f;
-G update = G fwd/bwd + D fwd + input-grad through D + VGG fwd on target and recon + input-grad
-through VGG = 3·G_f + 2·D_f + 3·V_f. Total per image: 4·G_f + 8·D_f + 3·V_f.
+counted as 2× forward): one G forward shared by both updates (G_f); D update = D fwd/bwd on real and
+fake (6·D_f); G update = G backward (2·G_f) + D fwd + input-grad through D (2·D_f) + VGG fwd on
+target and recon + input-grad through VGG (3·V_f). Total per image: 3·G_f + 8·D_f + 3·V_f.
 
     python benchmarks/train_step.py [--steps 3] [--batch 16] [--patch 96] [--blocks 16]
 """
@@ -53,7 +53,7 @@ def main():
                                         "masked_kspace": tf.TensorSpec([1, p, p, 2]), "mask": tf.TensorSpec([1, p, p])})
     d_f = forward_flops(gan.discriminator, tf.TensorSpec([1, p, p, 1]))
     v_f = forward_flops(gan.content_loss.vgg, tf.TensorSpec([1, p, p, 3])) if gan.content_loss.vgg else 0
-    step_flops = a.batch * (4 * g_f + 8 * d_f + 3 * v_f)
+    step_flops = a.batch * (3 * g_f + 8 * d_f + 3 * v_f)
     conv_rate = conv_flops_per_second(batch=a.batch, size=p)
     achieved = step_flops / sec
     print(json.dumps({

@@ -1,7 +1,7 @@
 """``ReconGAN``: one ``keras.Model`` owning G, D, the content loss and the custom ``train_step``.
 
 Per step: one discriminator update (``BCE(D(y), 1) + BCE(D(ŷ), 0)``), then one generator update
-(``content + adv_weight · BCE(D(ŷ), 1)``) against the *updated* D. Losses are reduced with
+(``content + adv_weight · BCE(D(ŷ), 1)``) against the *updated* D, both from one generator forward. Losses are reduced with
 ``tf.nn.compute_average_loss`` over the global batch (per-replica batch × replicas in sync), because
 optimizers sum gradients across replicas. BatchNorm layers are built with ``synchronized=True``: their
 batch statistics are all-reduced over replicas, so a step on N replicas equals a step on one device
@@ -75,19 +75,22 @@ class ReconGAN(keras.Model):
 
     def step_values(self, data):
         """One D then one G update. Returns this replica's loss shares (sum over replicas = global
-        mean) and its mean batch PSNR, as float32 scalars."""
+        mean) and its mean batch PSNR, as float32 scalars.
+
+        One generator forward pass serves both updates: the D update sees it through
+        ``stop_gradient`` with the G tape paused, then the G loss is taken against the updated D.
+        """
         inputs, target = data
         batch = tf.shape(target)[0]
-        fake = magnitude(self.generator(inputs, training=True))
-        with tf.GradientTape() as d_tape:
-            real_prob = self.discriminator(target, training=True)
-            fake_prob = self.discriminator(fake, training=True)
-            d_loss = self._average(discriminator_loss(real_prob, fake_prob), batch)
-            d_scaled = _scaled(self.d_optimizer, d_loss)
-        _apply(self.d_optimizer, d_tape, d_scaled, self.discriminator.trainable_variables)
-
         with tf.GradientTape() as g_tape:
             recon = magnitude(self.generator(inputs, training=True))
+            with g_tape.stop_recording():
+                with tf.GradientTape() as d_tape:
+                    real_prob = self.discriminator(target, training=True)
+                    fake_prob = self.discriminator(tf.stop_gradient(recon), training=True)
+                    d_loss = self._average(discriminator_loss(real_prob, fake_prob), batch)
+                    d_scaled = _scaled(self.d_optimizer, d_loss)
+                _apply(self.d_optimizer, d_tape, d_scaled, self.discriminator.trainable_variables)
             content = self._average(self.content_loss(target, recon), batch)
             adv = self._average(adversarial_loss(self.discriminator(recon, training=True)), batch)
             g_loss = content + self.adv_weight * adv
