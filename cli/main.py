@@ -206,7 +206,12 @@ class _Progress:
 @click.option("--force", is_flag=True, help="Continue a run in --out even though its saved config differs.")
 @one_line_errors
 def fit(out, force, **options):
-    """Train the reconstruction GAN (resumes from the last checkpoint in --out)."""
+    """Train the reconstruction GAN (resumes from the last checkpoint in --out).
+
+    \b
+    kerasrecon fit --data demo --loss hybrid --out runs/hybrid --vgg-weights PATH/TO/vgg19_..._notop.h5
+    kerasrecon fit --data data/knee --loss mse -R 8 --mask poisson --steps 20000 --out runs/mse_r8
+    """
     from kerasrecon.training.trainer import train
 
     cfg = config_from_options(options)

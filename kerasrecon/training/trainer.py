@@ -36,8 +36,16 @@ log = logging.getLogger(__name__)
 SHARE_KEYS = ("d_loss", "g_loss", "content", "adversarial")
 
 
-class TrainingDiverged(KerasReconError):
-    """A loss became NaN/Inf or a collective failed; the message names the step and the last good checkpoint."""
+class TrainingStopped(KerasReconError):
+    """Training could not go on; the message names the step and the last good checkpoint."""
+
+
+class TrainingDiverged(TrainingStopped):
+    """A loss became NaN/Inf."""
+
+
+class WorkerFailed(TrainingStopped):
+    """A multi-worker collective failed or timed out (a worker died or is unreachable)."""
 
 
 @dataclass
@@ -95,8 +103,7 @@ def make_distributed_step(gan: ReconGAN, strategy, pretrain: bool = False, jit: 
     return step
 
 
-def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress=None,
-          max_steps_this_call: int | None = None) -> TrainResult:
+def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress=None) -> TrainResult:
     """Train (or resume) a run.
 
     Args:
@@ -105,7 +112,6 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
         force: continue a run whose saved config differs.
         strategy: a ``tf.distribute.Strategy`` to use instead of ``cfg.strategy`` (tests).
         progress: optional callable ``(step, total_steps, logs: dict)`` called after every step.
-        max_steps_this_call: stop after this many steps even if ``cfg`` asks for more (tests).
 
     Returns:
         :class:`TrainResult`.
@@ -113,6 +119,7 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     Raises:
         ConfigError, DataError: bad options or data (nothing in ``out`` is modified).
         TrainingDiverged: a loss became NaN/Inf (the last good checkpoint is kept).
+        WorkerFailed: a multi-worker collective failed or timed out (checkpoints intact).
     """
     out = Path(out)
     total = cfg.pretrain_steps + cfg.steps
@@ -156,14 +163,13 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
              True: make_distributed_step(gan, strategy, pretrain=True, jit=jit)}
     iterator = iter(strategy.distribute_datasets_from_function(per_worker_dataset))
     step, logs, last_saved = start, {}, start
-    stop_at = total if max_steps_this_call is None else min(total, start + max_steps_this_call)
     t0 = time.perf_counter()
-    while step < stop_at:
+    while step < total:
         pretrain = step < cfg.pretrain_steps
         try:
             values = steps[pretrain](next(iterator))
         except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError, tf.errors.CancelledError) as exc:
-            raise TrainingDiverged(
+            raise WorkerFailed(
                 f"step {step + 1}: a collective failed ({exc.__class__.__name__}; a worker died or is unreachable); "
                 f"last good checkpoint is step {last_saved if last_saved > 0 else 'none'}") from None
         step += 1
@@ -175,11 +181,11 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
             raise TrainingDiverged(
                 f"non-finite {bad[0]}={logs[bad[0]]} at step {step}; training stopped, last good checkpoint "
                 f"is step {last_saved if last_saved > 0 else 'none'} in {out / ckpt.CKPT_DIR}")
-        if step % cfg.log_every == 0 or step == stop_at:
+        if step % cfg.log_every == 0 or step == total:
             with writer.as_default(step=step):
                 for k, v in logs.items():
                     tf.summary.scalar(("pretrain/" if pretrain else "train/") + k, v)
-        if chief and (step % cfg.checkpoint_every == 0 or step == stop_at):
+        if chief and (step % cfg.checkpoint_every == 0 or step == total):
             ckpt.save_checkpoint(out, step, gan)
             last_saved = step
             _log_preview(writer, gan, preview, step)

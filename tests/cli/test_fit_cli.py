@@ -51,3 +51,22 @@ def test_fit_help_explains_defaults():
     assert res.exit_code == 0
     for text in ["--loss", "hybrid", "100000", "--vgg-weights", "--strategy", "--pretrain-steps"]:
         assert text in res.output
+
+
+def test_fit_on_prepared_dataset(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "src").mkdir()
+    for name in ("a", "b"):
+        np.save(tmp_path / "src" / f"{name}.npy", rng.random((3, 40, 36)).astype(np.float32))
+    assert run("data", "prepare", tmp_path / "src", tmp_path / "data").exit_code == 0
+    res = run("fit", "--data", tmp_path / "data", "--steps", 1, "--checkpoint-every", 1, "--out", tmp_path / "run",
+              *TINY, "--loss", "mse")
+    assert res.exit_code == 0, res.output
+    res = run("evaluate", "--model", tmp_path / "run", "--out", tmp_path / "ev")
+    assert res.exit_code == 0, res.output
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "ev" / "slices.csv")))
+    assert {r["volume"] for r in rows} == {"b"} and len(rows) == 2 * 3  # zero_filled + mse, 3 slices
