@@ -71,6 +71,15 @@ def test_reconstruct_bad_inputs(exported, tmp_path):
     assert res.exit_code == 2 and "bad.h5" in res.output and not (tmp_path / "o.h5").exists()
     res = run("reconstruct", "--model", exported / "run", "--input", tmp_path / "bad.h5", "--output", tmp_path / "o.h5")
     assert res.exit_code == 2 and "not a SavedModel" in res.output
+    with h5py.File(tmp_path / "real.h5", "w") as f:  # magnitude where complex k-space is expected
+        f.create_dataset("kspace", data=np.ones((1, 32, 32), np.float32))
+    res = run("reconstruct", "--model", exported / "export", "--input", tmp_path / "real.h5", "--output", tmp_path / "o.h5")
+    assert res.exit_code == 2 and "complex" in res.output and not (tmp_path / "o.h5").exists()
+    with h5py.File(tmp_path / "m.h5", "w") as f:  # own mask of the wrong length
+        f.create_dataset("kspace", data=np.ones((1, 32, 32), np.complex64))
+        f.create_dataset("mask", data=np.ones(30, np.float32))
+    res = run("reconstruct", "--model", exported / "export", "--input", tmp_path / "m.h5", "--output", tmp_path / "o.h5")
+    assert res.exit_code == 2 and "'mask' has 30 entries" in res.output
 
 
 def test_evaluate_run_and_its_export_agree(exported, tmp_path):
