@@ -16,6 +16,10 @@ from kerasrecon import kspace
 GENERATOR_FILTERS = 64
 GENERATOR_BLOCKS = 16
 KERNEL = 3
+# BN moving statistics (used at evaluation) follow the weights within ~10 updates; with Keras' default
+# 0.99 they lag ~100 steps behind a generator that is still changing, which cost the 300-step demo
+# run 9.1 dB PSNR on held-out slices (MSE run: 29.84 dB with 0.99, 38.95 dB with 0.9).
+BN_MOMENTUM = 0.9
 
 
 @keras.saving.register_keras_serializable(package="kerasrecon")
@@ -64,10 +68,10 @@ def _prelu(name):
 def residual_block(x, filters: int, name: str):
     """Conv-BN-PReLU-Conv-BN + skip. x: float32 ``[B, H, W, filters]`` -> same shape."""
     y = _conv(filters, f"{name}_conv1", use_bias=False)(x)
-    y = layers.BatchNormalization(synchronized=True, name=f"{name}_bn1")(y)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=True, name=f"{name}_bn1")(y)
     y = _prelu(f"{name}_prelu")(y)
     y = _conv(filters, f"{name}_conv2", use_bias=False)(y)
-    y = layers.BatchNormalization(synchronized=True, name=f"{name}_bn2")(y)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=True, name=f"{name}_bn2")(y)
     return layers.Add(name=f"{name}_add")([x, y])
 
 
@@ -98,7 +102,7 @@ def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FIL
     for i in range(blocks):
         x = residual_block(x, filters, name=f"g_block{i + 1:02d}")
     x = _conv(filters, "g_conv_mid", use_bias=False)(x)
-    x = layers.BatchNormalization(synchronized=True, name="g_bn_mid")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=True, name="g_bn_mid")(x)
     x = layers.Add(name="g_long_skip")([head, x])
     # Zero-initialised output conv: the untrained generator is the identity on the zero-filled input
     # (then DC), so training starts from the zero-filled baseline instead of from random noise.
