@@ -150,3 +150,12 @@ def test_sigkill_then_resume(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert f"trained steps {step}..{step + 2}" in res.stdout
     assert ckpt.latest_checkpoint(out)[0] == step + 2
+
+
+def test_seed_fixes_initial_weights():
+    a, b = build_gan(tiny(seed=7)), build_gan(tiny(seed=7))
+    for x, y in zip(a.generator.get_weights() + a.discriminator.get_weights(),
+                    b.generator.get_weights() + b.discriminator.get_weights()):
+        np.testing.assert_array_equal(x, y)
+    c = build_gan(tiny(seed=8))
+    assert not np.array_equal(a.discriminator.get_weights()[0], c.discriminator.get_weights()[0])
