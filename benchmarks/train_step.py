@@ -24,6 +24,7 @@ import tensorflow as tf  # noqa: E402
 from kerasrecon.config import DataConfig, LossConfig, ModelConfig, TrainConfig  # noqa: E402
 from kerasrecon.data.demo import load_demo  # noqa: E402
 from kerasrecon.data.pipeline import training_dataset  # noqa: E402
+from kerasrecon.training.precision import resolve_jit, resolve_precision  # noqa: E402
 from kerasrecon.training.trainer import build_gan, make_distributed_step  # noqa: E402
 
 
@@ -34,12 +35,16 @@ def main():
     ap.add_argument("--patch", type=int, default=96)
     ap.add_argument("--blocks", type=int, default=16)
     ap.add_argument("--loss", default="hybrid")
+    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"])
+    ap.add_argument("--jit", default="auto", choices=["auto", "on", "off"])
     a = ap.parse_args()
+    jit = None if a.jit == "auto" else a.jit == "on"
     cfg = TrainConfig(data=DataConfig(patch_size=a.patch, batch_size=a.batch), model=ModelConfig(blocks=a.blocks),
-                      loss=LossConfig(content=a.loss, vgg_weights="none"))  # weights do not change the FLOPs
+                      loss=LossConfig(content=a.loss, vgg_weights="none"),  # weights do not change the FLOPs
+                      precision=a.precision, jit=jit)
     strategy = tf.distribute.get_strategy()
     gan = build_gan(cfg)
-    step = make_distributed_step(gan, strategy)
+    step = make_distributed_step(gan, strategy, jit=resolve_jit(cfg.jit))
     batches = iter(training_dataset([load_demo()], cfg))
     step(next(batches))  # trace + warm-up
     t0 = time.perf_counter()
@@ -58,7 +63,8 @@ def main():
     achieved = step_flops / sec
     print(json.dumps({
         "benchmark": "train_step", "machine": machine(),
-        "settings": {"batch": a.batch, "patch": p, "blocks": a.blocks, "loss": a.loss, "timed_steps": a.steps},
+        "settings": {"batch": a.batch, "patch": p, "blocks": a.blocks, "loss": a.loss, "timed_steps": a.steps,
+                     "precision": resolve_precision(cfg.precision), "jit": resolve_jit(cfg.jit)},
         "seconds_per_step": round(sec, 4), "steps_per_s": round(1 / sec, 4), "images_per_s": round(a.batch / sec, 2),
         "forward_gflop_per_image": {"generator": g_f / 1e9, "discriminator": d_f / 1e9, "vgg54": v_f / 1e9},
         "tflop_per_step": round(step_flops / 1e12, 4),
