@@ -236,22 +236,10 @@ def fit(out, force, **options):
 @one_line_errors
 def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, batch_size, out, force):
     """Reconstruct held-out slices and score them (NMSE, PSNR, SSIM, HFEN) next to zero-filling."""
-    import dataclasses
-
     from kerasrecon import evaluate as ev
-    from kerasrecon.training.checkpoint import read_config
 
-    if (Path(model_dir) / "saved_model.pb").is_file():
-        from kerasrecon.config import TrainConfig
-        from kerasrecon.export import load_export
-
-        base = TrainConfig.from_dict(load_export(model_dir)[1]["train_config"]).mask
-    else:
-        base = read_config(model_dir).mask
     changes = {k: v for k, v in dict(acceleration=acceleration, kind=mask_kind, seed=mask_seed).items() if v is not None}
-    mask_cfg = dataclasses.replace(base, **changes)
-    bar = _SliceProgress()
-    rows, summary, meta = ev.evaluate_run(model_dir, data, mask_cfg, split, batch_size, progress=bar)
+    rows, summary, meta = ev.evaluate_run(model_dir, data, changes, split, batch_size, progress=_SliceProgress())
     ev.write_results(rows, summary, out, meta, force=force)
     _echo_summary(summary, meta)
     click.echo(f"wrote {Path(out) / 'slices.csv'} and {Path(out) / 'summary.json'}")

@@ -21,7 +21,7 @@ from kerasrecon.data.pipeline import evaluation_slices
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import DataError
 from kerasrecon.kspace import to_channels
-from kerasrecon.metrics import METRICS, all_metrics
+from kerasrecon.metrics import METRICS, all_metrics, hfen, nmse, psnr
 
 ROW_FIELDS = ["method", "volume", "slice", *METRICS, "mask_kind", "acceleration", "achieved_acceleration",
               "mask_seed", "mask_sha256"]
@@ -107,17 +107,19 @@ def evaluate(recon_fns: dict[str, ReconFn], volumes: list[Volume], mask_cfg: Mas
             outputs[name] = reconstruct_volume(fn, ev, batch_size)
         targets[ev["name"]] = target
         for method, pred in outputs.items():
-            per_volume.setdefault(method, {})[ev["name"]] = all_metrics(target, pred, data_range)
+            slice_rows = [{"method": method, "volume": ev["name"], "slice": i,
+                           **all_metrics(target[i], pred[i], data_range), **ev["mask"].id}
+                          for i in range(target.shape[0])]
+            # Volume SSIM is the mean of the slice SSIMs (metrics.ssim's definition): reuse them.
+            per_volume.setdefault(method, {})[ev["name"]] = {
+                "nmse": nmse(target, pred), "psnr": psnr(target, pred, data_range),
+                "ssim": float(np.mean([r["ssim"] for r in slice_rows])), "hfen": hfen(target, pred)}
+            rows.extend(slice_rows)
             if keep_recons:
                 recons.setdefault(method, {})[ev["name"]] = pred
-            for i in range(target.shape[0]):
-                rows.append({"method": method, "volume": ev["name"], "slice": i,
-                             **all_metrics(target[i], pred[i], data_range), **ev["mask"].id})
         done += target.shape[0]
         if progress:
             progress(done, total)
-    for r in rows:
-        r.pop("mask_shape", None)
     summary = summarise(rows, per_volume)
     return (rows, summary, recons, targets) if keep_recons else (rows, summary)
 
@@ -171,20 +173,22 @@ def held_out_volumes(data: str, val_fraction: float, split: str = "val") -> list
     return val
 
 
-def evaluate_run(run_dir, data: str | None = None, mask_cfg: MaskConfig | None = None, split: str = "val",
+def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = None, split: str = "val",
                  batch_size: int = 4, progress=None, keep_recons: bool = False):
     """Evaluate a training run's newest checkpoint or an exported SavedModel (method named after its loss).
 
     Args:
         run_dir: a ``kerasrecon fit`` output directory or a ``kerasrecon export`` directory.
         data: dataset (default: the run's).
-        mask_cfg: masks (default: the run's kind, R and seed).
+        mask_changes: overrides of the run's ``MaskConfig`` fields (kind, acceleration, seed).
         split: ``val`` (the run's held-out part) or ``all``.
 
     Returns:
         ``(rows, summary, meta)`` (+ recons, targets with ``keep_recons``); meta records the run,
         step, data, split and mask config.
     """
+    import dataclasses
+
     from kerasrecon.config import TrainConfig
     from kerasrecon.training.checkpoint import load_generator
 
@@ -195,7 +199,7 @@ def evaluate_run(run_dir, data: str | None = None, mask_cfg: MaskConfig | None =
         cfg, generator, step = load_generator(run_dir)
         fn = keras_recon_fn(generator)
     data = data or cfg.data.data
-    mask_cfg = mask_cfg or cfg.mask
+    mask_cfg = dataclasses.replace(cfg.mask, **(mask_changes or {}))
     volumes = held_out_volumes(data, cfg.data.val_fraction, split)
     result = evaluate({cfg.loss.content: fn}, volumes, mask_cfg, batch_size, progress, keep_recons)
     meta = {"run": str(run_dir), "step": step, "loss": cfg.loss.content, "data": data, "split": split,

@@ -49,9 +49,7 @@ def _file_mask(f, shape, mask_cfg: MaskConfig, name: str):
                      "achieved_acceleration": round(arr.size / max(arr.sum(), 1), 4), "mask_seed": -1,
                      "mask_sha256": mask_hash(arr)}
     m: Mask = make_mask(mask_cfg.kind, mask_cfg.acceleration, shape, mask_cfg.seed)
-    ident = dict(m.id)
-    ident.pop("mask_shape")
-    return m.array, ident
+    return m.array, m.id
 
 
 def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig, batch_size: int = 8, crop=None,

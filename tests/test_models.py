@@ -1,6 +1,5 @@
 import keras
 import numpy as np
-import pytest
 
 from kerasrecon.kspace import fft2c_np
 from kerasrecon.masks import make_mask

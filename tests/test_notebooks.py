@@ -1,6 +1,5 @@
 """The walkthrough notebooks run end to end (tiny settings) and are committed without outputs."""
 
-import os
 from pathlib import Path
 
 import nbformat
