@@ -68,7 +68,7 @@ def test_two_workers_match_single_process(tmp_path):
     assert np.median(diffs) < 1e-6
     # Only the chief (worker 0) wrote checkpoints: exactly the run's own files.
     assert json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"] == STEPS
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "config.json", "tensorboard"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "checkpoints", "config.json", "tensorboard"]
 
 
 @pytest.mark.parametrize("value, match", [

@@ -1,19 +1,25 @@
-"""Crash-safe checkpoints of a run directory.
+"""Crash-safe, verified checkpoints of a run directory.
 
 Layout::
 
+    RUN/.lock                             held by the training process (``kerasrecon.io.RunLock``)
     RUN/config.json                       the TrainConfig (JSON)
     RUN/checkpoints/ckpt-00001000/        generator.weights.h5, discriminator.weights.h5,
-                                          optimizers.npz (G and D Adam state), state.json (step)
-    RUN/checkpoints/latest.json           {"step": 1000, "dir": "ckpt-00001000"}
+                                          optimizers.npz (G and D Adam state),
+                                          state.json {"step", "sha256": {file: hex digest}}
+    RUN/checkpoints/latest.json           {"step": 1000, "dir": "ckpt-00001000"} (informative only)
 
-A checkpoint is written into ``ckpt-….tmp`` and renamed, then ``latest.json`` is replaced atomically,
-so a process killed at any moment leaves the previous checkpoint intact and readable.
+A checkpoint is written only when every variable (G, D, both optimizers' slots) is finite, into
+``ckpt-….tmp``, then renamed; ``state.json`` (with the SHA-256 of every file) is written last. When
+reading, the checkpoint directories are tried newest first and the first whose files match their
+checksums, load, and hold finite values wins; a damaged newer one is reported in one log line.
+``KEEP`` (3) checkpoints are kept, so one damaged file never costs more than one interval.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -22,43 +28,98 @@ import numpy as np
 
 from kerasrecon.config import TrainConfig
 from kerasrecon.errors import ConfigError, DataError
+from kerasrecon.io import sha256_file, write_text_atomic
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 CKPT_DIR = "checkpoints"
 LATEST = "latest.json"
+STATE = "state.json"
 KEEP = 3
+FILES = ("generator.weights.h5", "discriminator.weights.h5", "optimizers.npz")
 
 
-def _write_atomic(path: Path, text: str):
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+class NonFiniteWeights(DataError):
+    """A model or optimizer variable holds NaN/Inf; such a state is never written or resumed from."""
+
+
+def _all_variables(gan):
+    """``[(name, keras.Variable)]`` of G, D and both Adam states."""
+    out = [(f"generator/{v.path}", v) for v in gan.generator.variables]
+    out += [(f"discriminator/{v.path}", v) for v in gan.discriminator.variables]
+    out += [(f"g_optimizer/{v.path}", v) for v in _adam(gan.g_optimizer).variables]
+    out += [(f"d_optimizer/{v.path}", v) for v in _adam(gan.d_optimizer).variables]
+    return out
+
+
+def non_finite_variables(variables) -> list[tuple[str, int]]:
+    """``[(name, count of NaN/Inf values)]`` of ``[(name, variable)]`` with any; empty when all finite."""
+    bad = []
+    for name, v in variables:
+        arr = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+        if np.issubdtype(arr.dtype, np.floating):
+            n = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            if n:
+                bad.append((name, n))
+    return bad
+
+
+def _describe(bad) -> str:
+    total = sum(n for _, n in bad)
+    return f"{total} non-finite values in {len(bad)} variables (first: {bad[0][0]})"
 
 
 def save_checkpoint(run_dir, step: int, gan) -> Path:
-    """Write G, D and both optimizers at ``step``; keep the newest ``KEEP``. Returns the directory."""
+    """Write G, D and both optimizers at ``step``; keep the newest ``KEEP``. Returns the directory.
+
+    Raises:
+        NonFiniteWeights: some variable is NaN/Inf; nothing is written.
+    """
+    bad = non_finite_variables(_all_variables(gan))
+    if bad:
+        raise NonFiniteWeights(f"step {step}: {_describe(bad)}; checkpoint not written")
     root = Path(run_dir) / CKPT_DIR
     root.mkdir(parents=True, exist_ok=True)
     name = f"ckpt-{step:08d}"
     tmp = root / (name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    gan.generator.save_weights(str(tmp / "generator.weights.h5"))
-    gan.discriminator.save_weights(str(tmp / "discriminator.weights.h5"))
-    arrays = {f"g_{i}": np.asarray(v.numpy()) for i, v in enumerate(_adam(gan.g_optimizer).variables)}
-    arrays.update({f"d_{i}": np.asarray(v.numpy()) for i, v in enumerate(_adam(gan.d_optimizer).variables)})
-    np.savez(tmp / "optimizers.npz", **arrays)
-    _write_atomic(tmp / "state.json", json.dumps({"step": step}))
-    final = root / name
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    _write_atomic(root / LATEST, json.dumps({"step": step, "dir": name}))
-    for old in sorted(p for p in root.glob("ckpt-*") if p.is_dir() and not p.name.endswith(".tmp"))[:-KEEP]:
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        gan.generator.save_weights(str(tmp / FILES[0]))
+        gan.discriminator.save_weights(str(tmp / FILES[1]))
+        arrays = {f"g_{i}": np.asarray(v.numpy()) for i, v in enumerate(_adam(gan.g_optimizer).variables)}
+        arrays.update({f"d_{i}": np.asarray(v.numpy()) for i, v in enumerate(_adam(gan.d_optimizer).variables)})
+        np.savez(tmp / FILES[2], **arrays)
+        for f in FILES:
+            with open(tmp / f, "rb") as fh:
+                os.fsync(fh.fileno())
+        digests = {f: sha256_file(tmp / f) for f in FILES}
+        write_text_atomic(tmp / STATE, json.dumps({"step": step, "sha256": digests}))
+        final = root / name
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # ENOSPC, SIGTERM...: no half-written ckpt-N.tmp left
+        raise
+    write_text_atomic(root / LATEST, json.dumps({"step": step, "dir": name}))
+    for old in _checkpoint_dirs(root)[KEEP:]:
+        shutil.rmtree(old[1], ignore_errors=True)
     return final
+
+
+def remove_temporaries(run_dir) -> list[Path]:
+    """Delete ``checkpoints/ckpt-*.tmp`` and stray ``.*.tmp`` files left by a killed writer (call with
+    the run lock held). Returns what was removed."""
+    root = Path(run_dir) / CKPT_DIR
+    found = list(root.glob("ckpt-*.tmp")) + list(root.glob(".*.tmp")) if root.is_dir() else []
+    found += list(Path(run_dir).glob(".*.tmp"))
+    for p in found:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    if found:
+        log.info("removed %d temporary file(s) left by an interrupted run: %s", len(found),
+                 ", ".join(p.name for p in found))
+    return found
 
 
 def _adam(opt):
@@ -67,34 +128,129 @@ def _adam(opt):
     return getattr(opt, "inner_optimizer", opt)
 
 
-def latest_checkpoint(run_dir):
-    """``(step, path)`` of the newest complete checkpoint, or ``None``."""
-    latest = Path(run_dir) / CKPT_DIR / LATEST
-    if not latest.is_file():
-        return None
+def _checkpoint_dirs(root: Path) -> list[tuple[int, Path]]:
+    """``[(step, dir)]`` of ``ckpt-N`` directories, newest first (no ``.tmp``)."""
+    out = []
+    for p in root.glob("ckpt-*") if root.is_dir() else []:
+        if p.is_dir() and not p.name.endswith(".tmp"):
+            try:
+                out.append((int(p.name.split("-", 1)[1]), p))
+            except ValueError:
+                continue
+    return sorted(out, reverse=True)
+
+
+def verify_checkpoint(path) -> str | None:
+    """Why the checkpoint directory ``path`` is damaged, or ``None`` when its files match their SHA-256.
+
+    Checkpoints written before checksums existed (no ``sha256`` in ``state.json``) are accepted if
+    their files are present; their values are still checked when loaded.
+    """
+    path = Path(path)
     try:
-        info = json.loads(latest.read_text())
-    except json.JSONDecodeError:
-        raise DataError(f"{latest}: corrupt (not JSON)") from None
-    path = latest.parent / info["dir"]
-    if not (path / "state.json").is_file():
-        raise DataError(f"{latest}: points to {path}, which is incomplete")
-    return int(info["step"]), path
+        state = json.loads((path / STATE).read_text())
+        int(state["step"])
+    except FileNotFoundError:
+        return f"{STATE} missing (incomplete)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{STATE} unreadable"
+    digests = state.get("sha256")
+    for f in FILES:
+        if not (path / f).is_file():
+            return f"{f} missing"
+        if isinstance(digests, dict) and digests.get(f) != sha256_file(path / f):
+            return f"{f} does not match its sha256 (truncated or overwritten)"
+    return None
+
+
+def _candidates(run_dir):
+    """Yield ``(step, path)`` of verified checkpoints, newest first; collects ``damaged`` as it goes."""
+    root = Path(run_dir) / CKPT_DIR
+    damaged = []
+    for step, path in _checkpoint_dirs(root):
+        why = verify_checkpoint(path)
+        if why:
+            damaged.append((path.name, why))
+            continue
+        yield step, path, damaged
+    yield None, None, damaged
+
+
+def _report(run_dir, damaged, used):
+    if damaged:
+        names = "; ".join(f"{n}: {why}" for n, why in damaged)
+        log.warning("%s: skipped damaged checkpoint(s) (%s); using %s", run_dir, names, used)
+
+
+def _no_intact(run_dir, damaged):
+    details = "; ".join(f"{n}: {why}" for n, why in damaged)
+    return DataError(f"{run_dir}: no intact checkpoint ({details}); restore it from a backup or start a new --out")
+
+
+def latest_checkpoint(run_dir):
+    """``(step, path)`` of the newest checkpoint whose files match their checksums, or ``None`` when
+    the run has no checkpoint. Raises ``DataError`` when every checkpoint is damaged."""
+    for step, path, damaged in _candidates(run_dir):
+        if step is None:
+            if damaged:
+                raise _no_intact(run_dir, damaged)
+            return None
+        return step, path
+    return None
 
 
 def restore_checkpoint(path, gan, optimizers: bool = True):
-    """Load G, D (and optimizer state) from a checkpoint directory into a built ``ReconGAN``."""
+    """Load G, D (and optimizer state) from a checkpoint directory into a built ``ReconGAN``.
+
+    Raises:
+        DataError: a file cannot be loaded into this model.
+        NonFiniteWeights: the loaded values contain NaN/Inf.
+    """
     path = Path(path)
-    gan.generator.load_weights(str(path / "generator.weights.h5"))
-    gan.discriminator.load_weights(str(path / "discriminator.weights.h5"))
-    if optimizers:
-        arrays = np.load(path / "optimizers.npz")
-        for prefix, opt in (("g", gan.g_optimizer), ("d", gan.d_optimizer)):
-            variables = _adam(opt).variables
-            if sum(k.startswith(prefix + "_") for k in arrays.files) != len(variables):
-                raise DataError(f"{path}: optimizer state does not match this model (different architecture?)")
-            for i, v in enumerate(variables):
-                v.assign(arrays[f"{prefix}_{i}"])
+    try:
+        gan.generator.load_weights(str(path / FILES[0]))
+        gan.discriminator.load_weights(str(path / FILES[1]))
+        if optimizers:
+            arrays = np.load(path / FILES[2])
+            for prefix, opt in (("g", gan.g_optimizer), ("d", gan.d_optimizer)):
+                variables = _adam(opt).variables
+                if sum(k.startswith(prefix + "_") for k in arrays.files) != len(variables):
+                    raise DataError(f"{path}: optimizer state does not match this model (different architecture?)")
+                for i, v in enumerate(variables):
+                    v.assign(arrays[f"{prefix}_{i}"])
+    except DataError:
+        raise
+    except Exception as exc:  # h5py/zip/Keras loading errors on a damaged or foreign file
+        raise DataError(f"{path}: cannot load ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+    variables = _all_variables(gan) if optimizers else [(f"generator/{v.path}", v) for v in gan.generator.variables]
+    bad = non_finite_variables(variables)
+    if bad:
+        raise NonFiniteWeights(f"{path}: {_describe(bad)}")
+
+
+def restore_latest(run_dir, gan) -> int | None:
+    """Restore the newest intact checkpoint of ``run_dir`` into ``gan``; returns its step (``None``: no
+    checkpoint). Damaged ones (checksum, load or NaN/Inf) are skipped with one warning line.
+
+    Raises:
+        DataError: checkpoints exist but none is intact (nothing is changed on disk).
+    """
+    damaged = []
+    for step, path in _checkpoint_dirs(Path(run_dir) / CKPT_DIR):
+        why = verify_checkpoint(path)
+        if why is None:
+            try:
+                restore_checkpoint(path, gan)
+            except DataError as exc:
+                why = str(exc).replace(f"{path}: ", "")
+        if why:
+            damaged.append((path.name, why))
+            continue
+        _report(run_dir, damaged, path.name)
+        return step
+    if damaged:
+        raise _no_intact(run_dir, damaged)
+    return None
 
 
 def read_config(run_dir) -> TrainConfig:
@@ -102,12 +258,17 @@ def read_config(run_dir) -> TrainConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise DataError(f"{run_dir}: not a kerasrecon run (no {CONFIG_FILE})")
-    return TrainConfig.from_json(path.read_text())
+    try:
+        return TrainConfig.from_json(path.read_text())
+    except (ValueError, TypeError, OSError) as exc:  # JSONDecodeError, unknown keys, wrong types
+        raise DataError(f"{path}: not a valid kerasrecon config ({str(exc).splitlines()[0][:120]})") from None
 
 
 # Fields that may change between a run and its resumption.
 RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "strategy", "precision", "jit",
                      "collective_timeout_s"}
+# Fields that change the shapes of saved variables: even --force cannot continue a run across them.
+ARCHITECTURE_FIELDS = ("model.blocks", "model.filters", "data.patch_size")
 
 
 def check_resume_config(run_dir, cfg: TrainConfig, force: bool):
@@ -115,6 +276,12 @@ def check_resume_config(run_dir, cfg: TrainConfig, force: bool):
     saved = _flatten(read_config(run_dir).to_dict())
     new = _flatten(cfg.to_dict())
     diff = sorted(k for k in new if k not in RESUMABLE_CHANGES and new[k] != saved.get(k))
+    arch = [k for k in diff if k in ARCHITECTURE_FIELDS]
+    if arch:
+        details = "; ".join(f"{k}: {saved.get(k)!r} -> {new[k]!r}" for k in arch)
+        raise ConfigError(f"--out {run_dir} holds a run with a different architecture ({details}); its checkpoints "
+                          "cannot be loaded into the new model, and --force only allows resumable changes; "
+                          "use a new --out")
     if diff and not force:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {new[k]!r}" for k in diff)
         raise ConfigError(f"--out {run_dir} holds a run with a different config ({details}); "
@@ -132,7 +299,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def load_generator(run_dir):
-    """Rebuild a run's generator and load its newest weights.
+    """Rebuild a run's generator and load its newest intact weights (damaged checkpoints are skipped
+    with a warning, as in :func:`restore_latest`).
 
     Returns:
         (TrainConfig, keras.Model generator, step).
@@ -140,13 +308,25 @@ def load_generator(run_dir):
     from kerasrecon.models.generator import build_generator
 
     cfg = read_config(run_dir)
-    found = latest_checkpoint(run_dir)
-    if found is None:
-        raise DataError(f"{run_dir}: run has no checkpoint yet (checkpoints/{LATEST} missing)")
-    step, path = found
     g = build_generator(cfg.model.blocks, cfg.model.filters, cfg.model.noise_lambda)
-    g.load_weights(str(path / "generator.weights.h5"))
-    return cfg, g, step
+    damaged = []
+    for step, path in _checkpoint_dirs(Path(run_dir) / CKPT_DIR):
+        why = verify_checkpoint(path)
+        if why is None:
+            try:
+                g.load_weights(str(path / FILES[0]))
+                bad = non_finite_variables([(f"generator/{v.path}", v) for v in g.variables])
+                why = _describe(bad) if bad else None
+            except Exception as exc:
+                why = f"cannot load {FILES[0]} ({exc.__class__.__name__})"
+        if why:
+            damaged.append((path.name, why))
+            continue
+        _report(run_dir, damaged, path.name)
+        return cfg, g, step
+    if damaged:
+        raise _no_intact(run_dir, damaged)
+    raise DataError(f"{run_dir}: run has no checkpoint yet (no {CKPT_DIR}/ckpt-*)")
 
 
 def ensure_writable(run_dir):

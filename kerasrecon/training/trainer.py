@@ -8,6 +8,7 @@ custom ``train_step``, so ``gan.fit(dataset)`` also works for single-device expe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -21,6 +22,7 @@ from kerasrecon.config import TrainConfig
 from kerasrecon.data import load_volumes, split_volumes
 from kerasrecon.data.pipeline import check_training_volumes, training_dataset
 from kerasrecon.errors import ConfigError, KerasReconError
+from kerasrecon.io import LOCK_FILE, RunLock, write_text_atomic
 from kerasrecon.kspace import from_channels, magnitude
 from kerasrecon.losses import ContentLoss, build_vgg_features
 from kerasrecon.metrics_tf import batch_psnr
@@ -125,19 +127,43 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     total = cfg.pretrain_steps + cfg.steps
     strategy = strategy or make_strategy(cfg.strategy, collective_timeout_s=cfg.collective_timeout_s)
     chief = is_chief(strategy)
-    resume = ckpt.latest_checkpoint(out) if (out / ckpt.CONFIG_FILE).exists() else None
-    if chief:  # only the chief checks, creates and writes the run directory
-        if (out / ckpt.CONFIG_FILE).exists():
-            ckpt.check_resume_config(out, cfg, force)
-        elif out.exists() and any(p for p in out.iterdir() if p.name != ".write-test"):
-            raise ConfigError(f"--out {out}: exists and is not a kerasrecon run; choose a new directory")
-        ckpt.ensure_writable(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
     replicas = strategy.num_replicas_in_sync
     if cfg.data.batch_size % replicas:
         raise ConfigError(f"--batch-size {cfg.data.batch_size} is not divisible by the {replicas} replicas")
+    # Everything that can be checked is checked before --out is created or touched.
     train_vols, val_vols = split_volumes(load_volumes(cfg.data.data), cfg.data.val_fraction)
-    check_training_volumes(train_vols, cfg.data.patch_size)  # before any model is built
-    start = resume[0] if resume else 0
+    check_training_volumes(train_vols, cfg.data.patch_size)
+    with strategy.scope():
+        gan = build_gan(cfg)  # also loads the VGG19 weights (--vgg-weights errors surface here)
+    with contextlib.ExitStack() as stack:
+        if chief:  # only the chief locks, checks, creates and writes the run directory
+            _create_run_dir(out)
+            stack.enter_context(RunLock(out, exclusive=True, option="--out"))
+            if (out / ckpt.CONFIG_FILE).exists():
+                ckpt.check_resume_config(out, cfg, force)
+            elif any(p for p in out.iterdir() if p.name not in _OWN_FILES):
+                raise ConfigError(f"--out {out}: exists and is not a kerasrecon run; choose a new directory")
+            ckpt.remove_temporaries(out)
+        start = (ckpt.restore_latest(out, gan) or 0) if (out / ckpt.CONFIG_FILE).exists() else 0
+        if start:
+            log.info("resuming %s at step %d", out, start)
+        return _train_loop(cfg, out, gan, strategy, chief, train_vols, val_vols, start, total, progress)
+
+
+_OWN_FILES = {LOCK_FILE, ".write-test"}
+
+
+def _create_run_dir(out: Path):
+    """Create ``out`` (and parents); ``ConfigError`` naming ``--out`` when that fails."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create ({exc.strerror or exc})") from None
+
+
+def _train_loop(cfg, out, gan, strategy, chief, train_vols, val_vols, start, total, progress) -> TrainResult:
     gbs = cfg.data.batch_size
 
     def per_worker_dataset(ctx: tf.distribute.InputContext):
@@ -147,13 +173,8 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
                                 num_shards=ctx.num_input_pipelines, shard_index=ctx.input_pipeline_id,
                                 start=start * gbs)
 
-    with strategy.scope():
-        gan = build_gan(cfg)
-    if resume:
-        ckpt.restore_checkpoint(resume[1], gan)
-        log.info("resuming %s at step %d", out, start)
     if chief:
-        (out / ckpt.CONFIG_FILE).write_text(cfg.to_json())
+        write_text_atomic(out / ckpt.CONFIG_FILE, cfg.to_json())
         writer = tf.summary.create_file_writer(str(out / "tensorboard"))
         preview = _preview_batch(val_vols or train_vols, cfg)
     else:
@@ -186,7 +207,18 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
                 for k, v in logs.items():
                     tf.summary.scalar(("pretrain/" if pretrain else "train/") + k, v)
         if chief and (step % cfg.checkpoint_every == 0 or step == total):
-            ckpt.save_checkpoint(out, step, gan)
+            try:
+                ckpt.save_checkpoint(out, step, gan)
+            except OSError as exc:  # full disk, quota, permissions: the partial checkpoint was removed
+                reason = exc.strerror or (str(exc).splitlines() or [exc.__class__.__name__])[0]
+                raise ConfigError(
+                    f"--out {out}: cannot write the checkpoint of step {step} ({reason}); last good checkpoint "
+                    f"is step {last_saved if last_saved > 0 else 'none'}") from None
+            except ckpt.NonFiniteWeights as exc:
+                raise TrainingDiverged(
+                    f"non-finite weights after step {step} ({str(exc).split(': ', 1)[1].split(';')[0]}); training "
+                    f"stopped, last good checkpoint is step {last_saved if last_saved > 0 else 'none'} in "
+                    f"{out / ckpt.CKPT_DIR} (try a lower --lr)") from None
             last_saved = step
             _log_preview(writer, gan, preview, step)
         if progress is not None:
