@@ -18,9 +18,6 @@ the signature documentation.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import tensorflow as tf
@@ -37,11 +34,128 @@ SIGNATURES = {
                        "-> image float32 [B,H,W] (magnitude), complex_image float32 [B,H,W,2]",
     "from_zero_filled": "zero_filled float32 [B,H,W,2] -> image float32 [B,H,W], complex_image float32 [B,H,W,2]",
 }
+INPUT_CONTRACT = {
+    "kspace_real, kspace_imag": "float32, rank 3 [B, H, W], equal shapes, B >= 1, H >= 2, W >= 2, all finite",
+    "mask": "float32 [H, W] or [B, H, W] matching the k-space, values exactly 0 or 1, all finite",
+    "zero_filled": "float32 rank 4 [B, H, W, 2] (real, imag), B >= 1, H >= 2, W >= 2, all finite",
+    "violation": "tf.errors.InvalidArgumentError whose message names the input, what was expected and what "
+                 "was received; a result that is not finite (k-space magnitudes that overflow float32 in "
+                 "the FFT) is an InvalidArgumentError on 'image'",
+}
 EPS = 1e-8
 
 
+def _checked(tensors, checks):
+    """Pass ``tensors`` through ``checks``; the first violated check (in list order) raises.
+
+    Every condition and message is computed with ops that cannot fail on any input shape (graph
+    optimisation may evaluate them in any order), the first failing one is selected with
+    ``argmax``, and one ``Assert`` reports it; the outputs depend on that ``Assert``.
+
+    Args:
+        tensors: tuple of tensors to pass through.
+        checks: ``[(condition_fn, template, received_fn)]``; ``condition_fn()`` -> bool scalar;
+            ``template`` a ``tf.strings.format`` template with one ``{}`` per tensor of ``received_fn()``.
+    """
+    oks = tf.stack([cond_fn() for cond_fn, _, _ in checks])
+    messages = tf.stack([tf.strings.format(template, received_fn(), summarize=8)
+                         for _, template, received_fn in checks])
+    first_bad = tf.argmax(tf.cast(tf.logical_not(oks), tf.int32))
+    check = tf.debugging.Assert(tf.reduce_all(oks), [tf.gather(messages, first_bad)])
+    with tf.control_dependencies([check]):
+        return tuple(tf.identity(t) for t in tensors)
+
+
+def _padded(shape, n: int = 8):
+    """The first ``n`` entries of ``shape`` followed by -1s: indexing it never fails."""
+    out = tf.concat([shape, tf.fill([n], -1)], axis=0)[:n]
+    out.set_shape([n])
+    return out
+
+
+def _as_rank(x, rank: int):
+    """``x`` with static rank ``rank``, by a reshape to its own (already checked) shape. Not
+    ``tf.ensure_shape``: graph optimisation propagates its shape back to the input and then folds
+    ``tf.rank`` of the input to the expected value, which would disable the checks."""
+    return tf.reshape(x, _padded(tf.shape(x), rank))
+
+
+def _same(a, b):
+    """``a == b`` for 1-D shape tensors of any lengths; computed without ops that can fail, because
+    graph optimisation may evaluate a check before the ones it is nested under."""
+    return tf.logical_and(tf.equal(tf.size(a), tf.size(b)), tf.reduce_all(tf.equal(_padded(a), _padded(b))))
+
+
+def _rank_check(x, name: str, ranks, expected: str):
+    return (lambda: tf.reduce_any(tf.equal(tf.rank(x), tf.constant(ranks))),
+            f"{name}: expected {expected}; got rank {{}} (shape {{}})", lambda: [tf.rank(x), tf.shape(x)])
+
+
+def _finite_check(x, name: str):
+    return (lambda: tf.reduce_all(tf.math.is_finite(x)), f"{name}: expected finite values; got {{}} NaN/Inf",
+            lambda: [tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.int32))])
+
+
+def _size_check(x, name: str):
+    """``x`` = [B, H, W, ...]: B >= 1, H >= 2, W >= 2 (the rank was checked before)."""
+    return (lambda: tf.logical_and(_padded(tf.shape(x))[0] >= 1, tf.reduce_all(_padded(tf.shape(x))[1:3] >= 2)),
+            f"{name}: expected B >= 1, H >= 2, W >= 2; got shape {{}}", lambda: [tf.shape(x)])
+
+
+def validate_kspace_inputs(kspace_real, kspace_imag, mask):
+    """In-graph validation of ``serving_default``'s inputs (see ``INPUT_CONTRACT``), run before any FFT.
+
+    Args:
+        kspace_real, kspace_imag: float32 tensors of any rank (expected ``[B, H, W]``).
+        mask: float32 tensor of any rank (expected ``[H, W]`` or ``[B, H, W]``).
+
+    Returns:
+        ``(kspace complex64 [B, H, W], mask float32 [B, H, W])`` with static rank 3.
+
+    Raises:
+        tf.errors.InvalidArgumentError: naming the input, what was expected and what was received.
+    """
+    kshape, ishape, mshape = tf.shape(kspace_real), tf.shape(kspace_imag), tf.shape(mask)
+    expected_mask = lambda: kshape[tf.maximum(3 - tf.size(mshape), 0):]  # noqa: E731
+    checks = [
+        _rank_check(kspace_real, "kspace_real", [3], "rank 3 [B, H, W]"),
+        _rank_check(kspace_imag, "kspace_imag", [3], "rank 3 [B, H, W]"),
+        (lambda: _same(kshape, ishape), "kspace_imag: expected the shape of kspace_real {}; got {}",
+         lambda: [kshape, ishape]),
+        _size_check(kspace_real, "kspace_real"),
+        _rank_check(mask, "mask", [2, 3], "[H, W] or [B, H, W]"),
+        (lambda: _same(mshape, expected_mask()), "mask: expected shape [H, W] or [B, H, W] = {}; got {}",
+         lambda: [expected_mask(), mshape]),
+        _finite_check(kspace_real, "kspace_real"), _finite_check(kspace_imag, "kspace_imag"),
+        _finite_check(mask, "mask"),
+        (lambda: tf.reduce_all(tf.logical_or(tf.equal(mask, 0.0), tf.equal(mask, 1.0))),
+         "mask: expected values 0 or 1; got values in [{}, {}]", lambda: [tf.reduce_min(mask), tf.reduce_max(mask)]),
+    ]
+    kr, ki, m = _checked((kspace_real, kspace_imag, mask), checks)
+    kr, ki = _as_rank(kr, 3), _as_rank(ki, 3)
+    return tf.complex(kr, ki), tf.broadcast_to(m, tf.shape(kr))
+
+
+def validate_zero_filled(zero_filled):
+    """In-graph validation of ``from_zero_filled``'s input: float32 ``[B, H, W, 2]``, finite.
+
+    Returns the input with static shape ``[None, None, None, 2]``; raises ``InvalidArgumentError``.
+    """
+    checks = [_rank_check(zero_filled, "zero_filled", [4], "rank 4 [B, H, W, 2]"),
+              (lambda: tf.equal(_padded(tf.shape(zero_filled))[3], 2),
+               "zero_filled: expected 2 channels (real, imag) in the last axis; got shape {}",
+               lambda: [tf.shape(zero_filled)]),
+              _size_check(zero_filled, "zero_filled"), _finite_check(zero_filled, "zero_filled")]
+    (zf,) = _checked((zero_filled,), checks)
+    return tf.reshape(zf, tf.concat([_padded(tf.shape(zf), 3), [2]], axis=0))
+
+
 class ReconModule(tf.Module):
-    """k-space → image reconstruction with the generator, DC and normalisation inside the graph."""
+    """k-space → image reconstruction with the generator, DC and normalisation inside the graph.
+
+    Inputs are validated in the graph (``INPUT_CONTRACT``); the signatures accept any rank so that a
+    wrongly shaped input reaches the checks instead of a kernel that assumes rank 3.
+    """
 
     def __init__(self, generator, metadata: dict):
         super().__init__(name="kerasrecon")
@@ -56,27 +170,33 @@ class ReconModule(tf.Module):
         out = self.generator({"zero_filled": to_channels(zero_filled * scale),
                               "masked_kspace": to_channels(masked_kspace * scale), "mask": mask}, training=False)
         recon = from_channels(out) / scale
-        return {"image": tf.abs(recon), "complex_image": to_channels(recon)}
+        image, channels = _checked((tf.abs(recon), to_channels(recon)), [(
+            lambda: tf.reduce_all(tf.math.is_finite(tf.abs(recon))),
+            "image: the reconstruction is not finite; k-space magnitudes this large overflow float32 in the FFT; "
+            "got max |zero-filled| = {}", lambda: [tf.reduce_max(tf.abs(zero_filled))])])
+        return {"image": image, "complex_image": channels}
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None], tf.float32, name="kspace_real"),
-                                  tf.TensorSpec([None, None, None], tf.float32, name="kspace_imag"),
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="kspace_real"),
+                                  tf.TensorSpec(None, tf.float32, name="kspace_imag"),
                                   tf.TensorSpec(None, tf.float32, name="mask")])
     def serve(self, kspace_real, kspace_imag, mask):
-        kspace = tf.complex(kspace_real, kspace_imag)
-        tf.debugging.assert_rank_in(mask, [2, 3], message="mask must be [H, W] or [B, H, W]")
-        mask = tf.broadcast_to(mask, tf.shape(kspace_real))
+        kspace, mask = validate_kspace_inputs(kspace_real, kspace_imag, mask)
         masked = kspace * tf.cast(mask, tf.complex64)
         return self._run(ifft2c(masked), masked, mask)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 2], tf.float32, name="zero_filled")])
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="zero_filled")])
     def from_zero_filled(self, zero_filled):
+        zero_filled = validate_zero_filled(zero_filled)
         zf = from_channels(zero_filled)
         zeros = tf.zeros(tf.shape(zero_filled)[:3], tf.float32)
         return self._run(zf, tf.zeros_like(zf), zeros)  # an empty mask makes DC the identity
 
 
 def export_run(run_dir, out, force: bool = False) -> Path:
-    """Export a run's newest generator to a SavedModel at ``out``.
+    """Export a run's newest intact generator to a SavedModel at ``out``.
+
+    The run directory is read under a shared lock (a training process writing it makes this a
+    one-line error); ``out`` is written under a temporary name and renamed when complete.
 
     Args:
         run_dir: a ``kerasrecon fit`` output directory.
@@ -86,40 +206,56 @@ def export_run(run_dir, out, force: bool = False) -> Path:
     Returns:
         ``out`` as a Path.
     """
+    from kerasrecon.io import RunLock, atomic_dir
     from kerasrecon.training.checkpoint import load_generator
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise ConfigError(f"--out {out}: exists and is not empty; pass --force to replace it")
-    cfg, generator, step = load_generator(run_dir)
+    if out.resolve() == Path(run_dir).resolve() or Path(run_dir).resolve() in out.resolve().parents:
+        raise ConfigError(f"--out {out}: must not be the run directory {run_dir} or inside it")
+    with RunLock(run_dir, exclusive=False, option="RUN_DIR"):
+        cfg, generator, step = load_generator(run_dir)
     metadata = {
         "kerasrecon_version": __version__, "tensorflow_version": tf.__version__, "run": str(run_dir), "step": step,
         "train_config": cfg.to_dict(), "normalisation": NORMALISATION, "kspace_convention": CONVENTION,
-        "signatures": SIGNATURES,
+        "signatures": SIGNATURES, "input_contract": INPUT_CONTRACT,
     }
     module = ReconModule(generator, metadata)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
-    try:
+    with atomic_dir(out, "export", replace=force) as tmp:
         tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve,
                                                           "from_zero_filled": module.from_zero_filled})
         (tmp / "assets").mkdir(exist_ok=True)
         (tmp / "assets" / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
+SERVING_INPUTS = {"kspace_real", "kspace_imag", "mask"}
+
+
 def load_export(path):
-    """Load an exported SavedModel; returns ``(loaded object, metadata dict)``. Raises on a foreign one."""
+    """Load an exported SavedModel; returns ``(loaded object, metadata dict)``.
+
+    Raises:
+        ConfigError: naming ``--model`` when ``path`` is not a SavedModel or not a kerasrecon export
+            (other signatures, no metadata).
+    """
     path = Path(path)
     if not (path / "saved_model.pb").is_file():
         raise ConfigError(f"--model {path}: not a SavedModel directory (no saved_model.pb)")
-    loaded = tf.saved_model.load(str(path))
-    if "serving_default" not in loaded.signatures or not hasattr(loaded, "metadata_json"):
-        raise ConfigError(f"--model {path}: not a kerasrecon export (signatures: {sorted(loaded.signatures)})")
-    return loaded, json.loads(loaded.metadata_json.numpy().decode())
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:  # a damaged or foreign SavedModel: TF raises many kinds
+        raise ConfigError(f"--model {path}: cannot load the SavedModel ({exc.__class__.__name__}: "
+                          f"{str(exc).strip().splitlines()[0][:100] if str(exc).strip() else ''})") from None
+    sig = loaded.signatures.get("serving_default") if hasattr(loaded, "signatures") else None
+    inputs = set(sig.structured_input_signature[1]) if sig is not None else set()
+    if inputs != SERVING_INPUTS or not hasattr(loaded, "metadata_json"):
+        raise ConfigError(f"--model {path}: not a kerasrecon export; expected serving_default({', '.join(sorted(SERVING_INPUTS))}) "
+                          f"and metadata_json, got serving_default({', '.join(sorted(inputs)) or 'missing'})")
+    try:
+        meta = json.loads(loaded.metadata_json.numpy().decode())
+        meta["train_config"]["loss"]["content"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError(f"--model {path}: metadata_json is not kerasrecon export metadata") from None
+    return loaded, meta
