@@ -18,8 +18,13 @@ from kerasrecon import __version__
 from kerasrecon.errors import KerasReconError
 
 
+class Interrupted(BaseException):
+    """SIGTERM arrived: unwinds like KeyboardInterrupt, so temporary files are removed on the way out."""
+
+
 def one_line_errors(fn):
-    """Turn library errors and OS errors into ``kerasrecon: error: ...`` and exit code 2."""
+    """Turn library errors and OS errors into ``kerasrecon: error: ...`` and exit code 2; an interrupt
+    (SIGINT/SIGTERM) into one line and exit 130/143 after the library has removed its temporary files."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -28,23 +33,67 @@ def one_line_errors(fn):
         except KerasReconError as exc:
             _fail(str(exc))
         except (OSError, PermissionError) as exc:
-            _fail(f"{exc.__class__.__name__}: {exc}")
+            name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            _fail(f"{name}{exc.strerror or exc} ({exc.__class__.__name__})")
+        except KeyboardInterrupt:
+            _fail("interrupted (SIGINT); nothing half-written was kept", status=130)
+        except Interrupted:
+            _fail("terminated (SIGTERM); nothing half-written was kept", status=143)
 
     return wrapper
 
 
-def _fail(message: str):
+def _fail(message: str, status: int = 2):
     click.echo(f"kerasrecon: error: {message.splitlines()[0] if message else 'failed'}", err=True)
-    sys.exit(2)
+    sys.exit(status)
 
 
-def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _on_sigterm(signum, frame):
+    raise Interrupted()
+
+
+# Commands that load TensorFlow, whose C++ runtime prints start-up lines that no variable silences.
+TF_COMMANDS = {"data", "fit", "evaluate", "compare", "export", "reconstruct"}
+
+
+def _import_tensorflow_quietly(verbose: bool):
+    """Import TensorFlow before the command runs, silencing its C++ start-up lines.
+
+    ``TF_CPP_MIN_LOG_LEVEL=3`` (set before the import) silences TensorFlow's own later messages (the
+    CUDA ``cuInit`` error line among them), but TensorFlow 2.21 also logs through absl before
+    ``absl::InitializeLog()`` runs, and those lines ("All log messages before absl::InitializeLog()...",
+    oneDNN, "Could not find cuda drivers") ignore every variable. They are written during the import,
+    so the import runs with file descriptor 2 pointed at a temporary file, which is replayed only if
+    the import fails. ``--verbose`` keeps everything.
+    """
+    if verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # our errors are one line; --verbose shows TensorFlow's
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="kerasrecon")
-@click.option("-v", "--verbose", is_flag=True, help="Log progress details (INFO level).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Log progress details (INFO level) and keep TensorFlow's start-up messages.")
 def cli(verbose):
     """kerasrecon: reconstruct undersampled MRI with a GAN (MSE, VGG feature or hybrid loss).
 
@@ -55,7 +104,6 @@ def cli(verbose):
       kerasrecon fit --data data/knee --loss hybrid --acceleration 4 --out runs/hybrid
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    _quiet_tensorflow()
 
 
 @cli.command()
@@ -365,9 +413,15 @@ def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out
     return result
 
 
-def main():
-    """Console-script entry point."""
-    cli(prog_name="kerasrecon")
+def main(argv=None):
+    """Console-script entry point: SIGTERM handling and quiet TensorFlow, then the click group."""
+    import signal
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if TF_COMMANDS & set(args) and not {"-h", "--help", "--version"} & set(args):
+        _import_tensorflow_quietly(verbose=bool({"-v", "--verbose"} & set(args)))
+    cli(args=args, prog_name="kerasrecon")
 
 
 if __name__ == "__main__":

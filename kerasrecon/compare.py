@@ -158,19 +158,34 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
 
     if not run_dirs:
         raise ConfigError("compare needs at least one run directory")
+    seen = {}
+    for r in run_dirs:
+        key = Path(r).resolve()
+        if key in seen:
+            raise ConfigError(f"RUNS: {r} is given twice (also as {seen[key]}); list each run once")
+        seen[key] = r
+    if batch_size < 1:
+        raise ConfigError(f"--eval-batch-size must be >= 1. Received: {batch_size}")
     out = Path(out)
     existing = [n for n in OUTPUTS if (out / n).exists()]
     if existing and not force:
         raise DataError(f"--out {out}: {', '.join(existing)} exist; pass --force to overwrite")
     if figures:
         _require_matplotlib()
-    loaded = [load_generator(r) for r in run_dirs]
+    from kerasrecon.io import RunLock
+
+    loaded = []
+    for r in run_dirs:
+        with RunLock(r, exclusive=False, option="RUNS"):
+            loaded.append(load_generator(r))
     first_cfg: TrainConfig = loaded[0][0]
     mask_cfg = dataclasses.replace(first_cfg.mask, **(mask_changes or {}))
     data = data or first_cfg.data.data
     fns, names = {}, []
     for run, (cfg, g, step) in zip(run_dirs, loaded):
         name = cfg.loss.content if cfg.loss.content not in fns else Path(run).name
+        if name in fns:  # two runs with the same loss and the same directory name (a/mse, b/mse)
+            name = str(run)
         fns[name] = keras_recon_fn(g)
         names.append({"method": name, "run": str(run), "step": step, "loss": cfg.loss.content,
                       "vgg_weights": cfg.loss.vgg_weights, "steps": cfg.steps, "pretrain_steps": cfg.pretrain_steps})

@@ -20,6 +20,7 @@ from kerasrecon.config import MaskConfig
 from kerasrecon.data.pipeline import evaluation_slices
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import DataError
+from kerasrecon.io import atomic_file
 from kerasrecon.kspace import to_channels
 from kerasrecon.metrics import METRICS, all_metrics, hfen, nmse, psnr
 
@@ -47,17 +48,14 @@ def saved_model_recon_fn(path):
     returns magnitudes at the original scale; ``reconstruct_volume`` recognises it by ``raw_kspace``.
     Returns ``(fn, export metadata dict)``.
     """
-    import tensorflow as tf
-
     from kerasrecon.export import load_export
+    from kerasrecon.reconstruct import run_serving
 
     loaded, meta = load_export(path)
     serve = loaded.signatures["serving_default"]
 
     def fn(kspace, mask):
-        out = serve(kspace_real=tf.constant(kspace.real, tf.float32), kspace_imag=tf.constant(kspace.imag, tf.float32),
-                    mask=tf.constant(mask, tf.float32))
-        return out["image"].numpy()
+        return run_serving(serve, kspace, mask, name=f"--model {path}")
 
     fn.raw_kspace = True
     return fn, meta
@@ -149,12 +147,15 @@ def write_results(rows, summary, out, meta: dict, force: bool = False):
     existing = [str(p) for p in targets if p.exists()]
     if existing and not force:
         raise DataError(f"--out {out}: {', '.join(existing)} exist; pass --force to overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    with open(targets[0], "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=ROW_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    targets[1].write_text(json.dumps({"meta": meta, "methods": summary}, indent=2))
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: exists and is not a directory")
+    with atomic_file(targets[0], "evaluate") as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=ROW_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    with atomic_file(targets[1], "evaluate") as tmp:
+        tmp.write_text(json.dumps({"meta": meta, "methods": summary}, indent=2))
     return targets
 
 
@@ -190,13 +191,17 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
     import dataclasses
 
     from kerasrecon.config import TrainConfig
+    from kerasrecon.io import RunLock
     from kerasrecon.training.checkpoint import load_generator
 
+    if batch_size < 1:
+        raise DataError(f"--batch-size must be >= 1. Received: {batch_size}")
     if (Path(run_dir) / "saved_model.pb").is_file():  # an exported model: the config is in its metadata
         fn, export_meta = saved_model_recon_fn(run_dir)
         cfg, step = TrainConfig.from_dict(export_meta["train_config"]), export_meta.get("step")
     else:
-        cfg, generator, step = load_generator(run_dir)
+        with RunLock(run_dir, exclusive=False, option="--model"):
+            cfg, generator, step = load_generator(run_dir)
         fn = keras_recon_fn(generator)
     data = data or cfg.data.data
     mask_cfg = dataclasses.replace(cfg.mask, **(mask_changes or {}))

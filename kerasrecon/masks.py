@@ -35,6 +35,7 @@ CALIB_FRACTION = 0.05  # side of the fully sampled Poisson calibration square, a
 CENTER_FRACTION = 0.08  # fastMRI's default fully sampled centre for 4x line masks
 VD_SLOPE = 2.0  # exclusion radius grows as r0 * (1 + VD_SLOPE * normalised radius)
 _MAX_SOLVER_ITERS = 40
+MAX_SIDE = 4096  # larger than any MR k-space matrix; stops a typo from allocating tens of GiB
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ def _check(acceleration, shape, seed):
         raise ConfigError(f"acceleration must be a number >= 1. Received: acceleration={acceleration!r}")
     if len(shape) != 2 or any(int(s) < 2 for s in shape):
         raise ConfigError(f"mask shape must be (H, W) with H, W >= 2. Received: shape={tuple(shape)}")
+    if any(int(s) > MAX_SIDE for s in shape):
+        raise ConfigError(f"mask shape must be (H, W) with H, W <= {MAX_SIDE}. Received: shape={tuple(shape)}")
     if seed is None or int(seed) < 0:
         raise ConfigError(f"mask seed must be an integer >= 0. Received: seed={seed!r}")
     return (int(shape[0]), int(shape[1]))

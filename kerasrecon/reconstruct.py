@@ -23,6 +23,7 @@ import numpy as np
 from kerasrecon.config import MaskConfig
 from kerasrecon.data.fastmri import CROP, center_crop
 from kerasrecon.errors import DataError
+from kerasrecon.io import atomic_file
 from kerasrecon.kspace import check_kspace
 from kerasrecon.masks import Mask, make_mask, mask_hash
 
@@ -44,6 +45,11 @@ def _file_mask(f, shape, mask_cfg: MaskConfig, name: str):
         cols = np.asarray(f["mask"][()]).astype(np.float32).reshape(-1)
         if cols.size != shape[1]:
             raise DataError(f"{name}: 'mask' has {cols.size} entries, k-space has {shape[1]} columns")
+        if not np.all(np.isfinite(cols)) or not np.all((cols == 0) | (cols == 1)):
+            raise DataError(f"{name}: 'mask' must hold only 0 and 1. Received: "
+                            f"{int(np.sum(~np.isfinite(cols)))} NaN/Inf, values in [{np.nanmin(cols)}, {np.nanmax(cols)}]")
+        if cols.sum() == 0:
+            raise DataError(f"{name}: 'mask' samples nothing (all zeros)")
         arr = np.repeat(cols[None], shape[0], axis=0)
         return arr, {"mask_kind": "file", "acceleration": float(f.attrs.get("acceleration", 0) or 0),
                      "achieved_acceleration": round(arr.size / max(arr.sum(), 1), 4), "mask_seed": -1,
@@ -70,16 +76,16 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig, batch
 
     if batch_size < 1:
         raise DataError(f"--batch-size must be >= 1. Received: {batch_size}")
+    if crop is not None and min(crop) < 1:
+        raise DataError(f"--crop: expected H W >= 1. Received: {' '.join(str(c) for c in crop)}")
+    files = _inputs(Path(input_path))
     loaded, meta = load_export(model_dir)
     serve = loaded.signatures["serving_default"]
-    files = _inputs(Path(input_path))
     output = Path(output)
     targets = [output / f.name for f in files] if Path(input_path).is_dir() else [output]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not force:
         raise DataError(f"--output: {existing[0]} exists; pass --force to overwrite")
-    import tensorflow as tf
-
     written = []
     for src, dst in zip(files, targets):
         try:
@@ -88,7 +94,10 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig, batch
             raise DataError(f"{src}: not a readable HDF5 file ({exc})") from None
         with f:
             if "kspace" not in f or f["kspace"].ndim != 3:
-                raise DataError(f"{src}: expected dataset 'kspace' complex [slices, H, W]")
+                got = f"shape {f['kspace'].shape}" if "kspace" in f else "no 'kspace'"
+                raise DataError(f"{src}: expected dataset 'kspace' complex [slices, H, W]; got {got}")
+            if f["kspace"].shape[0] < 1 or min(f["kspace"].shape[1:]) < 2:
+                raise DataError(f"{src}: 'kspace' must have >= 1 slice of H, W >= 2; got shape {f['kspace'].shape}")
             shape = f["kspace"].shape[1:]
             mask, ident = _file_mask(f, shape, mask_cfg, str(src))
             is_fastmri = "reconstruction_esc" in f or "ismrmrd_header" in f or "mask" in f
@@ -101,21 +110,43 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig, batch
                 except OSError as exc:
                     raise DataError(f"{src}: slices {i}.. cannot be read (truncated/corrupt?): {exc}") from None
                 check_kspace(k, name=f"{src}:kspace")
-                res = serve(kspace_real=tf.constant(k.real, tf.float32), kspace_imag=tf.constant(k.imag, tf.float32),
-                            mask=tf.constant(mask))
-                img = res["image"].numpy()
+                img = run_serving(serve, k, mask, name=str(src))
                 recons.append(center_crop(img, out_crop) if out_crop else img)
                 if progress:
                     progress(min(i + batch_size, n), n)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_suffix(".h5.tmp")
-        with h5py.File(tmp, "w") as g:
-            g.create_dataset("reconstruction", data=np.concatenate(recons).astype(np.float32))
-            for k, v in ident.items():
-                g.attrs[k] = v
-            g.attrs["source"] = str(src)
-            g.attrs["model"] = json.dumps({"step": meta.get("step"), "loss": meta["train_config"]["loss"]["content"],
-                                           "kerasrecon_version": meta.get("kerasrecon_version")})
-        tmp.replace(dst)
+        try:
+            with atomic_file(dst, "reconstruct") as tmp:
+                with h5py.File(tmp, "w") as g:
+                    g.create_dataset("reconstruction", data=np.concatenate(recons).astype(np.float32))
+                    for k, v in ident.items():
+                        g.attrs[k] = v
+                    g.attrs["source"] = str(src)
+                    g.attrs["model"] = json.dumps({"step": meta.get("step"),
+                                                   "loss": meta["train_config"]["loss"]["content"],
+                                                   "kerasrecon_version": meta.get("kerasrecon_version")})
+        except OSError as exc:
+            raise DataError(f"--output {dst}: cannot write ({exc.__class__.__name__}: {exc.strerror or exc})") from None
         written.append(dst)
     return written
+
+
+def serving_error_message(exc) -> str:
+    """The ``assertion failed: [...]`` text of a SavedModel input-contract violation (one line)."""
+    for line in str(exc).splitlines():
+        if "assertion failed:" in line:
+            return line.split("assertion failed:", 1)[1].strip().strip("[]")
+    return str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else exc.__class__.__name__
+
+
+def run_serving(serve, kspace: np.ndarray, mask: np.ndarray, name: str) -> np.ndarray:
+    """Call an export's ``serving_default`` on NumPy k-space ``[B, H, W]`` complex and mask ``[H, W]`` or
+    ``[B, H, W]``; returns the magnitude ``[B, H, W]`` float32. A contract violation becomes a
+    ``DataError`` naming ``name``."""
+    import tensorflow as tf
+
+    try:
+        res = serve(kspace_real=tf.constant(kspace.real, tf.float32), kspace_imag=tf.constant(kspace.imag, tf.float32),
+                    mask=tf.constant(mask, tf.float32))
+    except tf.errors.InvalidArgumentError as exc:
+        raise DataError(f"{name}: {serving_error_message(exc)}") from None
+    return res["image"].numpy()

@@ -51,11 +51,18 @@ class FastMRIFile:
         if "kspace" not in self._f:
             self._f.close()
             raise DataError(f"{self.path}: missing dataset 'kspace' (expected complex64 [slices, H, W])")
-        ds = self._f["kspace"]
-        if ds.ndim != 3 or not np.issubdtype(ds.dtype, np.complexfloating):
+        shape, dtype = self._f["kspace"].shape, self._f["kspace"].dtype
+        if len(shape) == 4 and np.issubdtype(dtype, np.complexfloating):
+            self._f.close()
+            raise DataError(f"{self.path}: 'kspace' {shape} is multi-coil [slices, coils, H, W]; kerasrecon reads "
+                            "single-coil k-space [slices, H, W] only (multi-coil is not supported yet)")
+        if len(shape) != 3 or not np.issubdtype(dtype, np.complexfloating):
             self._f.close()
             raise DataError(f"{self.path}: 'kspace' must be complex [slices, H, W]. "
-                            f"Received: shape={ds.shape}, dtype={ds.dtype}")
+                            f"Received: shape={shape}, dtype={dtype}")
+        if shape[0] < 1:
+            self._f.close()
+            raise DataError(f"{self.path}: 'kspace' has no slices. Received: shape={shape}")
         self.attrs = dict(self._f.attrs)
 
     def __enter__(self):

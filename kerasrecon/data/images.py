@@ -6,11 +6,9 @@ volume's maximum is 1 (the factor is stored as ``scale`` in the manifest and the
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import h5py
@@ -19,6 +17,7 @@ import numpy as np
 from kerasrecon.data.fastmri import FastMRIFile, center_crop
 from kerasrecon.data.volume import FORMAT, MANIFEST
 from kerasrecon.errors import DataError
+from kerasrecon.io import atomic_dir
 from kerasrecon.kspace import fft2c_np
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,11 @@ def read_image_stack(path, dataset: str | None = None) -> np.ndarray:
         pngs = sorted(path.glob("*.png"))
         dcms = sorted(path.glob("*.dcm"))
         if pngs:
-            return np.stack([_read_png(p) for p in pngs])
+            images = [_read_png(p) for p in pngs]
+            shapes = sorted({im.shape for im in images})
+            if len(shapes) > 1:
+                raise DataError(f"{path}: PNG slices of one volume must have one size. Received sizes {shapes}")
+            return np.stack(images)
         if dcms:
             return _read_dicom_series(dcms)
         raise DataError(f"{path}: directory holds no .png or .dcm slices")
@@ -51,8 +54,8 @@ def read_image_stack(path, dataset: str | None = None) -> np.ndarray:
     if suffix == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise DataError(f"{path}: cannot read .npy ({exc})") from None
+        except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty (0-byte) file
+            raise DataError(f"{path}: cannot read .npy ({str(exc).splitlines()[0] if str(exc) else 'empty file'})") from None
     elif suffix == ".h5":
         arr = _read_h5_images(path, dataset)
     elif suffix == ".png":
@@ -65,6 +68,8 @@ def read_image_stack(path, dataset: str | None = None) -> np.ndarray:
 
 
 def _as_stack(arr: np.ndarray, path) -> np.ndarray:
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise DataError(f"{path}: expected numeric images [S, H, W] or [H, W]. Received: dtype={arr.dtype}")
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3 or min(arr.shape[1:]) < 8:
@@ -89,7 +94,10 @@ def _read_h5_images(path, dataset):
 def _read_png(path):
     from skimage import io
 
-    img = io.imread(path)
+    try:
+        img = io.imread(path)
+    except Exception as exc:  # imageio/PIL raise many kinds on a damaged file
+        raise DataError(f"{path}: cannot read PNG ({exc.__class__.__name__})") from None
     if img.ndim == 3:  # RGB(A) -> luminance of the first three channels
         img = img[..., :3].mean(axis=-1)
     return img.astype(np.float32)
@@ -100,23 +108,39 @@ def _read_dicom_series(files):
         import pydicom
     except ImportError:
         raise DataError("reading DICOM needs pydicom: pip install 'kerasrecon[dicom]'") from None
-    dss = [pydicom.dcmread(str(f)) for f in files]
-    dss.sort(key=lambda d: int(getattr(d, "InstanceNumber", 0)))
+    dss = []
+    for f in files:
+        try:
+            dss.append((pydicom.dcmread(str(f)), f))
+        except Exception as exc:  # InvalidDicomError, truncated headers (EOFError, struct.error, ...)
+            raise DataError(f"{f}: not a readable DICOM file ({exc.__class__.__name__})") from None
+    dss.sort(key=lambda d: int(getattr(d[0], "InstanceNumber", 0) or 0))
     slices = []
-    for ds in dss:
-        px = ds.pixel_array.astype(np.float32)
+    for ds, f in dss:
+        if "PixelData" not in ds:
+            raise DataError(f"{f}: DICOM file has no PixelData (not an image)")
+        try:
+            px = ds.pixel_array.astype(np.float32)
+        except Exception as exc:  # truncated pixel data, unsupported transfer syntax, ...
+            raise DataError(f"{f}: cannot decode DICOM pixel data ({exc.__class__.__name__}: "
+                            f"{str(exc).splitlines()[0][:100] if str(exc) else ''})") from None
+        if px.ndim != 2:
+            raise DataError(f"{f}: expected a 2-D (single-frame, grey-scale) DICOM image. Received: shape={px.shape}")
         slope, intercept = float(getattr(ds, "RescaleSlope", 1)), float(getattr(ds, "RescaleIntercept", 0))
         slices.append(px * slope + intercept)
+    shapes = sorted({s.shape for s in slices})
+    if len(shapes) > 1:
+        raise DataError(f"{files[0].parent}: slices of one series must have one size. Received sizes {shapes}")
     return np.stack(slices)
 
 
 def is_fastmri(path: Path) -> bool:
-    """True for an ``.h5`` file with a complex ``kspace`` dataset."""
+    """True for an ``.h5`` file with a ``kspace`` dataset (checked further by ``FastMRIFile``)."""
     if path.suffix.lower() != ".h5":
         return False
     try:
         with h5py.File(path, "r") as f:
-            return "kspace" in f and np.issubdtype(f["kspace"].dtype, np.complexfloating)
+            return "kspace" in f
     except OSError:
         return False
 
@@ -148,23 +172,20 @@ def prepare_dataset(src, out, dataset: str | None = None, crop=None) -> dict:
         the manifest dict (also written to ``out/manifest.json``).
     """
     src, out = Path(src), Path(out)
+    if crop is not None and (len(crop) != 2 or min(int(c) for c in crop) < 8):
+        raise DataError(f"--crop: expected H W >= 8. Received: {' '.join(str(c) for c in crop)}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"OUT {out}: exists and is not an empty directory; choose a new path")
     sources = _sources(src)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".prepare-", dir=out.parent))
     try:
-        volumes = [_prepare_one(p, tmp, dataset, crop) for p in sources]
-        manifest = {"format": FORMAT, "version": 1, "source": str(src),
-                    "kspace_convention": "centred orthonormal fft2c over the last two axes",
-                    "volumes": volumes}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_dir(out, "prepare") as tmp:
+            volumes = [_prepare_one(p, tmp, dataset, crop) for p in sources]
+            manifest = {"format": FORMAT, "version": 1, "source": str(src),
+                        "kspace_convention": "centred orthonormal fft2c over the last two axes",
+                        "volumes": volumes}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    except OSError as exc:  # ENOSPC, EACCES, ... (h5py wraps some of them); nothing is left behind
+        raise DataError(f"OUT {out}: cannot write ({exc.strerror or str(exc).splitlines()[0]})") from None
     return manifest
 
 
@@ -187,9 +208,14 @@ def _prepare_one(path: Path, tmp: Path, dataset, crop):
     target = tmp / f"{name}.h5"
     if target.exists():
         raise DataError(f"{path}: two sources map to the same volume name {name!r}")
-    with h5py.File(target, "w") as f:
+    # The HDF5 file is built in memory and written with plain file I/O: a write error (full disk)
+    # inside libhdf5 leaves a half-closed file that crashes the interpreter at exit.
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
         f.create_dataset("kspace", data=kspace.astype(np.complex64), compression="gzip", compression_opts=4)
         f.attrs["source"] = str(path)
         f.attrs["scale"] = scale
+    with open(target, "wb") as fh:
+        fh.write(buf.getbuffer())
     log.info("prepared %s -> %s %s", path, target.name, kspace.shape)
     return {"file": target.name, "source": str(path), "kind": kind, "shape": list(kspace.shape), "scale": scale}
