@@ -10,9 +10,13 @@ Signatures (dynamic batch and image size):
 * ``from_zero_filled(zero_filled)``: a zero-filled complex image float32 ``[B, H, W, 2]`` → ``image``
   and ``complex_image`` (same normalisation; no data consistency, as there is no k-space).
 
+Inputs are validated in the graph before any FFT (``INPUT_CONTRACT``): a violation raises
+``tf.errors.InvalidArgumentError`` naming the input, never a crash or a silent NaN image. The
+signatures therefore declare unknown rank.
+
 Metadata: ``assets/kerasrecon.json`` and the string variable ``metadata_json`` of the loaded object:
-kerasrecon and TensorFlow versions, the training config, step, normalisation, k-space convention and
-the signature documentation.
+kerasrecon and TensorFlow versions, the training config, step, normalisation, k-space convention,
+the signature documentation and the input contract.
 """
 
 from __future__ import annotations
