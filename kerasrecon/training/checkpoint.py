@@ -163,19 +163,6 @@ def verify_checkpoint(path) -> str | None:
     return None
 
 
-def _candidates(run_dir):
-    """Yield ``(step, path)`` of verified checkpoints, newest first; collects ``damaged`` as it goes."""
-    root = Path(run_dir) / CKPT_DIR
-    damaged = []
-    for step, path in _checkpoint_dirs(root):
-        why = verify_checkpoint(path)
-        if why:
-            damaged.append((path.name, why))
-            continue
-        yield step, path, damaged
-    yield None, None, damaged
-
-
 def _report(run_dir, damaged, used):
     if damaged:
         names = "; ".join(f"{n}: {why}" for n, why in damaged)
@@ -187,16 +174,32 @@ def _no_intact(run_dir, damaged):
     return DataError(f"{run_dir}: no intact checkpoint ({details}); restore it from a backup or start a new --out")
 
 
+def _newest_intact(run_dir, load=None):
+    """``(step, path)`` of the newest checkpoint that matches its checksums and, when given, survives
+    ``load(path)`` (which raises ``DataError`` naming what is wrong); ``None`` when there is none at all.
+    Damaged newer ones are reported in one warning line; ``DataError`` when every one is damaged."""
+    damaged = []
+    for step, path in _checkpoint_dirs(Path(run_dir) / CKPT_DIR):
+        why = verify_checkpoint(path)
+        if why is None and load is not None:
+            try:
+                load(path)
+            except DataError as exc:
+                why = str(exc).replace(f"{path}: ", "")
+        if why:
+            damaged.append((path.name, why))
+            continue
+        _report(run_dir, damaged, path.name)
+        return step, path
+    if damaged:
+        raise _no_intact(run_dir, damaged)
+    return None
+
+
 def latest_checkpoint(run_dir):
     """``(step, path)`` of the newest checkpoint whose files match their checksums, or ``None`` when
     the run has no checkpoint. Raises ``DataError`` when every checkpoint is damaged."""
-    for step, path, damaged in _candidates(run_dir):
-        if step is None:
-            if damaged:
-                raise _no_intact(run_dir, damaged)
-            return None
-        return step, path
-    return None
+    return _newest_intact(run_dir)
 
 
 def restore_checkpoint(path, gan, optimizers: bool = True):
@@ -235,22 +238,8 @@ def restore_latest(run_dir, gan) -> int | None:
     Raises:
         DataError: checkpoints exist but none is intact (nothing is changed on disk).
     """
-    damaged = []
-    for step, path in _checkpoint_dirs(Path(run_dir) / CKPT_DIR):
-        why = verify_checkpoint(path)
-        if why is None:
-            try:
-                restore_checkpoint(path, gan)
-            except DataError as exc:
-                why = str(exc).replace(f"{path}: ", "")
-        if why:
-            damaged.append((path.name, why))
-            continue
-        _report(run_dir, damaged, path.name)
-        return step
-    if damaged:
-        raise _no_intact(run_dir, damaged)
-    return None
+    found = _newest_intact(run_dir, lambda path: restore_checkpoint(path, gan))
+    return found[0] if found else None
 
 
 def read_config(run_dir) -> TrainConfig:
@@ -309,33 +298,17 @@ def load_generator(run_dir):
 
     cfg = read_config(run_dir)
     g = build_generator(cfg.model.blocks, cfg.model.filters, cfg.model.noise_lambda)
-    damaged = []
-    for step, path in _checkpoint_dirs(Path(run_dir) / CKPT_DIR):
-        why = verify_checkpoint(path)
-        if why is None:
-            try:
-                g.load_weights(str(path / FILES[0]))
-                bad = non_finite_variables([(f"generator/{v.path}", v) for v in g.variables])
-                why = _describe(bad) if bad else None
-            except Exception as exc:
-                why = f"cannot load {FILES[0]} ({exc.__class__.__name__})"
-        if why:
-            damaged.append((path.name, why))
-            continue
-        _report(run_dir, damaged, path.name)
-        return cfg, g, step
-    if damaged:
-        raise _no_intact(run_dir, damaged)
-    raise DataError(f"{run_dir}: run has no checkpoint yet (no {CKPT_DIR}/ckpt-*)")
 
+    def load(path):
+        try:
+            g.load_weights(str(path / FILES[0]))
+        except Exception as exc:
+            raise DataError(f"cannot load {FILES[0]} ({exc.__class__.__name__})") from None
+        bad = non_finite_variables([(f"generator/{v.path}", v) for v in g.variables])
+        if bad:
+            raise NonFiniteWeights(_describe(bad))
 
-def ensure_writable(run_dir):
-    """Create ``run_dir`` and check it is writable; ``ConfigError`` naming ``--out`` otherwise."""
-    run_dir = Path(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"--out {run_dir}: not writable ({exc.strerror or exc})") from None
+    found = _newest_intact(run_dir, load)
+    if found is None:
+        raise DataError(f"{run_dir}: run has no checkpoint yet (no {CKPT_DIR}/ckpt-*)")
+    return cfg, g, found[0]
