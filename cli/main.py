@@ -268,6 +268,39 @@ def fit(out, force, **options):
                f"(tensorboard --logdir {Path(out) / 'tensorboard'})")
 
 
+def baseline_options(fn):
+    """--baselines / --baseline-lambdas / --baseline-iters (evaluate and compare)."""
+    from kerasrecon.baselines import BASELINES, DEFAULT_ITERS, LAMBDA_GRID
+
+    opts = [
+        click.option("--baselines", default="", metavar="NAMES",
+                     help=f"Classical rows on the same masked k-space, comma-separated, from {', '.join(BASELINES)} "
+                          "(tv/l1wavelet: sigpy, pip install 'kerasrecon[baselines]'). zero_filled is always scored."),
+        click.option("--baseline-lambdas", default=None, metavar="L1,L2,...",
+                     help="λ grid swept on the run's TRAINING slices (never the evaluated ones); one value = fixed λ. "
+                          f"Default {','.join(f'{g:g}' for g in LAMBDA_GRID)} (k-space normalised to zero-filled max 1)."),
+        click.option("--baseline-iters", type=int, default=DEFAULT_ITERS, show_default=True,
+                     help="Solver iterations for tv/l1wavelet."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters):
+    names = [n for n in baselines.replace(",", " ").split()]
+    grid = None
+    if baseline_lambdas:
+        try:
+            grid = [float(v) for v in baseline_lambdas.replace(",", " ").split()]
+        except ValueError:
+            raise KerasReconError(f"--baseline-lambdas must be numbers, comma-separated. Received: {baseline_lambdas!r}")
+    if baseline_iters < 1:
+        raise KerasReconError(f"--baseline-iters must be >= 1. Received: {baseline_iters}")
+    return dict(baselines=names, baseline_grid=grid, baseline_iters=baseline_iters,
+                note=lambda msg: click.echo(f"baseline {msg}", err=True))
+
+
 @cli.command()
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True,
               help="A run directory written by 'kerasrecon fit', or a SavedModel from 'kerasrecon export'.")
@@ -281,13 +314,19 @@ def fit(out, force, **options):
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Slices per generator call.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Writes slices.csv and summary.json here.")
 @click.option("--force", is_flag=True, help="Overwrite slices.csv/summary.json in --out.")
+@baseline_options
 @one_line_errors
-def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, batch_size, out, force):
-    """Reconstruct held-out slices and score them (NMSE, PSNR, SSIM, HFEN) next to zero-filling."""
+def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, batch_size, out, force, **baseline):
+    """Reconstruct held-out slices and score them (NMSE, PSNR, SSIM, HFEN) next to zero-filling.
+
+    \b
+    kerasrecon evaluate --model runs/hybrid --out eval/ --baselines tv,l1wavelet
+    """
     from kerasrecon import evaluate as ev
 
     changes = {k: v for k, v in dict(acceleration=acceleration, kind=mask_kind, seed=mask_seed).items() if v is not None}
-    rows, summary, meta = ev.evaluate_run(model_dir, data, changes, split, batch_size, progress=_SliceProgress())
+    rows, summary, meta = ev.evaluate_run(model_dir, data, changes, split, batch_size, progress=_SliceProgress(),
+                                          **_baseline_kwargs(**baseline))
     ev.write_results(rows, summary, out, meta, force=force)
     _echo_summary(summary, meta)
     click.echo(f"wrote {Path(out) / 'slices.csv'} and {Path(out) / 'summary.json'}")
@@ -315,7 +354,10 @@ def _echo_summary(summary, meta):
     for method, s in summary.items():
         o = s["over_slices"]
         click.echo(f"  {method:12s} PSNR {o['psnr']['mean']:6.2f} ± {o['psnr']['std']:.2f} dB  "
-                   f"NMSE {o['nmse']['mean']:.4f}  SSIM {o['ssim']['mean']:.4f}  HFEN {o['hfen']['mean']:.4f}")
+                   f"NMSE {o['nmse']['mean']:.4f}  SSIM {o['ssim']['mean']:.4f}  HFEN {o['hfen']['mean']:.4f}  "
+                   f"{s.get('seconds_per_slice', float('nan')):.3f} s/slice")
+    for name, b in meta.get("baselines", {}).items():
+        click.echo(f"  {name}: λ = {b['lam']:g}, {b['iters']} iterations, chosen on {b['tuned_on']}")
 
 
 @cli.command()
@@ -378,21 +420,25 @@ def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_see
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Writes table.md/.csv, slices.csv, summary.json, examples.png, psnr.png.")
 @click.option("--force", is_flag=True, help="Overwrite comparison files in --out.")
+@baseline_options
 @train_options
 @click.pass_context
 @one_line_errors
-def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out, force, **options):
+def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out, force, baselines,
+            baseline_lambdas, baseline_iters, **options):
     """Compare runs (RUNS: fit output dirs) on the same slices and masks: table + figures.
 
     \b
     kerasrecon compare runs/mse runs/feature runs/hybrid --out cmp/
     kerasrecon compare --train --losses mse feature hybrid --steps 2000 --out cmp/
+    kerasrecon compare runs/hybrid --baselines tv,l1wavelet --out cmp/   (Δ then vs tv)
     Without --train, --data, --acceleration, --mask and --mask-seed (when given) override the runs' own.
     """
     from kerasrecon import compare as cmp
 
     given = {k for k in options if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
-    common = dict(split=split, batch_size=eval_batch_size, figures=not no_figures, progress=_SliceProgress())
+    common = dict(split=split, batch_size=eval_batch_size, figures=not no_figures, progress=_SliceProgress(),
+                  **_baseline_kwargs(baselines, baseline_lambdas, baseline_iters))
     if do_train:
         names = [n for part in [losses, *runs] for n in part.replace(",", " ").split()]
         unknown = [n for n in names if n not in ("mse", "feature", "hybrid")]

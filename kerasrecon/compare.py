@@ -58,15 +58,16 @@ def paired_difference(a, b, level: float = CI_LEVEL) -> dict:
     return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
 
 
-def comparison_table(rows, reference: str) -> list[dict]:
-    """One row per method: mean/std over slices and paired differences vs ``reference``."""
+def comparison_table(rows, reference: str, summary: dict | None = None) -> list[dict]:
+    """One row per method: mean/std over slices, seconds per slice (from ``summary``) and paired
+    differences vs ``reference``."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     by = {m: sorted((r for r in rows if r["method"] == m), key=lambda r: (r["volume"], r["slice"])) for m in methods}
     table = []
     for m in methods:
         first = by[m][0]
         row = {"method": m, "R": first["acceleration"], "mask": first["mask_kind"], "mask_seed": first["mask_seed"],
-               "n_slices": len(by[m])}
+               "n_slices": len(by[m]), "sec_per_slice": (summary or {}).get(m, {}).get("seconds_per_slice")}
         for metric in METRICS:
             vals = np.array([r[metric] for r in by[m]])
             row[f"{metric}_mean"] = float(vals.mean())
@@ -83,8 +84,8 @@ def _markdown(table, reference, meta) -> str:
     lines = [f"R = {meta['mask']['acceleration']:g}, mask = {meta['mask']['kind']}, mask seed = {meta['mask']['seed']}, "
              f"data = {meta['data']} ({meta['split']}), {table[0]['n_slices']} slices; mean ± std over slices; "
              f"Δ = paired difference vs {reference} with 95 % CI.", "",
-             "| method | PSNR (dB) | NMSE | SSIM | HFEN | ΔPSNR vs " + reference + " | ΔSSIM |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| method | PSNR (dB) | NMSE | SSIM | HFEN | ΔPSNR vs " + reference + " | ΔSSIM | s/slice |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in table:
         def diff(metric, fmt):
             if f"{metric}_diff_vs_{reference}" not in r:
@@ -93,7 +94,12 @@ def _markdown(table, reference, meta) -> str:
             return f"{r[f'{metric}_diff_vs_{reference}']:+{fmt}} [{lo:+{fmt}}, {hi:+{fmt}}]"
         lines.append(f"| {r['method']} | {r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} | {r['nmse_mean']:.4f} ± "
                      f"{r['nmse_std']:.4f} | {r['ssim_mean']:.4f} ± {r['ssim_std']:.4f} | {r['hfen_mean']:.4f} ± "
-                     f"{r['hfen_std']:.4f} | {diff('psnr', '.2f')} | {diff('ssim', '.4f')} |")
+                     f"{r['hfen_std']:.4f} | {diff('psnr', '.2f')} | {diff('ssim', '.4f')} | "
+                     + (f"{r['sec_per_slice']:.3f} |" if r.get("sec_per_slice") is not None else "— |"))
+    for name, b in meta.get("baselines", {}).items():
+        sweep = ", ".join(f"{lam:g}: {p:.2f}" for lam, p in zip(b["grid"], b["sweep_psnr"])) or "no sweep"
+        lines.append(f"\n{name}: λ = {b['lam']:g}, {b['iters']} iterations, chosen on {b['tuned_on']} "
+                     f"(λ: mean PSNR dB — {sweep}).")
     return "\n".join(lines) + "\n"
 
 
@@ -139,7 +145,8 @@ def draw_figures(recons, targets, rows, out: Path):
 
 
 def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mask_changes: dict | None = None,
-                 batch_size: int = 4, figures: bool = True, force: bool = False, progress=None) -> dict:
+                 batch_size: int = 4, figures: bool = True, force: bool = False, progress=None,
+                 baselines=(), baseline_grid=None, baseline_iters=None, note=None) -> dict:
     """Evaluate runs on identical slices and masks and write the comparison to ``out``.
 
     Args:
@@ -150,10 +157,14 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
         split: ``val`` or ``all``.
         mask_changes: overrides of the first run's ``MaskConfig`` fields (kind, acceleration, seed).
         figures: draw PNGs (needs matplotlib).
+        baselines: classical methods scored on the same masked k-space (``kerasrecon.baselines``);
+            λ is swept on the first run's training split. With ``tv`` it becomes the Δ reference.
+        baseline_grid, baseline_iters: λ candidates and solver iterations.
 
     Returns:
         ``{"table": [...], "reference": str, "meta": {...}}``.
     """
+    from kerasrecon.evaluate import run_baselines
     from kerasrecon.training.checkpoint import load_generator
 
     if not run_dirs:
@@ -190,11 +201,13 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
         names.append({"method": name, "run": str(run), "step": step, "loss": cfg.loss.content,
                       "vgg_weights": cfg.loss.vgg_weights, "steps": cfg.steps, "pretrain_steps": cfg.pretrain_steps})
     volumes = held_out_volumes(data, first_cfg.data.val_fraction, split)
+    base_fns, settings = run_baselines(baselines, first_cfg, mask_cfg, baseline_grid, baseline_iters, note)
+    fns.update({k: v for k, v in base_fns.items() if k not in fns})
     rows, summary, recons, targets = evaluate(fns, volumes, mask_cfg, batch_size, progress, keep_recons=True)
-    reference = "mse" if "mse" in fns else "zero_filled"
-    meta = {"data": data, "split": split, "runs": names,
+    reference = "tv" if "tv" in base_fns else "mse" if "mse" in fns else "zero_filled"
+    meta = {"data": data, "split": split, "runs": names, "baselines": settings,
             "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed}}
-    table = comparison_table(rows, reference)
+    table = comparison_table(rows, reference, summary)
     write_results(rows, summary, out, meta, force=True)
     with open(out / "table.csv", "w", newline="") as f:
         flat = [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in table]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -96,13 +97,17 @@ def evaluate(recon_fns: dict[str, ReconFn], volumes: list[Volume], mask_cfg: Mas
         raise DataError("nothing to evaluate: the held-out set is empty")
     total = sum(v.kspace.shape[0] for v in volumes)
     rows, per_volume, done = [], {}, 0
-    recons, targets = {}, {}
+    recons, targets, seconds = {}, {}, {}
     for ev in evaluation_slices(volumes, mask_cfg):
         target = ev["target"]
         data_range = float(target.max())
+        t0 = time.perf_counter()
         outputs = {"zero_filled": (np.abs(ev["zero_filled"]) / ev["scale"][:, None, None]).astype(np.float32)}
+        seconds["zero_filled"] = seconds.get("zero_filled", 0.0) + time.perf_counter() - t0
         for name, fn in recon_fns.items():
+            t0 = time.perf_counter()
             outputs[name] = reconstruct_volume(fn, ev, batch_size)
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
         targets[ev["name"]] = target
         for method, pred in outputs.items():
             slice_rows = [{"method": method, "volume": ev["name"], "slice": i,
@@ -119,6 +124,8 @@ def evaluate(recon_fns: dict[str, ReconFn], volumes: list[Volume], mask_cfg: Mas
         if progress:
             progress(done, total)
     summary = summarise(rows, per_volume)
+    for method, sec in seconds.items():  # wall time per slice (zero_filled: the masked input is given)
+        summary[method]["seconds_per_slice"] = sec / total
     return (rows, summary, recons, targets) if keep_recons else (rows, summary)
 
 
@@ -174,8 +181,25 @@ def held_out_volumes(data: str, val_fraction: float, split: str = "val") -> list
     return val
 
 
+def run_baselines(names, cfg, mask_cfg, grid=None, iters=None, progress=None):
+    """Baseline recon functions for a run: λ tuned on the run's own *training* split (see baselines.py).
+
+    Returns:
+        ``(fns, settings)`` as :func:`kerasrecon.baselines.baseline_fns`; empty without solvers.
+    """
+    from kerasrecon import baselines as bl
+    from kerasrecon.data import load_volumes, split_volumes
+
+    if not any(n in bl.SOLVERS for n in names):
+        return bl.baseline_fns(names, [], mask_cfg)
+    train_volumes, _ = split_volumes(load_volumes(cfg.data.data), cfg.data.val_fraction)
+    return bl.baseline_fns(names, train_volumes, mask_cfg, grid or bl.LAMBDA_GRID, iters or bl.DEFAULT_ITERS,
+                           tuned_on=f"training split of {cfg.data.data}", progress=progress)
+
+
 def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = None, split: str = "val",
-                 batch_size: int = 4, progress=None, keep_recons: bool = False):
+                 batch_size: int = 4, progress=None, keep_recons: bool = False, baselines=(),
+                 baseline_grid=None, baseline_iters=None, note=None):
     """Evaluate a training run's newest checkpoint or an exported SavedModel (method named after its loss).
 
     Args:
@@ -183,6 +207,9 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
         data: dataset (default: the run's).
         mask_changes: overrides of the run's ``MaskConfig`` fields (kind, acceleration, seed).
         split: ``val`` (the run's held-out part) or ``all``.
+        baselines: names from ``kerasrecon.baselines.BASELINES`` scored on the same masked k-space.
+        baseline_grid, baseline_iters: λ candidates (swept on the run's training split) and iterations.
+        note: optional callable for one-line progress messages (λ sweep).
 
     Returns:
         ``(rows, summary, meta)`` (+ recons, targets with ``keep_recons``); meta records the run,
@@ -206,8 +233,9 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
     data = data or cfg.data.data
     mask_cfg = dataclasses.replace(cfg.mask, **(mask_changes or {}))
     volumes = held_out_volumes(data, cfg.data.val_fraction, split)
-    result = evaluate({cfg.loss.content: fn}, volumes, mask_cfg, batch_size, progress, keep_recons)
+    base_fns, settings = run_baselines(baselines, cfg, mask_cfg, baseline_grid, baseline_iters, note)
+    result = evaluate({cfg.loss.content: fn, **base_fns}, volumes, mask_cfg, batch_size, progress, keep_recons)
     meta = {"run": str(run_dir), "step": step, "loss": cfg.loss.content, "data": data, "split": split,
             "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed},
-            "train_config": cfg.to_dict()}
+            "baselines": settings, "train_config": cfg.to_dict()}
     return (result[0], result[1], meta, *result[2:])

@@ -1,0 +1,189 @@
+"""Classical compressed-sensing baselines on exactly the k-space the models see (sigpy solvers).
+
+Methods (``BASELINES``):
+
+* ``zero_filled`` — ``|F^H (M ⊙ s0)|`` (always scored by ``evaluate``; listed here for the CLI);
+* ``tv`` — ``argmin_x ½‖M F x − y‖² + λ‖∇x‖₁`` (``sigpy.mri.app.TotalVariationRecon``, PDHG);
+* ``l1wavelet`` — ``argmin_x ½‖M F x − y‖² + λ‖Ψx‖₁`` with Daubechies-4 wavelets
+  (``sigpy.mri.app.L1WaveletRecon``, FISTA).
+
+Both solve the single-coil problem (sensitivity map of ones) with sigpy's centred orthonormal FFT,
+which is kerasrecon's ``fft2c`` (tested). They run on the *normalised* masked k-space (zero-filled
+maximum 1, the models' input scale), so one λ fits images of any intensity; outputs are scaled back.
+
+λ is never tuned on evaluation slices: :func:`sweep_lambda` picks it by mean PSNR over a few slices
+of the run's *training* split, with their own masks, and the chosen λ, the grid, the iteration count
+and the seconds per slice are written beside every table. sigpy is an optional extra:
+``pip install 'kerasrecon[baselines]'``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from kerasrecon.errors import ConfigError, DataError
+
+BASELINES = ("zero_filled", "tv", "l1wavelet")
+SOLVERS = ("tv", "l1wavelet")
+# λ relative to normalised k-space (zero-filled image maximum = 1); the sweep's default grid.
+LAMBDA_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+DEFAULT_ITERS = 100
+SWEEP_SLICES = 4
+
+
+def require_sigpy(option: str = "--baselines"):
+    """Import sigpy.mri or raise a one-line ``ConfigError`` naming ``option`` and the extra."""
+    try:
+        import sigpy
+        import sigpy.mri  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"{option} tv/l1wavelet needs sigpy: pip install 'kerasrecon[baselines]'") from None
+    return sigpy
+
+
+def solve(method: str, masked_kspace: np.ndarray, mask: np.ndarray, lam: float,
+          iters: int = DEFAULT_ITERS) -> np.ndarray:
+    """Reconstruct slices with a CS solver.
+
+    Args:
+        method: ``tv`` or ``l1wavelet``.
+        masked_kspace: complex ``[S, H, W]`` (zeros where not sampled), centred orthonormal convention.
+        mask: ``[H, W]`` or ``[S, H, W]`` of 0/1.
+        lam: regularisation weight λ (> 0).
+        iters: solver iterations.
+
+    Returns:
+        complex64 ``[S, H, W]`` images.
+    """
+    sp = require_sigpy()
+    from sigpy.mri import app
+
+    if method not in SOLVERS:
+        raise ConfigError(f"--baselines: unknown solver {method!r}; expected one of {SOLVERS}")
+    if lam <= 0 or iters < 1:
+        raise ConfigError(f"--baseline-lambdas must be > 0 and --baseline-iters >= 1. Received: {lam}, {iters}")
+    masked_kspace = np.asarray(masked_kspace)
+    s, h, w = masked_kspace.shape
+    masks = np.broadcast_to(np.asarray(mask, np.float32), (s, h, w))
+    ones = np.ones((1, h, w), np.complex64)
+    solver = app.TotalVariationRecon if method == "tv" else app.L1WaveletRecon
+    out = np.empty((s, h, w), np.complex64)
+    for i in range(s):
+        y = (masked_kspace[i] * masks[i])[None].astype(np.complex64)
+        out[i] = solver(y, ones, lam, weights=masks[i], max_iter=iters, show_pbar=False,
+                        device=sp.cpu_device).run()
+    return out
+
+
+def recon_fn(method: str, lam: float, iters: int = DEFAULT_ITERS):
+    """A ``ReconFn`` (evaluate's channel protocol) running ``solve``.
+
+    The returned function takes ``zero_filled [B, H, W, 2]`` (unused), ``masked_kspace [B, H, W, 2]``
+    and ``mask [B, H, W]`` float32 (normalised scale) and returns the image float32 ``[B, H, W, 2]``.
+    """
+    from kerasrecon.kspace import from_channels, to_channels
+
+    def fn(zero_filled, masked_kspace, mask):
+        return to_channels(solve(method, from_channels(np.asarray(masked_kspace)), np.asarray(mask), lam, iters))
+
+    return fn
+
+
+@dataclass
+class BaselineSetting:
+    """The λ chosen for one solver and how: recorded with every results table."""
+
+    method: str
+    lam: float
+    iters: int
+    grid: list = field(default_factory=list)
+    sweep_psnr: list = field(default_factory=list)
+    tuned_on: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain dict (JSON)."""
+        return asdict(self)
+
+
+def sweep_slices(train_volumes, n: int = SWEEP_SLICES):
+    """Up to ``n`` training slices, evenly spaced over all training volumes: a list of ``Volume``."""
+    from kerasrecon.data.volume import Volume
+
+    index = [(vi, si) for vi, v in enumerate(train_volumes) for si in range(v.kspace.shape[0])]
+    if not index:
+        raise DataError("--baselines: the training split is empty, so λ cannot be tuned without using "
+                        "evaluation slices; pass one value to --baseline-lambdas")
+    picks = [index[int(j)] for j in np.unique(np.linspace(0, len(index) - 1, min(n, len(index))).round())]
+    # Keep each slice in its own volume (same index), so it is undersampled with its volume's mask.
+    out = []
+    for vi, v in enumerate(train_volumes):
+        rows = [si for (vj, si) in picks if vj == vi]
+        out.append(Volume(v.name, v.kspace[rows] if rows else v.kspace[:0], v.source))
+    return out
+
+
+def sweep_lambda(method: str, train_volumes, mask_cfg, grid=LAMBDA_GRID, iters: int = DEFAULT_ITERS,
+                 n_slices: int = SWEEP_SLICES, tuned_on: str = "training split") -> BaselineSetting:
+    """Choose λ for ``method`` by mean PSNR on ``n_slices`` training slices (never evaluation slices).
+
+    Args:
+        method: ``tv`` or ``l1wavelet``.
+        train_volumes: the run's training volumes (``Volume`` list).
+        mask_cfg: ``MaskConfig``; training volume i uses the mask seed ``mask_cfg.seed + i``.
+        grid: candidate λ values; a single value is used without sweeping.
+        iters: solver iterations.
+
+    Returns:
+        :class:`BaselineSetting` with the grid and the mean PSNR of each candidate.
+    """
+    from kerasrecon.data.pipeline import evaluation_slices
+    from kerasrecon.metrics import psnr
+
+    grid = [float(g) for g in grid]
+    if not grid or min(grid) <= 0:
+        raise ConfigError(f"--baseline-lambdas must be positive numbers. Received: {grid}")
+    if len(grid) == 1:
+        return BaselineSetting(method, grid[0], iters, grid, [], "fixed by --baseline-lambdas")
+    items = [ev for ev in evaluation_slices(sweep_slices(train_volumes, n_slices), mask_cfg)
+             if ev["target"].shape[0]]
+    scores = []
+    for lam in grid:
+        vals = []
+        for ev in items:
+            pred = np.abs(solve(method, ev["masked_kspace"], ev["mask"].array, lam, iters)) / ev["scale"][:, None, None]
+            vals += [psnr(t, p, float(t.max())) for t, p in zip(ev["target"], pred)]
+        scores.append(float(np.mean(vals)))
+    n = sum(ev["target"].shape[0] for ev in items)
+    best = grid[int(np.argmax(scores))]
+    return BaselineSetting(method, best, iters, grid, scores, f"{n} slices of the {tuned_on}")
+
+
+def baseline_fns(names, train_volumes, mask_cfg, grid=LAMBDA_GRID, iters: int = DEFAULT_ITERS,
+                 tuned_on: str = "training split", progress=None):
+    """Recon functions and settings for the requested baselines.
+
+    Args:
+        names: subset of ``BASELINES`` (``zero_filled`` needs nothing: evaluate always scores it).
+        train_volumes: the run's training volumes (for the λ sweep).
+
+    Returns:
+        ``(fns {name: ReconFn}, settings {name: dict})``.
+    """
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise ConfigError(f"--baselines: unknown {unknown}; expected any of {BASELINES}")
+    solvers = [n for n in dict.fromkeys(names) if n in SOLVERS]
+    if solvers:
+        require_sigpy()
+    fns, settings = {}, {}
+    for name in solvers:
+        t0 = time.perf_counter()
+        setting = sweep_lambda(name, train_volumes, mask_cfg, grid, iters, tuned_on=tuned_on)
+        if progress:
+            progress(f"{name}: λ = {setting.lam:g} ({setting.tuned_on}, {time.perf_counter() - t0:.0f} s)")
+        fns[name] = recon_fn(name, setting.lam, setting.iters)
+        settings[name] = setting.to_dict()
+    return fns, settings
