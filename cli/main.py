@@ -150,16 +150,31 @@ def data():
               "reconstruction_esc/reconstruction_rss).")
 @click.option("--crop", type=(int, int), default=None, metavar="H W", help="Centre-crop every image to H×W "
               "(fastMRI files: default 320 320).")
+@click.option("--phase", type=click.Choice(["none", "smooth"]), default="none", show_default=True,
+              help="Image sources: multiply by a random smooth phase (real images are complex).")
+@click.option("--phase-range", type=float, default=1.0, show_default=True,
+              help="Peak-to-peak of the smooth phase in turns (1 = 2π).")
+@click.option("--noise", type=float, default=0.0, show_default=True,
+              help="Image sources: complex Gaussian k-space noise, σ as a fraction of the image maximum "
+                   "(0.01 = image SNR 100 at the peak). The fully sampled target keeps it, as real scans do.")
+@click.option("--kspace-crop", type=(int, int), default=None, metavar="H W",
+              help="Image sources: keep the central H×W of k-space (the target lives on a coarser grid "
+                   "than the simulation: no inverse crime).")
+@click.option("--sim-seed", type=int, default=0, show_default=True, help="Seed of phase and noise (volume i: (seed, i)).")
 @one_line_errors
-def prepare(src, out, dataset, crop):
+def prepare(src, out, dataset, crop, phase, phase_range, noise, kspace_crop, sim_seed):
     """Convert SRC (a file, or a directory of .npy/.h5 files and PNG/DICOM folders) into dataset OUT.
 
+    SRC 'demo' prepares the embedded demo images (e.g. with --phase smooth --noise 0.01).
     OUT gets one <volume>.h5 (k-space complex64 [S, H, W]) per source and a manifest.json; OUT must
     not exist or be empty.
     """
     from kerasrecon.data.images import prepare_dataset
+    from kerasrecon.data.simulate import Simulation
 
-    manifest = prepare_dataset(src, out, dataset=dataset, crop=crop)
+    sim = Simulation(phase=phase, phase_range=phase_range, noise=noise,
+                     kspace_crop=tuple(kspace_crop) if kspace_crop else None, seed=sim_seed)
+    manifest = prepare_dataset(src, out, dataset=dataset, crop=crop, simulation=sim)
     for v in manifest["volumes"]:
         click.echo(f"{v['file']}: {v['kind']} {v['shape']} from {v['source']}")
     click.echo(f"wrote {len(manifest['volumes'])} volume(s) to {out}")

@@ -159,7 +159,7 @@ def _sources(src: Path):
     return found
 
 
-def prepare_dataset(src, out, dataset: str | None = None, crop=None) -> dict:
+def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=None) -> dict:
     """Convert image stacks or fastMRI files into a prepared dataset directory.
 
     Args:
@@ -167,44 +167,63 @@ def prepare_dataset(src, out, dataset: str | None = None, crop=None) -> dict:
         out: output directory; must not exist or be empty (nothing is overwritten).
         dataset: HDF5 image dataset name for non-fastMRI ``.h5`` files.
         crop: optional (h, w) centre crop applied to every image (fastMRI default 320×320).
+        simulation: optional :class:`kerasrecon.data.simulate.Simulation` (smooth phase, k-space
+            noise, coarser grid) for image sources; ``src="demo"`` prepares the embedded demo images.
 
     Returns:
         the manifest dict (also written to ``out/manifest.json``).
     """
+    from kerasrecon.data.simulate import Simulation
+
+    simulation = simulation or Simulation()
+    demo = str(src) == "demo" and not Path(src).exists()
     src, out = Path(src), Path(out)
     if crop is not None and (len(crop) != 2 or min(int(c) for c in crop) < 8):
         raise DataError(f"--crop: expected H W >= 8. Received: {' '.join(str(c) for c in crop)}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"OUT {out}: exists and is not an empty directory; choose a new path")
-    sources = _sources(src)
+    sources = ["demo"] if demo else _sources(src)
     try:
         with atomic_dir(out, "prepare") as tmp:
-            volumes = [_prepare_one(p, tmp, dataset, crop) for p in sources]
+            volumes = [_prepare_one(p, tmp, dataset, crop, simulation, i) for i, p in enumerate(sources)]
             manifest = {"format": FORMAT, "version": 1, "source": str(src),
                         "kspace_convention": "centred orthonormal fft2c over the last two axes",
-                        "volumes": volumes}
+                        "simulation": simulation.to_dict(), "volumes": volumes}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     except OSError as exc:  # ENOSPC, EACCES, ... (h5py wraps some of them); nothing is left behind
         raise DataError(f"OUT {out}: cannot write ({exc.strerror or str(exc).splitlines()[0]})") from None
     return manifest
 
 
-def _prepare_one(path: Path, tmp: Path, dataset, crop):
-    name = path.stem if path.is_file() else path.name
-    if is_fastmri(path):
+def _prepare_one(path, tmp: Path, dataset, crop, simulation, index):
+    from kerasrecon.data.simulate import simulate_kspace
+
+    if path == "demo":
+        from kerasrecon.data.demo import DEMO_FILE, demo_images
+
+        name, path, images = "ch2better", Path("demo:" + DEMO_FILE), demo_images()
+    else:
+        name, images = (path.stem if path.is_file() else path.name), None
+    if images is None and is_fastmri(path):
+        if simulation.active:
+            raise DataError(f"{path}: --phase/--noise/--kspace-crop simulate measurements from images; "
+                            "a fastMRI file already holds measured k-space")
         with FastMRIFile(path, crop=crop or (320, 320)) as f:
             kspace = np.stack(list(f.iter_kspace()))
         scale, kind = 1.0, "fastmri-singlecoil"
     else:
-        images = read_image_stack(path, dataset)
+        images = read_image_stack(path, dataset) if images is None else images
         if crop:
             images = center_crop(images, crop)
         peak = float(np.abs(images).max())
         if peak <= 0:
             raise DataError(f"{path}: all images are zero")
         scale = 1.0 / peak
-        kspace = fft2c_np((images * scale).astype(np.complex64))
         kind = "complex-images" if np.iscomplexobj(images) else "magnitude-images"
+        if simulation.active:
+            kspace, kind = simulate_kspace(images * scale, simulation, index), kind + "+simulated"
+        else:
+            kspace = fft2c_np((images * scale).astype(np.complex64))
     target = tmp / f"{name}.h5"
     if target.exists():
         raise DataError(f"{path}: two sources map to the same volume name {name!r}")
