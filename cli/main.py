@@ -16,6 +16,7 @@ import click
 
 from kerasrecon import __version__
 from kerasrecon.errors import KerasReconError
+from kerasrecon.config import SAMPLINGS
 
 
 class Interrupted(BaseException):
@@ -210,6 +211,12 @@ def train_options(fn):
         click.option("--beta1", "beta_1", type=float, default=0.9, show_default=True, help="Adam β1."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights and patch sampling."),
         click.option("--val-fraction", type=float, default=0.2, show_default=True, help="Held-out fraction."),
+        click.option("--sampling", type=click.Choice(SAMPLINGS), default="patch", show_default=True,
+                     help="patch: undersample each patch on its own grid (the thesis); slice: undersample the whole "
+                          "slice, then crop (the aliasing seen at inference; DC off in training unless "
+                          "--patch-size covers the slice)."),
+        click.option("--cascades", type=int, default=1, show_default=True,
+                     help="K generator + data-consistency stages in series (cascaded DC network; 1 = the thesis)."),
         click.option("--strategy", type=click.Choice(["auto", "none", "mirrored", "multiworker"]), default="auto",
                      show_default=True, help="auto: MirroredStrategy when >= 2 GPUs are visible; multiworker: "
                      "MultiWorkerMirroredStrategy, cluster from TF_CONFIG (or Slurm)."),
@@ -236,8 +243,9 @@ def config_from_options(o: dict):
         mask=MaskConfig(kind=o["mask_kind"], acceleration=o["acceleration"], seed=o["mask_seed"],
                         per_sample=o["mask_per_sample"]),
         data=DataConfig(data=o["data"], patch_size=o["patch_size"], batch_size=o["batch_size"],
-                        val_fraction=o["val_fraction"]),
-        model=ModelConfig(blocks=o["blocks"], filters=o["filters"], noise_lambda=o["noise_lambda"]),
+                        val_fraction=o["val_fraction"], sampling=o["sampling"]),
+        model=ModelConfig(blocks=o["blocks"], filters=o["filters"], noise_lambda=o["noise_lambda"],
+                          cascades=o["cascades"]),
         loss=LossConfig(content=o["content"], mse_weight=o["mse_weight"], feature_weight=o["feature_weight"],
                         adv_weight=o["adv_weight"], vgg_weights=o["vgg_weights"]),
         steps=o["steps"], pretrain_steps=o["pretrain_steps"], learning_rate=o["learning_rate"], beta_1=o["beta_1"],
@@ -372,7 +380,7 @@ def _echo_summary(summary, meta):
                    f"NMSE {o['nmse']['mean']:.4f}  SSIM {o['ssim']['mean']:.4f}  HFEN {o['hfen']['mean']:.4f}  "
                    f"{s.get('seconds_per_slice', float('nan')):.3f} s/slice")
     for name, b in meta.get("baselines", {}).items():
-        click.echo(f"  {name}: λ = {b['lam']:g}, {b['iters']} iterations, chosen on {b['tuned_on']}")
+        click.echo(f"  {name}: λ = {b['lam']:g}, {b['iters']} iterations ({b['tuned_on']})")
 
 
 @cli.command()

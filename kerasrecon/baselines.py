@@ -158,7 +158,7 @@ def sweep_lambda(method: str, train_volumes, mask_cfg, grid=LAMBDA_GRID, iters: 
         scores.append(float(np.mean(vals)))
     n = sum(ev["target"].shape[0] for ev in items)
     best = grid[int(np.argmax(scores))]
-    return BaselineSetting(method, best, iters, grid, scores, f"{n} slices of the {tuned_on}")
+    return BaselineSetting(method, best, iters, grid, scores, f"swept on {n} slices of the {tuned_on}")
 
 
 def baseline_fns(names, train_volumes, mask_cfg, grid=LAMBDA_GRID, iters: int = DEFAULT_ITERS,

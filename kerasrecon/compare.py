@@ -98,7 +98,7 @@ def _markdown(table, reference, meta) -> str:
                      + (f"{r['sec_per_slice']:.3f} |" if r.get("sec_per_slice") is not None else "— |"))
     for name, b in meta.get("baselines", {}).items():
         sweep = ", ".join(f"{lam:g}: {p:.2f}" for lam, p in zip(b["grid"], b["sweep_psnr"])) or "no sweep"
-        lines.append(f"\n{name}: λ = {b['lam']:g}, {b['iters']} iterations, chosen on {b['tuned_on']} "
+        lines.append(f"\n{name}: λ = {b['lam']:g}, {b['iters']} iterations ({b['tuned_on']}) "
                      f"(λ: mean PSNR dB — {sweep}).")
     return "\n".join(lines) + "\n"
 

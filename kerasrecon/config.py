@@ -16,6 +16,7 @@ from kerasrecon.errors import ConfigError
 CONTENT_LOSS_NAMES = ("mse", "feature", "hybrid")
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+SAMPLINGS = ("patch", "slice")
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,18 @@ class DataConfig:
         patch_size: side of the square training patches (pixels).
         batch_size: global batch size (split over replicas).
         val_fraction: fraction of volumes (or, with one volume, of slices) held out.
+        sampling: ``patch`` (the thesis: each patch undersampled on its own p×p grid, exact data
+            consistency in training) or ``slice`` (undersample the whole slice with a slice-shaped
+            mask, then crop the same window from zero-filled input and target: the aliasing the
+            network learns is the aliasing it meets at inference; the patch's DC is then off in
+            training — the mask fed is zeros — unless the patch is the whole slice).
     """
 
     data: str = "demo"
     patch_size: int = 96
     batch_size: int = 16
     val_fraction: float = 0.2
+    sampling: str = "patch"
 
 
 @dataclass(frozen=True)
@@ -63,11 +70,13 @@ class ModelConfig:
         blocks: residual blocks in the generator (B).
         filters: conv filters in the generator.
         noise_lambda: ``None`` = hard data consistency; a float = soft DC with that λ.
+        cascades: K generator + DC stages in series (1 = the thesis' generator).
     """
 
     blocks: int = 16
     filters: int = 64
     noise_lambda: float | None = None
+    cascades: int = 1
 
 
 @dataclass(frozen=True)
@@ -169,6 +178,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.data.patch_size >= 8, "--patch-size", ">= 8", cfg.data.patch_size),
         (cfg.data.batch_size >= 1, "--batch-size", ">= 1", cfg.data.batch_size),
         (0 <= cfg.data.val_fraction < 1, "--val-fraction", "in [0, 1)", cfg.data.val_fraction),
+        (cfg.data.sampling in SAMPLINGS, "--sampling", f"one of {SAMPLINGS}", cfg.data.sampling),
+        (cfg.model.cascades >= 1, "--cascades", ">= 1", cfg.model.cascades),
         (cfg.model.blocks >= 0, "--blocks", ">= 0", cfg.model.blocks),
         (cfg.model.filters >= 1, "--filters", ">= 1", cfg.model.filters),
         (cfg.model.noise_lambda is None or cfg.model.noise_lambda > 0, "--noise-lambda", "> 0", cfg.model.noise_lambda),

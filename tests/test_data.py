@@ -230,3 +230,39 @@ def test_dicom_series_sorted_by_instance_and_rescaled(tmp_path, rng):
     np.testing.assert_array_equal(stack, series * 2 + 1)
     manifest = prepare_dataset(tmp_path / "knee", tmp_path / "out")
     assert manifest["volumes"][0]["shape"] == [3, 16, 12]
+
+
+def test_slice_sampling_crops_the_whole_slice_aliasing():
+    """--sampling slice: the input is a window of the whole-slice zero-filled image (NumPy reference)."""
+    from kerasrecon.config import DataConfig, MaskConfig, TrainConfig
+    from kerasrecon.data.pipeline import normalisation_scales, reference_masks, training_dataset
+    from kerasrecon.data.volume import Volume
+    from tests.conftest import ref_fft2c, ref_ifft2c
+
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 40, 36)).astype(np.float32)
+    vol = Volume("v", ref_fft2c(images).astype(np.complex64))
+    cfg = TrainConfig(mask=MaskConfig(acceleration=4), data=DataConfig(patch_size=16, batch_size=1, sampling="slice"))
+    (mask,) = reference_masks([vol], cfg.mask)
+    (scale,) = normalisation_scales([vol], [mask])
+    whole_zf = [ref_ifft2c(ref_fft2c(images[i] * scale[i]) * mask.array) for i in range(3)]
+    for inputs, target in training_dataset([vol], cfg).take(6):
+        zf = inputs["zero_filled"][0].numpy()
+        zf = zf[..., 0] + 1j * zf[..., 1]
+        t = target[0, ..., 0].numpy()
+        # Find the slice and window by the target, then the input must be the same window of the
+        # whole-slice zero-filled image (not a patch undersampled on its own grid).
+        hits = [(i, a, b) for i in range(3) for a in range(40 - 15) for b in range(36 - 15)
+                if np.allclose(images[i, a:a + 16, b:b + 16] * scale[i], t, atol=1e-6)]
+        assert len(hits) == 1
+        i, a, b = hits[0]
+        np.testing.assert_allclose(zf, whole_zf[i][a:a + 16, b:b + 16], atol=1e-5)
+        assert not inputs["mask"].numpy().any()  # DC is off on a crop (identity layer)
+    # A patch covering the whole slice keeps the slice's mask and k-space: DC is exact in training.
+    square = Volume("s", ref_fft2c(images[:, :36]).astype(np.complex64))
+    full = TrainConfig(mask=MaskConfig(acceleration=4), data=DataConfig(patch_size=36, batch_size=1, sampling="slice"))
+    (mask,) = reference_masks([square], full.mask)
+    inputs, target = next(iter(training_dataset([square], full)))
+    np.testing.assert_array_equal(inputs["mask"][0].numpy(), mask.array)
+    k = inputs["masked_kspace"][0].numpy()
+    np.testing.assert_allclose(k[..., 0] + 1j * k[..., 1], ref_fft2c(target[0, ..., 0].numpy()) * mask.array, atol=1e-5)

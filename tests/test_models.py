@@ -77,3 +77,25 @@ def test_discriminator_output_is_probability(rng):
     d = build_discriminator(32)
     p = d(rng.random((3, 32, 32, 1)).astype(np.float32)).numpy()
     assert p.shape == (3, 1) and np.all((p > 0) & (p < 1))
+
+
+def test_cascades_params_names_and_data_consistency(rng):
+    g = build_generator(blocks=1, filters=8, cascades=3)
+    assert g.count_params() == 3 * expected_generator_params(1, 8)
+    dc = [lay.name for lay in g.layers if isinstance(lay, DataConsistency)]
+    assert dc == ["g1_data_consistency", "g2_data_consistency", "g3_data_consistency"]
+    assert build_generator(blocks=1, filters=8).get_layer("g_data_consistency")  # K = 1 keeps the thesis' names
+    # Random (non-zero) output convs: every stage changes the image, yet the measured samples of the
+    # output equal the measured k-space (hard DC at the end), checked with NumPy's FFT.
+    for lay in g.layers:
+        if lay.name.endswith("conv_out"):
+            lay.set_weights([rng.standard_normal(w.shape).astype("float32") * 0.1 for w in lay.get_weights()])
+    img = random_complex(rng, (2, 16, 16))
+    mask = make_mask("poisson", 4, (16, 16), 0).array
+    k = fft2c_np(img) * mask
+    zf = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    ch = lambda z: np.stack([z.real, z.imag], -1).astype("float32")  # noqa: E731
+    out = np.asarray(g({"zero_filled": ch(zf), "masked_kspace": ch(k), "mask": np.broadcast_to(mask, (2, 16, 16))}))
+    out_k = fft2c_np(out[..., 0] + 1j * out[..., 1])
+    np.testing.assert_allclose(out_k[:, mask > 0], k[:, mask > 0], atol=1e-4)
+    assert np.abs(out_k[:, mask == 0] - k[:, mask == 0]).max() > 1e-2

@@ -9,10 +9,17 @@ Training samples (deterministic given ``TrainConfig.seed``; element ``i`` is a p
    ``scale_n = 1 / max|zero_filled_n|`` (zero-filled under the volume's reference slice mask, a
    statistic known at inference time), and a ``patch × patch`` crop is taken (same crop for input
    and target);
-3. the crop is undersampled on its own grid: ``masked_kspace = M ⊙ fft2c(crop)``,
-   ``zero_filled = ifft2c(masked_kspace)``, with a patch-shaped mask of the configured kind and R.
-   Undersampling the patch itself (rather than cropping a whole-slice aliased image) keeps the data
-   consistency layer exact during training; whole slices are used for evaluation and serving.
+3. ``sampling="patch"`` (the thesis): the crop is undersampled on its own grid:
+   ``masked_kspace = M ⊙ fft2c(crop)``, ``zero_filled = ifft2c(masked_kspace)``, with a patch-shaped
+   mask of the configured kind and R. This keeps the data-consistency layer exact during training,
+   but the network only ever sees the aliasing of a p×p mask.
+   ``sampling="slice"``: the whole slice is undersampled with a slice-shaped mask (the volume's
+   reference mask, or one from a bank of slice-shaped masks with ``per_sample``) and the same window
+   is cropped from ``zero_filled`` and the target: the network learns to undo the aliasing it meets
+   at inference. A window's k-space is not the slice's, so DC cannot be exact on a crop: the mask and
+   masked k-space fed are zeros (the DC layer is then the identity) unless the patch is the whole
+   slice, where they are the slice's own and DC is exact. At evaluation and serving DC always runs
+   on the whole slice.
 
 Elements: ``({"zero_filled": [p, p, 2] f32, "masked_kspace": [p, p, 2] f32, "mask": [p, p] f32},
 target [p, p, 1] f32 magnitude)``, batched to ``[B, ...]``.
@@ -90,7 +97,10 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
         seeds = [cfg.mask.seed + PER_SAMPLE_SEED_OFFSET + j for j in range(cfg.mask.bank_size)]
     else:
         seeds = [cfg.mask.seed + i for i in range(len(volumes))]
-    bank = np.stack([make_mask(cfg.mask.kind, cfg.mask.acceleration, (p, p), s).array for s in seeds])
+    whole_slice = cfg.data.sampling == "slice"
+    grid = (h, w) if whole_slice else (p, p)
+    bank = np.stack([make_mask(cfg.mask.kind, cfg.mask.acceleration, grid, s).array for s in seeds])
+    exact_dc = not whole_slice or (p == h and p == w)
 
     targets_t = tf.constant(targets.astype(np.complex64))
     bank_t = tf.constant(bank)
@@ -103,10 +113,18 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
         top = tf.minimum(tf.cast(u[1] * (h - p + 1), tf.int32), h - p)
         left = tf.minimum(tf.cast(u[2] * (w - p + 1), tf.int32), w - p)
         m = tf.minimum(tf.cast(u[3] * n_bank, tf.int32), n_bank - 1) if per_sample else vol_t[s]
-        patch = tf.slice(targets_t[s], [top, left], [p, p])
         mask = bank_t[m]
-        masked = fft2c(patch) * tf.cast(mask, tf.complex64)
-        inputs = {"zero_filled": to_channels(ifft2c(masked)), "masked_kspace": to_channels(masked), "mask": mask}
+        if whole_slice:
+            masked = fft2c(targets_t[s]) * tf.cast(mask, tf.complex64)
+            zero_filled = tf.slice(ifft2c(masked), [top, left], [p, p])
+            patch = tf.slice(targets_t[s], [top, left], [p, p])
+            if not exact_dc:
+                masked, mask = tf.zeros([p, p], tf.complex64), tf.zeros([p, p], tf.float32)
+        else:
+            patch = tf.slice(targets_t[s], [top, left], [p, p])
+            masked = fft2c(patch) * tf.cast(mask, tf.complex64)
+            zero_filled = ifft2c(masked)
+        inputs = {"zero_filled": to_channels(zero_filled), "masked_kspace": to_channels(masked), "mask": mask}
         return inputs, tf.abs(patch)[..., None]
 
     ds = tf.data.Dataset.counter(start=start, dtype=tf.int64)

@@ -76,14 +76,18 @@ def residual_block(x, filters: int, name: str):
 
 
 def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FILTERS,
-                    noise_lambda: float | None = None, data_consistency: bool = True) -> keras.Model:
+                    noise_lambda: float | None = None, data_consistency: bool = True,
+                    cascades: int = 1) -> keras.Model:
     """Build the generator.
 
     Args:
-        blocks: int, residual blocks B (default 16, the thesis).
+        blocks: int, residual blocks B per stage (default 16, the thesis).
         filters: int, conv filters (default 64).
         noise_lambda: ``None`` for hard DC, else soft DC with this λ.
-        data_consistency: include the DC layer (default True).
+        data_consistency: include the DC layers (default True).
+        cascades: K stages ``[residual network → DC]`` in series, each refining the previous
+            stage's image (cascaded DC networks; K = 1 is the thesis' generator). Layer names get
+            the prefix ``g_`` for K = 1 and ``g{k}_`` (k = 1..K) otherwise.
 
     Returns:
         ``keras.Model`` named ``generator`` with inputs ``{"zero_filled": [B, H, W, 2],
@@ -97,19 +101,30 @@ def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FIL
     zero_filled = keras.Input((None, None, 2), name="zero_filled")
     masked_kspace = keras.Input((None, None, 2), name="masked_kspace")
     mask = keras.Input((None, None), name="mask")
-    x = _conv(filters, "g_conv_in")(zero_filled)
-    x = head = _prelu("g_prelu_in")(x)
-    for i in range(blocks):
-        x = residual_block(x, filters, name=f"g_block{i + 1:02d}")
-    x = _conv(filters, "g_conv_mid", use_bias=False)(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=True, name="g_bn_mid")(x)
-    x = layers.Add(name="g_long_skip")([head, x])
-    # Zero-initialised output conv: the untrained generator is the identity on the zero-filled input
-    # (then DC), so training starts from the zero-filled baseline instead of from random noise.
-    # Output conv, residual and DC stay float32 under mixed precision (the image and the FFTs need it).
-    x = layers.Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype="float32", name="g_conv_out")(x)
-    image = layers.Add(dtype="float32", name="g_residual")([zero_filled, x])
-    if data_consistency:
-        image = DataConsistency(noise_lambda, dtype="float32", name="g_data_consistency")([image, masked_kspace, mask])
+    image = zero_filled
+    for k in range(cascades):
+        prefix = "g_" if cascades == 1 else f"g{k + 1}_"
+        image = _stage(image, masked_kspace, mask, blocks, filters, noise_lambda, data_consistency, prefix)
     return keras.Model({"zero_filled": zero_filled, "masked_kspace": masked_kspace, "mask": mask}, image,
                        name="generator")
+
+
+def _stage(image_in, masked_kspace, mask, blocks, filters, noise_lambda, data_consistency, prefix):
+    """One residual network + DC: float32 ``[B, H, W, 2]`` image -> refined image (same shape)."""
+    x = _conv(filters, f"{prefix}conv_in")(image_in)
+    x = head = _prelu(f"{prefix}prelu_in")(x)
+    for i in range(blocks):
+        x = residual_block(x, filters, name=f"{prefix}block{i + 1:02d}")
+    x = _conv(filters, f"{prefix}conv_mid", use_bias=False)(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=True, name=f"{prefix}bn_mid")(x)
+    x = layers.Add(name=f"{prefix}long_skip")([head, x])
+    # Zero-initialised output conv: the untrained generator is the identity on its input image
+    # (then DC), so training starts from the zero-filled baseline instead of from random noise.
+    # Output conv, residual and DC stay float32 under mixed precision (the image and the FFTs need it).
+    x = layers.Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype="float32",
+                      name=f"{prefix}conv_out")(x)
+    image = layers.Add(dtype="float32", name=f"{prefix}residual")([image_in, x])
+    if data_consistency:
+        image = DataConsistency(noise_lambda, dtype="float32", name=f"{prefix}data_consistency")(
+            [image, masked_kspace, mask])
+    return image

@@ -257,7 +257,7 @@ def read_config(run_dir) -> TrainConfig:
 RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "strategy", "precision", "jit",
                      "collective_timeout_s"}
 # Fields that change the shapes of saved variables: even --force cannot continue a run across them.
-ARCHITECTURE_FIELDS = ("model.blocks", "model.filters", "data.patch_size")
+ARCHITECTURE_FIELDS = ("model.blocks", "model.filters", "model.cascades", "data.patch_size")
 
 
 def check_resume_config(run_dir, cfg: TrainConfig, force: bool):
@@ -297,7 +297,7 @@ def load_generator(run_dir):
     from kerasrecon.models.generator import build_generator
 
     cfg = read_config(run_dir)
-    g = build_generator(cfg.model.blocks, cfg.model.filters, cfg.model.noise_lambda)
+    g = build_generator(cfg.model.blocks, cfg.model.filters, cfg.model.noise_lambda, cascades=cfg.model.cascades)
 
     def load(path):
         try:

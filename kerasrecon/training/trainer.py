@@ -71,7 +71,7 @@ def build_gan(cfg: TrainConfig) -> ReconGAN:
     policy = resolve_precision(cfg.precision)
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(cfg.seed)
-    g = build_generator(cfg.model.blocks, cfg.model.filters, cfg.model.noise_lambda)
+    g = build_generator(cfg.model.blocks, cfg.model.filters, cfg.model.noise_lambda, cascades=cfg.model.cascades)
     d = build_discriminator(cfg.data.patch_size)
     vgg = build_vgg_features(cfg.loss.vgg_weights) if cfg.loss.content != "mse" else None
     content = ContentLoss(cfg.loss.content, vgg, cfg.loss.mse_weight, cfg.loss.feature_weight)
