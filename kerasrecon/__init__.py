@@ -5,3 +5,7 @@ training) are imported lazily by the caller: ``from kerasrecon.models import gen
 """
 
 __version__ = "0.1.0"
+
+from kerasrecon.api import Reconstructor  # noqa: E402  (NumPy-only import; TensorFlow loads on use)
+
+__all__ = ["Reconstructor", "__version__"]

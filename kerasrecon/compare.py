@@ -23,7 +23,7 @@ from scipy import stats
 
 from kerasrecon.config import TrainConfig
 from kerasrecon.errors import ConfigError, DataError
-from kerasrecon.evaluate import evaluate, held_out_volumes, keras_recon_fn, write_results
+from kerasrecon.evaluate import evaluate, held_out_volumes, write_results
 from kerasrecon.metrics import METRICS
 
 CI_LEVEL = 0.95
@@ -164,8 +164,8 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
     Returns:
         ``{"table": [...], "reference": str, "meta": {...}}``.
     """
+    from kerasrecon.api import Reconstructor
     from kerasrecon.evaluate import run_baselines
-    from kerasrecon.training.checkpoint import load_generator
 
     if not run_dirs:
         raise ConfigError("compare needs at least one run directory")
@@ -183,21 +183,17 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
         raise DataError(f"--out {out}: {', '.join(existing)} exist; pass --force to overwrite")
     if figures:
         _require_matplotlib()
-    from kerasrecon.io import RunLock
-
-    loaded = []
-    for r in run_dirs:
-        with RunLock(r, exclusive=False, option="RUNS"):
-            loaded.append(load_generator(r))
-    first_cfg: TrainConfig = loaded[0][0]
+    loaded = [Reconstructor.from_run(r, option="RUNS") for r in run_dirs]
+    first_cfg: TrainConfig = loaded[0].config
     mask_cfg = dataclasses.replace(first_cfg.mask, **(mask_changes or {}))
     data = data or first_cfg.data.data
     fns, names = {}, []
-    for run, (cfg, g, step) in zip(run_dirs, loaded):
+    for run, rec in zip(run_dirs, loaded):
+        cfg, step = rec.config, rec.step
         name = cfg.loss.content if cfg.loss.content not in fns else Path(run).name
         if name in fns:  # two runs with the same loss and the same directory name (a/mse, b/mse)
             name = str(run)
-        fns[name] = keras_recon_fn(g)
+        fns[name] = rec
         names.append({"method": name, "run": str(run), "step": step, "loss": cfg.loss.content,
                       "vgg_weights": cfg.loss.vgg_weights, "steps": cfg.steps, "pretrain_steps": cfg.pretrain_steps})
     volumes = held_out_volumes(data, first_cfg.data.val_fraction, split)

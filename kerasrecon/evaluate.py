@@ -28,38 +28,12 @@ from kerasrecon.metrics import METRICS, all_metrics, hfen, nmse, psnr
 ROW_FIELDS = ["method", "volume", "slice", *METRICS, "mask_kind", "acceleration", "achieved_acceleration",
               "mask_seed", "mask_sha256"]
 
-# (zero_filled [B, H, W, 2], masked_kspace [B, H, W, 2], mask [B, H, W]) float32 -> image [B, H, W, 2]
+# Two kinds of reconstruction functions are scored:
+# * a ``kerasrecon.Reconstructor`` (``raw_kspace = True``): (k-space [B, H, W] complex at its own scale,
+#   mask [B, H, W]) -> magnitude [B, H, W] float32 at that scale — models, normalisation inside;
+# * a ReconFn on the models' normalised scale (classical baselines):
+#   (zero_filled [B, H, W, 2], masked_kspace [B, H, W, 2], mask [B, H, W]) float32 -> image [B, H, W, 2].
 ReconFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-
-
-def keras_recon_fn(generator) -> ReconFn:
-    """Wrap a Keras generator (inputs dict) as a :data:`ReconFn`."""
-
-    def fn(zero_filled, masked_kspace, mask):
-        out = generator({"zero_filled": zero_filled, "masked_kspace": masked_kspace, "mask": mask}, training=False)
-        return np.asarray(out)
-
-    return fn
-
-
-def saved_model_recon_fn(path):
-    """A reconstruction function backed by an exported SavedModel's ``serving_default``.
-
-    It takes the measured k-space at its original scale (the export normalises internally) and
-    returns magnitudes at the original scale; ``reconstruct_volume`` recognises it by ``raw_kspace``.
-    Returns ``(fn, export metadata dict)``.
-    """
-    from kerasrecon.export import load_export
-    from kerasrecon.reconstruct import run_serving
-
-    loaded, meta = load_export(path)
-    serve = loaded.signatures["serving_default"]
-
-    def fn(kspace, mask):
-        return run_serving(serve, kspace, mask, name=f"--model {path}")
-
-    fn.raw_kspace = True
-    return fn, meta
 
 
 def reconstruct_volume(recon_fn: ReconFn, ev: dict, batch_size: int = 4) -> np.ndarray:
@@ -68,8 +42,7 @@ def reconstruct_volume(recon_fn: ReconFn, ev: dict, batch_size: int = 4) -> np.n
     mask = np.broadcast_to(ev["mask"].array, (s, h, w)).astype(np.float32)
     if getattr(recon_fn, "raw_kspace", False):
         kspace = ev["masked_kspace"] / ev["scale"][:, None, None]
-        return np.concatenate([recon_fn(kspace[i:i + batch_size], mask[i:i + batch_size])
-                               for i in range(0, s, batch_size)]).astype(np.float32)
+        return recon_fn(kspace, mask, batch_size=batch_size)
     zf, mk = to_channels(ev["zero_filled"]), to_channels(ev["masked_kspace"])
     outs = []
     for i in range(0, s, batch_size):
@@ -217,19 +190,12 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
     """
     import dataclasses
 
-    from kerasrecon.config import TrainConfig
-    from kerasrecon.io import RunLock
-    from kerasrecon.training.checkpoint import load_generator
+    from kerasrecon.api import Reconstructor
 
     if batch_size < 1:
         raise DataError(f"--batch-size must be >= 1. Received: {batch_size}")
-    if (Path(run_dir) / "saved_model.pb").is_file():  # an exported model: the config is in its metadata
-        fn, export_meta = saved_model_recon_fn(run_dir)
-        cfg, step = TrainConfig.from_dict(export_meta["train_config"]), export_meta.get("step")
-    else:
-        with RunLock(run_dir, exclusive=False, option="--model"):
-            cfg, generator, step = load_generator(run_dir)
-        fn = keras_recon_fn(generator)
+    fn = Reconstructor.load(run_dir)  # an export carries the run's config in its metadata
+    cfg, step = fn.config, fn.step
     data = data or cfg.data.data
     mask_cfg = dataclasses.replace(cfg.mask, **(mask_changes or {}))
     volumes = held_out_volumes(data, cfg.data.val_fraction, split)

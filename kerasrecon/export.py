@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from kerasrecon import __version__
 from kerasrecon.errors import ConfigError
+from kerasrecon.kspace import NORMALISE_EPS as EPS  # one floor for training, evaluation and serving
 from kerasrecon.kspace import from_channels, ifft2c, to_channels
 
 METADATA_FILE = "kerasrecon.json"
@@ -46,7 +47,6 @@ INPUT_CONTRACT = {
                  "was received; a result that is not finite (k-space magnitudes that overflow float32 in "
                  "the FFT) is an InvalidArgumentError on 'image'",
 }
-EPS = 1e-8
 
 
 def _checked(tensors, checks):

@@ -73,6 +73,26 @@ def zero_filled_np(kspace: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return ifft2c_np(undersample_np(kspace, mask))
 
 
+NORMALISE_EPS = 1e-8  # floor of the zero-filled peak (an all-zero slice keeps scale 1e8, not inf)
+
+
+def normalise_np(zero_filled: np.ndarray):
+    """The models' input scale: each slice scaled so that its zero-filled magnitude peaks at 1.
+
+    A statistic known at inference time (the zero-filled image), used by training, evaluation, the
+    ``Reconstructor`` and (in TensorFlow) the SavedModel graph.
+
+    Args:
+        zero_filled: complex ``[S, H, W]``.
+
+    Returns:
+        ``(scaled complex64 [S, H, W], scale float32 [S])`` with ``scaled = zero_filled * scale``.
+    """
+    peak = np.abs(zero_filled).reshape(zero_filled.shape[0], -1).max(axis=1)
+    scale = (1.0 / np.maximum(peak, NORMALISE_EPS)).astype(np.float32)
+    return (zero_filled * scale[:, None, None]).astype(np.complex64), scale
+
+
 def check_kspace(kspace, name: str = "kspace") -> None:
     """Raise ``DataError`` unless ``kspace`` is a finite complex array of rank >= 2.
 

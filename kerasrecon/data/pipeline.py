@@ -32,10 +32,9 @@ import numpy as np
 from kerasrecon.config import MaskConfig, TrainConfig
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import ConfigError, DataError
-from kerasrecon.kspace import zero_filled_np
+from kerasrecon.kspace import normalise_np, zero_filled_np
 from kerasrecon.masks import Mask, make_mask
 
-EPS = 1e-8
 PER_SAMPLE_SEED_OFFSET = 100_000  # per-sample bank masks never reuse a per-volume reference seed
 
 
@@ -47,12 +46,7 @@ def reference_masks(volumes: list[Volume], mask_cfg: MaskConfig) -> list[Mask]:
 
 def normalisation_scales(volumes: list[Volume], masks: list[Mask]) -> list[np.ndarray]:
     """Per-slice factors ``1 / max|zero_filled|``: a float32 ``[S]`` array per volume."""
-    out = []
-    for vol, mask in zip(volumes, masks):
-        zf = zero_filled_np(vol.kspace, mask.array)
-        peak = np.abs(zf).reshape(zf.shape[0], -1).max(axis=1)
-        out.append((1.0 / np.maximum(peak, EPS)).astype(np.float32))
-    return out
+    return [normalise_np(zero_filled_np(vol.kspace, mask.array))[1] for vol, mask in zip(volumes, masks)]
 
 
 def check_training_volumes(volumes, patch: int):

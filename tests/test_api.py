@@ -1,0 +1,77 @@
+"""Reconstructor: NumPy in/out, normalisation inside, equal to a hand-written pipeline and to the export."""
+
+import numpy as np
+import pytest
+
+from kerasrecon import Reconstructor
+from kerasrecon.config import DataConfig, LossConfig, ModelConfig, TrainConfig
+from kerasrecon.data.demo import demo_images
+from kerasrecon.errors import DataError
+from kerasrecon.masks import make_mask
+from kerasrecon.training.checkpoint import load_generator
+from kerasrecon.training.trainer import train
+from tests.conftest import ref_fft2c, ref_ifft2c
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("api") / "run"
+    cfg = TrainConfig(data=DataConfig(patch_size=32, batch_size=2, val_fraction=0.05),
+                      model=ModelConfig(blocks=1, filters=8), loss=LossConfig(content="mse", vgg_weights="none"),
+                      steps=0, pretrain_steps=3, checkpoint_every=3, seed=0)
+    train(cfg, out)
+    return out
+
+
+def by_hand(generator, kspace, mask):
+    """The documented pipeline written out with NumPy: mask, zero-fill, scale to peak 1, G, unscale."""
+    masked = kspace * mask
+    zf = ref_ifft2c(masked)
+    scale = 1.0 / np.abs(zf).reshape(len(zf), -1).max(axis=1)[:, None, None]
+    ch = lambda z: np.stack([z.real, z.imag], -1).astype(np.float32)  # noqa: E731
+    out = np.asarray(generator({"zero_filled": ch(zf * scale), "masked_kspace": ch(masked * scale),
+                                "mask": np.broadcast_to(mask, kspace.shape).astype(np.float32)}, training=False))
+    return np.abs(out[..., 0] + 1j * out[..., 1]) / scale
+
+
+def test_from_run_equals_the_hand_written_pipeline_at_any_intensity(run):
+    images = demo_images()[50:53] * 1234.5  # any scale: the normalisation must be inside
+    kspace = ref_fft2c(images.astype(np.complex64))
+    mask = make_mask("poisson", 4, images.shape[1:], 0).array
+    rec = Reconstructor.from_run(run)
+    _, g, _ = load_generator(run)
+    expected = by_hand(g, kspace, mask)
+    out = rec(kspace, mask, batch_size=2)
+    assert out.shape == images.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * expected.max())
+    np.testing.assert_allclose(rec(kspace[1], mask), expected[1], rtol=1e-4, atol=1e-4 * expected.max())
+    # Normalisation inside: scaling the k-space scales the image, nothing else changes.
+    np.testing.assert_allclose(rec(kspace * 1e-3, mask), out * 1e-3, rtol=1e-4, atol=1e-7 * expected.max())
+    assert "step=3" in repr(rec)
+
+
+def test_bad_arrays_are_one_line_errors(run):
+    rec = Reconstructor.from_run(run)
+    k = np.ones((2, 16, 16), np.complex64)
+    with pytest.raises(DataError, match="mask: expected shape"):
+        rec(k, np.ones((8, 8)))
+    with pytest.raises(DataError, match="complex"):
+        rec(k.real, np.ones((16, 16)))
+    with pytest.raises(DataError, match="0 and 1"):
+        rec(k, np.full((16, 16), 0.5))
+    with pytest.raises(DataError, match="kspace"):
+        rec(np.ones((1, 2, 16, 16), np.complex64), np.ones((16, 16)))
+
+
+@pytest.mark.slow
+def test_from_export_equals_from_run(run, tmp_path):
+    from kerasrecon.export import export_run
+
+    export_run(run, tmp_path / "exp")
+    images = demo_images()[55:57]
+    kspace = ref_fft2c(images.astype(np.complex64))
+    mask = make_mask("poisson", 6, images.shape[1:], 1).array
+    a = Reconstructor.from_run(run)(kspace, mask)
+    b = Reconstructor.from_export(tmp_path / "exp")(kspace, mask)
+    np.testing.assert_allclose(b, a, atol=1e-4 * a.max())
+    assert Reconstructor.load(tmp_path / "exp").step == Reconstructor.load(run).step == 3
