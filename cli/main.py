@@ -16,7 +16,7 @@ import click
 
 from kerasrecon import __version__
 from kerasrecon.errors import KerasReconError
-from kerasrecon.config import SAMPLINGS
+from kerasrecon.config import LR_SCHEDULES, SAMPLINGS
 
 
 class Interrupted(BaseException):
@@ -208,6 +208,8 @@ def train_options(fn):
                      help="'imagenet' (Keras cache), PATH to vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, "
                           "or 'none' (random VGG; smoke tests only)."),
         click.option("--lr", "learning_rate", type=float, default=1e-4, show_default=True, help="Adam learning rate (G and D)."),
+        click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default="constant", show_default=True,
+                     help="constant (the thesis) or cosine: decay to 1 % of --lr over all pretrain + GAN steps."),
         click.option("--beta1", "beta_1", type=float, default=0.9, show_default=True, help="Adam β1."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights and patch sampling."),
         click.option("--val-fraction", type=float, default=0.2, show_default=True, help="Held-out fraction."),
@@ -248,7 +250,8 @@ def config_from_options(o: dict):
                           cascades=o["cascades"]),
         loss=LossConfig(content=o["content"], mse_weight=o["mse_weight"], feature_weight=o["feature_weight"],
                         adv_weight=o["adv_weight"], vgg_weights=o["vgg_weights"]),
-        steps=o["steps"], pretrain_steps=o["pretrain_steps"], learning_rate=o["learning_rate"], beta_1=o["beta_1"],
+        steps=o["steps"], pretrain_steps=o["pretrain_steps"], learning_rate=o["learning_rate"],
+        lr_schedule=o["lr_schedule"], beta_1=o["beta_1"],
         seed=o["seed"], strategy=o["strategy"], precision=o["precision"], jit=o["jit"],
         collective_timeout_s=o["collective_timeout_s"],
         checkpoint_every=o["checkpoint_every"], log_every=o["log_every"],

@@ -17,6 +17,7 @@ CONTENT_LOSS_NAMES = ("mse", "feature", "hybrid")
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 SAMPLINGS = ("patch", "slice")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ class TrainConfig:
         steps: GAN iterations (one D then one G update each).
         pretrain_steps: MSE-only generator warm-start steps before the GAN steps.
         learning_rate, beta_1: Adam settings for both G and D.
+        lr_schedule: ``constant`` (the thesis) or ``cosine`` (decay from ``learning_rate`` to 1 % of it
+            over ``pretrain_steps + steps`` updates; short runs can start higher and still settle).
         seed: seed of patches, weight initialisation and shuffling.
         strategy: ``auto`` | ``none`` | ``mirrored`` | ``multiworker`` (cluster from TF_CONFIG).
         precision: ``auto`` | ``float32`` | ``mixed_float16`` | ``mixed_bfloat16``.
@@ -123,6 +126,7 @@ class TrainConfig:
     steps: int = 100_000
     pretrain_steps: int = 0
     learning_rate: float = 1e-4
+    lr_schedule: str = "constant"
     beta_1: float = 0.9
     seed: int = 0
     strategy: str = "auto"
@@ -190,6 +194,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.steps >= 0, "--steps", ">= 0", cfg.steps),
         (cfg.pretrain_steps >= 0, "--pretrain-steps", ">= 0", cfg.pretrain_steps),
         (cfg.learning_rate > 0, "--lr", "> 0", cfg.learning_rate),
+        (cfg.lr_schedule in LR_SCHEDULES, "--lr-schedule", f"one of {LR_SCHEDULES}", cfg.lr_schedule),
         (0 <= cfg.beta_1 < 1, "--beta1", "in [0, 1)", cfg.beta_1),
         (cfg.strategy in STRATEGIES, "--strategy", f"one of {STRATEGIES}", cfg.strategy),
         (cfg.precision in PRECISIONS, "--precision", f"one of {PRECISIONS}", cfg.precision),

@@ -158,3 +158,28 @@ def test_seed_fixes_initial_weights():
         np.testing.assert_array_equal(x, y)
     c = build_gan(tiny(seed=8))
     assert not np.array_equal(a.discriminator.get_weights()[0], c.discriminator.get_weights()[0])
+
+
+def test_cosine_schedule_follows_the_formula_across_resume(tmp_path):
+    """--lr-schedule cosine: lr(t) = lr0 · (0.01 + 0.99 · ½(1 + cos(π t / T))), T = pretrain + GAN steps,
+    and a resumed run continues the same curve (the step count lives in the checkpointed optimizer)."""
+    import math
+
+    from kerasrecon.training.checkpoint import restore_latest
+    from kerasrecon.training.trainer import build_gan
+
+    cfg = TrainConfig(data=DataConfig(patch_size=32, batch_size=2, val_fraction=0.05),
+                      model=ModelConfig(blocks=1, filters=8), loss=LossConfig(content="mse", vgg_weights="none"),
+                      steps=2, pretrain_steps=4, learning_rate=1e-3, lr_schedule="cosine", checkpoint_every=3,
+                      precision="float32")
+    train(cfg, tmp_path / "run")
+    gan = build_gan(cfg)
+    step = restore_latest(tmp_path / "run", gan)
+    assert step == 6
+    g_iters = int(gan.g_optimizer.iterations.numpy())
+    assert g_iters == 6  # 4 pretrain + 2 GAN generator updates
+    expected = 1e-3 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * g_iters / 6)))
+    assert float(gan.g_optimizer.learning_rate) == pytest.approx(expected, rel=1e-5)
+    assert float(gan.g_optimizer.learning_rate) == pytest.approx(1e-5, rel=1e-4)
+    gan.g_optimizer.iterations.assign(2)  # a third of the way: ½(1 + cos(π/3)) = 0.75
+    assert float(gan.g_optimizer.learning_rate) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.75), rel=1e-5)

@@ -256,8 +256,9 @@ def read_config(run_dir) -> TrainConfig:
 # Fields that may change between a run and its resumption.
 RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "strategy", "precision", "jit",
                      "collective_timeout_s"}
-# Fields that change the shapes of saved variables: even --force cannot continue a run across them.
-ARCHITECTURE_FIELDS = ("model.blocks", "model.filters", "model.cascades", "data.patch_size")
+# Fields that change the shapes of saved variables: even --force cannot continue a run across them
+# (lr_schedule: a constant rate is an optimizer variable, a schedule is not).
+ARCHITECTURE_FIELDS = ("model.blocks", "model.filters", "model.cascades", "data.patch_size", "lr_schedule")
 
 
 def check_resume_config(run_dir, cfg: TrainConfig, force: bool):

@@ -77,7 +77,10 @@ def build_gan(cfg: TrainConfig) -> ReconGAN:
     content = ContentLoss(cfg.loss.content, vgg, cfg.loss.mse_weight, cfg.loss.feature_weight)
     gan = ReconGAN(g, d, content, cfg.loss.adv_weight)
     def adam():
-        opt = keras.optimizers.Adam(learning_rate=cfg.learning_rate, beta_1=cfg.beta_1)
+        lr = cfg.learning_rate
+        if cfg.lr_schedule == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(cfg.pretrain_steps + cfg.steps, 1), alpha=0.01)
+        opt = keras.optimizers.Adam(learning_rate=lr, beta_1=cfg.beta_1)
         return keras.optimizers.LossScaleOptimizer(opt) if policy == "mixed_float16" else opt
 
     gan.compile(g_optimizer=adam(), d_optimizer=adam())
