@@ -164,7 +164,7 @@ def data():
 @click.option("--sim-seed", type=int, default=0, show_default=True, help="Seed of phase and noise (volume i: (seed, i)).")
 @one_line_errors
 def prepare(src, out, dataset, crop, phase, phase_range, noise, kspace_crop, sim_seed):
-    """Convert SRC (a file, or a directory of .npy/.h5 files and PNG/DICOM folders) into dataset OUT.
+    """Convert SRC (a file, or a directory of .npy/.npz/.h5 files and PNG/DICOM folders) into dataset OUT.
 
     SRC 'demo' prepares the embedded demo images (e.g. with --phase smooth --noise 0.01).
     OUT gets one <volume>.h5 (k-space complex64 [S, H, W]) per source and a manifest.json; OUT must

@@ -1,7 +1,8 @@
 """Reconstruct k-space files with an exported SavedModel (fastMRI submission layout).
 
 Input: a fastMRI single-coil ``.h5`` or a prepared-dataset volume ``.h5`` (both hold ``kspace``
-complex ``[S, H, W]``), or a directory of them. The model runs on the file's own k-space grid:
+complex ``[S, H, W]``), a ``.npy`` of complex k-space ``[S, H, W]`` or ``[H, W]`` (centred
+orthonormal convention), or a directory of them. The model runs on the file's own k-space grid:
 
 * if the file has a ``mask`` dataset (fastMRI test/challenge files: ``[W]`` sampled columns, k-space
   already undersampled) that mask is used;
@@ -28,15 +29,47 @@ from kerasrecon.kspace import check_kspace
 from kerasrecon.masks import Mask, make_mask, mask_hash
 
 
+INPUT_SUFFIXES = (".h5", ".npy")
+
+
 def _inputs(path: Path):
     if path.is_dir():
-        files = sorted(path.glob("*.h5"))
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in INPUT_SUFFIXES)
         if not files:
-            raise DataError(f"--input {path}: no .h5 files")
+            raise DataError(f"--input {path}: no .h5 or .npy k-space files")
         return files
     if not path.is_file():
         raise DataError(f"--input {path}: does not exist")
+    if path.suffix.lower() not in INPUT_SUFFIXES:
+        raise DataError(f"--input {path}: unsupported file type; expected a fastMRI/prepared .h5 with 'kspace' or "
+                        "a .npy of complex k-space [S, H, W]")
     return [path]
+
+
+class _NpyKspace:
+    """A ``.npy`` of complex k-space seen through the small h5py.File interface used below."""
+
+    def __init__(self, path: Path):
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise DataError(f"{path}: cannot read .npy ({str(exc).splitlines()[0] if str(exc) else 'empty file'})") from None
+        if not np.iscomplexobj(arr):
+            raise DataError(f"{path}: expected complex k-space [S, H, W] or [H, W]. Received: dtype={arr.dtype}")
+        self.data = {"kspace": arr[None] if arr.ndim == 2 else arr}
+        self.attrs = {}
+
+    def __contains__(self, key):
+        return key in self.data
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _file_mask(f, shape, mask_cfg: MaskConfig, name: str):
@@ -82,14 +115,14 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig, batch
     loaded, meta = load_export(model_dir)
     serve = loaded.signatures["serving_default"]
     output = Path(output)
-    targets = [output / f.name for f in files] if Path(input_path).is_dir() else [output]
+    targets = [output / (f.stem + ".h5") for f in files] if Path(input_path).is_dir() else [output]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not force:
         raise DataError(f"--output: {existing[0]} exists; pass --force to overwrite")
     written = []
     for src, dst in zip(files, targets):
         try:
-            f = h5py.File(src, "r")
+            f = _NpyKspace(src) if src.suffix.lower() == ".npy" else h5py.File(src, "r")
         except OSError as exc:
             raise DataError(f"{src}: not a readable HDF5 file ({exc})") from None
         with f:

@@ -75,3 +75,31 @@ def test_from_export_equals_from_run(run, tmp_path):
     b = Reconstructor.from_export(tmp_path / "exp")(kspace, mask)
     np.testing.assert_allclose(b, a, atol=1e-4 * a.max())
     assert Reconstructor.load(tmp_path / "exp").step == Reconstructor.load(run).step == 3
+
+
+@pytest.mark.slow
+def test_prepare_npz_and_reconstruct_npy(run, tmp_path):
+    """data prepare reads .npz stacks; reconstruct reads .npy k-space and equals the Reconstructor."""
+    import h5py
+
+    from kerasrecon.config import MaskConfig
+    from kerasrecon.data.images import prepare_dataset
+    from kerasrecon.export import export_run
+    from kerasrecon.reconstruct import reconstruct_files
+
+    images = demo_images()[40:42]
+    np.savez(tmp_path / "stack.npz", images=images)
+    manifest = prepare_dataset(tmp_path / "stack.npz", tmp_path / "prep")
+    assert manifest["volumes"][0]["shape"] == [2, *images.shape[1:]]
+    kspace = ref_fft2c(images.astype(np.complex64)).astype(np.complex64)
+    np.save(tmp_path / "k.npy", kspace)
+    export_run(run, tmp_path / "exp")
+    (out,) = reconstruct_files(tmp_path / "exp", tmp_path / "k.npy", tmp_path / "k_rec.h5", MaskConfig(acceleration=4))
+    with h5py.File(out) as f:
+        rec = f["reconstruction"][()]
+    mask = make_mask("poisson", 4, images.shape[1:], 0).array
+    expected = Reconstructor.from_run(run)(kspace, mask)
+    np.testing.assert_allclose(rec, expected, atol=1e-4 * expected.max())
+    np.save(tmp_path / "real.npy", images)
+    with pytest.raises(DataError, match="expected complex k-space"):
+        reconstruct_files(tmp_path / "exp", tmp_path / "real.npy", tmp_path / "r.h5", MaskConfig())

@@ -23,16 +23,17 @@ from kerasrecon.kspace import fft2c_np
 log = logging.getLogger(__name__)
 
 H5_IMAGE_KEYS = ("image", "images", "target", "reconstruction_esc", "reconstruction_rss")
-IMAGE_SUFFIXES = (".npy", ".h5", ".png", ".dcm")
+IMAGE_SUFFIXES = (".npy", ".npz", ".h5", ".png", ".dcm")
 
 
 def read_image_stack(path, dataset: str | None = None) -> np.ndarray:
     """Read one volume of images.
 
     Args:
-        path: a ``.npy`` / ``.h5`` / ``.png`` / ``.dcm`` file, or a directory of PNG or DICOM slices
-            (sorted by name, or by DICOM InstanceNumber).
-        dataset: the HDF5 dataset name (default: the first of ``H5_IMAGE_KEYS`` present).
+        path: a ``.npy`` / ``.npz`` / ``.h5`` / ``.png`` / ``.dcm`` file, or a directory of PNG or
+            DICOM slices (sorted by name, or by DICOM InstanceNumber).
+        dataset: the HDF5 dataset or ``.npz`` array name (default: the first of ``H5_IMAGE_KEYS``
+            present; an ``.npz`` holding a single array uses it).
 
     Returns:
         ``[S, H, W]`` float32 (magnitude) or complex64.
@@ -56,6 +57,8 @@ def read_image_stack(path, dataset: str | None = None) -> np.ndarray:
             arr = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty (0-byte) file
             raise DataError(f"{path}: cannot read .npy ({str(exc).splitlines()[0] if str(exc) else 'empty file'})") from None
+    elif suffix == ".npz":
+        arr = _read_npz_images(path, dataset)
     elif suffix == ".h5":
         arr = _read_h5_images(path, dataset)
     elif suffix == ".png":
@@ -77,6 +80,19 @@ def _as_stack(arr: np.ndarray, path) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise DataError(f"{path}: images contain NaN/Inf")
     return arr.astype(np.complex64 if np.iscomplexobj(arr) else np.float32)
+
+
+def _read_npz_images(path, dataset):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = list(z.files)
+            keys = [dataset] if dataset else ([names[0]] if len(names) == 1 else [k for k in H5_IMAGE_KEYS if k in names])
+            if not keys or keys[0] not in names:
+                raise DataError(f"{path}: no image array (looked for {dataset or H5_IMAGE_KEYS}); found {names}; "
+                                "pass --dataset NAME")
+            return z[keys[0]]
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read .npz ({str(exc).splitlines()[0] if str(exc) else 'empty file'})") from None
 
 
 def _read_h5_images(path, dataset):
@@ -150,12 +166,12 @@ def _sources(src: Path):
         raise DataError(f"SRC {src}: does not exist")
     if src.is_file():
         return [src]
-    files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in (".npy", ".h5"))
+    files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in (".npy", ".npz", ".h5"))
     subdirs = sorted(p for p in src.iterdir() if p.is_dir() and (any(p.glob("*.png")) or any(p.glob("*.dcm"))))
     loose = sorted(src.glob("*.png")) or sorted(src.glob("*.dcm"))
     found = files + subdirs + ([src] if loose else [])
     if not found:
-        raise DataError(f"SRC {src}: no .npy/.h5 files or PNG/DICOM slice folders found (empty directory?)")
+        raise DataError(f"SRC {src}: no .npy/.npz/.h5 files or PNG/DICOM slice folders found (empty directory?)")
     return found
 
 
