@@ -307,13 +307,16 @@ def baseline_options(fn):
                           f"Default {','.join(f'{g:g}' for g in LAMBDA_GRID)} (k-space normalised to zero-filled max 1)."),
         click.option("--baseline-iters", type=int, default=DEFAULT_ITERS, show_default=True,
                      help="Solver iterations for tv/l1wavelet."),
+        click.option("--baseline-tune-data", default=None, metavar="DATA",
+                     help="Sweep λ on the training split of this dataset (default: the run's data), e.g. one "
+                          "prepared with the same --phase/--noise as --data. Its held-out part is never used."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
 
 
-def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters):
+def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_data=None):
     names = [n for n in baselines.replace(",", " ").split()]
     grid = None
     if baseline_lambdas:
@@ -323,7 +326,7 @@ def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters):
             raise KerasReconError(f"--baseline-lambdas must be numbers, comma-separated. Received: {baseline_lambdas!r}")
     if baseline_iters < 1:
         raise KerasReconError(f"--baseline-iters must be >= 1. Received: {baseline_iters}")
-    return dict(baselines=names, baseline_grid=grid, baseline_iters=baseline_iters,
+    return dict(baselines=names, baseline_grid=grid, baseline_iters=baseline_iters, baseline_tune_data=baseline_tune_data,
                 note=lambda msg: click.echo(f"baseline {msg}", err=True))
 
 
@@ -451,7 +454,7 @@ def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_see
 @click.pass_context
 @one_line_errors
 def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out, force, baselines,
-            baseline_lambdas, baseline_iters, **options):
+            baseline_lambdas, baseline_iters, baseline_tune_data, **options):
     """Compare runs (RUNS: fit output dirs) on the same slices and masks: table + figures.
 
     \b
@@ -464,7 +467,7 @@ def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out
 
     given = {k for k in options if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
     common = dict(split=split, batch_size=eval_batch_size, figures=not no_figures, progress=_SliceProgress(),
-                  **_baseline_kwargs(baselines, baseline_lambdas, baseline_iters))
+                  **_baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_data))
     if do_train:
         names = [n for part in [losses, *runs] for n in part.replace(",", " ").split()]
         unknown = [n for n in names if n not in ("mse", "feature", "hybrid")]

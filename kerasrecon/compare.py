@@ -146,7 +146,8 @@ def draw_figures(recons, targets, rows, out: Path):
 
 def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mask_changes: dict | None = None,
                  batch_size: int = 4, figures: bool = True, force: bool = False, progress=None,
-                 baselines=(), baseline_grid=None, baseline_iters=None, note=None) -> dict:
+                 baselines=(), baseline_grid=None, baseline_iters=None, note=None,
+                 baseline_tune_data=None) -> dict:
     """Evaluate runs on identical slices and masks and write the comparison to ``out``.
 
     Args:
@@ -160,6 +161,7 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
         baselines: classical methods scored on the same masked k-space (``kerasrecon.baselines``);
             λ is swept on the first run's training split. With ``tv`` it becomes the Δ reference.
         baseline_grid, baseline_iters: λ candidates and solver iterations.
+        baseline_tune_data: sweep λ on this dataset's training split instead of the first run's data.
 
     Returns:
         ``{"table": [...], "reference": str, "meta": {...}}``.
@@ -197,7 +199,8 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
         names.append({"method": name, "run": str(run), "step": step, "loss": cfg.loss.content,
                       "vgg_weights": cfg.loss.vgg_weights, "steps": cfg.steps, "pretrain_steps": cfg.pretrain_steps})
     volumes = held_out_volumes(data, first_cfg.data.val_fraction, split)
-    base_fns, settings = run_baselines(baselines, first_cfg, mask_cfg, baseline_grid, baseline_iters, note)
+    base_fns, settings = run_baselines(baselines, first_cfg, mask_cfg, baseline_grid, baseline_iters, note,
+                                       baseline_tune_data)
     fns.update({k: v for k, v in base_fns.items() if k not in fns})
     rows, summary, recons, targets = evaluate(fns, volumes, mask_cfg, batch_size, progress, keep_recons=True)
     reference = "tv" if "tv" in base_fns else "mse" if "mse" in fns else "zero_filled"

@@ -154,8 +154,9 @@ def held_out_volumes(data: str, val_fraction: float, split: str = "val") -> list
     return val
 
 
-def run_baselines(names, cfg, mask_cfg, grid=None, iters=None, progress=None):
-    """Baseline recon functions for a run: λ tuned on the run's own *training* split (see baselines.py).
+def run_baselines(names, cfg, mask_cfg, grid=None, iters=None, progress=None, tune_data=None):
+    """Baseline recon functions for a run: λ tuned on the *training* split (``cfg.data.val_fraction``)
+    of ``tune_data`` (default: the run's own data), never on evaluated slices (see baselines.py).
 
     Returns:
         ``(fns, settings)`` as :func:`kerasrecon.baselines.baseline_fns`; empty without solvers.
@@ -165,14 +166,15 @@ def run_baselines(names, cfg, mask_cfg, grid=None, iters=None, progress=None):
 
     if not any(n in bl.SOLVERS for n in names):
         return bl.baseline_fns(names, [], mask_cfg)
-    train_volumes, _ = split_volumes(load_volumes(cfg.data.data), cfg.data.val_fraction)
+    data = tune_data or cfg.data.data
+    train_volumes, _ = split_volumes(load_volumes(data), cfg.data.val_fraction)
     return bl.baseline_fns(names, train_volumes, mask_cfg, grid or bl.LAMBDA_GRID, iters or bl.DEFAULT_ITERS,
-                           tuned_on=f"training split of {cfg.data.data}", progress=progress)
+                           tuned_on=f"training split of {data}", progress=progress)
 
 
 def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = None, split: str = "val",
                  batch_size: int = 4, progress=None, keep_recons: bool = False, baselines=(),
-                 baseline_grid=None, baseline_iters=None, note=None):
+                 baseline_grid=None, baseline_iters=None, note=None, baseline_tune_data=None):
     """Evaluate a training run's newest checkpoint or an exported SavedModel (method named after its loss).
 
     Args:
@@ -182,6 +184,8 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
         split: ``val`` (the run's held-out part) or ``all``.
         baselines: names from ``kerasrecon.baselines.BASELINES`` scored on the same masked k-space.
         baseline_grid, baseline_iters: λ candidates (swept on the run's training split) and iterations.
+        baseline_tune_data: sweep λ on the training split of this dataset instead (e.g. one prepared
+            with the same simulation as ``data``); its held-out part is never used.
         note: optional callable for one-line progress messages (λ sweep).
 
     Returns:
@@ -199,7 +203,8 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
     data = data or cfg.data.data
     mask_cfg = dataclasses.replace(cfg.mask, **(mask_changes or {}))
     volumes = held_out_volumes(data, cfg.data.val_fraction, split)
-    base_fns, settings = run_baselines(baselines, cfg, mask_cfg, baseline_grid, baseline_iters, note)
+    base_fns, settings = run_baselines(baselines, cfg, mask_cfg, baseline_grid, baseline_iters, note,
+                                       baseline_tune_data)
     result = evaluate({cfg.loss.content: fn, **base_fns}, volumes, mask_cfg, batch_size, progress, keep_recons)
     meta = {"run": str(run_dir), "step": step, "loss": cfg.loss.content, "data": data, "split": split,
             "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed},

@@ -88,6 +88,16 @@ def test_lambda_is_tuned_on_training_slices_only(monkeypatch, tmp_path):
     demo = load_demo()
     assert train_vol.kspace.shape[0] == 48  # 60 slices, the last 12 held out
     np.testing.assert_array_equal(train_vol.kspace, demo.kspace[:48])
+    # --baseline-tune-data: the training split of that dataset (whole volumes held out), not the run's.
+    from kerasrecon.data.images import prepare_dataset
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        np.save(src / f"v{i}.npy", np.full((2, 16, 16), i + 1.0, np.float32))
+    prepare_dataset(src, tmp_path / "prep")
+    ev.run_baselines(["tv"], cfg, cfg.mask, tune_data=str(tmp_path / "prep"))
+    assert [v.name for v in seen[1]] == ["v0", "v1", "v2", "v3"]  # v4 is the held-out volume
 
 
 def test_unknown_baseline_and_missing_sigpy(monkeypatch):
