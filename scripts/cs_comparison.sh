@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# kerasrecon vs compressed sensing (issue 10): the README's "Results against compressed sensing".
+#   real MR of other anatomies/scanners (scripts/real_mr_set.py) and the demo template,
+#   noise-free and realistic (smooth random phase + complex k-space noise σ = 1 % of the peak),
+#   R = 4 and R = 8, 2-D Poisson masks, mask seed 0, training seed 0.
+# Training budget: each model ≤ 30 min on the 2-core CPU machine (times are printed).
+# Needs once: pip install nibabel dipy pydicom-data (the real images ship inside these packages).
+# Usage: bash scripts/cs_comparison.sh [WORK_DIR]     (default cs_out/, git-ignored)
+set -euo pipefail
+BIN=${BIN:-$(pwd)/.venv/bin}
+K=$BIN/kerasrecon
+W=${1:-cs_out}
+mkdir -p "$W" && cd "$W"
+
+[ -d real ] || "$BIN/python" "$OLDPWD/scripts/real_mr_set.py" real
+for part in train eval; do
+  [ -d real_${part}_clean ] || $K data prepare real/$part real_${part}_clean
+  [ -d real_${part}_noisy ] || $K data prepare real/$part real_${part}_noisy --phase smooth --noise 0.01 --sim-seed 0
+done
+[ -d demo_noisy ] || $K data prepare demo demo_noisy --phase smooth --noise 0.01 --sim-seed 0
+
+# Models: MSE only (no GAN steps), 4 blocks × 32 filters per stage, batch 4, Adam 1e-3 with cosine
+# decay, trained on the realistic brain EPI/DWI volumes (128×128); whole volumes held out.
+COMMON="--data real_train_noisy --loss mse --blocks 4 --filters 32 --batch-size 4 --steps 0 --lr 1e-3
+        --lr-schedule cosine --checkpoint-every 100 --log-every 20 --vgg-weights none --seed 0 --mask poisson"
+fit() { name=$1; shift; local t0=$SECONDS; $K fit $COMMON "$@" --out runs/$name > fit_$name.log 2>&1
+        echo "$name: $((SECONDS - t0)) s" | tee -a fit_times.txt; }
+mkdir -p runs
+fit A4 --sampling slice --patch-size 128 --cascades 3 --pretrain-steps 1200 -R 4   # best recipe, R = 4
+fit B8 --sampling slice --patch-size 128 --cascades 3 --pretrain-steps 1200 -R 8   # same, R = 8
+fit C4 --sampling slice --patch-size 128 --cascades 1 --pretrain-steps 1200 -R 4   # factor: cascades
+fit P4 --sampling patch --patch-size 48  --cascades 1 --pretrain-steps 1200 -R 4   # factor: the thesis' patches
+
+# λ of TV / L1-wavelet: swept on the training split of a dataset with the evaluated condition.
+cmp() { out=$1; shift; $K compare "$@" --baselines tv,l1wavelet --no-figures --force --out "$out" > "$out.log" 2>&1
+        echo "== $out"; sed -n '1,12p' "$out/table.md"; }
+cmp real_noisy_R4 runs/A4 runs/C4 runs/P4 --data real_eval_noisy --split all --baseline-tune-data real_train_noisy
+cmp real_noisy_R8 runs/B8 --data real_eval_noisy --split all --baseline-tune-data real_train_noisy
+cmp real_clean_R4 runs/A4 runs/C4 runs/P4 --data real_eval_clean --split all --baseline-tune-data real_train_clean
+cmp real_clean_R8 runs/B8 --data real_eval_clean --split all --baseline-tune-data real_train_clean
+cmp demo_noisy_R4 runs/A4 --data demo_noisy --split val --baseline-tune-data demo_noisy
+cmp demo_noisy_R8 runs/B8 --data demo_noisy --split val --baseline-tune-data demo_noisy
+cmp demo_clean_R4 runs/A4 --data demo --split val --baseline-tune-data demo
+cmp demo_clean_R8 runs/B8 --data demo --split val --baseline-tune-data demo
