@@ -35,3 +35,14 @@ def test_compare_bad_input(tmp_path):
     assert res.exit_code == 2 and "RUN directories" in res.output
     res = run("compare", "--train", "--losses", "l1", "--out", tmp_path / "o")
     assert res.exit_code == 2 and "unknown loss 'l1'" in res.output
+
+
+def test_compare_with_baselines_uses_tv_as_reference(tmp_path):
+    res = run("compare", "--train", "--losses", "mse", "--no-figures", "--out", tmp_path / "cmp", *TINY,
+              "--baselines", "tv,l1wavelet", "--baseline-lambdas", "1e-3", "--baseline-iters", "3")
+    assert res.exit_code == 0, res.output
+    rows = {r["method"]: r for r in csv.DictReader(open(tmp_path / "cmp" / "table.csv"))}
+    assert list(rows) == ["zero_filled", "mse", "tv", "l1wavelet"]
+    assert "psnr_diff_vs_tv" in rows["mse"] and float(rows["tv"]["sec_per_slice"]) > 0
+    table = (tmp_path / "cmp" / "table.md").read_text()
+    assert "ΔPSNR vs tv" in table and "tv: λ = 0.001, 3 iterations (fixed by --baseline-lambdas)" in table
