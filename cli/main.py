@@ -259,18 +259,37 @@ def config_from_options(o: dict):
 
 
 class _Progress:
-    """Keras progress bar with ETA on stderr-like terminal output."""
+    """Training progress: a Keras progress bar on a terminal; one plain line per 5 % of the steps when
+    stdout is a file or pipe (no carriage-return redraws in logs). A resumed run says so on stderr."""
 
-    def __init__(self):
-        self.bar = None
+    LINES = 20
+
+    def __init__(self, out=None):
+        self.out, self.bar, self.started = out, None, None
+        self.tty = sys.stdout.isatty()
 
     def __call__(self, step, total, logs):
-        import keras
+        import time
 
-        if self.bar is None:
-            self.bar = keras.utils.Progbar(total, stateful_metrics=list(logs) + ["d_loss", "adversarial"])
-            self.bar.update(step - 1)
-        self.bar.update(step, values=list(logs.items()))
+        if self.started is None:
+            self.started = (time.perf_counter(), step - 1)
+            if step > 1 and self.out is not None:
+                ckpt_dir = Path(self.out) / "checkpoints" / f"ckpt-{step - 1:08d}"
+                click.echo(f"resuming {self.out} at step {step - 1} (checkpoint {ckpt_dir})", err=True)
+        if self.tty:
+            import keras
+
+            if self.bar is None:
+                self.bar = keras.utils.Progbar(total, stateful_metrics=list(logs) + ["d_loss", "adversarial"])
+                self.bar.update(step - 1)
+            self.bar.update(step, values=list(logs.items()))
+            return
+        every = max(1, total // self.LINES)
+        if step % every == 0 or step == total:
+            t0, first = self.started
+            rate = (time.perf_counter() - t0) / max(step - first, 1)
+            values = " ".join(f"{k} {v:.4g}" for k, v in logs.items())
+            click.echo(f"step {step}/{total} {values} ({rate:.2f} s/step)")
 
 
 @cli.command()
@@ -289,7 +308,7 @@ def fit(out, force, **options):
     from kerasrecon.training.trainer import train
 
     cfg = config_from_options(options)
-    result = train(cfg, out, force=force, progress=_Progress())
+    result = train(cfg, out, force=force, progress=_Progress(out))
     click.echo(f"trained steps {result.start_step}..{result.step}; run in {out} "
                f"(tensorboard --logdir {Path(out) / 'tensorboard'})")
 

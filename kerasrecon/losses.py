@@ -28,7 +28,6 @@ VGG_FEATURE_SCALE = 1 / 12.75  # SRGAN φ5,4 rescaling
 VGG_INPUT_SCALE = 255.0  # VGG19 expects 0..255 pixel values before preprocess_input
 VGG_LAYER = "block5_conv4"
 VGG_NOTOP_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
-ADV_WEIGHT = 1e-3
 BCE_EPS = 1e-7
 
 

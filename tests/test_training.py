@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tiny(content="mse", **kw):
     base = dict(data=DataConfig(patch_size=32, batch_size=4), model=ModelConfig(blocks=2, filters=16),
-                loss=LossConfig(content=content, vgg_weights="none"), seed=1, checkpoint_every=2, log_every=1)
+                loss=LossConfig(content=content, vgg_weights="none"), seed=1, checkpoint_every=2, log_every=1,
+                precision="float32")  # "auto" would pick mixed precision on a GPU host and leak the policy
     base.update(kw)
     return TrainConfig(**base)
 
@@ -148,6 +149,9 @@ def test_sigkill_then_resume(tmp_path):
     res = subprocess.run(cmd + ["--steps", str(step + 2)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert f"trained steps {step}..{step + 2}" in res.stdout
+    assert f"resuming {out} at step {step} (checkpoint {out / 'checkpoints' / f'ckpt-{step:08d}'})" in res.stderr
+    # stdout is a pipe: plain progress lines, no carriage-return redraws of a progress bar.
+    assert "\r" not in res.stdout and f"step {step + 2}/{step + 2} " in res.stdout
     assert ckpt.latest_checkpoint(out)[0] == step + 2
 
 

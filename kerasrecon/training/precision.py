@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from kerasrecon.config import PRECISIONS
 from kerasrecon.errors import ConfigError
-
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
 def _gpus():

@@ -18,11 +18,11 @@ import os
 
 import tensorflow as tf
 
+from kerasrecon.config import STRATEGIES
 from kerasrecon.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-STRATEGY_NAMES = ("auto", "none", "mirrored", "multiworker")
 COLLECTIVE_TIMEOUT_S = 300.0
 
 
@@ -55,7 +55,7 @@ def make_strategy(name: str = "auto", devices: list[str] | None = None,
         resolver = cluster_resolver()
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout_s)
         return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
-    raise ConfigError(f"--strategy must be one of {', '.join(STRATEGY_NAMES)}. Received: {name!r}")
+    raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}. Received: {name!r}")
 
 
 def cluster_resolver():
