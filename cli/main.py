@@ -16,7 +16,13 @@ import click
 
 from kerasrecon import __version__
 from kerasrecon.errors import KerasReconError
-from kerasrecon.config import LR_SCHEDULES, SAMPLINGS
+from kerasrecon.config import (CONTENT_LOSS_NAMES, LR_SCHEDULES, PRECISIONS, SAMPLINGS, STRATEGIES,
+                               TrainConfig)
+from kerasrecon.data.simulate import PHASES
+from kerasrecon.masks import MASK_KINDS
+
+# Every default and choice of the fit options comes from kerasrecon/config.py (one home per fact).
+DEFAULTS = TrainConfig()
 
 
 class Interrupted(BaseException):
@@ -108,7 +114,7 @@ def cli(verbose):
 
 
 @cli.command()
-@click.option("--kind", type=click.Choice(["poisson", "random", "equispaced"]), default="poisson", show_default=True,
+@click.option("--kind", type=click.Choice(MASK_KINDS), default="poisson", show_default=True,
               help="poisson: 2-D variable-density Poisson disc; random/equispaced: 1-D phase-encode lines.")
 @click.option("--acceleration", "-R", type=float, required=True, help="Acceleration R = H·W / samples (>= 1).")
 @click.option("--shape", type=(int, int), required=True, metavar="H W", help="k-space shape.")
@@ -151,7 +157,7 @@ def data():
               "reconstruction_esc/reconstruction_rss).")
 @click.option("--crop", type=(int, int), default=None, metavar="H W", help="Centre-crop every image to H×W "
               "(fastMRI files: default 320 320).")
-@click.option("--phase", type=click.Choice(["none", "smooth"]), default="none", show_default=True,
+@click.option("--phase", type=click.Choice(PHASES), default="none", show_default=True,
               help="Image sources: multiply by a random smooth phase (real images are complex).")
 @click.option("--phase-range", type=float, default=1.0, show_default=True,
               help="Peak-to-peak of the smooth phase in turns (1 = 2π).")
@@ -184,53 +190,55 @@ def prepare(src, out, dataset, crop, phase, phase_range, noise, kspace_crop, sim
 def train_options(fn):
     """Every ``TrainConfig`` field as an option; defaults are the thesis' settings."""
     opts = [
-        click.option("--data", default="demo", show_default=True,
+        click.option("--data", default=DEFAULTS.data.data, show_default=True,
                      help="'demo' (embedded real-MR set) or a directory from 'kerasrecon data prepare'."),
-        click.option("--loss", "content", type=click.Choice(["mse", "feature", "hybrid"]), default="hybrid",
+        click.option("--loss", "content", type=click.Choice(CONTENT_LOSS_NAMES), default=DEFAULTS.loss.content,
                      show_default=True, help="Content loss: pixel MSE, VGG19 φ5,4 features, or α·MSE + β·feature."),
-        click.option("--acceleration", "-R", type=float, default=4.0, show_default=True, help="Undersampling factor R."),
-        click.option("--mask", "mask_kind", type=click.Choice(["poisson", "random", "equispaced"]), default="poisson",
+        click.option("--acceleration", "-R", type=float, default=DEFAULTS.mask.acceleration, show_default=True,
+                     help="Undersampling factor R."),
+        click.option("--mask", "mask_kind", type=click.Choice(MASK_KINDS), default=DEFAULTS.mask.kind,
                      show_default=True, help="Sampling pattern."),
-        click.option("--mask-seed", type=int, default=0, show_default=True,
+        click.option("--mask-seed", type=int, default=DEFAULTS.mask.seed, show_default=True,
                      help="Seed of the masks (volume i uses seed + i)."),
         click.option("--mask-per-sample", is_flag=True, help="A new mask per training sample instead of one per volume."),
-        click.option("--steps", type=int, default=100_000, show_default=True, help="GAN iterations (D then G update)."),
-        click.option("--pretrain-steps", type=int, default=0, show_default=True, help="MSE-only generator warm-start steps."),
-        click.option("--batch-size", type=int, default=16, show_default=True, help="Global batch size."),
-        click.option("--patch-size", type=int, default=96, show_default=True, help="Training patch side (pixels)."),
-        click.option("--blocks", type=int, default=16, show_default=True, help="Generator residual blocks B."),
-        click.option("--filters", type=int, default=64, show_default=True, help="Generator conv filters."),
-        click.option("--noise-lambda", type=float, default=None, help="Soft data consistency with this λ (default: hard)."),
-        click.option("--alpha", "mse_weight", type=float, default=0.5, show_default=True, help="Hybrid loss MSE weight α."),
-        click.option("--beta", "feature_weight", type=float, default=0.5, show_default=True, help="Hybrid loss feature weight β."),
-        click.option("--adv-weight", type=float, default=1e-3, show_default=True, help="Adversarial weight λ."),
-        click.option("--vgg-weights", default="imagenet", show_default=True,
+        click.option("--mask-bank-size", type=int, default=DEFAULTS.mask.bank_size, show_default=True,
+                     help="With --mask-per-sample: how many masks are pre-drawn (seeds mask-seed + 100000 + j)."),
+        click.option("--steps", type=int, default=DEFAULTS.steps, show_default=True, help="GAN iterations (D then G update)."),
+        click.option("--pretrain-steps", type=int, default=DEFAULTS.pretrain_steps, show_default=True, help="MSE-only generator warm-start steps."),
+        click.option("--batch-size", type=int, default=DEFAULTS.data.batch_size, show_default=True, help="Global batch size."),
+        click.option("--patch-size", type=int, default=DEFAULTS.data.patch_size, show_default=True, help="Training patch side (pixels)."),
+        click.option("--blocks", type=int, default=DEFAULTS.model.blocks, show_default=True, help="Generator residual blocks B."),
+        click.option("--filters", type=int, default=DEFAULTS.model.filters, show_default=True, help="Generator conv filters."),
+        click.option("--noise-lambda", type=float, default=DEFAULTS.model.noise_lambda, help="Soft data consistency with this λ (default: hard)."),
+        click.option("--alpha", "mse_weight", type=float, default=DEFAULTS.loss.mse_weight, show_default=True, help="Hybrid loss MSE weight α."),
+        click.option("--beta", "feature_weight", type=float, default=DEFAULTS.loss.feature_weight, show_default=True, help="Hybrid loss feature weight β."),
+        click.option("--adv-weight", type=float, default=DEFAULTS.loss.adv_weight, show_default=True, help="Adversarial weight λ."),
+        click.option("--vgg-weights", default=DEFAULTS.loss.vgg_weights, show_default=True,
                      help="'imagenet' (Keras cache), PATH to vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, "
                           "or 'none' (random VGG; smoke tests only)."),
-        click.option("--lr", "learning_rate", type=float, default=1e-4, show_default=True, help="Adam learning rate (G and D)."),
-        click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default="constant", show_default=True,
+        click.option("--lr", "learning_rate", type=float, default=DEFAULTS.learning_rate, show_default=True, help="Adam learning rate (G and D)."),
+        click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=DEFAULTS.lr_schedule, show_default=True,
                      help="constant (the thesis) or cosine: decay to 1 % of --lr over all pretrain + GAN steps."),
-        click.option("--beta1", "beta_1", type=float, default=0.9, show_default=True, help="Adam β1."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights and patch sampling."),
-        click.option("--val-fraction", type=float, default=0.2, show_default=True, help="Held-out fraction."),
-        click.option("--sampling", type=click.Choice(SAMPLINGS), default="patch", show_default=True,
+        click.option("--beta1", "beta_1", type=float, default=DEFAULTS.beta_1, show_default=True, help="Adam β1."),
+        click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of weights and patch sampling."),
+        click.option("--val-fraction", type=float, default=DEFAULTS.data.val_fraction, show_default=True, help="Held-out fraction."),
+        click.option("--sampling", type=click.Choice(SAMPLINGS), default=DEFAULTS.data.sampling, show_default=True,
                      help="patch: undersample each patch on its own grid (the thesis); slice: undersample the whole "
                           "slice, then crop (the aliasing seen at inference; DC off in training unless "
                           "--patch-size covers the slice)."),
-        click.option("--cascades", type=int, default=1, show_default=True,
+        click.option("--cascades", type=int, default=DEFAULTS.model.cascades, show_default=True,
                      help="K generator + data-consistency stages in series (cascaded DC network; 1 = the thesis)."),
-        click.option("--strategy", type=click.Choice(["auto", "none", "mirrored", "multiworker"]), default="auto",
+        click.option("--strategy", type=click.Choice(STRATEGIES), default=DEFAULTS.strategy,
                      show_default=True, help="auto: MirroredStrategy when >= 2 GPUs are visible; multiworker: "
                      "MultiWorkerMirroredStrategy, cluster from TF_CONFIG (or Slurm)."),
-        click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
-                     default="auto", show_default=True,
+        click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULTS.precision, show_default=True,
                      help="auto: mixed_bfloat16 on GPUs with compute capability >= 8, mixed_float16 on older GPUs "
                           "(loss-scaled), float32 on CPU."),
-        click.option("--jit/--no-jit", default=None, help="XLA-compile the train step (default: on for GPUs, off on CPU)."),
-        click.option("--collective-timeout", "collective_timeout_s", type=float, default=300.0, show_default=True,
+        click.option("--jit/--no-jit", default=DEFAULTS.jit, help="XLA-compile the train step (default: on for GPUs, off on CPU)."),
+        click.option("--collective-timeout", "collective_timeout_s", type=float, default=DEFAULTS.collective_timeout_s, show_default=True,
                      help="multiworker: seconds before a collective with a dead worker fails."),
-        click.option("--checkpoint-every", type=int, default=1000, show_default=True, help="Steps between checkpoints."),
-        click.option("--log-every", type=int, default=100, show_default=True, help="Steps between TensorBoard scalars."),
+        click.option("--checkpoint-every", type=int, default=DEFAULTS.checkpoint_every, show_default=True, help="Steps between checkpoints."),
+        click.option("--log-every", type=int, default=DEFAULTS.log_every, show_default=True, help="Steps between TensorBoard scalars."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -243,7 +251,7 @@ def config_from_options(o: dict):
 
     return TrainConfig(
         mask=MaskConfig(kind=o["mask_kind"], acceleration=o["acceleration"], seed=o["mask_seed"],
-                        per_sample=o["mask_per_sample"]),
+                        per_sample=o["mask_per_sample"], bank_size=o["mask_bank_size"]),
         data=DataConfig(data=o["data"], patch_size=o["patch_size"], batch_size=o["batch_size"],
                         val_fraction=o["val_fraction"], sampling=o["sampling"]),
         model=ModelConfig(blocks=o["blocks"], filters=o["filters"], noise_lambda=o["noise_lambda"],
@@ -356,7 +364,7 @@ def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_
 @click.option("--split", type=click.Choice(["val", "all"]), default="val", show_default=True,
               help="val: the run's held-out part of --data; all: every slice.")
 @click.option("--acceleration", "-R", type=float, default=None, help="R (default: the run's).")
-@click.option("--mask", "mask_kind", type=click.Choice(["poisson", "random", "equispaced"]), default=None,
+@click.option("--mask", "mask_kind", type=click.Choice(MASK_KINDS), default=None,
               help="Mask kind (default: the run's).")
 @click.option("--mask-seed", type=int, default=None, help="Mask seed (default: the run's); volume i uses seed + i.")
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Slices per generator call.")
@@ -435,7 +443,7 @@ def export(run_dir, out, force):
 @click.option("--output", type=click.Path(), required=True, help="Output .h5 (or directory for a directory input).")
 @click.option("--acceleration", "-R", type=float, default=4.0, show_default=True,
               help="R for files without their own 'mask' dataset.")
-@click.option("--mask", "mask_kind", type=click.Choice(["poisson", "random", "equispaced"]), default="poisson",
+@click.option("--mask", "mask_kind", type=click.Choice(MASK_KINDS), default="poisson",
               show_default=True, help="Mask kind for files without their own mask.")
 @click.option("--mask-seed", type=int, default=0, show_default=True, help="Mask seed.")
 @click.option("--crop", type=(int, int), default=None, metavar="H W",
@@ -459,7 +467,7 @@ def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_see
 @click.argument("runs", nargs=-1)
 @click.option("--train", "do_train", is_flag=True,
               help="Train one run per --losses entry first (same seed, data and fit options) under OUT/runs/.")
-@click.option("--losses", default="mse,feature,hybrid", show_default=True,
+@click.option("--losses", default=",".join(CONTENT_LOSS_NAMES), show_default=True,
               help="With --train: losses to train, comma- or space-separated (--losses mse feature hybrid).")
 @click.option("--split", type=click.Choice(["val", "all"]), default="val", show_default=True,
               help="Evaluate the held-out part of the data or all of it.")
@@ -489,9 +497,9 @@ def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out
                   **_baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_data))
     if do_train:
         names = [n for part in [losses, *runs] for n in part.replace(",", " ").split()]
-        unknown = [n for n in names if n not in ("mse", "feature", "hybrid")]
+        unknown = [n for n in names if n not in CONTENT_LOSS_NAMES]
         if unknown:
-            raise KerasReconError(f"--losses: unknown loss {unknown[0]!r}; expected mse, feature, hybrid")
+            raise KerasReconError(f"--losses: unknown loss {unknown[0]!r}; expected {', '.join(CONTENT_LOSS_NAMES)}")
         result = cmp.train_and_compare(config_from_options(options), names, out, force=force,
                                        progress_factory=_Progress, **common)
     else:

@@ -70,3 +70,17 @@ def test_fit_on_prepared_dataset(tmp_path):
 
     rows = list(csv.DictReader(open(tmp_path / "ev" / "slices.csv")))
     assert {r["volume"] for r in rows} == {"b"} and len(rows) == 2 * 3  # zero_filled + mse, 3 slices
+
+
+def test_fit_defaults_are_the_config_defaults():
+    """Every fit option's default comes from TrainConfig: parsing no options gives TrainConfig()."""
+    from kerasrecon.config import TrainConfig
+    from kerasrecon_cli.main import config_from_options, fit
+
+    ctx = fit.make_context("fit", ["--out", "unused"])
+    params = {k: v for k, v in ctx.params.items() if k not in ("out", "force")}
+    assert config_from_options(params) == TrainConfig()
+    ctx = fit.make_context("fit", ["--out", "x", "--mask-per-sample", "--mask-bank-size", "7", "--cascades", "2",
+                                   "--sampling", "slice", "--lr-schedule", "cosine"])
+    cfg = config_from_options({k: v for k, v in ctx.params.items() if k not in ("out", "force")})
+    assert (cfg.mask.bank_size, cfg.model.cascades, cfg.data.sampling, cfg.lr_schedule) == (7, 2, "slice", "cosine")
