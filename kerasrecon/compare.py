@@ -24,6 +24,7 @@ from scipy import stats
 from kerasrecon.config import TrainConfig
 from kerasrecon.errors import ConfigError, DataError
 from kerasrecon.evaluate import evaluate, held_out_volumes, write_results
+from kerasrecon.io import atomic_file, write_text_atomic
 from kerasrecon.metrics import METRICS
 
 CI_LEVEL = 0.95
@@ -208,13 +209,12 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
             "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed}}
     table = comparison_table(rows, reference, summary)
     write_results(rows, summary, out, meta, force=True)
-    with open(out / "table.csv", "w", newline="") as f:
-        flat = [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in table]
-        fields = list(dict.fromkeys(k for r in flat for k in r))
-        writer = csv.DictWriter(f, fieldnames=fields)
+    flat = [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in table]
+    with atomic_file(out / "table.csv", "compare") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in flat for k in r)))
         writer.writeheader()
         writer.writerows(flat)
-    (out / "table.md").write_text(_markdown(table, reference, meta))
+    write_text_atomic(out / "table.md", _markdown(table, reference, meta))
     if figures:
         draw_figures(recons, targets, rows, out)
     return {"table": table, "reference": reference, "meta": meta}
