@@ -381,8 +381,9 @@ def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, batch_s
     from kerasrecon import evaluate as ev
 
     changes = {k: v for k, v in dict(acceleration=acceleration, kind=mask_kind, seed=mask_seed).items() if v is not None}
-    rows, summary, meta = ev.evaluate_run(model_dir, data, changes, split, batch_size, progress=_SliceProgress(),
-                                          **_baseline_kwargs(**baseline))
+    res = ev.evaluate_run(model_dir, data, changes, split, batch_size, progress=_SliceProgress(),
+                          **_baseline_kwargs(**baseline))
+    rows, summary, meta = res.rows, res.summary, res.meta
     ev.write_results(rows, summary, out, meta, force=force)
     _echo_summary(summary, meta)
     click.echo(f"wrote {Path(out) / 'slices.csv'} and {Path(out) / 'summary.json'}")

@@ -47,7 +47,6 @@ class Reconstructor:
         config: the run's ``TrainConfig``; step: the checkpoint step; source: the path.
     """
 
-    raw_kspace = True  # evaluate's protocol: called with k-space at its original scale
 
     def __init__(self, call, config, step, source):
         self._call, self.config, self.step, self.source = call, config, step, str(source)

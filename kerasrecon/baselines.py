@@ -79,15 +79,20 @@ def solve(method: str, masked_kspace: np.ndarray, mask: np.ndarray, lam: float,
 
 
 def recon_fn(method: str, lam: float, iters: int = DEFAULT_ITERS):
-    """A ``ReconFn`` (evaluate's channel protocol) running ``solve``.
+    """``solve`` with the models' normalisation, in evaluate's one signature (``evaluate.ReconFn``).
 
-    The returned function takes ``zero_filled [B, H, W, 2]`` (unused), ``masked_kspace [B, H, W, 2]``
-    and ``mask [B, H, W]`` float32 (normalised scale) and returns the image float32 ``[B, H, W, 2]``.
+    The returned ``fn(kspace, mask, batch_size=...)`` takes k-space complex ``[B, H, W]`` at any
+    scale and mask ``[B, H, W]``, scales each slice so its zero-filled peak is 1 (so λ means the same
+    for every image, as for the models), solves, and returns the magnitude float32 ``[B, H, W]`` at
+    the input's scale.
     """
-    from kerasrecon.kspace import from_channels, to_channels
+    from kerasrecon.kspace import ifft2c_np, normalise_np
 
-    def fn(zero_filled, masked_kspace, mask):
-        return to_channels(solve(method, from_channels(np.asarray(masked_kspace)), np.asarray(mask), lam, iters))
+    def fn(kspace, mask, batch_size=None):
+        masked = np.asarray(kspace) * mask
+        _, scale = normalise_np(ifft2c_np(masked))
+        out = solve(method, masked * scale[:, None, None], np.asarray(mask), lam, iters)
+        return (np.abs(out) / scale[:, None, None]).astype(np.float32)
 
     return fn
 
@@ -170,7 +175,7 @@ def baseline_fns(names, train_volumes, mask_cfg, grid=LAMBDA_GRID, iters: int = 
         train_volumes: the run's training volumes (for the λ sweep).
 
     Returns:
-        ``(fns {name: ReconFn}, settings {name: dict})``.
+        ``(fns {name: evaluate.ReconFn}, settings {name: dict})``.
     """
     unknown = [n for n in names if n not in BASELINES]
     if unknown:

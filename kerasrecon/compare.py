@@ -203,7 +203,8 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
     base_fns, settings = run_baselines(baselines, first_cfg, mask_cfg, baseline_grid, baseline_iters, note,
                                        baseline_tune_data)
     fns.update({k: v for k, v in base_fns.items() if k not in fns})
-    rows, summary, recons, targets = evaluate(fns, volumes, mask_cfg, batch_size, progress, keep_recons=True)
+    result = evaluate(fns, volumes, mask_cfg, batch_size, progress, keep_recons=True)
+    rows, summary, recons, targets = result.rows, result.summary, result.recons, result.targets
     reference = "tv" if "tv" in base_fns else "mse" if "mse" in fns else "zero_filled"
     meta = {"data": data, "split": split, "runs": names, "baselines": settings,
             "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed}}

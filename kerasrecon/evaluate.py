@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,33 +23,42 @@ from kerasrecon.data.pipeline import evaluation_slices
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import DataError
 from kerasrecon.io import atomic_file
-from kerasrecon.kspace import to_channels
 from kerasrecon.metrics import METRICS, all_metrics, hfen, nmse, psnr
 
 ROW_FIELDS = ["method", "volume", "slice", *METRICS, "mask_kind", "acceleration", "achieved_acceleration",
               "mask_seed", "mask_sha256"]
 
-# Two kinds of reconstruction functions are scored:
-# * a ``kerasrecon.Reconstructor`` (``raw_kspace = True``): (k-space [B, H, W] complex at its own scale,
-#   mask [B, H, W]) -> magnitude [B, H, W] float32 at that scale — models, normalisation inside;
-# * a ReconFn on the models' normalised scale (classical baselines):
-#   (zero_filled [B, H, W, 2], masked_kspace [B, H, W, 2], mask [B, H, W]) float32 -> image [B, H, W, 2].
-ReconFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+# Every method is scored through one signature (a ``kerasrecon.Reconstructor`` is one; so are the
+# classical baselines): (k-space complex [B, H, W] at its own scale, zeros where not sampled,
+# mask float32 {0, 1} [B, H, W], batch_size=int) -> magnitude float32 [B, H, W] at that scale.
+ReconFn = Callable[..., np.ndarray]
+
+
+@dataclass
+class EvalResult:
+    """What :func:`evaluate` / :func:`evaluate_run` return.
+
+    Attributes:
+        rows: per method × volume × slice dicts (``ROW_FIELDS``).
+        summary: per method: per-volume metrics, mean/std over volumes and slices, seconds per slice.
+        meta: run, step, data, split, mask and baseline settings (``evaluate_run``; empty otherwise).
+        recons: ``{method: {volume: float32 [S, H, W]}}`` (only with ``keep_recons``).
+        targets: ``{volume: float32 [S, H, W]}`` (only with ``keep_recons``).
+    """
+
+    rows: list
+    summary: dict
+    meta: dict = field(default_factory=dict)
+    recons: dict = field(default_factory=dict)
+    targets: dict = field(default_factory=dict)
 
 
 def reconstruct_volume(recon_fn: ReconFn, ev: dict, batch_size: int = 4) -> np.ndarray:
     """Magnitude reconstruction, original scale, float32 ``[S, H, W]`` of one ``evaluation_slices`` item."""
     s, h, w = ev["zero_filled"].shape
     mask = np.broadcast_to(ev["mask"].array, (s, h, w)).astype(np.float32)
-    if getattr(recon_fn, "raw_kspace", False):
-        kspace = ev["masked_kspace"] / ev["scale"][:, None, None]
-        return recon_fn(kspace, mask, batch_size=batch_size)
-    zf, mk = to_channels(ev["zero_filled"]), to_channels(ev["masked_kspace"])
-    outs = []
-    for i in range(0, s, batch_size):
-        out = recon_fn(zf[i:i + batch_size], mk[i:i + batch_size], mask[i:i + batch_size])
-        outs.append(np.sqrt(out[..., 0] ** 2 + out[..., 1] ** 2))
-    return (np.concatenate(outs) / ev["scale"][:, None, None]).astype(np.float32)
+    kspace = ev["masked_kspace"] / ev["scale"][:, None, None]
+    return np.asarray(recon_fn(kspace, mask, batch_size=batch_size), np.float32)
 
 
 def evaluate(recon_fns: dict[str, ReconFn], volumes: list[Volume], mask_cfg: MaskConfig, batch_size: int = 4,
@@ -61,10 +71,10 @@ def evaluate(recon_fns: dict[str, ReconFn], volumes: list[Volume], mask_cfg: Mas
         mask_cfg: masks (volume i uses ``mask_cfg.seed + i``).
         batch_size: slices per generator call.
         progress: optional callable ``(done_slices, total_slices)``.
-        keep_recons: also return ``{method: {volume: recon [S, H, W]}}`` and targets.
+        keep_recons: also keep ``{method: {volume: recon [S, H, W]}}`` and the targets.
 
     Returns:
-        ``(rows, summary)`` or ``(rows, summary, recons, targets)`` with ``keep_recons``.
+        :class:`EvalResult` (``meta`` empty).
     """
     if not volumes or sum(v.kspace.shape[0] for v in volumes) == 0:
         raise DataError("nothing to evaluate: the held-out set is empty")
@@ -99,7 +109,7 @@ def evaluate(recon_fns: dict[str, ReconFn], volumes: list[Volume], mask_cfg: Mas
     summary = summarise(rows, per_volume)
     for method, sec in seconds.items():  # wall time per slice (zero_filled: the masked input is given)
         summary[method]["seconds_per_slice"] = sec / total
-    return (rows, summary, recons, targets) if keep_recons else (rows, summary)
+    return EvalResult(rows, summary, recons=recons, targets=targets)
 
 
 def _stats(values):
@@ -189,8 +199,8 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
         note: optional callable for one-line progress messages (λ sweep).
 
     Returns:
-        ``(rows, summary, meta)`` (+ recons, targets with ``keep_recons``); meta records the run,
-        step, data, split and mask config.
+        :class:`EvalResult` whose ``meta`` records the run, step, data, split, mask config and the
+        baselines' λ settings.
     """
     import dataclasses
 
@@ -206,7 +216,7 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
     base_fns, settings = run_baselines(baselines, cfg, mask_cfg, baseline_grid, baseline_iters, note,
                                        baseline_tune_data)
     result = evaluate({cfg.loss.content: fn, **base_fns}, volumes, mask_cfg, batch_size, progress, keep_recons)
-    meta = {"run": str(run_dir), "step": step, "loss": cfg.loss.content, "data": data, "split": split,
+    result.meta = {"run": str(run_dir), "step": step, "loss": cfg.loss.content, "data": data, "split": split,
             "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed},
             "baselines": settings, "train_config": cfg.to_dict()}
-    return (result[0], result[1], meta, *result[2:])
+    return result

@@ -131,3 +131,13 @@ def test_evaluate_cli_adds_baseline_rows(tmp_path):
     res = CliRunner().invoke(cli, ["evaluate", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "e2"),
                                    "--baselines", "tv", "--baseline-lambdas", "abc"])
     assert res.exit_code == 2 and "--baseline-lambdas" in res.output
+
+
+def test_recon_fn_normalises_so_lambda_is_scale_free():
+    img = phantom(32)
+    mask = make_mask("poisson", 4, (32, 32), 0).array
+    k = (ref_fft2c(img.astype(np.complex64)) * mask)[None].astype(np.complex64)
+    fn = bl.recon_fn("tv", 1e-2, iters=30)
+    a, b = fn(k, mask[None]), fn(k * 500.0, mask[None])
+    assert a.shape == (1, 32, 32) and a.dtype == np.float32
+    np.testing.assert_allclose(b, a * 500.0, rtol=1e-3, atol=1e-3 * 500 * a.max())
