@@ -40,7 +40,7 @@ cmp real_noisy_R4 runs/P4L runs/P4 runs/A4 runs/C4 --data real_eval_noisy --spli
 cmp real_noisy_R8 runs/P8L runs/B8 --data real_eval_noisy --split all --baseline-tune-data real_train_noisy
 cmp real_clean_R4 runs/P4L runs/P4 runs/A4 runs/C4 --data real_eval_clean --split all --baseline-tune-data real_train_clean
 cmp real_clean_R8 runs/P8L runs/B8 --data real_eval_clean --split all --baseline-tune-data real_train_clean
-cmp demo_noisy_R4 runs/P4L runs/A4 --data demo_noisy --split val --baseline-tune-data demo_noisy
-cmp demo_noisy_R8 runs/P8L runs/B8 --data demo_noisy --split val --baseline-tune-data demo_noisy
-cmp demo_clean_R4 runs/P4L runs/A4 --data demo --split val --baseline-tune-data demo
-cmp demo_clean_R8 runs/P8L runs/B8 --data demo --split val --baseline-tune-data demo
+cmp demo_noisy_R4 runs/A4 --data demo_noisy --split val --baseline-tune-data demo_noisy
+cmp demo_noisy_R8 runs/B8 --data demo_noisy --split val --baseline-tune-data demo_noisy
+cmp demo_clean_R4 runs/A4 --data demo --split val --baseline-tune-data demo
+cmp demo_clean_R8 runs/B8 --data demo --split val --baseline-tune-data demo
