@@ -19,6 +19,7 @@ import numpy as np
 from kerasrecon.errors import DataError
 from kerasrecon.kspace import check_kspace, ifft2c_np, normalise_np, to_channels
 
+
 def _as_batch(kspace, mask):
     kspace = np.asarray(kspace)
     single = kspace.ndim == 2
@@ -46,7 +47,6 @@ class Reconstructor:
     Attributes:
         config: the run's ``TrainConfig``; step: the checkpoint step; source: the path.
     """
-
 
     def __init__(self, call, config, step, source):
         self._call, self.config, self.step, self.source = call, config, step, str(source)

@@ -97,6 +97,10 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
     exact_dc = not whole_slice or (p == h and p == w)
 
     targets_t = tf.constant(targets.astype(np.complex64))
+    # Whole-slice sampling needs each slice's k-space: it is the volume's own (scaled), so it is taken
+    # once here instead of one full-slice FFT per sample in the input pipeline.
+    kspace_t = (tf.constant(np.concatenate([v.kspace * s[:, None, None] for v, s in zip(volumes, scales)])
+                            .astype(np.complex64)) if whole_slice else None)
     bank_t = tf.constant(bank)
     vol_t = tf.constant(vol_of_slice, tf.int32)
     n, n_bank, per_sample, seed = len(targets), len(bank), cfg.mask.per_sample, int(cfg.seed)
@@ -109,7 +113,7 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
         m = tf.minimum(tf.cast(u[3] * n_bank, tf.int32), n_bank - 1) if per_sample else vol_t[s]
         mask = bank_t[m]
         if whole_slice:
-            masked = fft2c(targets_t[s]) * tf.cast(mask, tf.complex64)
+            masked = kspace_t[s] * tf.cast(mask, tf.complex64)
             zero_filled = tf.slice(ifft2c(masked), [top, left], [p, p])
             patch = tf.slice(targets_t[s], [top, left], [p, p])
             if not exact_dc:
