@@ -18,7 +18,8 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("api") / "run"
     cfg = TrainConfig(data=DataConfig(patch_size=32, batch_size=2, val_fraction=0.05),
                       model=ModelConfig(blocks=1, filters=8), loss=LossConfig(content="mse", vgg_weights="none"),
-                      steps=0, pretrain_steps=3, checkpoint_every=3, seed=0)
+                      steps=0, pretrain_steps=3, checkpoint_every=3, seed=0,
+                      precision="float32")  # "auto" is mixed precision on a GPU host
     train(cfg, out)
     return out
 

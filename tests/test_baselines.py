@@ -117,7 +117,7 @@ def test_evaluate_cli_adds_baseline_rows(tmp_path):
 
     cfg = TrainConfig(data=DataConfig(patch_size=32, batch_size=2, val_fraction=0.05),
                       model=ModelConfig(blocks=1, filters=8), loss=LossConfig(content="mse", vgg_weights="none"),
-                      steps=1, checkpoint_every=1)
+                      steps=1, checkpoint_every=1, precision="float32")
     train(cfg, tmp_path / "run")
     res = CliRunner().invoke(cli, ["evaluate", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "ev"),
                                    "--baselines", "zero_filled,tv,l1wavelet", "--baseline-lambdas", "1e-3",
