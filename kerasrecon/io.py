@@ -136,18 +136,9 @@ def atomic_file(final, kind: str = "write"):
 
 
 def write_text_atomic(path, text: str):
-    """Replace ``path`` with ``text`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Replace ``path`` with ``text`` atomically (:func:`atomic_file`: temporary sibling, fsync, rename)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:

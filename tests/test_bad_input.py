@@ -354,6 +354,25 @@ def test_all_checkpoints_damaged_is_one_line(trained, tmp_path):
     assert snapshot(run_dir) == before
 
 
+def test_resume_removes_checkpoint_temporaries_of_a_killed_writer(trained, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained / "run", run_dir)
+    root = run_dir / "checkpoints"
+    leftovers = [root / ".ckpt-999999999-abc", root / "ckpt-00000009.tmp"]  # today's and older versions' names
+    for d in leftovers:
+        d.mkdir()
+        (d / "generator.weights.h5").write_bytes(b"half")
+    (run_dir / ".write-999999999-x.json").write_text("{")
+    assert ckpt.latest_checkpoint(run_dir)[0] == 2  # a temporary is never taken for a checkpoint
+    res = run("fit", "--steps", 3, "--checkpoint-every", 1, "--out", run_dir, *TINY)
+    assert res.exit_code == 0, res.output
+    assert not any(d.exists() for d in leftovers) and not (run_dir / ".write-999999999-x.json").exists()
+    assert sorted(p.name for p in root.iterdir()) == ["ckpt-00000001", "ckpt-00000002", "ckpt-00000003",
+                                                      "latest.json"]
+
+
 # ------------------------------------------------------------------------- leftovers, disk full, signals
 def _limited(limit_bytes):
     def preexec():

@@ -9,8 +9,8 @@ Layout::
                                           state.json {"step", "sha256": {file: hex digest}}
     RUN/checkpoints/latest.json           {"step": 1000, "dir": "ckpt-00001000"} (informative only)
 
-A checkpoint is written only when every variable (G, D, both optimizers' slots) is finite, into
-``ckpt-….tmp``, then renamed; ``state.json`` (with the SHA-256 of every file) is written last. When
+A checkpoint is written only when every variable (G, D, both optimizers' slots) is finite, into a
+temporary sibling (``kerasrecon.io.atomic_dir``), then renamed; ``state.json`` (with the SHA-256 of every file) is written last. When
 reading, the checkpoint directories are tried newest first and the first whose files match their
 checksums, load, and hold finite values wins; a damaged newer one is reported in one log line.
 ``KEEP`` (3) checkpoints are kept, so one damaged file never costs more than one interval.
@@ -28,7 +28,7 @@ import numpy as np
 
 from kerasrecon.config import TrainConfig
 from kerasrecon.errors import ConfigError, DataError
-from kerasrecon.io import sha256_file, write_text_atomic
+from kerasrecon.io import atomic_dir, sha256_file, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ CKPT_DIR = "checkpoints"
 LATEST = "latest.json"
 STATE = "state.json"
 KEEP = 3
+TMP_KIND = "ckpt"  # temporaries: checkpoints/.ckpt-<pid>-<random>/ (kerasrecon.io.atomic_dir)
 FILES = ("generator.weights.h5", "discriminator.weights.h5", "optimizers.npz")
 
 
@@ -80,12 +81,9 @@ def save_checkpoint(run_dir, step: int, gan) -> Path:
     if bad:
         raise NonFiniteWeights(f"step {step}: {_describe(bad)}; checkpoint not written")
     root = Path(run_dir) / CKPT_DIR
-    root.mkdir(parents=True, exist_ok=True)
     name = f"ckpt-{step:08d}"
-    tmp = root / (name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    final = root / name
+    with atomic_dir(final, TMP_KIND, replace=True) as tmp:  # ENOSPC, SIGTERM...: nothing half-written stays
         gan.generator.save_weights(str(tmp / FILES[0]))
         gan.discriminator.save_weights(str(tmp / FILES[1]))
         arrays = {f"g_{i}": np.asarray(v.numpy()) for i, v in enumerate(_adam(gan.g_optimizer).variables)}
@@ -96,12 +94,6 @@ def save_checkpoint(run_dir, step: int, gan) -> Path:
                 os.fsync(fh.fileno())
         digests = {f: sha256_file(tmp / f) for f in FILES}
         write_text_atomic(tmp / STATE, json.dumps({"step": step, "sha256": digests}))
-        final = root / name
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # ENOSPC, SIGTERM...: no half-written ckpt-N.tmp left
-        raise
     write_text_atomic(root / LATEST, json.dumps({"step": step, "dir": name}))
     for old in _checkpoint_dirs(root)[KEEP:]:
         shutil.rmtree(old[1], ignore_errors=True)
@@ -109,11 +101,15 @@ def save_checkpoint(run_dir, step: int, gan) -> Path:
 
 
 def remove_temporaries(run_dir) -> list[Path]:
-    """Delete ``checkpoints/ckpt-*.tmp`` and stray ``.*.tmp`` files left by a killed writer (call with
-    the run lock held). Returns what was removed."""
+    """Delete checkpoint temporaries (``checkpoints/.ckpt-*``, and ``ckpt-*.tmp`` of older versions)
+    and stray ``.*.tmp`` files left by a killed writer. Call with the run lock held: no other writer
+    can own them then. Returns what was removed."""
     root = Path(run_dir) / CKPT_DIR
-    found = list(root.glob("ckpt-*.tmp")) + list(root.glob(".*.tmp")) if root.is_dir() else []
-    found += list(Path(run_dir).glob(".*.tmp"))
+    found = []
+    if root.is_dir():
+        found += list(root.glob(f".{TMP_KIND}-*")) + list(root.glob("ckpt-*.tmp")) + list(root.glob(".*.tmp"))
+        found += list(root.glob(".write-*"))
+    found += list(Path(run_dir).glob(".*.tmp")) + list(Path(run_dir).glob(".write-*"))
     for p in found:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     if found:
