@@ -23,3 +23,14 @@ def ref_fft2c(x):
 def ref_ifft2c(k):
     """Independent reference: centred orthonormal inverse 2-D FFT with NumPy."""
     return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy_after_each_test():
+    """``train()`` sets the global Keras dtype policy from ``--precision`` (``auto`` is mixed precision
+    on a GPU host): put float32 back after every test so no test inherits another's policy."""
+    yield
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].mixed_precision.set_global_policy("float32")

@@ -51,7 +51,8 @@ def test_two_workers_match_single_process(tmp_path):
                 p.kill()
                 p.wait()
     assert all(p.returncode == 0 for p in procs), "\n".join(o[-3000:] for o in outs)
-    env = dict(os.environ, KERASRECON_TEST_STRATEGY="none")
+    # The reference runs on the same devices as the workers (CPU only, also on a GPU host).
+    env = dict(os.environ, KERASRECON_TEST_STRATEGY="none", CUDA_VISIBLE_DEVICES="")
     single = subprocess.run([sys.executable, str(HELPER), str(tmp_path / "single"), str(tmp_path / "s.npz"), str(STEPS)],
                             env=env, capture_output=True, text=True, timeout=400)
     assert single.returncode == 0, single.stderr[-3000:]
