@@ -77,6 +77,23 @@ def build_vgg_features(weights: str = "imagenet") -> keras.Model:
     return features
 
 
+def describe_vgg_weights(weights: str) -> str:
+    """One sentence saying which VGG19 weights ``--vgg-weights weights`` means, for tables and notebooks.
+
+    ``imagenet`` and a path name the file and its SHA-256 (when the file exists), so a reader can tell
+    exactly which weights produced a feature-loss result; ``none`` says the features are random.
+    """
+    from kerasrecon.io import sha256_file
+
+    if weights == "none":
+        return "random VGG19 (--vgg-weights none): the feature term is a pipeline check, not the thesis' loss"
+    path = keras_cache_file() if weights == "imagenet" else Path(weights)
+    where = "the Keras cache" if weights == "imagenet" else "a local file"
+    if not path.is_file():
+        return f"ImageNet VGG19 ({VGG_NOTOP_FILE}) from {where}, {path}: not present here"
+    return f"ImageNet VGG19 ({VGG_NOTOP_FILE}) from {where}, {path}, sha256 {sha256_file(path)[:16]}…"
+
+
 def vgg_preprocess(magnitude):
     """float32 ``[B, H, W, 1]`` magnitude (≈ [0, 1]) -> VGG19 input ``[B, H, W, 3]``."""
     rgb = tf.repeat(magnitude * VGG_INPUT_SCALE, 3, axis=-1)

@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from kerasrecon.kspace import magnitude
-from kerasrecon.losses import ContentLoss, adversarial_loss, discriminator_loss, mse_loss
+from kerasrecon.losses import ContentLoss, adversarial_loss, discriminator_loss, feature_loss, mse_loss
 from kerasrecon.metrics_tf import batch_psnr
 
 TRACKED = ("d_loss", "g_loss", "content", "adversarial", "psnr")
@@ -111,6 +111,37 @@ class ReconGAN(keras.Model):
         zero = tf.zeros_like(loss)
         return {"d_loss": zero, "g_loss": loss, "content": loss, "adversarial": zero,
                 "psnr": tf.reduce_mean(batch_psnr(target, recon))}
+
+    def loss_terms(self, data, vgg=None) -> dict:
+        """The generator's loss terms on one batch, without any update (inspection and teaching).
+
+        Args:
+            data: ``(inputs, target)`` as the training pipeline yields them: ``inputs`` the generator's
+                input dict, ``target`` float32 ``[B, P, P, 1]`` magnitudes (P = the run's patch size,
+                which the discriminator's dense layer fixes).
+            vgg: VGG19 φ5,4 extractor for the ``feature`` term when this run's content loss has none
+                (``mse`` runs); default: the run's own. Without either, ``feature`` is omitted.
+
+        Returns:
+            Python floats, batch means: ``mse``, ``feature``, ``adversarial`` (unweighted
+            ``BCE(D(ŷ), 1)``), ``content`` (this run's content loss), ``g_loss`` (``content +
+            λ·adversarial``, the quantity the G update minimises), ``d_real``/``d_fake`` (mean D
+            probabilities of the target and the reconstruction).
+        """
+        inputs, target = data
+        recon = magnitude(self.generator(inputs, training=False))
+        fake = self.discriminator(recon, training=False)
+        real = self.discriminator(target, training=False)
+        vgg = vgg if vgg is not None else self.content_loss.vgg
+        terms = {"mse": mse_loss(target, recon)}
+        if vgg is not None:
+            terms["feature"] = feature_loss(target, recon, vgg)
+        terms["adversarial"] = adversarial_loss(fake)
+        terms["content"] = self.content_loss(target, recon)
+        out = {k: float(tf.reduce_mean(v)) for k, v in terms.items()}
+        out["g_loss"] = out["content"] + self.adv_weight * out["adversarial"]
+        out["d_real"], out["d_fake"] = float(tf.reduce_mean(real)), float(tf.reduce_mean(fake))
+        return out
 
     def test_step(self, data):
         inputs, target = data
