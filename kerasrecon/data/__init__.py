@@ -4,6 +4,21 @@ A :class:`Volume` holds fully sampled k-space ``[S, H, W]`` complex64 on the ker
 ``kerasrecon.kspace``); the training/evaluation target of slice ``i`` is ``ifft2c(kspace[i])``.
 """
 
-from kerasrecon.data.volume import Volume, load_volumes, split_volumes
+from kerasrecon.data.demo import load_demo
+from kerasrecon.data.volume import Volume, load_prepared, split_volumes
 
 __all__ = ["Volume", "load_volumes", "split_volumes"]
+
+
+def load_volumes(data: str) -> list[Volume]:
+    """``--data``: ``demo`` (the embedded set, one volume) or a prepared dataset directory.
+
+    The dispatch lives here, above both modules, so ``data/demo.py`` and ``data/volume.py`` do not
+    import each other.
+
+    Returns:
+        list of :class:`Volume` (``kspace`` ``[S, H, W]`` complex64), in manifest order.
+    """
+    if data == "demo":
+        return [load_demo()]
+    return load_prepared(data)

@@ -65,19 +65,16 @@ def read_prepared_volume(path: Path) -> Volume:
     return Volume(path.stem, kspace.astype(np.complex64), source)
 
 
-def load_volumes(data: str) -> list[Volume]:
-    """Load ``demo`` (the embedded set) or a prepared dataset directory.
+def load_prepared(data: str) -> list[Volume]:
+    """Load a prepared dataset directory (``kerasrecon data prepare``'s output).
 
     Args:
-        data: ``"demo"`` or a directory holding ``manifest.json`` and ``*.h5``.
+        data: a directory holding ``manifest.json`` and ``*.h5`` (``demo`` is dispatched by
+            :func:`kerasrecon.data.load_volumes`).
 
     Returns:
-        list of :class:`Volume`, in manifest order.
+        list of :class:`Volume`, in manifest order; each ``kspace`` ``[S, H, W]`` complex64.
     """
-    if data == "demo":
-        from kerasrecon.data.demo import load_demo
-
-        return [load_demo()]
     root = Path(data)
     if not root.is_dir():
         raise DataError(f"--data {data}: not a directory (expected 'demo' or a dir from 'kerasrecon data prepare')")

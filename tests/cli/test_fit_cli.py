@@ -84,3 +84,43 @@ def test_fit_defaults_are_the_config_defaults():
                                    "--sampling", "slice", "--lr-schedule", "cosine"])
     cfg = config_from_options({k: v for k, v in ctx.params.items() if k not in ("out", "force")})
     assert (cfg.mask.bank_size, cfg.model.cascades, cfg.data.sampling, cfg.lr_schedule) == (7, 2, "slice", "cosine")
+
+
+def test_fit_help_text_matches_train_config():
+    """What a user reads in `fit --help` (defaults and choice lists) is TrainConfig and config.py's lists."""
+    import re
+
+    from click.testing import CliRunner
+
+    from kerasrecon import config as C
+    from kerasrecon.masks import MASK_KINDS
+    from kerasrecon_cli.main import cli
+
+    text = " ".join(CliRunner().invoke(cli, ["fit", "--help"], terminal_width=400).output.split())
+    fit = cli.commands["fit"]
+    ctx = fit.make_context("fit", ["--out", "x"])
+    records = [p.get_help_record(ctx) for p in fit.get_params(ctx)]  # the rows `fit --help` prints
+    shown = {}
+    for opts, help_text in filter(None, records):
+        m = re.search(r"\[default: ([^\]]+)\]", help_text)
+        if m:
+            assert " ".join(help_text.split()) in text
+            shown[re.findall(r"--[a-z0-9-]+", opts)[0]] = m.group(1)
+    d = C.TrainConfig()
+    expected = {  # option -> the TrainConfig field it sets (written out by hand: the mapping under test)
+        "--data": d.data.data, "--loss": d.loss.content, "--acceleration": d.mask.acceleration,
+        "--mask": d.mask.kind, "--mask-seed": d.mask.seed, "--mask-bank-size": d.mask.bank_size,
+        "--steps": d.steps, "--pretrain-steps": d.pretrain_steps, "--batch-size": d.data.batch_size,
+        "--patch-size": d.data.patch_size, "--blocks": d.model.blocks, "--filters": d.model.filters,
+        "--alpha": d.loss.mse_weight, "--beta": d.loss.feature_weight, "--adv-weight": d.loss.adv_weight,
+        "--vgg-weights": d.loss.vgg_weights, "--lr": d.learning_rate, "--lr-schedule": d.lr_schedule,
+        "--beta1": d.beta_1, "--seed": d.seed, "--val-fraction": d.data.val_fraction,
+        "--sampling": d.data.sampling, "--cascades": d.model.cascades, "--strategy": d.strategy,
+        "--precision": d.precision, "--collective-timeout": d.collective_timeout_s,
+        "--checkpoint-every": d.checkpoint_every, "--log-every": d.log_every,
+    }
+    assert set(shown) == set(expected), set(shown) ^ set(expected)
+    for opt, value in expected.items():
+        assert shown[opt] == str(value), (opt, shown[opt], value)
+    for choices in (C.CONTENT_LOSS_NAMES, MASK_KINDS, C.LR_SCHEDULES, C.SAMPLINGS, C.STRATEGIES, C.PRECISIONS):
+        assert "[" + "|".join(choices) + "]" in text, choices
