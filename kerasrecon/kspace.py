@@ -12,7 +12,14 @@ Convention (used everywhere in kerasrecon and written into exported models):
 * Models see complex images as float32 channels ``[..., H, W, 2]`` (real, imaginary); only this
   module converts (``to_channels`` / ``from_channels``).
 
-TensorFlow functions have NumPy twins with the suffix ``_np`` that follow the same convention.
+Three implementations follow the one convention, each where it is needed:
+
+* ``*_np``: NumPy (data preparation, baselines, evaluation, the tests' references);
+* ``*_ch``: ``keras.ops`` on channel form ``[..., H, W, 2]`` — the models, losses and data
+  consistency, on any Keras backend (``keras.ops.fft2`` lowers to ``tf.signal.fft2d`` on TensorFlow,
+  ``jnp.fft.fft2`` on JAX);
+* complex TensorFlow (``fft2c``, ``ifft2c``, ...): the tf.data input pipeline and the SavedModel
+  signature, which are TensorFlow by nature (imported only where used).
 """
 
 from __future__ import annotations
@@ -193,34 +200,6 @@ def zero_filled(kspace, mask):
     return ifft2c(undersample(kspace, mask))
 
 
-def data_consistency(recon, kspace, mask, noise_lambda=None):
-    """Put measured k-space samples back into a reconstruction.
-
-    Hard (``noise_lambda=None``): ``k = (1 - M) ⊙ F(recon) + M ⊙ s0``, measured samples are replaced
-    exactly. Soft (noise level ``λ > 0``): measured samples become ``(F(recon) + λ s0) / (1 + λ)``
-    (the noisy-data solution of Schlemper et al. 2017); large λ tends to hard replacement.
-
-    Args:
-        recon: complex64 tensor ``[B, H, W]``, the network's image.
-        kspace: complex64 tensor ``[B, H, W]``, measured k-space (values off the mask are ignored).
-        mask: float32 tensor ``[H, W]`` or ``[B, H, W]`` in {0, 1}.
-        noise_lambda: ``None`` for hard replacement, else a positive float.
-
-    Returns:
-        complex64 tensor ``[B, H, W]``.
-    """
-    tf = _tf()
-    k_recon = fft2c(recon)
-    m = tf.cast(mask, k_recon.dtype)
-    if noise_lambda is None:
-        measured = kspace
-    else:
-        lam = tf.cast(noise_lambda, k_recon.dtype)
-        measured = (k_recon + lam * kspace) / (1 + lam)
-    k_dc = (1 - m) * k_recon + m * measured
-    return ifft2c(k_dc)
-
-
 def to_channels(x):
     """Complex ``[..., H, W]`` -> float32 ``[..., H, W, 2]`` (real, imaginary). TF or NumPy input."""
     if isinstance(x, np.ndarray):
@@ -239,7 +218,83 @@ def from_channels(x):
     return tf.complex(x[..., 0], x[..., 1])
 
 
+# ------------------------------------------------------------------------ keras.ops (any backend)
+def _ops():
+    from keras import ops  # deferred: NumPy-only users do not import Keras
+
+    return ops
+
+
+def _roll_centre(x, sign: int):
+    """``fftshift`` (sign +1) or ``ifftshift`` (sign -1) of ``x [..., H, W]`` on its last two axes."""
+    ops = _ops()
+    shape = ops.shape(x)
+    h, w = shape[-2], shape[-1]
+    shift = (h // 2, w // 2) if sign > 0 else (-(h // 2), -(w // 2))
+    return ops.roll(x, shift, axis=(-2, -1))
+
+
+def _ortho(x, inverse: bool):
+    ops = _ops()
+    shape = ops.shape(x)
+    n = ops.cast(shape[-2] * shape[-1], x.dtype)
+    return ops.sqrt(n) if inverse else ops.rsqrt(n)
+
+
+def fft2c_ch(x):
+    """Centred orthonormal 2-D FFT in channel form, with ``keras.ops.fft2``.
+
+    Args:
+        x: float32 ``[..., H, W, 2]`` (real, imaginary) image.
+
+    Returns:
+        float32 ``[..., H, W, 2]`` k-space; DC at ``(H // 2, W // 2)``.
+    """
+    ops = _ops()
+    re, im = ops.fft2((_roll_centre(x[..., 0], -1), _roll_centre(x[..., 1], -1)))
+    scale = _ortho(re, inverse=False)
+    return ops.stack([_roll_centre(re, 1) * scale, _roll_centre(im, 1) * scale], axis=-1)
+
+
+def ifft2c_ch(k):
+    """Centred orthonormal inverse 2-D FFT in channel form, with ``keras.ops.ifft2``.
+
+    Args:
+        k: float32 ``[..., H, W, 2]`` (real, imaginary) k-space.
+
+    Returns:
+        float32 ``[..., H, W, 2]`` image.
+    """
+    ops = _ops()
+    re, im = ops.ifft2((_roll_centre(k[..., 0], -1), _roll_centre(k[..., 1], -1)))
+    scale = _ortho(re, inverse=True)  # ifft2 already divides by H·W
+    return ops.stack([_roll_centre(re, 1) * scale, _roll_centre(im, 1) * scale], axis=-1)
+
+
+def data_consistency_ch(image, masked_kspace, mask, noise_lambda=None):
+    """Put measured k-space samples back into a reconstruction (channel form, any backend).
+
+    Hard (``noise_lambda=None``): ``k = (1 - M) ⊙ F(x) + M ⊙ s0``, measured samples are replaced
+    exactly. Soft (noise level ``λ > 0``): measured samples become ``(F(x) + λ s0) / (1 + λ)``
+    (the noisy-data solution of Schlemper et al. 2017); large λ tends to hard replacement.
+
+    Args:
+        image: float32 ``[B, H, W, 2]``, the network's image.
+        masked_kspace: float32 ``[B, H, W, 2]``, measured k-space (values off the mask are ignored).
+        mask: float32 ``[H, W]`` or ``[B, H, W]`` in {0, 1}.
+        noise_lambda: ``None`` for hard replacement, else a positive float.
+
+    Returns:
+        float32 ``[B, H, W, 2]``.
+    """
+    ops = _ops()
+    k = fft2c_ch(image)
+    m = ops.expand_dims(ops.cast(mask, k.dtype), -1)
+    measured = masked_kspace if noise_lambda is None else (k + noise_lambda * masked_kspace) / (1.0 + noise_lambda)
+    return ifft2c_ch((1.0 - m) * k + m * measured)
+
+
 def magnitude(x):
-    """``|x|`` of channel-form ``[..., H, W, 2]`` float32 -> ``[..., H, W, 1]`` float32 (TF)."""
-    tf = _tf()
-    return tf.sqrt(tf.reduce_sum(tf.square(x), axis=-1, keepdims=True) + 1e-12)
+    """``|x|`` of channel form: float32 ``[..., H, W, 2]`` -> ``[..., H, W, 1]`` (any backend)."""
+    ops = _ops()
+    return ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True) + 1e-12)

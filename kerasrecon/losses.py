@@ -1,6 +1,6 @@
-"""Losses of the GAN. All return per-example values ``[B]`` float32; the trainer reduces them with
-``tf.nn.compute_average_loss(per_example, global_batch_size)`` so that gradients summed over replicas
-equal single-device gradients on the same global batch.
+"""Losses of the GAN, in ``keras.ops`` (any Keras backend). All return per-example values ``[B]``
+float32; the training step reduces them over the *global* batch (sum / global batch size) so that
+gradients summed over replicas equal single-device gradients on the same global batch.
 
 * ``mse``: mean over pixels of ``(|ŷ| - |y|)²``.
 * ``feature``: mean squared difference of VGG19 ``block5_conv4`` activations (φ5,4, SRGAN's "VGG54"),
@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from kerasrecon.errors import ConfigError
 
@@ -37,12 +37,14 @@ def keras_cache_file() -> Path:
     return Path(home) / "models" / VGG_NOTOP_FILE
 
 
-def build_vgg_features(weights: str = "imagenet") -> keras.Model:
+def build_vgg_features(weights: str = "imagenet", dtype=None) -> keras.Model:
     """Frozen VGG19 up to ``block5_conv4``.
 
     Args:
         weights: ``imagenet`` (Keras cache, downloaded if online), a path to ``VGG_NOTOP_FILE``, or
             ``none`` (random weights; for tests and smoke runs only, logs a warning).
+        dtype: Keras dtype policy to build it in (``keras.applications`` takes none, so the global
+            policy is set for the build and restored afterwards); default: the global policy.
 
     Returns:
         ``keras.Model`` float32 ``[B, H, W, 3]`` (preprocessed) -> ``[B, H/16, W/16, 512]``.
@@ -50,6 +52,16 @@ def build_vgg_features(weights: str = "imagenet") -> keras.Model:
     Raises:
         ConfigError: weights cannot be found or loaded; names ``--vgg-weights``.
     """
+    previous = keras.config.dtype_policy()
+    if dtype is not None:
+        keras.config.set_dtype_policy(dtype)
+    try:
+        return _build_vgg(weights)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build_vgg(weights: str) -> keras.Model:
     shape = (None, None, 3)
     if weights == "none":
         log.warning("--vgg-weights none: the feature loss uses a RANDOM VGG19; results are not meaningful")
@@ -96,20 +108,20 @@ def describe_vgg_weights(weights: str) -> str:
 
 def vgg_preprocess(magnitude):
     """float32 ``[B, H, W, 1]`` magnitude (≈ [0, 1]) -> VGG19 input ``[B, H, W, 3]``."""
-    rgb = tf.repeat(magnitude * VGG_INPUT_SCALE, 3, axis=-1)
+    rgb = ops.repeat(magnitude * VGG_INPUT_SCALE, 3, axis=-1)
     return keras.applications.vgg19.preprocess_input(rgb)
 
 
 def mse_loss(target, recon):
     """Per-example pixel MSE. target, recon: float32 ``[B, H, W, 1]`` magnitudes -> ``[B]``."""
-    return tf.reduce_mean(tf.square(target - recon), axis=[1, 2, 3])
+    return ops.mean(ops.square(target - recon), axis=(1, 2, 3))
 
 
 def feature_loss(target, recon, vgg):
     """Per-example VGG54 feature MSE (features ×1/12.75). Magnitudes ``[B, H, W, 1]`` -> ``[B]``."""
-    f_target = tf.cast(vgg(vgg_preprocess(target), training=False), tf.float32) * VGG_FEATURE_SCALE
-    f_recon = tf.cast(vgg(vgg_preprocess(recon), training=False), tf.float32) * VGG_FEATURE_SCALE
-    return tf.reduce_mean(tf.square(f_target - f_recon), axis=[1, 2, 3])
+    f_target = ops.cast(vgg(vgg_preprocess(target), training=False), "float32") * VGG_FEATURE_SCALE
+    f_recon = ops.cast(vgg(vgg_preprocess(recon), training=False), "float32") * VGG_FEATURE_SCALE
+    return ops.mean(ops.square(f_target - f_recon), axis=(1, 2, 3))
 
 
 class ContentLoss:
@@ -145,8 +157,8 @@ CONTENT_LOSSES = {
 
 def bce(prob, label: float):
     """Per-example binary cross-entropy of probabilities ``[B, 1]`` against a constant label -> ``[B]``."""
-    p = tf.clip_by_value(tf.reshape(prob, [-1]), BCE_EPS, 1 - BCE_EPS)
-    return -(label * tf.math.log(p) + (1 - label) * tf.math.log(1 - p))
+    p = ops.clip(ops.reshape(ops.cast(prob, "float32"), (-1,)), BCE_EPS, 1 - BCE_EPS)
+    return -(label * ops.log(p) + (1 - label) * ops.log(1 - p))
 
 
 def adversarial_loss(fake_prob):

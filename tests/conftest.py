@@ -27,8 +27,9 @@ def ref_ifft2c(k):
 
 @pytest.fixture(autouse=True)
 def _float32_policy_after_each_test():
-    """``train()`` sets the global Keras dtype policy from ``--precision`` (``auto`` is mixed precision
-    on a GPU host): put float32 back after every test so no test inherits another's policy."""
+    """kerasrecon passes dtype policies to its builders and never leaves a global one set; this guard
+    keeps a test that sets one itself (or a regression) from leaking mixed precision into later tests
+    on a GPU host, where ``--precision auto`` means mixed precision."""
     yield
     import sys
 

@@ -51,30 +51,6 @@ def test_zero_filled_by_hand(rng):
     np.testing.assert_allclose(ks.zero_filled_np(k, mask), expected, atol=1e-5)
 
 
-def test_hard_dc_keeps_measured_samples_exactly(rng):
-    k = random_complex(rng, (2, 12, 10))
-    mask = (rng.random((12, 10)) > 0.6).astype(np.float32)
-    recon = random_complex(rng, (2, 12, 10))
-    out = ks.data_consistency(recon, k * mask, mask).numpy()
-    k_out = ref_fft2c(out)
-    m = mask.astype(bool)
-    np.testing.assert_allclose(k_out[:, m], k[:, m], atol=1e-5)
-    np.testing.assert_allclose(k_out[:, ~m], ref_fft2c(recon)[:, ~m], atol=1e-5)
-
-
-def test_soft_dc_blend_by_hand(rng):
-    k = random_complex(rng, (1, 6, 6))
-    mask = np.zeros((6, 6), np.float32)
-    mask[2, 3] = 1
-    recon = random_complex(rng, (1, 6, 6))
-    lam = 3.0
-    out = ks.data_consistency(recon, k, mask, noise_lambda=lam).numpy()
-    kr = ref_fft2c(recon)
-    expected = kr.copy()
-    expected[0, 2, 3] = (kr[0, 2, 3] + lam * k[0, 2, 3]) / (1 + lam)
-    np.testing.assert_allclose(ref_fft2c(out), expected, atol=1e-5)
-
-
 def test_channels_round_trip(rng):
     x = random_complex(rng, (2, 5, 7))
     c = ks.to_channels(x)

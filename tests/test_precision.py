@@ -14,6 +14,14 @@ def cfg(precision):
                        loss=LossConfig(content="hybrid", vgg_weights="none"), precision=precision, seed=2)
 
 
+def seeded_gan(precision):
+    """build_gan does not seed (train() does): seed here so every precision starts from the same weights."""
+    import keras
+
+    keras.utils.set_random_seed(2)
+    return build_gan(cfg(precision))
+
+
 @pytest.fixture(scope="module")
 def batch():
     return next(iter(training_dataset([load_demo(num_slices=30)], cfg("float32"))))
@@ -21,26 +29,20 @@ def batch():
 
 @pytest.fixture(scope="module")
 def reference(batch):
-    values = {k: float(v) for k, v in build_gan(cfg("float32")).step_values(batch).items()}
-    yield values
-    import keras
-
-    keras.mixed_precision.set_global_policy("float32")
+    return {k: float(v) for k, v in seeded_gan("float32").step_values(batch).items()}
 
 
 @pytest.mark.parametrize("precision, rtol", [("mixed_bfloat16", 0.1), ("mixed_float16", 0.05)])
 def test_mixed_precision_step_close_to_float32(batch, reference, precision, rtol):
     import keras
 
-    try:
-        gan = build_gan(cfg(precision))
-        assert keras.mixed_precision.global_policy().name == precision
-        assert gan.generator.output.dtype == "float32" and gan.discriminator.output.dtype == "float32"
-        if precision == "mixed_float16":
-            assert isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
-        values = {k: float(v) for k, v in gan.step_values(batch).items()}
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    gan = seeded_gan(precision)
+    assert keras.mixed_precision.global_policy().name == "float32"  # the models carry the policy, not the process
+    assert gan.generator.get_layer("g_block01_conv1").dtype_policy.name == precision
+    assert gan.generator.output.dtype == "float32" and gan.discriminator.output.dtype == "float32"
+    if precision == "mixed_float16":
+        assert isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
+    values = {k: float(v) for k, v in gan.step_values(batch).items()}
     assert all(np.isfinite(v) for v in values.values())
     # The first step's losses come from the same initial weights: they differ only by rounding.
     for k in ("d_loss", "content"):
@@ -50,7 +52,7 @@ def test_mixed_precision_step_close_to_float32(batch, reference, precision, rtol
 def test_jit_step_matches_eager_graph(batch, reference):
     import tensorflow as tf
 
-    gan = build_gan(cfg("float32"))
+    gan = seeded_gan("float32")
     values = {k: float(v) for k, v in tf.function(gan.step_values, jit_compile=True)(batch).items()}
     for k in ("d_loss", "content", "g_loss"):
         assert values[k] == pytest.approx(reference[k], rel=1e-3)

@@ -7,18 +7,22 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from kerasrecon.models.generator import sync_batchnorm
+
 D_FILTERS = (64, 64, 128, 128, 256, 256, 512, 512)
 D_STRIDES = (1, 2, 1, 2, 1, 2, 1, 2)
 D_DENSE = 1024
 LEAKY_SLOPE = 0.2
 
 
-def build_discriminator(patch_size: int = 96, channels: int = 1) -> keras.Model:
+def build_discriminator(patch_size: int = 96, channels: int = 1, dtype=None) -> keras.Model:
     """Build the discriminator.
 
     Args:
         patch_size: int, side of the square input (the Dense layer fixes it). Default 96.
         channels: int, input channels (1 = magnitude). Default 1.
+        dtype: Keras dtype policy of the hidden layers (default: the global policy); the output
+            probability is always float32. Nothing global is changed.
 
     Returns:
         ``keras.Model`` named ``discriminator``: float32 ``[B, patch, patch, channels]`` ->
@@ -28,12 +32,13 @@ def build_discriminator(patch_size: int = 96, channels: int = 1) -> keras.Model:
     x = inp
     for i, (f, s) in enumerate(zip(D_FILTERS, D_STRIDES), start=1):
         # Convs followed by BN carry no bias (BN's β replaces it); the first conv keeps its bias.
-        x = layers.Conv2D(f, 3, strides=s, padding="same", use_bias=(i == 1), name=f"d_conv{i}")(x)
+        x = layers.Conv2D(f, 3, strides=s, padding="same", use_bias=(i == 1), name=f"d_conv{i}",
+                          dtype=dtype)(x)
         if i > 1:
-            x = layers.BatchNormalization(synchronized=True, name=f"d_bn{i}")(x)
-        x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"d_lrelu{i}")(x)
-    x = layers.Flatten(name="d_flatten")(x)
-    x = layers.Dense(D_DENSE, name="d_dense1")(x)
-    x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name="d_lrelu_dense")(x)
+            x = layers.BatchNormalization(synchronized=sync_batchnorm(), name=f"d_bn{i}", dtype=dtype)(x)
+        x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"d_lrelu{i}", dtype=dtype)(x)
+    x = layers.Flatten(name="d_flatten", dtype=dtype)(x)
+    x = layers.Dense(D_DENSE, name="d_dense1", dtype=dtype)(x)
+    x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name="d_lrelu_dense", dtype=dtype)(x)
     out = layers.Dense(1, activation="sigmoid", dtype="float32", name="d_prob")(x)  # float32 under mixed precision
     return keras.Model(inp, out, name="discriminator")

@@ -22,6 +22,13 @@ KERNEL = 3
 BN_MOMENTUM = 0.9
 
 
+def sync_batchnorm() -> bool:
+    """BatchNorm ``synchronized``: on TensorFlow batch statistics are all-reduced over replicas (N
+    replicas == 1 device). Keras accepts the flag only there; on JAX the step is one jit-compiled
+    program over the sharded global batch, so the statistics are global without it."""
+    return keras.backend.backend() == "tensorflow"
+
+
 @keras.saving.register_keras_serializable(package="kerasrecon")
 class DataConsistency(layers.Layer):
     """Replace (hard) or blend (soft, noise λ) measured k-space samples into an image.
@@ -43,9 +50,7 @@ class DataConsistency(layers.Layer):
 
     def call(self, inputs):
         image, masked_kspace, mask = (keras.ops.cast(t, "float32") for t in inputs)
-        out = kspace.data_consistency(kspace.from_channels(image), kspace.from_channels(masked_kspace),
-                                      mask, noise_lambda=self.noise_lambda)
-        return kspace.to_channels(out)
+        return kspace.data_consistency_ch(image, masked_kspace, mask, noise_lambda=self.noise_lambda)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
@@ -54,30 +59,34 @@ class DataConsistency(layers.Layer):
         return {**super().get_config(), "noise_lambda": self.noise_lambda}
 
 
-def _conv(filters, name, use_bias=True):
+def _conv(filters, name, use_bias=True, dtype=None):
     # Convs followed by BatchNorm have no bias: BN's β makes it redundant, and its gradient is zero up
     # to round-off, which Adam would turn into full-size random steps.
-    return layers.Conv2D(filters, KERNEL, padding="same", use_bias=use_bias, name=name)
+    return layers.Conv2D(filters, KERNEL, padding="same", use_bias=use_bias, name=name, dtype=dtype)
 
 
-def _prelu(name):
+def _prelu(name, dtype=None):
     # Shared over H, W so the generator stays fully convolutional (one slope per channel).
-    return layers.PReLU(shared_axes=[1, 2], name=name)
+    return layers.PReLU(shared_axes=[1, 2], name=name, dtype=dtype)
 
 
-def residual_block(x, filters: int, name: str):
-    """Conv-BN-PReLU-Conv-BN + skip. x: float32 ``[B, H, W, filters]`` -> same shape."""
-    y = _conv(filters, f"{name}_conv1", use_bias=False)(x)
-    y = layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=True, name=f"{name}_bn1")(y)
-    y = _prelu(f"{name}_prelu")(y)
-    y = _conv(filters, f"{name}_conv2", use_bias=False)(y)
-    y = layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=True, name=f"{name}_bn2")(y)
-    return layers.Add(name=f"{name}_add")([x, y])
+def _bn(name, dtype=None):
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_batchnorm(), name=name, dtype=dtype)
+
+
+def residual_block(x, filters: int, name: str, dtype=None):
+    """Conv-BN-PReLU-Conv-BN + skip. x: ``[B, H, W, filters]`` (the policy's compute dtype) -> same."""
+    y = _conv(filters, f"{name}_conv1", use_bias=False, dtype=dtype)(x)
+    y = _bn(f"{name}_bn1", dtype)(y)
+    y = _prelu(f"{name}_prelu", dtype)(y)
+    y = _conv(filters, f"{name}_conv2", use_bias=False, dtype=dtype)(y)
+    y = _bn(f"{name}_bn2", dtype)(y)
+    return layers.Add(name=f"{name}_add", dtype=dtype)([x, y])
 
 
 def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FILTERS,
                     noise_lambda: float | None = None, data_consistency: bool = True,
-                    cascades: int = 1) -> keras.Model:
+                    cascades: int = 1, dtype=None) -> keras.Model:
     """Build the generator.
 
     Args:
@@ -88,6 +97,9 @@ def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FIL
         cascades: K stages ``[residual network → DC]`` in series, each refining the previous
             stage's image (cascaded DC networks; K = 1 is the thesis' generator). Layer names get
             the prefix ``g_`` for K = 1 and ``g{k}_`` (k = 1..K) otherwise.
+        dtype: Keras dtype policy of the hidden layers (``"float32"``, ``"mixed_bfloat16"``,
+            ``"mixed_float16"`` or a ``keras.DTypePolicy``); default: the global policy. The output
+            conv, the residual and DC are always float32. Nothing global is changed.
 
     Returns:
         ``keras.Model`` named ``generator`` with inputs ``{"zero_filled": [B, H, W, 2],
@@ -104,20 +116,20 @@ def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FIL
     image = zero_filled
     for k in range(cascades):
         prefix = "g_" if cascades == 1 else f"g{k + 1}_"
-        image = _stage(image, masked_kspace, mask, blocks, filters, noise_lambda, data_consistency, prefix)
+        image = _stage(image, masked_kspace, mask, blocks, filters, noise_lambda, data_consistency, prefix, dtype)
     return keras.Model({"zero_filled": zero_filled, "masked_kspace": masked_kspace, "mask": mask}, image,
                        name="generator")
 
 
-def _stage(image_in, masked_kspace, mask, blocks, filters, noise_lambda, data_consistency, prefix):
+def _stage(image_in, masked_kspace, mask, blocks, filters, noise_lambda, data_consistency, prefix, dtype=None):
     """One residual network + DC: float32 ``[B, H, W, 2]`` image -> refined image (same shape)."""
-    x = _conv(filters, f"{prefix}conv_in")(image_in)
-    x = head = _prelu(f"{prefix}prelu_in")(x)
+    x = _conv(filters, f"{prefix}conv_in", dtype=dtype)(image_in)
+    x = head = _prelu(f"{prefix}prelu_in", dtype)(x)
     for i in range(blocks):
-        x = residual_block(x, filters, name=f"{prefix}block{i + 1:02d}")
-    x = _conv(filters, f"{prefix}conv_mid", use_bias=False)(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=True, name=f"{prefix}bn_mid")(x)
-    x = layers.Add(name=f"{prefix}long_skip")([head, x])
+        x = residual_block(x, filters, name=f"{prefix}block{i + 1:02d}", dtype=dtype)
+    x = _conv(filters, f"{prefix}conv_mid", use_bias=False, dtype=dtype)(x)
+    x = _bn(f"{prefix}bn_mid", dtype)(x)
+    x = layers.Add(name=f"{prefix}long_skip", dtype=dtype)([head, x])
     # Zero-initialised output conv: the untrained generator is the identity on its input image
     # (then DC), so training starts from the zero-filled baseline instead of from random noise.
     # Output conv, residual and DC stay float32 under mixed precision (the image and the FFTs need it).

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from kerasrecon.kspace import magnitude
 from kerasrecon.losses import ContentLoss, adversarial_loss, discriminator_loss, feature_loss, mse_loss
-from kerasrecon.metrics_tf import batch_psnr
+from kerasrecon.metrics_ops import batch_psnr
 
 TRACKED = ("d_loss", "g_loss", "content", "adversarial", "psnr")
 

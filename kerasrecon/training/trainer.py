@@ -25,7 +25,7 @@ from kerasrecon.errors import ConfigError, KerasReconError
 from kerasrecon.io import LOCK_FILE, RunLock, write_text_atomic
 from kerasrecon.kspace import from_channels, magnitude
 from kerasrecon.losses import ContentLoss, build_vgg_features
-from kerasrecon.metrics_tf import batch_psnr
+from kerasrecon.metrics_ops import batch_psnr
 from kerasrecon.models.discriminator import build_discriminator
 from kerasrecon.models.generator import build_generator
 from kerasrecon.training import checkpoint as ckpt
@@ -65,15 +65,15 @@ class TrainResult:
 def build_gan(cfg: TrainConfig) -> ReconGAN:
     """Build G, D, VGG (if the loss needs it) and the compiled ``ReconGAN`` (call inside a strategy scope).
 
-    Sets the global Keras dtype policy from ``cfg.precision`` first; under ``mixed_float16`` both Adam
-    optimizers are wrapped in ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling).
+    The models get the dtype policy of ``cfg.precision`` (no global policy is set, no RNG seeded:
+    ``train()`` seeds); under ``mixed_float16`` both Adam optimizers are wrapped in
+    ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling).
     """
     policy = resolve_precision(cfg.precision)
-    keras.mixed_precision.set_global_policy(policy)
-    keras.utils.set_random_seed(cfg.seed)
-    g = build_generator(cfg.model.blocks, cfg.model.filters, cfg.model.noise_lambda, cascades=cfg.model.cascades)
-    d = build_discriminator(cfg.data.patch_size)
-    vgg = build_vgg_features(cfg.loss.vgg_weights) if cfg.loss.content != "mse" else None
+    g = build_generator(cfg.model.blocks, cfg.model.filters, cfg.model.noise_lambda, cascades=cfg.model.cascades,
+                        dtype=policy)
+    d = build_discriminator(cfg.data.patch_size, dtype=policy)
+    vgg = build_vgg_features(cfg.loss.vgg_weights, dtype=policy) if cfg.loss.content != "mse" else None
     content = ContentLoss(cfg.loss.content, vgg, cfg.loss.mse_weight, cfg.loss.feature_weight)
     gan = ReconGAN(g, d, content, cfg.loss.adv_weight)
     def adam():
@@ -138,6 +138,7 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     # Everything that can be checked is checked before --out is created or touched.
     train_vols, val_vols = split_volumes(load_volumes(cfg.data.data), cfg.data.val_fraction)
     check_training_volumes(train_vols, cfg.data.patch_size)
+    keras.utils.set_random_seed(cfg.seed)  # weights, dropout-free layers' RNG, patch order: all from --seed
     with strategy.scope():
         gan = build_gan(cfg)  # also loads the VGG19 weights (--vgg-weights errors surface here)
     with contextlib.ExitStack() as stack:

@@ -1,6 +1,7 @@
-"""In-graph training metrics (TensorFlow). The reported evaluation metrics live in ``metrics.py``."""
+"""In-graph training metrics in ``keras.ops`` (any backend). The reported evaluation metrics (NMSE,
+PSNR, SSIM, HFEN on whole slices, NumPy) live in ``metrics.py``."""
 
-import tensorflow as tf
+from keras import ops
 
 # Slices are normalised by 1 / max|zero_filled|, so targets lie in about [0, 1]; a fixed range keeps
 # the training PSNR of near-empty background patches meaningful (a per-patch max would not).
@@ -17,5 +18,5 @@ def batch_psnr(target, recon, data_range: float = TRAIN_DATA_RANGE):
     Returns:
         float32 ``[B]``.
     """
-    mse = tf.reduce_mean(tf.square(target - recon), axis=[1, 2, 3])
-    return 10.0 * tf.math.log(data_range ** 2 / tf.maximum(mse, 1e-12)) / tf.math.log(10.0)
+    mse = ops.mean(ops.square(ops.cast(target, "float32") - ops.cast(recon, "float32")), axis=(1, 2, 3))
+    return 10.0 * ops.log10(data_range ** 2 / ops.maximum(mse, 1e-12))

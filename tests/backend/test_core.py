@@ -1,0 +1,140 @@
+"""The backend-agnostic core (keras.ops): FFT, data consistency, magnitude, losses, in-graph PSNR and
+the model builders, checked against NumPy references.
+
+This file runs twice: in the suite's own process (TensorFlow backend) and again in a subprocess with
+``KERAS_BACKEND=jax`` (``tests/test_backends.py``), so both backends are held to the same references.
+"""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from kerasrecon import kspace as ks
+from kerasrecon import losses
+from kerasrecon.metrics_ops import batch_psnr
+from kerasrecon.models.discriminator import build_discriminator
+from kerasrecon.models.generator import build_generator
+from tests.conftest import random_complex, ref_fft2c, ref_ifft2c
+
+SHAPES = [(1, 8, 8), (2, 7, 9), (3, 16, 5), (1, 33, 32)]
+
+
+def ch(z):
+    return np.stack([z.real, z.imag], -1).astype(np.float32)
+
+
+def unch(x):
+    x = np.asarray(ops.convert_to_numpy(x))
+    return x[..., 0] + 1j * x[..., 1]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_fft_channels_match_numpy(rng, shape):
+    x = random_complex(rng, shape)
+    np.testing.assert_allclose(unch(ks.fft2c_ch(ch(x))), ref_fft2c(x), atol=2e-5)
+    np.testing.assert_allclose(unch(ks.ifft2c_ch(ch(x))), ref_ifft2c(x), atol=2e-5)
+
+
+@pytest.mark.parametrize("h,w", itertools.product([6, 7], [8, 9]))
+def test_dc_sample_is_centred(h, w):
+    k = unch(ks.fft2c_ch(np.stack([np.ones((1, h, w)), np.zeros((1, h, w))], -1).astype(np.float32)))[0]
+    assert np.unravel_index(np.argmax(np.abs(k)), k.shape) == (h // 2, w // 2)
+    np.testing.assert_allclose(abs(k[h // 2, w // 2]), np.sqrt(h * w), rtol=1e-5)
+
+
+def test_hard_dc_keeps_measured_samples_exactly(rng):
+    k = random_complex(rng, (2, 12, 10))
+    mask = (rng.random((12, 10)) > 0.6).astype(np.float32)
+    recon = random_complex(rng, (2, 12, 10))
+    out = unch(ks.data_consistency_ch(ch(recon), ch(k * mask), mask))
+    k_out = ref_fft2c(out)
+    m = mask.astype(bool)
+    np.testing.assert_allclose(k_out[:, m], k[:, m], atol=2e-5)
+    np.testing.assert_allclose(k_out[:, ~m], ref_fft2c(recon)[:, ~m], atol=2e-5)
+    batched = np.broadcast_to(mask, (2, 12, 10))  # a per-example mask gives the same
+    np.testing.assert_allclose(unch(ks.data_consistency_ch(ch(recon), ch(k * mask), batched)), out, atol=1e-6)
+
+
+def test_soft_dc_blend_by_hand(rng):
+    k = random_complex(rng, (1, 6, 6))
+    mask = np.zeros((6, 6), np.float32)
+    mask[2, 3] = 1
+    recon = random_complex(rng, (1, 6, 6))
+    lam = 3.0
+    out = unch(ks.data_consistency_ch(ch(recon), ch(k), mask, noise_lambda=lam))
+    kr = ref_fft2c(recon)
+    expected = kr.copy()
+    expected[0, 2, 3] = (kr[0, 2, 3] + lam * k[0, 2, 3]) / (1 + lam)
+    np.testing.assert_allclose(ref_fft2c(out), expected, atol=2e-5)
+
+
+def test_magnitude_and_psnr(rng):
+    x = random_complex(rng, (2, 5, 4))
+    np.testing.assert_allclose(np.asarray(ops.convert_to_numpy(ks.magnitude(ch(x))))[..., 0], np.abs(x), rtol=1e-5)
+    t = rng.random((2, 6, 6, 1)).astype(np.float32)
+    r = t + 0.01 * rng.standard_normal(t.shape).astype(np.float32)
+    expected = 10 * np.log10(1.0 / np.mean((t - r) ** 2, axis=(1, 2, 3)))
+    np.testing.assert_allclose(ops.convert_to_numpy(batch_psnr(t, r)), expected, rtol=1e-5)
+
+
+def test_losses_match_numpy(rng):
+    t = rng.random((3, 4, 4, 1)).astype(np.float32)
+    r = rng.random((3, 4, 4, 1)).astype(np.float32)
+    np.testing.assert_allclose(ops.convert_to_numpy(losses.mse_loss(t, r)), np.mean((t - r) ** 2, axis=(1, 2, 3)),
+                               rtol=1e-6)
+    p = np.array([[0.2], [0.9], [1.0]], np.float32)
+    clipped = np.clip(p.ravel(), 1e-7, 1 - 1e-7)
+    np.testing.assert_allclose(ops.convert_to_numpy(losses.adversarial_loss(p)), -np.log(clipped), rtol=1e-5)
+    np.testing.assert_allclose(ops.convert_to_numpy(losses.discriminator_loss(p, p)),
+                               -np.log(clipped) - np.log(1 - clipped), rtol=1e-4)
+
+
+def test_feature_loss_matches_numpy(rng):
+    keras.utils.set_random_seed(0)
+    vgg = losses.build_vgg_features("none")
+    t = rng.random((2, 32, 32, 1)).astype(np.float32)
+    r = rng.random((2, 32, 32, 1)).astype(np.float32)
+
+    def feats(m):  # caffe preprocessing written out: RGB -> BGR, minus the ImageNet means
+        rgb = np.repeat(m * 255.0, 3, axis=-1)[..., ::-1] - np.array([103.939, 116.779, 123.68], np.float32)
+        return np.asarray(ops.convert_to_numpy(vgg(np.ascontiguousarray(rgb), training=False))) / 12.75
+
+    expected = np.mean((feats(t) - feats(r)) ** 2, axis=(1, 2, 3))
+    np.testing.assert_allclose(ops.convert_to_numpy(losses.feature_loss(t, r, vgg)), expected, rtol=1e-3)
+
+
+def test_untrained_generator_is_dc_of_its_input(rng):
+    """The zero-initialised output conv makes a fresh generator DC(zero-filled): checks the whole
+    graph (convs, BN, PReLU, residual, DC layer) runs on this backend with the NumPy FFT's result."""
+    img = random_complex(rng, (2, 16, 12))
+    mask = (rng.random((16, 12)) > 0.5).astype(np.float32)
+    k = ref_fft2c(img) * mask
+    zf = ref_ifft2c(k)
+    g = build_generator(blocks=1, filters=8)
+    out = unch(g({"zero_filled": ch(zf), "masked_kspace": ch(k), "mask": np.broadcast_to(mask, (2, 16, 12))},
+                 training=False))
+    np.testing.assert_allclose(out, zf, atol=1e-5)  # DC of the zero-filled image is itself
+
+
+def test_builders_take_a_dtype_policy_and_leave_the_global_one():
+    before = keras.config.dtype_policy().name
+    mixed = build_generator(blocks=1, filters=8, dtype="mixed_bfloat16")
+    plain = build_generator(blocks=1, filters=8, dtype="float32")
+    d = build_discriminator(32, dtype="mixed_bfloat16")
+    assert keras.config.dtype_policy().name == before == "float32"
+    assert mixed.get_layer("g_block01_conv1").dtype_policy.name == "mixed_bfloat16"
+    assert mixed.get_layer("g_block01_conv1").compute_dtype == "bfloat16"
+    assert mixed.get_layer("g_block01_conv1").variable_dtype == "float32"
+    assert mixed.get_layer("g_conv_out").compute_dtype == "float32"  # image and FFT stay float32
+    assert mixed.get_layer("g_data_consistency").compute_dtype == "float32"
+    assert plain.get_layer("g_block01_conv1").compute_dtype == "float32"
+    assert d.get_layer("d_conv2").compute_dtype == "bfloat16" and d.get_layer("d_prob").compute_dtype == "float32"
+    x = np.zeros((1, 8, 8, 2), np.float32)
+    out = mixed({"zero_filled": x, "masked_kspace": x, "mask": np.zeros((1, 8, 8), np.float32)})
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    vgg = losses.build_vgg_features("none", dtype="mixed_bfloat16")
+    assert vgg.get_layer("block1_conv1").compute_dtype == "bfloat16"
+    assert keras.config.dtype_policy().name == "float32"
