@@ -25,7 +25,8 @@ from kerasrecon.config import DataConfig, LossConfig, ModelConfig, TrainConfig  
 from kerasrecon.data.demo import load_demo  # noqa: E402
 from kerasrecon.data.pipeline import training_dataset  # noqa: E402
 from kerasrecon.training.precision import resolve_jit, resolve_precision  # noqa: E402
-from kerasrecon.training.trainer import build_gan, make_distributed_step  # noqa: E402
+from kerasrecon.training.step_tf import make_distributed_step  # noqa: E402
+from kerasrecon.training.trainer import build_gan  # noqa: E402
 
 
 def main():

@@ -1,9 +1,9 @@
 """``train(cfg, out)``: the loop behind ``kerasrecon fit``.
 
-It drives ``ReconGAN``'s step with ``strategy.run`` inside one ``tf.function`` (the same code for one
-device and MirroredStrategy), which gives exact iteration-based checkpoints, resume at the saved step,
-a per-step NaN/Inf guard and TensorBoard logging. ``ReconGAN`` is still a plain ``keras.Model`` with a
-custom ``train_step``, so ``gan.fit(dataset)`` also works for single-device experiments.
+It drives the GAN step of :mod:`kerasrecon.training.gan` (``step_tf``: ``strategy.run`` inside one
+``tf.function``, the same code for one device and MirroredStrategy), which gives exact
+iteration-based checkpoints, resume at the saved step, a per-step NaN/Inf guard and TensorBoard
+logging.
 """
 
 from __future__ import annotations
@@ -29,13 +29,12 @@ from kerasrecon.metrics_ops import batch_psnr
 from kerasrecon.models.discriminator import build_discriminator
 from kerasrecon.models.generator import build_generator
 from kerasrecon.training import checkpoint as ckpt
-from kerasrecon.training.gan import ReconGAN
+from kerasrecon.training.gan import PRETRAIN_KEYS, ReconGAN
+from kerasrecon.training.step_tf import make_distributed_step
 from kerasrecon.training.precision import resolve_jit, resolve_precision
 from kerasrecon.training.strategy import is_chief, make_strategy
 
 log = logging.getLogger(__name__)
-
-SHARE_KEYS = ("d_loss", "g_loss", "content", "adversarial")
 
 
 class TrainingStopped(KerasReconError):
@@ -86,26 +85,6 @@ def build_gan(cfg: TrainConfig) -> ReconGAN:
     gan.compile(g_optimizer=adam(), d_optimizer=adam())
     gan.build_optimizers()
     return gan
-
-
-def make_distributed_step(gan: ReconGAN, strategy, pretrain: bool = False, jit: bool = False):
-    """A ``tf.function`` running one (pre)training step on every replica; returns global means.
-
-    With ``jit`` the per-replica step is XLA-compiled (``tf.function(jit_compile=True)``).
-    """
-    step_fn = gan.pretrain_values if pretrain else gan.step_values
-    if jit:
-        step_fn = tf.function(step_fn, jit_compile=True)
-
-    @tf.function
-    def step(dist_batch):
-        per_replica = strategy.run(step_fn, args=(dist_batch,))
-        out = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-               for k, v in per_replica.items() if k in SHARE_KEYS}
-        out["psnr"] = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica["psnr"], axis=None)
-        return out
-
-    return step
 
 
 def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress=None) -> TrainResult:
@@ -200,7 +179,7 @@ def _train_loop(cfg, out, gan, strategy, chief, train_vols, val_vols, start, tot
         step += 1
         logs = {k: float(v) for k, v in values.items()}
         if pretrain:
-            logs = {k: v for k, v in logs.items() if k in ("g_loss", "content", "psnr")}
+            logs = {k: v for k, v in logs.items() if k in PRETRAIN_KEYS}
         bad = [k for k, v in logs.items() if not math.isfinite(v)]
         if bad:
             raise TrainingDiverged(

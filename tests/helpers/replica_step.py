@@ -21,7 +21,8 @@ import numpy as np  # noqa: E402
 from kerasrecon.config import DataConfig, LossConfig, ModelConfig, TrainConfig  # noqa: E402
 from kerasrecon.data.demo import load_demo  # noqa: E402
 from kerasrecon.data.pipeline import training_dataset  # noqa: E402
-from kerasrecon.training.trainer import build_gan, make_distributed_step  # noqa: E402
+from kerasrecon.training.step_tf import make_distributed_step  # noqa: E402
+from kerasrecon.training.trainer import build_gan  # noqa: E402
 
 loss = sys.argv[1] if len(sys.argv) > 1 else "hybrid"
 cfg = TrainConfig(data=DataConfig(patch_size=32, batch_size=4), model=ModelConfig(blocks=2, filters=16),
