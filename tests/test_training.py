@@ -194,3 +194,34 @@ def test_cosine_schedule_follows_the_formula_across_resume(tmp_path):
     assert float(gan.g_optimizer.learning_rate) == pytest.approx(1e-5, rel=1e-4)
     gan.g_optimizer.iterations.assign(2)  # a third of the way: ½(1 + cos(π/3)) = 0.75
     assert float(gan.g_optimizer.learning_rate) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.75), rel=1e-5)
+
+
+def test_optimizer_state_is_keyed_by_variable_path(tmp_path):
+    """optimizers.npz names each Adam slot by its variable's path (not its position); 0.1's positional
+    files still load; a slot this model does not have is an error, never skipped."""
+    from kerasrecon.errors import DataError
+
+    out = tmp_path / "run"
+    result = train(tiny(steps=2, checkpoint_every=2), out)
+    path = out / "checkpoints" / "ckpt-00000002"
+    arrays = dict(np.load(path / "optimizers.npz"))
+    assert "g/g_conv_in_kernel_momentum" in arrays and "d/d_conv1_kernel_velocity" in arrays
+    assert arrays["g/iteration"] == 2
+    live = {v.path.split("/", 1)[1]: v.numpy() for v in result.gan.g_optimizer.variables}
+    np.testing.assert_array_equal(arrays["g/g_block01_conv1_kernel_momentum"], live["g_block01_conv1_kernel_momentum"])
+
+    def restored():
+        gan = build_gan(tiny())
+        ckpt.restore_checkpoint(path, gan)
+        return {v.path.split("/", 1)[1]: v.numpy() for v in gan.g_optimizer.variables}
+
+    np.testing.assert_array_equal(restored()["g_block01_conv1_kernel_momentum"], live["g_block01_conv1_kernel_momentum"])
+    # The 0.1 layout (g_0, g_1, ... in the optimizer's variable order) loads to the same values.
+    old = {f"{p}_{i}": np.asarray(v.numpy()) for p, opt in (("g", result.gan.g_optimizer), ("d", result.gan.d_optimizer))
+           for i, v in enumerate(opt.variables)}
+    np.savez(path / "optimizers.npz", **old)
+    (path / "state.json").unlink()  # no checksums: the loader accepts it as an old checkpoint
+    np.testing.assert_array_equal(restored()["g_block01_conv1_kernel_momentum"], live["g_block01_conv1_kernel_momentum"])
+    np.savez(path / "optimizers.npz", **arrays, **{"g/g_extra_kernel_momentum": np.zeros(3)})
+    with pytest.raises(DataError, match="optimizer state does not match"):
+        ckpt.restore_checkpoint(path, build_gan(tiny()))

@@ -5,7 +5,8 @@ Layout::
     RUN/.lock                             held by the training process (``kerasrecon.io.RunLock``)
     RUN/config.json                       the TrainConfig (JSON)
     RUN/checkpoints/ckpt-00001000/        generator.weights.h5, discriminator.weights.h5,
-                                          optimizers.npz (G and D Adam state),
+                                          optimizers.npz (G and D Adam state, keyed
+                                          "g/<variable path>", e.g. g/g_conv_in_kernel_momentum),
                                           state.json {"step", "sha256": {file: hex digest}}
     RUN/checkpoints/latest.json           {"step": 1000, "dir": "ckpt-00001000"} (informative only)
 
@@ -86,8 +87,8 @@ def save_checkpoint(run_dir, step: int, gan) -> Path:
     with atomic_dir(final, TMP_KIND, replace=True) as tmp:  # ENOSPC, SIGTERM...: nothing half-written stays
         gan.generator.save_weights(str(tmp / FILES[0]))
         gan.discriminator.save_weights(str(tmp / FILES[1]))
-        arrays = {f"g_{i}": np.asarray(v.numpy()) for i, v in enumerate(_adam(gan.g_optimizer).variables)}
-        arrays.update({f"d_{i}": np.asarray(v.numpy()) for i, v in enumerate(_adam(gan.d_optimizer).variables)})
+        arrays = {f"g/{_slot(v)}": np.asarray(v.numpy()) for v in _adam(gan.g_optimizer).variables}
+        arrays.update({f"d/{_slot(v)}": np.asarray(v.numpy()) for v in _adam(gan.d_optimizer).variables})
         np.savez(tmp / FILES[2], **arrays)
         for f in FILES:
             with open(tmp / f, "rb") as fh:
@@ -116,6 +117,34 @@ def remove_temporaries(run_dir) -> list[Path]:
         log.info("removed %d temporary file(s) left by an interrupted run: %s", len(found),
                  ", ".join(p.name for p in found))
     return found
+
+
+def _slot(v) -> str:
+    """An optimizer variable's key: its path without the optimizer's own name (``adam/``, ``adam_1/``
+    depend on creation order), e.g. ``g_conv_in_kernel_momentum``, ``iteration``."""
+    return v.path.split("/", 1)[-1]
+
+
+def _assign_slots(path, arrays, prefix, variables):
+    """Assign ``{prefix}/{slot}`` arrays by name; checkpoints of 0.1 (``{prefix}_{i}``, by position)
+    still load when the count matches. A missing, extra or mis-shaped slot is an error, never skipped."""
+    keys = [k for k in arrays.files if k.startswith(prefix + "/")]
+    if not keys:  # positional layout written before variable paths were used
+        keys = [f"{prefix}_{i}" for i in range(sum(k.startswith(prefix + "_") for k in arrays.files))]
+        if len(keys) != len(variables):
+            raise DataError(f"{path}: optimizer state does not match this model (different architecture?)")
+        values = [arrays[k] for k in keys]
+    else:
+        wanted = {f"{prefix}/{_slot(v)}" for v in variables}
+        if set(keys) != wanted:
+            diff = sorted(set(keys) ^ wanted)
+            raise DataError(f"{path}: optimizer state does not match this model ({len(diff)} variables differ, "
+                            f"first {diff[0]}; different architecture?)")
+        values = [arrays[f"{prefix}/{_slot(v)}"] for v in variables]
+    for v, value in zip(variables, values):
+        if tuple(v.shape) != value.shape:
+            raise DataError(f"{path}: optimizer variable {v.path} has shape {value.shape}, the model {tuple(v.shape)}")
+        v.assign(value)
 
 
 def _adam(opt):
@@ -212,11 +241,7 @@ def restore_checkpoint(path, gan, optimizers: bool = True):
         if optimizers:
             arrays = np.load(path / FILES[2])
             for prefix, opt in (("g", gan.g_optimizer), ("d", gan.d_optimizer)):
-                variables = _adam(opt).variables
-                if sum(k.startswith(prefix + "_") for k in arrays.files) != len(variables):
-                    raise DataError(f"{path}: optimizer state does not match this model (different architecture?)")
-                for i, v in enumerate(variables):
-                    v.assign(arrays[f"{prefix}_{i}"])
+                _assign_slots(path, arrays, prefix, _adam(opt).variables)
     except DataError:
         raise
     except Exception as exc:  # h5py/zip/Keras loading errors on a damaged or foreign file
