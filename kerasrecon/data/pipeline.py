@@ -1,10 +1,12 @@
-"""tf.data pipelines: normalise, mask, zero-fill, random patches, batch, prefetch.
+"""Input pipelines: normalise, mask, zero-fill, random patches, batch, prefetch — as tf.data
+(:func:`training_dataset`, the TensorFlow backend) or NumPy with a thread pool (:func:`numpy_batches`,
+the JAX backend and any host without TensorFlow). Both yield the same elements.
 
 Training samples (deterministic given ``TrainConfig.seed``; element ``i`` is a pure function of
 ``(seed, i)``, so parallel maps and sharding never change the stream):
 
-1. slice ``n``, crop offsets and (``per_sample``) mask index are drawn with
-   ``tf.random.stateless_uniform(seed=[seed, i])``;
+1. slice ``n``, crop offsets and (``per_sample``) mask index are drawn by :func:`element_indices`
+   from ``numpy.random.default_rng([seed, i])`` — one function for both input paths;
 2. the fully sampled complex slice is multiplied by its normalisation factor
    ``scale_n = 1 / max|zero_filled_n|`` (zero-filled under the volume's reference slice mask, a
    statistic known at inference time), and a ``patch × patch`` crop is taken (same crop for input
@@ -27,12 +29,14 @@ target [p, p, 1] f32 magnitude)``, batched to ``[B, ...]``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from kerasrecon.config import MaskConfig, TrainConfig
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import ConfigError, DataError
-from kerasrecon.kspace import normalise_np, zero_filled_np
+from kerasrecon.kspace import fft2c_np, ifft2c_np, normalise_np, to_channels, zero_filled_np
 from kerasrecon.masks import Mask, make_mask
 
 PER_SAMPLE_SEED_OFFSET = 100_000  # per-sample bank masks never reuse a per-volume reference seed
@@ -63,6 +67,117 @@ def check_training_volumes(volumes, patch: int):
     return h, w
 
 
+@dataclass
+class SamplingPlan:
+    """Everything an element needs, computed once per run from the training volumes and config.
+
+    ``targets`` complex64 ``[N, H, W]`` (each slice scaled by its normalisation factor), ``kspace``
+    their k-space (whole-slice sampling only), ``bank`` float32 ``[M, gh, gw]`` masks (slice- or
+    patch-shaped), ``mask_of_slice`` int ``[N]`` (the bank index of each slice's reference mask).
+    """
+
+    p: int
+    h: int
+    w: int
+    seed: int
+    targets: np.ndarray
+    kspace: np.ndarray | None
+    bank: np.ndarray
+    mask_of_slice: np.ndarray
+    per_sample: bool
+    whole_slice: bool
+    exact_dc: bool
+
+
+def sampling_plan(volumes: list[Volume], cfg: TrainConfig) -> SamplingPlan:
+    """The :class:`SamplingPlan` of ``cfg`` on ``volumes`` (checks the volumes first)."""
+    p = cfg.data.patch_size
+    h, w = check_training_volumes(volumes, p)
+    ref = reference_masks(volumes, cfg.mask)
+    scales = normalisation_scales(volumes, ref)
+    targets = np.concatenate([v.images * s[:, None, None] for v, s in zip(volumes, scales)]).astype(np.complex64)
+    vol_of_slice = np.concatenate([np.full(v.kspace.shape[0], i) for i, v in enumerate(volumes)])
+    if cfg.mask.per_sample:
+        seeds = [cfg.mask.seed + PER_SAMPLE_SEED_OFFSET + j for j in range(cfg.mask.bank_size)]
+    else:
+        seeds = [cfg.mask.seed + i for i in range(len(volumes))]
+    whole_slice = cfg.data.sampling == "slice"
+    grid = (h, w) if whole_slice else (p, p)
+    bank = np.stack([make_mask(cfg.mask.kind, cfg.mask.acceleration, grid, s).array for s in seeds]).astype(np.float32)
+    # Whole-slice sampling needs each slice's k-space: it is the volume's own (scaled), taken once here
+    # instead of one full-slice FFT per sample.
+    kspace = (np.concatenate([v.kspace * s[:, None, None] for v, s in zip(volumes, scales)]).astype(np.complex64)
+              if whole_slice else None)
+    return SamplingPlan(p, h, w, int(cfg.seed), targets, kspace, bank, vol_of_slice.astype(np.int64),
+                        cfg.mask.per_sample, whole_slice, not whole_slice or (p == h and p == w))
+
+
+def element_indices(plan: SamplingPlan, i: int) -> np.ndarray:
+    """Element ``i``'s draws, a pure function of ``(seed, i)``: int32 ``[4]`` = (slice, top, left, bank
+    mask). Both input paths (tf.data and NumPy) call this one function, so they yield the same stream."""
+    u = np.random.default_rng([plan.seed, int(i)]).random(4)
+    n = len(plan.targets)
+    s = min(int(u[0] * n), n - 1)
+    top = min(int(u[1] * (plan.h - plan.p + 1)), plan.h - plan.p)
+    left = min(int(u[2] * (plan.w - plan.p + 1)), plan.w - plan.p)
+    m = min(int(u[3] * len(plan.bank)), len(plan.bank) - 1) if plan.per_sample else int(plan.mask_of_slice[s])
+    return np.array([s, top, left, m], np.int32)
+
+
+def numpy_element(plan: SamplingPlan, i: int):
+    """Element ``i`` computed with NumPy: ``({"zero_filled": [p, p, 2], "masked_kspace": [p, p, 2],
+    "mask": [p, p]}, target [p, p, 1])``, all float32 (the module docstring's recipe)."""
+    s, top, left, m = (int(x) for x in element_indices(plan, i))
+    p, mask = plan.p, plan.bank[m]
+    window = (slice(top, top + p), slice(left, left + p))
+    patch = plan.targets[s][window]
+    if plan.whole_slice:
+        masked = plan.kspace[s] * mask
+        zero_filled = ifft2c_np(masked)[window]
+        if not plan.exact_dc:
+            masked, mask = np.zeros((p, p), np.complex64), np.zeros((p, p), np.float32)
+    else:
+        masked = fft2c_np(patch) * mask
+        zero_filled = ifft2c_np(masked)
+    inputs = {"zero_filled": to_channels(zero_filled), "masked_kspace": to_channels(masked.astype(np.complex64)),
+              "mask": np.ascontiguousarray(mask, np.float32)}
+    return inputs, np.abs(patch)[..., None].astype(np.float32)
+
+
+def numpy_batches(volumes: list[Volume], cfg: TrainConfig, batch_size: int | None = None, num_shards: int = 1,
+                  shard_index: int = 0, start: int = 0, workers: int = 4, prefetch: int = 4):
+    """Infinite, deterministic stream of training batches without TensorFlow (the JAX backend's input).
+
+    The same elements as :func:`training_dataset` for the same config and indices (tested): element
+    ``start + shard_index + k·num_shards`` for k = 0, 1, ... A thread pool computes ``prefetch``
+    batches ahead (NumPy's FFTs release the GIL).
+
+    Yields:
+        ``(inputs dict, target)`` of NumPy float32 arrays, batched: ``[B, p, p, 2]``, ``[B, p, p]``,
+        ``[B, p, p, 1]``.
+    """
+    import collections
+    from concurrent.futures import ThreadPoolExecutor
+
+    plan = sampling_plan(volumes, cfg)
+    b = batch_size or cfg.data.batch_size
+
+    def make(k):
+        first = start + shard_index + k * b * num_shards
+        elements = [numpy_element(plan, first + j * num_shards) for j in range(b)]
+        inputs = {key: np.stack([e[0][key] for e in elements]) for key in elements[0][0]}
+        return inputs, np.stack([e[1] for e in elements])
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kerasrecon-input") as pool:
+        queue = collections.deque(pool.submit(make, k) for k in range(prefetch))
+        k = prefetch
+        while True:
+            batch = queue.popleft().result()
+            queue.append(pool.submit(make, k))
+            k += 1
+            yield batch
+
+
 def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | None = None,
                      num_shards: int = 1, shard_index: int = 0, start: int = 0):
     """Infinite, deterministic tf.data stream of training batches.
@@ -79,50 +194,29 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
     """
     import tensorflow as tf
 
-    from kerasrecon.kspace import fft2c, ifft2c, to_channels
+    from kerasrecon.kspace import fft2c, ifft2c, to_channels as to_channels_tf
 
-    p = cfg.data.patch_size
-    h, w = check_training_volumes(volumes, p)
-    ref = reference_masks(volumes, cfg.mask)
-    scales = normalisation_scales(volumes, ref)
-    targets = np.concatenate([v.images * s[:, None, None] for v, s in zip(volumes, scales)])
-    vol_of_slice = np.concatenate([np.full(v.kspace.shape[0], i) for i, v in enumerate(volumes)])
-    if cfg.mask.per_sample:
-        seeds = [cfg.mask.seed + PER_SAMPLE_SEED_OFFSET + j for j in range(cfg.mask.bank_size)]
-    else:
-        seeds = [cfg.mask.seed + i for i in range(len(volumes))]
-    whole_slice = cfg.data.sampling == "slice"
-    grid = (h, w) if whole_slice else (p, p)
-    bank = np.stack([make_mask(cfg.mask.kind, cfg.mask.acceleration, grid, s).array for s in seeds])
-    exact_dc = not whole_slice or (p == h and p == w)
-
-    targets_t = tf.constant(targets.astype(np.complex64))
-    # Whole-slice sampling needs each slice's k-space: it is the volume's own (scaled), so it is taken
-    # once here instead of one full-slice FFT per sample in the input pipeline.
-    kspace_t = (tf.constant(np.concatenate([v.kspace * s[:, None, None] for v, s in zip(volumes, scales)])
-                            .astype(np.complex64)) if whole_slice else None)
-    bank_t = tf.constant(bank)
-    vol_t = tf.constant(vol_of_slice, tf.int32)
-    n, n_bank, per_sample, seed = len(targets), len(bank), cfg.mask.per_sample, int(cfg.seed)
+    plan = sampling_plan(volumes, cfg)
+    p = plan.p
+    targets_t = tf.constant(plan.targets)
+    kspace_t = tf.constant(plan.kspace) if plan.whole_slice else None
+    bank_t = tf.constant(plan.bank)
 
     def sample(i):
-        u = tf.random.stateless_uniform([4], seed=tf.stack([tf.constant(seed, tf.int64), i]))
-        s = tf.minimum(tf.cast(u[0] * n, tf.int32), n - 1)
-        top = tf.minimum(tf.cast(u[1] * (h - p + 1), tf.int32), h - p)
-        left = tf.minimum(tf.cast(u[2] * (w - p + 1), tf.int32), w - p)
-        m = tf.minimum(tf.cast(u[3] * n_bank, tf.int32), n_bank - 1) if per_sample else vol_t[s]
+        idx = tf.numpy_function(lambda j: element_indices(plan, j), [i], tf.int32, stateful=False)
+        idx.set_shape([4])
+        s, top, left, m = idx[0], idx[1], idx[2], idx[3]
         mask = bank_t[m]
-        if whole_slice:
+        patch = tf.slice(targets_t[s], [top, left], [p, p])
+        if plan.whole_slice:
             masked = kspace_t[s] * tf.cast(mask, tf.complex64)
             zero_filled = tf.slice(ifft2c(masked), [top, left], [p, p])
-            patch = tf.slice(targets_t[s], [top, left], [p, p])
-            if not exact_dc:
+            if not plan.exact_dc:
                 masked, mask = tf.zeros([p, p], tf.complex64), tf.zeros([p, p], tf.float32)
         else:
-            patch = tf.slice(targets_t[s], [top, left], [p, p])
             masked = fft2c(patch) * tf.cast(mask, tf.complex64)
             zero_filled = ifft2c(masked)
-        inputs = {"zero_filled": to_channels(zero_filled), "masked_kspace": to_channels(masked), "mask": mask}
+        inputs = {"zero_filled": to_channels_tf(zero_filled), "masked_kspace": to_channels_tf(masked), "mask": mask}
         return inputs, tf.abs(patch)[..., None]
 
     ds = tf.data.Dataset.counter(start=start, dtype=tf.int64)
