@@ -63,6 +63,21 @@ def _on_sigterm(signum, frame):
 TF_COMMANDS = {"data", "fit", "evaluate", "compare", "export", "reconstruct"}
 
 
+def _keras_backend() -> str:
+    """The Keras backend this process uses, found without importing Keras (which would import
+    TensorFlow noisily): ``KERAS_BACKEND``, else ``$KERAS_HOME/keras.json``, else ``tensorflow``."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            return json.load(f).get("backend", "tensorflow")
+    except (OSError, ValueError):
+        return "tensorflow"
+
+
 def _import_tensorflow_quietly(verbose: bool):
     """Import TensorFlow before the command runs, silencing its C++ start-up lines.
 
@@ -77,8 +92,8 @@ def _import_tensorflow_quietly(verbose: bool):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # our errors are one line; --verbose shows TensorFlow's
-    if "tensorflow" in sys.modules:
-        return
+    if "tensorflow" in sys.modules or _keras_backend() != "tensorflow":
+        return  # on JAX TensorFlow is imported only by the commands that need it (export), if at all
     import tempfile
 
     sys.stderr.flush()
@@ -317,8 +332,9 @@ def fit(out, force, **options):
 
     cfg = config_from_options(options)
     result = train(cfg, out, force=force, progress=_Progress(out))
-    click.echo(f"trained steps {result.start_step}..{result.step}; run in {out} "
-               f"(tensorboard --logdir {Path(out) / 'tensorboard'})")
+    logs = (f"tensorboard --logdir {Path(out) / 'tensorboard'}" if _keras_backend() == "tensorflow"
+            else f"scalars in {Path(out) / 'tensorboard' / 'scalars.jsonl'}")
+    click.echo(f"trained steps {result.start_step}..{result.step}; run in {out} ({logs})")
 
 
 def baseline_options(fn):

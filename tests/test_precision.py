@@ -66,12 +66,9 @@ def test_auto_choices_per_device(monkeypatch):
     monkeypatch.setattr(precision, "_gpus", lambda: [])
     assert resolve_precision("auto") == "float32"
     assert resolve_jit(None) is False and resolve_jit(True) is True
-    caps = {"gpu0": (9, 0), "gpu1": (7, 5)}
-    monkeypatch.setattr(precision.tf.config.experimental, "get_device_details",
-                        lambda g: {"compute_capability": caps[g]})
-    monkeypatch.setattr(precision, "_gpus", lambda: ["gpu0"])
+    monkeypatch.setattr(precision, "_gpus", lambda: [(9, 0)])
     assert resolve_precision("auto") == "mixed_bfloat16" and resolve_jit(None) is True and resolve_jit(False) is False
-    monkeypatch.setattr(precision, "_gpus", lambda: ["gpu0", "gpu1"])  # the oldest GPU decides
+    monkeypatch.setattr(precision, "_gpus", lambda: [(9, 0), (7, 5)])  # the oldest GPU decides
     assert resolve_precision("auto") == "mixed_float16"
     assert resolve_precision("float32") == "float32"
     with pytest.raises(ConfigError, match="--precision"):

@@ -10,29 +10,47 @@ convolution and residual, the discriminator's output and all losses stay float32
 
 from __future__ import annotations
 
-import tensorflow as tf
+import keras
 
 from kerasrecon.config import PRECISIONS
 from kerasrecon.errors import ConfigError
 
 
-def _gpus():
-    return tf.config.list_physical_devices("GPU")
+def _gpus() -> list[tuple[int, int]]:
+    """Compute capabilities ``(major, minor)`` of the GPUs the Keras backend sees (empty on CPU)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return [tuple(int(x) for x in str(getattr(d, "compute_capability", "0.0")).split(".")[:2])
+                for d in jax.devices() if d.platform == "gpu"]
+    import tensorflow as tf
+
+    return [tuple(tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)))
+            for g in tf.config.list_physical_devices("GPU")]
 
 
 def resolve_precision(precision: str) -> str:
-    """The Keras dtype policy name for ``precision`` on this machine."""
+    """The Keras dtype policy name for ``precision`` on this machine and backend.
+
+    ``auto``: ``mixed_bfloat16`` when every GPU has compute capability >= 8 (Ampere, Hopper),
+    ``mixed_float16`` on older GPUs (TensorFlow only), ``float32`` on CPU. On JAX ``mixed_float16``
+    is refused (no loss scaling in the JAX step): use ``mixed_bfloat16``, which needs none.
+    """
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}. Received: {precision!r}")
+    jax_backend = keras.backend.backend() == "jax"
+    if precision == "mixed_float16" and jax_backend:
+        raise ConfigError("--precision mixed_float16 is TensorFlow-only (loss scaling); on JAX use "
+                          "--precision mixed_bfloat16")
     if precision != "auto":
         return precision
-    gpus = _gpus()
-    if not gpus:
+    caps = _gpus()
+    if not caps:
         return "float32"
-    caps = [tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) for g in gpus]
-    return "mixed_bfloat16" if min(caps) >= (8, 0) else "mixed_float16"
+    return "mixed_bfloat16" if min(caps) >= (8, 0) or jax_backend else "mixed_float16"
 
 
 def resolve_jit(jit: bool | None) -> bool:
-    """``jit`` if given, else True on GPU machines and False on CPU-only ones."""
+    """``jit`` if given, else True on GPU machines and False on CPU-only ones (TensorFlow). The JAX
+    step is always ``jax.jit``-compiled, whatever this says."""
     return bool(_gpus()) if jit is None else bool(jit)

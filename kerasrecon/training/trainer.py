@@ -1,9 +1,9 @@
 """``train(cfg, out)``: the loop behind ``kerasrecon fit``.
 
-It drives the GAN step of :mod:`kerasrecon.training.gan` (``step_tf``: ``strategy.run`` inside one
-``tf.function``, the same code for one device and MirroredStrategy), which gives exact
-iteration-based checkpoints, resume at the saved step, a per-step NaN/Inf guard and TensorBoard
-logging.
+It drives the GAN step of :mod:`kerasrecon.training.gan` on the active Keras backend
+(:mod:`kerasrecon.training.runners`: TensorFlow's ``strategy.run`` in one ``tf.function``, or JAX's
+jitted stateless step), with exact iteration-based checkpoints, resume at the saved step, a per-step
+NaN/Inf guard and scalar logs (TensorBoard files on TensorFlow, JSON lines on JAX).
 """
 
 from __future__ import annotations
@@ -16,23 +16,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
-import tensorflow as tf
+import numpy as np
+from keras import ops
 
 from kerasrecon.config import TrainConfig
 from kerasrecon.data import load_volumes, split_volumes
-from kerasrecon.data.pipeline import check_training_volumes, training_dataset
+from kerasrecon.data.pipeline import check_training_volumes, numpy_batches
 from kerasrecon.errors import ConfigError, KerasReconError
 from kerasrecon.io import LOCK_FILE, RunLock, write_text_atomic
-from kerasrecon.kspace import from_channels, magnitude
+from kerasrecon.kspace import magnitude
 from kerasrecon.losses import ContentLoss, build_vgg_features
 from kerasrecon.metrics_ops import batch_psnr
 from kerasrecon.models.discriminator import build_discriminator
 from kerasrecon.models.generator import build_generator
 from kerasrecon.training import checkpoint as ckpt
 from kerasrecon.training.gan import PRETRAIN_KEYS, ReconGAN
-from kerasrecon.training.step_tf import make_distributed_step
-from kerasrecon.training.precision import resolve_jit, resolve_precision
-from kerasrecon.training.strategy import is_chief, make_strategy
+from kerasrecon.training.logs import ScalarWriter
+from kerasrecon.training.precision import resolve_precision
+from kerasrecon.training.runners import CollectiveFailed, make_runner
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
         cfg: the run's ``TrainConfig``.
         out: run directory; created if needed; resumed if it holds a checkpoint with the same config.
         force: continue a run whose saved config differs.
-        strategy: a ``tf.distribute.Strategy`` to use instead of ``cfg.strategy`` (tests).
+        strategy: a ``tf.distribute.Strategy`` to use instead of ``cfg.strategy`` (TensorFlow, tests).
         progress: optional callable ``(step, total_steps, logs: dict)`` called after every step.
 
     Returns:
@@ -107,18 +108,19 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     """
     out = Path(out)
     total = cfg.pretrain_steps + cfg.steps
-    strategy = strategy or make_strategy(cfg.strategy, collective_timeout_s=cfg.collective_timeout_s)
-    chief = is_chief(strategy)
+    runner = make_runner(cfg, strategy)
+    resolve_precision(cfg.precision)  # a precision this backend cannot run is refused before anything else
+    chief = runner.chief
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
-    replicas = strategy.num_replicas_in_sync
+    replicas = runner.replicas
     if cfg.data.batch_size % replicas:
         raise ConfigError(f"--batch-size {cfg.data.batch_size} is not divisible by the {replicas} replicas")
     # Everything that can be checked is checked before --out is created or touched.
     train_vols, val_vols = split_volumes(load_volumes(cfg.data.data), cfg.data.val_fraction)
     check_training_volumes(train_vols, cfg.data.patch_size)
     keras.utils.set_random_seed(cfg.seed)  # weights, dropout-free layers' RNG, patch order: all from --seed
-    with strategy.scope():
+    with runner.scope():
         gan = build_gan(cfg)  # also loads the VGG19 weights (--vgg-weights errors surface here)
     with contextlib.ExitStack() as stack:
         if chief:  # only the chief locks, checks, creates and writes the run directory
@@ -132,7 +134,7 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
         start = (ckpt.restore_latest(out, gan) or 0) if (out / ckpt.CONFIG_FILE).exists() else 0
         if start:
             log.info("resuming %s at step %d", out, start)
-        return _train_loop(cfg, out, gan, strategy, chief, train_vols, val_vols, start, total, progress)
+        return _train_loop(cfg, out, gan, runner, train_vols, val_vols, start, total, progress)
 
 
 _OWN_FILES = {LOCK_FILE, ".write-test"}
@@ -146,83 +148,76 @@ def _create_run_dir(out: Path):
         raise ConfigError(f"--out {out}: cannot create ({exc.strerror or exc})") from None
 
 
-def _train_loop(cfg, out, gan, strategy, chief, train_vols, val_vols, start, total, progress) -> TrainResult:
-    gbs = cfg.data.batch_size
+def _last(last_saved: int) -> str:
+    return str(last_saved) if last_saved > 0 else "none"
 
-    def per_worker_dataset(ctx: tf.distribute.InputContext):
-        # Each input pipeline (worker) takes every n-th element of the seeded stream, so workers see
-        # different patches and the union of one step's batches is the single-process global batch.
-        return training_dataset(train_vols, cfg, batch_size=ctx.get_per_replica_batch_size(gbs),
-                                num_shards=ctx.num_input_pipelines, shard_index=ctx.input_pipeline_id,
-                                start=start * gbs)
 
+def _train_loop(cfg, out, gan, runner, train_vols, val_vols, start, total, progress) -> TrainResult:
+    chief = runner.chief
     if chief:
         write_text_atomic(out / ckpt.CONFIG_FILE, cfg.to_json())
-        writer = tf.summary.create_file_writer(str(out / "tensorboard"))
         preview = _preview_batch(val_vols or train_vols, cfg)
-    else:
-        writer, preview = tf.summary.create_noop_writer(), None
-    jit = resolve_jit(cfg.jit)
-    steps = {False: make_distributed_step(gan, strategy, jit=jit),
-             True: make_distributed_step(gan, strategy, pretrain=True, jit=jit)}
-    iterator = iter(strategy.distribute_datasets_from_function(per_worker_dataset))
+    writer = ScalarWriter(out / "tensorboard", enabled=chief)
+    runner.prepare(gan, cfg)
+    iterator = runner.batches(train_vols, cfg, start)
     step, logs, last_saved = start, {}, start
     t0 = time.perf_counter()
     while step < total:
         pretrain = step < cfg.pretrain_steps
         try:
-            values = steps[pretrain](next(iterator))
-        except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError, tf.errors.CancelledError) as exc:
-            raise WorkerFailed(
-                f"step {step + 1}: a collective failed ({exc.__class__.__name__}; a worker died or is unreachable); "
-                f"last good checkpoint is step {last_saved if last_saved > 0 else 'none'}") from None
+            logs = runner.step(pretrain, next(iterator))
+        except CollectiveFailed as exc:
+            raise WorkerFailed(f"step {step + 1}: a collective failed ({exc}; a worker died or is unreachable); "
+                               f"last good checkpoint is step {_last(last_saved)}") from None
         step += 1
-        logs = {k: float(v) for k, v in values.items()}
         if pretrain:
             logs = {k: v for k, v in logs.items() if k in PRETRAIN_KEYS}
         bad = [k for k, v in logs.items() if not math.isfinite(v)]
         if bad:
             raise TrainingDiverged(
                 f"non-finite {bad[0]}={logs[bad[0]]} at step {step}; training stopped, last good checkpoint "
-                f"is step {last_saved if last_saved > 0 else 'none'} in {out / ckpt.CKPT_DIR}")
+                f"is step {_last(last_saved)} in {out / ckpt.CKPT_DIR}")
         if step % cfg.log_every == 0 or step == total:
-            with writer.as_default(step=step):
-                for k, v in logs.items():
-                    tf.summary.scalar(("pretrain/" if pretrain else "train/") + k, v)
+            writer.scalars(step, {("pretrain/" if pretrain else "train/") + k: v for k, v in logs.items()})
         if chief and (step % cfg.checkpoint_every == 0 or step == total):
+            runner.sync()
             try:
                 ckpt.save_checkpoint(out, step, gan)
             except OSError as exc:  # full disk, quota, permissions: the partial checkpoint was removed
                 reason = exc.strerror or (str(exc).splitlines() or [exc.__class__.__name__])[0]
                 raise ConfigError(
                     f"--out {out}: cannot write the checkpoint of step {step} ({reason}); last good checkpoint "
-                    f"is step {last_saved if last_saved > 0 else 'none'}") from None
+                    f"is step {_last(last_saved)}") from None
             except ckpt.NonFiniteWeights as exc:
                 raise TrainingDiverged(
                     f"non-finite weights after step {step} ({str(exc).split(': ', 1)[1].split(';')[0]}); training "
-                    f"stopped, last good checkpoint is step {last_saved if last_saved > 0 else 'none'} in "
+                    f"stopped, last good checkpoint is step {_last(last_saved)} in "
                     f"{out / ckpt.CKPT_DIR} (try a lower --lr)") from None
             last_saved = step
             _log_preview(writer, gan, preview, step)
         if progress is not None:
             progress(step, total, logs)
+    runner.sync()
     writer.flush()
     log.info("trained %d steps in %.1f s", step - start, time.perf_counter() - t0)
     return TrainResult(out, start, step, logs, gan)
 
 
 def _preview_batch(volumes, cfg):
-    """A fixed batch (seeded) of held-out patches for TensorBoard images and validation PSNR."""
-    return next(iter(training_dataset(volumes, cfg, batch_size=min(4, cfg.data.batch_size))))
+    """A fixed batch (seeded) of held-out patches for the preview images and validation PSNR (NumPy
+    input path: the same elements as tf.data, on every backend)."""
+    batches = numpy_batches(volumes, cfg, batch_size=min(4, cfg.data.batch_size), workers=1, prefetch=1)
+    try:
+        return next(batches)
+    finally:
+        batches.close()
 
 
 def _log_preview(writer, gan, preview, step):
     inputs, target = preview
-    recon = magnitude(gan.generator(inputs, training=False))
-    zf = tf.abs(from_channels(inputs["zero_filled"]))[..., None]
-    err = tf.abs(recon - target)
-    grid = tf.concat([zf, recon, target, err], axis=2)  # zero-filled | recon | target | |error|
-    peak = tf.maximum(tf.reduce_max(target, axis=[1, 2, 3], keepdims=True), 1e-6)
-    with writer.as_default(step=step):
-        tf.summary.image("val/zero_filled|recon|target|error", tf.clip_by_value(grid / peak, 0, 1), max_outputs=4)
-        tf.summary.scalar("val/psnr", float(tf.reduce_mean(batch_psnr(target, recon))))
+    recon = ops.convert_to_numpy(magnitude(gan.generator(inputs, training=False)))
+    zf = np.hypot(inputs["zero_filled"][..., :1], inputs["zero_filled"][..., 1:])
+    grid = np.concatenate([zf, recon, target, np.abs(recon - target)], axis=2)  # zero-filled | recon | target | |error|
+    peak = np.maximum(target.max(axis=(1, 2, 3), keepdims=True), 1e-6)
+    writer.image(step, "val/zero_filled|recon|target|error", np.clip(grid / peak, 0, 1))
+    writer.scalars(step, {"val/psnr": float(np.mean(ops.convert_to_numpy(batch_psnr(target, recon))))})

@@ -1,0 +1,126 @@
+"""How a step runs on each Keras backend: the part of the training loop that differs.
+
+* :class:`TFRunner`: tf.data input distributed by a ``tf.distribute`` strategy (one device,
+  MirroredStrategy, MultiWorkerMirroredStrategy), the step of ``step_tf`` in one ``tf.function``.
+* :class:`JaxRunner`: the NumPy input path (``data.pipeline.numpy_batches``) and the jitted step of
+  ``step_jax``; the weights live in a ``TrainState`` between steps and are written back into the Keras
+  variables before every checkpoint. One device: ``--strategy mirrored|multiworker`` are
+  TensorFlow's and are refused with the JAX alternative named.
+
+Both expose ``replicas``, ``chief``, ``scope()``, ``batches(volumes, cfg, start_step)``,
+``prepare(gan, cfg)``, ``step(pretrain, batch) -> {name: float}`` and ``sync()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from kerasrecon.config import TrainConfig
+from kerasrecon.errors import ConfigError
+
+
+class CollectiveFailed(Exception):
+    """A multi-worker collective failed (TF); the loop turns it into ``WorkerFailed`` with the step."""
+
+
+class TFRunner:
+    """The TensorFlow backend: ``strategy`` (default: from ``cfg.strategy``)."""
+
+    def __init__(self, cfg: TrainConfig, strategy=None):
+        from kerasrecon.training.strategy import is_chief, make_strategy
+
+        self.strategy = strategy or make_strategy(cfg.strategy, collective_timeout_s=cfg.collective_timeout_s)
+        self.replicas = self.strategy.num_replicas_in_sync
+        self.chief = is_chief(self.strategy)
+
+    def scope(self):
+        return self.strategy.scope()
+
+    def batches(self, volumes, cfg: TrainConfig, start_step: int):
+        import tensorflow as tf
+
+        from kerasrecon.data.pipeline import training_dataset
+
+        gbs = cfg.data.batch_size
+
+        def per_worker_dataset(ctx: tf.distribute.InputContext):
+            # Each input pipeline (worker) takes every n-th element of the seeded stream, so workers see
+            # different patches and the union of one step's batches is the single-process global batch.
+            return training_dataset(volumes, cfg, batch_size=ctx.get_per_replica_batch_size(gbs),
+                                    num_shards=ctx.num_input_pipelines, shard_index=ctx.input_pipeline_id,
+                                    start=start_step * gbs)
+
+        return iter(self.strategy.distribute_datasets_from_function(per_worker_dataset))
+
+    def prepare(self, gan, cfg: TrainConfig):
+        from kerasrecon.training.precision import resolve_jit
+        from kerasrecon.training.step_tf import make_distributed_step
+
+        jit = resolve_jit(cfg.jit)
+        self._steps = {False: make_distributed_step(gan, self.strategy, jit=jit),
+                       True: make_distributed_step(gan, self.strategy, pretrain=True, jit=jit)}
+
+    def step(self, pretrain: bool, batch) -> dict:
+        import tensorflow as tf
+
+        try:
+            values = self._steps[pretrain](batch)
+        except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError, tf.errors.CancelledError) as exc:
+            raise CollectiveFailed(exc.__class__.__name__) from None
+        return {k: float(v) for k, v in values.items()}
+
+    def sync(self):
+        """Nothing to do: the TF step updates the Keras variables in place."""
+
+
+class JaxRunner:
+    """The JAX backend: one local device, NumPy input, ``jax.jit`` step."""
+
+    def __init__(self, cfg: TrainConfig):
+        if cfg.strategy in ("mirrored", "multiworker"):
+            raise ConfigError(f"--strategy {cfg.strategy} is TensorFlow's (KERAS_BACKEND=tensorflow); on JAX use "
+                              "--strategy auto or none (one device; multi-device JAX training is not built yet)")
+        import jax
+
+        self.replicas = 1
+        self.chief = jax.process_index() == 0
+        self._state = None
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+    def batches(self, volumes, cfg: TrainConfig, start_step: int):
+        from kerasrecon.data.pipeline import numpy_batches
+
+        return numpy_batches(volumes, cfg, start=start_step * cfg.data.batch_size)
+
+    def prepare(self, gan, cfg: TrainConfig):
+        from kerasrecon.training.step_jax import JaxStep
+
+        self._steps = {False: JaxStep(gan), True: JaxStep(gan, pretrain=True)}
+
+    def step(self, pretrain: bool, batch) -> dict:
+        step = self._steps[pretrain]
+        if self._state is None:
+            self._state = step.init_state()
+        self._state, values = step(self._state, batch)
+        return {k: float(v) for k, v in values.items()}
+
+    def sync(self):
+        """Write the state's arrays back into the Keras variables (checkpoints, previews, results)."""
+        if self._state is not None:
+            self._steps[False].write_back(self._state)
+
+
+def make_runner(cfg: TrainConfig, strategy=None):
+    """The runner of the active Keras backend (``KERAS_BACKEND``)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        if strategy is not None:
+            raise ConfigError("a tf.distribute strategy was given, but the Keras backend is JAX")
+        return JaxRunner(cfg)
+    if backend == "tensorflow":
+        return TFRunner(cfg, strategy)
+    raise ConfigError(f"KERAS_BACKEND={backend}: kerasrecon trains on 'tensorflow' or 'jax'")
