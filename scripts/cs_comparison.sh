@@ -27,7 +27,9 @@ fit() { name=$1; shift; local t0=$SECONDS; $K fit $COMMON "$@" --out runs/$name 
         echo "$name: $((SECONDS - t0)) s" | tee -a fit_times.txt; }
 mkdir -p runs
 fit P4L --sampling patch --patch-size 48 --cascades 2 --mask-per-sample --pretrain-steps 5000 -R 4  # best, R = 4
-fit P8L --sampling patch --patch-size 48 --cascades 2 --mask-per-sample --pretrain-steps 5000 -R 8  # best, R = 8
+fit P8L --sampling patch --patch-size 48 --cascades 2 --mask-per-sample --pretrain-steps 5000 -R 8
+fit P8W --sampling patch --patch-size 64 --cascades 2 --mask-per-sample --pretrain-steps 5000 -R 8  # best, R = 8
+fit P8X --sampling patch --patch-size 48 --cascades 2 --mask-per-sample --pretrain-steps 10000 -R 8 # factor: steps
 fit A4 --sampling slice --patch-size 128 --cascades 3 --pretrain-steps 1200 -R 4   # whole slices, 3 cascades
 fit B8 --sampling slice --patch-size 128 --cascades 3 --pretrain-steps 1200 -R 8   # same, R = 8
 fit C4 --sampling slice --patch-size 128 --cascades 1 --pretrain-steps 1200 -R 4   # factor: cascades
@@ -37,9 +39,9 @@ fit P4 --sampling patch --patch-size 48  --cascades 1 --pretrain-steps 1200 -R 4
 cmp() { out=$1; shift; $K compare "$@" --baselines tv,l1wavelet --no-figures --force --out "$out" > "$out.log" 2>&1
         echo "== $out"; sed -n '1,12p' "$out/table.md"; }
 cmp real_noisy_R4 runs/P4L runs/P4 runs/A4 runs/C4 --data real_eval_noisy --split all --baseline-tune-data real_train_noisy
-cmp real_noisy_R8 runs/P8L runs/B8 --data real_eval_noisy --split all --baseline-tune-data real_train_noisy
+cmp real_noisy_R8 runs/P8W runs/P8L runs/P8X runs/B8 --data real_eval_noisy --split all --baseline-tune-data real_train_noisy
 cmp real_clean_R4 runs/P4L runs/P4 runs/A4 runs/C4 --data real_eval_clean --split all --baseline-tune-data real_train_clean
-cmp real_clean_R8 runs/P8L runs/B8 --data real_eval_clean --split all --baseline-tune-data real_train_clean
+cmp real_clean_R8 runs/P8W runs/P8L runs/P8X runs/B8 --data real_eval_clean --split all --baseline-tune-data real_train_clean
 cmp demo_noisy_R4 runs/A4 --data demo_noisy --split val --baseline-tune-data demo_noisy
 cmp demo_noisy_R8 runs/B8 --data demo_noisy --split val --baseline-tune-data demo_noisy
 cmp demo_clean_R4 runs/A4 --data demo --split val --baseline-tune-data demo
