@@ -2,6 +2,7 @@
 markdown table of the headline figures (copy it into benchmarks/README.md when it changes)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,16 +10,20 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "bench_out"
 SCRIPTS = ["pipeline.py", "train_step.py", "inference.py"]
+# The train step again on the JAX backend (same machine, same run): the CPU ratio JAX / TensorFlow.
+BACKEND_RUNS = {"train_step_jax": ("train_step.py", "jax")}
 
 
 def main():
     OUT.mkdir(exist_ok=True)
     results = {}
-    for script in SCRIPTS:
-        proc = subprocess.run([sys.executable, str(HERE / script)], capture_output=True, text=True)
+    runs = {s[:-3]: (s, "tensorflow") for s in SCRIPTS} | BACKEND_RUNS
+    for name, (script, backend) in runs.items():
+        env = dict(os.environ, KERAS_BACKEND=backend)
+        proc = subprocess.run([sys.executable, str(HERE / script)], capture_output=True, text=True, env=env)
         if proc.returncode != 0:
-            sys.exit(f"bench: {script} failed: {proc.stderr.strip().splitlines()[-1:]}")
-        results[script[:-3]] = json.loads(proc.stdout)
+            sys.exit(f"bench: {script} ({backend}) failed: {proc.stderr.strip().splitlines()[-1:]}")
+        results[name] = json.loads(proc.stdout)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     p, t, i = results["pipeline"], results["train_step"], results["inference"]["results"]
     rows = [
@@ -27,6 +32,8 @@ def main():
         ("Poisson 444×448 R=6: sigpy time / ours", f"{p['poisson_444x448']['R6'].get('sigpy_s', '—')} s vs "
          f"{p['poisson_444x448']['R6']['kerasrecon_s']} s", f"{p['poisson_444x448']['R6'].get('time_ratio_sigpy_over_kerasrecon', '—')}×"),
         ("train step (B=16, 96², hybrid) s/step", t["seconds_per_step"], f"{t['images_per_s']} img/s"),
+        ("train step s/step: JAX / TensorFlow", f"{results['train_step_jax']['seconds_per_step']} / {t['seconds_per_step']}",
+         f"{round(results['train_step_jax']['seconds_per_step'] / t['seconds_per_step'], 3)}×"),
         ("achieved / measured Conv2D FLOP/s", f"{t['achieved_gflop_per_s']} / {t['conv2d_3x3_64_gflop_per_s']} GFLOP/s",
          f"{t['ratio_achieved_to_conv2d']}"),
         ("inference 444×448 batch 1: SavedModel / in-process", f"{i['batch1']['savedmodel_s']} / {i['batch1']['in_process_s']} s",

@@ -1,13 +1,15 @@
-"""Full-size GAN training step (batch 16, 96×96, B = 16, hybrid loss): steps/s, images/s, achieved
-FLOP/s as a ratio to this machine's measured 3×3 64→64 Conv2D FLOP/s (same run), and the projected
-wall time of 1e5 iterations.
+"""Full-size GAN training step (batch 16, 96×96, B = 16, hybrid loss) on the active Keras backend
+(TensorFlow or JAX): steps/s, images/s, FLOPs per step, achieved FLOP/s as a ratio to a 3×3 64→64
+convolution measured in the same run on the same device, and the projected time of 1e5 iterations.
 
-FLOPs per step (forward FLOPs G_f, D_f, V_f per image counted by TensorFlow's profiler, backward
-counted as 2× forward): one G forward shared by both updates (G_f); D update = D fwd/bwd on real and
-fake (6·D_f); G update = G backward (2·G_f) + D fwd + input-grad through D (2·D_f) + VGG fwd on
-target and recon + input-grad through VGG (3·V_f). Total per image: 3·G_f + 8·D_f + 3·V_f.
+FLOPs per step: forward FLOPs G_f, D_f, V_f per image (TensorFlow: counted by its graph profiler; JAX:
+counted by XLA's cost analysis of the compiled forward), backward counted as 2× forward: one G forward
+shared by both updates (G_f); D update = D fwd/bwd on real and fake (6·D_f); G update = G backward
+(2·G_f) + D fwd + input-grad through D (2·D_f) + VGG fwd on target and recon + input-grad through VGG
+(3·V_f). Total per image: 3·G_f + 8·D_f + 3·V_f. The step is timed on 4 pre-built batches cycled
+(the input pipeline is measured by pipeline.py), after one warm-up (compilation) step.
 
-    python benchmarks/train_step.py [--steps 3] [--batch 16] [--patch 96] [--blocks 16]
+    [KERAS_BACKEND=jax] python benchmarks/train_step.py [--steps 3] [--batch 16] [--patch 96] [--blocks 16]
 """
 
 import argparse
@@ -16,17 +18,40 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT.parent))  # the package from this checkout when it is not installed (GPU hosts)
 from common import conv_flops_per_second, forward_flops, machine  # noqa: E402
 
-import tensorflow as tf  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 from kerasrecon.config import DataConfig, LossConfig, ModelConfig, TrainConfig  # noqa: E402
 from kerasrecon.data.demo import load_demo  # noqa: E402
-from kerasrecon.data.pipeline import training_dataset  # noqa: E402
+from kerasrecon.data.pipeline import numpy_batches  # noqa: E402
 from kerasrecon.training.precision import resolve_jit, resolve_precision  # noqa: E402
-from kerasrecon.training.step_tf import make_distributed_step  # noqa: E402
 from kerasrecon.training.trainer import build_gan  # noqa: E402
+
+
+def step_function(gan, cfg):
+    """``run(batch) -> g_loss float`` for this backend, and its batches converted for it."""
+    if keras.backend.backend() == "jax":
+        from kerasrecon.training.step_jax import JaxStep
+
+        step = JaxStep(gan)
+        box = {"state": step.init_state()}
+
+        def run(batch):
+            box["state"], logs = step(box["state"], batch)
+            return float(logs["g_loss"])
+
+        return run
+    import tensorflow as tf
+
+    from kerasrecon.training.step_tf import make_distributed_step
+
+    step = make_distributed_step(gan, tf.distribute.get_strategy(), jit=resolve_jit(cfg.jit))
+    return lambda batch: float(step(batch)["g_loss"])
 
 
 def main():
@@ -37,35 +62,37 @@ def main():
     ap.add_argument("--blocks", type=int, default=16)
     ap.add_argument("--loss", default="hybrid")
     ap.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"])
-    ap.add_argument("--jit", default="auto", choices=["auto", "on", "off"])
+    ap.add_argument("--jit", default="auto", choices=["auto", "on", "off"], help="TensorFlow only (JAX always jits)")
     a = ap.parse_args()
     jit = None if a.jit == "auto" else a.jit == "on"
     cfg = TrainConfig(data=DataConfig(patch_size=a.patch, batch_size=a.batch), model=ModelConfig(blocks=a.blocks),
                       loss=LossConfig(content=a.loss, vgg_weights="none"),  # weights do not change the FLOPs
                       precision=a.precision, jit=jit)
-    strategy = tf.distribute.get_strategy()
+    keras.utils.set_random_seed(0)
     gan = build_gan(cfg)
-    step = make_distributed_step(gan, strategy, jit=resolve_jit(cfg.jit))
-    batches = iter(training_dataset([load_demo()], cfg))
-    step(next(batches))  # trace + warm-up
+    stream = numpy_batches([load_demo()], cfg, workers=2)
+    batches = [next(stream) for _ in range(4)]
+    stream.close()
+    run = step_function(gan, cfg)
+    run(batches[0])  # trace/compile + warm-up
     t0 = time.perf_counter()
-    for _ in range(a.steps):
-        out = step(next(batches))
-    float(out["g_loss"])
+    for i in range(a.steps):
+        loss = run(batches[i % 4])
     sec = (time.perf_counter() - t0) / a.steps
 
     p = a.patch
-    g_f = forward_flops(gan.generator, {"zero_filled": tf.TensorSpec([1, p, p, 2]),
-                                        "masked_kspace": tf.TensorSpec([1, p, p, 2]), "mask": tf.TensorSpec([1, p, p])})
-    d_f = forward_flops(gan.discriminator, tf.TensorSpec([1, p, p, 1]))
-    v_f = forward_flops(gan.content_loss.vgg, tf.TensorSpec([1, p, p, 3])) if gan.content_loss.vgg else 0
+    g_f = forward_flops(gan.generator, {"zero_filled": (1, p, p, 2), "masked_kspace": (1, p, p, 2), "mask": (1, p, p)})
+    d_f = forward_flops(gan.discriminator, (1, p, p, 1))
+    v_f = forward_flops(gan.content_loss.vgg, (1, p, p, 3)) if gan.content_loss.vgg else 0
     step_flops = a.batch * (3 * g_f + 8 * d_f + 3 * v_f)
     conv_rate = conv_flops_per_second(batch=a.batch, size=p)
     achieved = step_flops / sec
     print(json.dumps({
         "benchmark": "train_step", "machine": machine(),
-        "settings": {"batch": a.batch, "patch": p, "blocks": a.blocks, "loss": a.loss, "timed_steps": a.steps,
-                     "precision": resolve_precision(cfg.precision), "jit": resolve_jit(cfg.jit)},
+        "settings": {"backend": keras.backend.backend(), "batch": a.batch, "patch": p, "blocks": a.blocks,
+                     "loss": a.loss, "timed_steps": a.steps, "precision": resolve_precision(cfg.precision),
+                     "jit": True if keras.backend.backend() == "jax" else resolve_jit(cfg.jit)},
+        "last_g_loss": round(loss, 6),
         "seconds_per_step": round(sec, 4), "steps_per_s": round(1 / sec, 4), "images_per_s": round(a.batch / sec, 2),
         "forward_gflop_per_image": {"generator": g_f / 1e9, "discriminator": d_f / 1e9, "vgg54": v_f / 1e9},
         "tflop_per_step": round(step_flops / 1e12, 4),
