@@ -4,8 +4,12 @@
   MirroredStrategy, MultiWorkerMirroredStrategy), the step of ``step_tf`` in one ``tf.function``.
 * :class:`JaxRunner`: the NumPy input path (``data.pipeline.numpy_batches``) and the jitted step of
   ``step_jax``; the weights live in a ``TrainState`` between steps and are written back into the Keras
-  variables before every checkpoint. One device: ``--strategy mirrored|multiworker`` are
-  TensorFlow's and are refused with the JAX alternative named.
+  variables before every checkpoint. ``--strategy auto`` with several local devices sets
+  ``keras.distribution.DataParallel`` over all of them (the JAX counterpart of MirroredStrategy): the
+  variables are replicated, each batch is sharded over its batch axis and XLA's SPMD partitioner
+  inserts the all-reduces, so BatchNorm statistics and gradients are those of the global batch.
+  ``--strategy none`` uses one device; ``mirrored|multiworker`` are TensorFlow's and are refused with
+  the JAX alternative named.
 
 Both expose ``replicas``, ``chief``, ``scope()``, ``batches(volumes, cfg, start_step)``,
 ``prepare(gan, cfg)``, ``step(pretrain, batch) -> {name: float}`` and ``sync()``.
@@ -74,17 +78,24 @@ class TFRunner:
 
 
 class JaxRunner:
-    """The JAX backend: one local device, NumPy input, ``jax.jit`` step."""
+    """The JAX backend: NumPy input, ``jax.jit`` step; data parallel over all local devices with
+    ``--strategy auto`` (one device with ``none``). Construct it before the models are built."""
 
     def __init__(self, cfg: TrainConfig):
         if cfg.strategy in ("mirrored", "multiworker"):
             raise ConfigError(f"--strategy {cfg.strategy} is TensorFlow's (KERAS_BACKEND=tensorflow); on JAX use "
-                              "--strategy auto or none (one device; multi-device JAX training is not built yet)")
+                              "--strategy auto (data parallel over all local devices) or none (one device)")
         import jax
+        import keras
 
-        self.replicas = 1
+        devices = jax.local_devices()
+        self.replicas = len(devices) if cfg.strategy == "auto" else 1
         self.chief = jax.process_index() == 0
         self._state = None
+        self._distribution = None
+        if self.replicas > 1:
+            self._distribution = keras.distribution.DataParallel(devices=devices)
+            keras.distribution.set_distribution(self._distribution)
 
     def scope(self):
         return contextlib.nullcontext()
@@ -92,7 +103,19 @@ class JaxRunner:
     def batches(self, volumes, cfg: TrainConfig, start_step: int):
         from kerasrecon.data.pipeline import numpy_batches
 
-        return numpy_batches(volumes, cfg, start=start_step * cfg.data.batch_size)
+        stream = numpy_batches(volumes, cfg, start=start_step * cfg.data.batch_size)
+        if self._distribution is None:
+            return stream
+        return (self._shard(batch) for batch in stream)
+
+    def _shard(self, batch):
+        """Place a global batch on the devices, split along its batch axis."""
+        import jax
+
+        def put(x):
+            return jax.device_put(x, self._distribution.get_data_layout(x.shape).backend_layout)
+
+        return jax.tree_util.tree_map(put, batch)
 
     def prepare(self, gan, cfg: TrainConfig):
         from kerasrecon.training.step_jax import JaxStep
