@@ -301,3 +301,26 @@ def ifft2c_square(kspace, size):
     h, w = img.shape[1:]
     crop = img[:, (h - size) // 2:(h - size) // 2 + size, (w - size) // 2:(w - size) // 2 + size]
     return fft2c_np(crop).astype(np.complex64)
+
+
+def test_prepare_keeps_fastmri_header_and_refuses_undersampled_files(tmp_path, rng):
+    """fastMRI's acquisition/max/norm/patient_id travel into the prepared file and manifest; a test or
+    challenge file (undersampled, with a `mask` dataset) is refused as ground truth, nothing written."""
+    write_fastmri(tmp_path / "f.h5", rng)
+    with h5py.File(tmp_path / "f.h5", "a") as f:
+        f.attrs["max"] = np.float64(0.0123)
+        f.attrs["norm"] = np.float64(0.456)
+        f.attrs["patient_id"] = "abc123"
+    manifest = prepare_dataset(tmp_path / "f.h5", tmp_path / "out", crop=(32, 32))
+    entry = manifest["volumes"][0]
+    assert (entry["acquisition"], entry["max"], entry["norm"], entry["patient_id"]) == ("CORPD_FBK", 0.0123, 0.456,
+                                                                                      "abc123")
+    with h5py.File(tmp_path / "out" / "f.h5", "r") as f:
+        assert f.attrs["acquisition"] == "CORPD_FBK" and f.attrs["patient_id"] == "abc123"
+        assert float(f.attrs["norm"]) == 0.456
+    with h5py.File(tmp_path / "test.h5", "w") as f:  # fastMRI test-set layout
+        f.create_dataset("kspace", data=random_complex(rng, (2, 64, 40)))
+        f.create_dataset("mask", data=(rng.random(40) > 0.7).astype(bool))
+    with pytest.raises(DataError, match="undersampled fastMRI test/challenge file.*kerasrecon reconstruct"):
+        prepare_dataset(tmp_path / "test.h5", tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()

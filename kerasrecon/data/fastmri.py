@@ -19,6 +19,7 @@ from kerasrecon.errors import DataError
 from kerasrecon.kspace import check_kspace, fft2c_np, ifft2c_np
 
 CROP = (320, 320)
+FASTMRI_ATTRS = ("acquisition", "max", "norm", "patient_id")
 
 
 def center_crop(x: np.ndarray, shape) -> np.ndarray:
@@ -64,6 +65,20 @@ class FastMRIFile:
             self._f.close()
             raise DataError(f"{self.path}: 'kspace' has no slices. Received: shape={shape}")
         self.attrs = dict(self._f.attrs)
+        # fastMRI's test and challenge files are undersampled: they carry the sampling pattern as a
+        # ``mask`` dataset (and no reconstruction). They are inputs to `reconstruct`, never ground truth.
+        self.undersampled = "mask" in self._f
+
+    def metadata(self) -> dict:
+        """The file's fastMRI header attributes that travel with a prepared volume: ``acquisition``
+        (e.g. ``CORPD_FBK``), ``max``, ``norm``, ``patient_id`` — those present, as plain Python values."""
+        out = {}
+        for key in FASTMRI_ATTRS:
+            if key in self.attrs:
+                value = self.attrs[key]
+                value = value.decode() if isinstance(value, bytes) else value
+                out[key] = value.item() if hasattr(value, "item") else value
+        return out
 
     def __enter__(self):
         return self

@@ -225,9 +225,14 @@ def _prepare_one(path, tmp: Path, dataset, crop, simulation, index):
             raise DataError(f"{path}: --phase/--noise/--kspace-crop simulate measurements from images; "
                             "a fastMRI file already holds measured k-space")
         with FastMRIFile(path, crop=crop or (320, 320)) as f:
+            if f.undersampled:
+                raise DataError(f"{path}: an undersampled fastMRI test/challenge file (it has a 'mask' dataset), "
+                                "not fully sampled ground truth; reconstruct it with 'kerasrecon reconstruct'")
             kspace = np.stack(list(f.iter_kspace()))
+            extra_attrs = f.metadata()
         scale, kind = 1.0, "fastmri-singlecoil"
     else:
+        extra_attrs = {}
         images = read_image_stack(path, dataset) if images is None else images
         if crop:
             images = center_crop(images, crop)
@@ -250,7 +255,10 @@ def _prepare_one(path, tmp: Path, dataset, crop, simulation, index):
         f.create_dataset("kspace", data=kspace.astype(np.complex64), compression="gzip", compression_opts=4)
         f.attrs["source"] = str(path)
         f.attrs["scale"] = scale
+        for key, value in extra_attrs.items():  # fastMRI's acquisition, max, norm, patient_id
+            f.attrs[key] = value
     with open(target, "wb") as fh:
         fh.write(buf.getbuffer())
     log.info("prepared %s -> %s %s", path, target.name, kspace.shape)
-    return {"file": target.name, "source": str(path), "kind": kind, "shape": list(kspace.shape), "scale": scale}
+    return {"file": target.name, "source": str(path), "kind": kind, "shape": list(kspace.shape), "scale": scale,
+            **extra_attrs}
