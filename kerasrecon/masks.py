@@ -15,7 +15,10 @@ Kinds:
 * ``random`` — 1-D Cartesian: fully sampled centre (``center_fraction`` of the columns) plus columns
   drawn at random without replacement, exactly ``round(W / R)`` columns in all (fastMRI's
   ``RandomMaskFunc`` with an exact count).
-* ``equispaced`` — 1-D Cartesian: centre plus every ``R``-th column (fastMRI ``EquispacedMaskFunc``).
+* ``equispaced`` — 1-D Cartesian: centre plus columns evenly spaced outside it, from a seeded offset,
+  so that the *total* sampled fraction is 1/R — the behaviour of fastMRI's
+  ``EquispacedMaskFractionFunc`` (its ``EquispacedMaskFunc`` instead spaces lines exactly R apart,
+  which with the centre samples more than 1/R).
 
 Lines run along the first image axis (H): the sampled phase-encode columns are chosen in W.
 """
@@ -277,7 +280,9 @@ class RandomLineMask:
 
 
 class EquispacedLineMask(RandomLineMask):
-    """1-D Cartesian mask: centre columns plus every R-th column from a seeded random offset."""
+    """1-D Cartesian mask: the centre columns plus columns evenly spaced over the rest, starting at a
+    seeded offset, with the total fraction 1/R (fastMRI's ``EquispacedMaskFractionFunc``; the spacing
+    is ``(W − centre) / (W/R − centre)``, a little more than R)."""
 
     kind = "equispaced"
 
