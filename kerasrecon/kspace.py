@@ -80,6 +80,38 @@ def zero_filled_np(kspace: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return ifft2c_np(undersample_np(kspace, mask))
 
 
+def _coil_mask(mask: np.ndarray) -> np.ndarray:
+    """A mask ``[H, W]`` (broadcasts as is) or ``[B, H, W]`` (gets a coil axis: ``[B, 1, H, W]``)."""
+    mask = np.asarray(mask)
+    return mask if mask.ndim == 2 else mask[..., None, :, :]
+
+
+def sense_forward_np(image: np.ndarray, maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """SENSE forward operator ``A x = M ⊙ F(S_c x)`` (NumPy).
+
+    Args:
+        image: complex ``[B, H, W]``.
+        maps: coil sensitivities, complex ``[B, C, H, W]`` (single coil: ``C = 1``, ``S = 1``).
+        mask: ``[H, W]`` or ``[B, H, W]`` in {0, 1}.
+
+    Returns:
+        multi-coil k-space, complex ``[B, C, H, W]``.
+    """
+    return fft2c_np(maps * image[:, None]) * _coil_mask(mask)
+
+
+def sense_adjoint_np(kspace: np.ndarray, maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Adjoint ``Aᴴ y = Σ_c conj(S_c) · Fᴴ(M ⊙ y_c)`` (NumPy): the SENSE-combined zero-filled image.
+
+    Args:
+        kspace: complex ``[B, C, H, W]``; maps: complex ``[B, C, H, W]``; mask ``[H, W]`` or ``[B, H, W]``.
+
+    Returns:
+        complex ``[B, H, W]``.
+    """
+    return np.sum(np.conj(maps) * ifft2c_np(kspace * _coil_mask(mask)), axis=1)
+
+
 NORMALISE_EPS = 1e-8  # floor of the zero-filled peak (an all-zero slice keeps scale 1e8, not inf)
 
 
@@ -292,6 +324,42 @@ def data_consistency_ch(image, masked_kspace, mask, noise_lambda=None):
     m = ops.expand_dims(ops.cast(mask, k.dtype), -1)
     measured = masked_kspace if noise_lambda is None else (k + noise_lambda * masked_kspace) / (1.0 + noise_lambda)
     return ifft2c_ch((1.0 - m) * k + m * measured)
+
+
+def complex_mul_ch(a, b, conjugate_a: bool = False):
+    """``a · b`` (or ``conj(a) · b``) of channel-form tensors ``[..., 2]`` (any backend, broadcasting)."""
+    ops = _ops()
+    ar, ai = a[..., 0], (-a[..., 1] if conjugate_a else a[..., 1])
+    br, bi = b[..., 0], b[..., 1]
+    return ops.stack([ar * br - ai * bi, ar * bi + ai * br], axis=-1)
+
+
+def sense_forward_ch(image, maps, mask):
+    """SENSE forward ``A x = M ⊙ F(S_c x)`` in channel form (any backend).
+
+    Args:
+        image: float32 ``[B, H, W, 2]``; maps: float32 ``[B, C, H, W, 2]``; mask: ``[B, H, W]``.
+
+    Returns:
+        float32 ``[B, C, H, W, 2]``.
+    """
+    ops = _ops()
+    k = fft2c_ch(complex_mul_ch(maps, ops.expand_dims(image, 1)))
+    return k * ops.expand_dims(ops.expand_dims(ops.cast(mask, k.dtype), 1), -1)
+
+
+def sense_adjoint_ch(kspace, maps, mask):
+    """Adjoint ``Aᴴ y = Σ_c conj(S_c) · Fᴴ(M ⊙ y_c)`` in channel form (any backend).
+
+    Args:
+        kspace: float32 ``[B, C, H, W, 2]``; maps: float32 ``[B, C, H, W, 2]``; mask: ``[B, H, W]``.
+
+    Returns:
+        float32 ``[B, H, W, 2]``.
+    """
+    ops = _ops()
+    m = ops.expand_dims(ops.expand_dims(ops.cast(mask, kspace.dtype), 1), -1)
+    return ops.sum(complex_mul_ch(maps, ifft2c_ch(kspace * m), conjugate_a=True), axis=1)
 
 
 def magnitude(x):

@@ -138,3 +138,34 @@ def test_builders_take_a_dtype_policy_and_leave_the_global_one():
     vgg = losses.build_vgg_features("none", dtype="mixed_bfloat16")
     assert vgg.get_layer("block1_conv1").compute_dtype == "bfloat16"
     assert keras.config.dtype_policy().name == "float32"
+
+
+def _maps(rng, b, c, h, w):
+    """Smooth-ish random coil maps normalised so that Σ_c |S_c|² = 1 at every pixel."""
+    s = random_complex(rng, (b, c, h, w)) + 2.0
+    return (s / np.sqrt(np.sum(np.abs(s) ** 2, axis=1, keepdims=True))).astype(np.complex64)
+
+
+def test_sense_operator_is_adjoint_and_reduces_to_single_coil(rng):
+    b, c, h, w = 2, 4, 12, 10
+    x = random_complex(rng, (b, h, w))
+    y = random_complex(rng, (b, c, h, w))
+    maps = _maps(rng, b, c, h, w)
+    mask = (rng.random((b, h, w)) > 0.5).astype(np.float32)
+    ax = ks.sense_forward_np(x, maps, mask)
+    # <A x, y> = <x, Aᴴ y> (NumPy and keras.ops)
+    np.testing.assert_allclose(np.vdot(ax, y), np.vdot(x, ks.sense_adjoint_np(y, maps, mask)), rtol=1e-4)
+    ax_ch = unch(ks.sense_forward_ch(ch(x), ch(maps), mask))
+    aty_ch = unch(ks.sense_adjoint_ch(ch(y), ch(maps), mask))
+    np.testing.assert_allclose(ax_ch, ax, atol=2e-5)
+    np.testing.assert_allclose(np.vdot(ax_ch, y), np.vdot(x, aty_ch), rtol=1e-4)
+    # Fully sampled with Σ|S|² = 1: the SENSE combine of the coil k-space gives the image back.
+    full = np.ones((b, h, w), np.float32)
+    np.testing.assert_allclose(ks.sense_adjoint_np(ks.sense_forward_np(x, maps, full), maps, full), x, atol=1e-5)
+    # One coil with S = 1 is today's single-coil path: M ⊙ F x and the zero-filled image.
+    ones = np.ones((b, 1, h, w), np.complex64)
+    np.testing.assert_allclose(ks.sense_forward_np(x, ones, mask)[:, 0], ref_fft2c(x) * mask, atol=1e-6)
+    k = ref_fft2c(x)
+    np.testing.assert_allclose(ks.sense_adjoint_np(k[:, None], ones, mask), ref_ifft2c(k * mask), atol=1e-6)
+    np.testing.assert_allclose(unch(ks.sense_adjoint_ch(ch(k[:, None]), ch(ones), mask)), ref_ifft2c(k * mask),
+                               atol=1e-6)
