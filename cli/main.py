@@ -458,11 +458,11 @@ def export(run_dir, out, force):
 @click.option("--input", "input_path", type=click.Path(), required=True,
               help="fastMRI single-coil .h5, a prepared volume .h5, or a directory of them.")
 @click.option("--output", type=click.Path(), required=True, help="Output .h5 (or directory for a directory input).")
-@click.option("--acceleration", "-R", type=float, default=4.0, show_default=True,
-              help="R for files without their own 'mask' dataset.")
-@click.option("--mask", "mask_kind", type=click.Choice(MASK_KINDS), default="poisson",
-              show_default=True, help="Mask kind for files without their own mask.")
-@click.option("--mask-seed", type=int, default=0, show_default=True, help="Mask seed.")
+@click.option("--acceleration", "-R", type=float, default=None,
+              help="R for files without their own 'mask' dataset (default: the R the model was trained with).")
+@click.option("--mask", "mask_kind", type=click.Choice(MASK_KINDS), default=None,
+              help="Mask kind for files without their own mask (default: the model's training mask kind).")
+@click.option("--mask-seed", type=int, default=None, help="Mask seed (default: the model's training mask seed).")
 @click.option("--crop", type=(int, int), default=None, metavar="H W",
               help="Centre-crop the output (default 320 320 for fastMRI files).")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Slices per model call.")
@@ -470,12 +470,12 @@ def export(run_dir, out, force):
 @one_line_errors
 def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_seed, crop, batch_size, force):
     """Reconstruct k-space files; writes 'reconstruction' [slices, H, W] (fastMRI submission layout)."""
-    from kerasrecon.config import MaskConfig
     from kerasrecon.reconstruct import reconstruct_files
 
-    paths = reconstruct_files(model_dir, input_path, output, MaskConfig(kind=mask_kind, acceleration=acceleration,
-                              seed=mask_seed), batch_size=batch_size, crop=crop, force=force,
-                              progress=_SliceProgress())
+    changes = {k: v for k, v in (("kind", mask_kind), ("acceleration", acceleration), ("seed", mask_seed))
+               if v is not None}
+    paths = reconstruct_files(model_dir, input_path, output, mask_changes=changes, batch_size=batch_size, crop=crop,
+                              force=force, progress=_SliceProgress())
     for p in paths:
         click.echo(f"wrote {p}")
 

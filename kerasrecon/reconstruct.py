@@ -15,6 +15,8 @@ mask id and the model's training metadata.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 
@@ -91,15 +93,18 @@ def _file_mask(f, shape, mask_cfg: MaskConfig, name: str):
     return m.array, m.id
 
 
-def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig, batch_size: int = 8, crop=None,
-                      force: bool = False, progress=None) -> list[Path]:
+def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None = None, batch_size: int = 8,
+                      crop=None, force: bool = False, progress=None, mask_changes: dict | None = None) -> list[Path]:
     """Reconstruct every input file; returns the written paths.
 
     Args:
         model_dir: an exported SavedModel (``kerasrecon export``).
         input_path: an ``.h5`` file or a directory of them.
         output: output ``.h5`` (single input) or directory (directory input).
-        mask_cfg: mask for files without their own ``mask``.
+        mask_cfg: mask for files without their own ``mask``; default: the mask the model was trained
+            with (kind, R, seed of the export metadata's training config).
+        mask_changes: overrides of that mask's fields (``kind``, ``acceleration``, ``seed``), e.g. the
+            CLI's explicit ``--mask``/``-R``/``--mask-seed``.
         batch_size: slices per model call.
         crop: (h, w) centre crop of the output; default 320×320 for fastMRI files.
         force: overwrite existing outputs.
@@ -113,6 +118,11 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig, batch
         raise DataError(f"--crop: expected H W >= 1. Received: {' '.join(str(c) for c in crop)}")
     files = _inputs(Path(input_path))
     loaded, meta = load_export(model_dir)
+    if mask_cfg is None:
+        trained = meta["train_config"].get("mask", {})
+        mask_cfg = MaskConfig(**{k: trained[k] for k in ("kind", "acceleration", "seed") if k in trained})
+    if mask_changes:
+        mask_cfg = dataclasses.replace(mask_cfg, **mask_changes)
     serve = loaded.signatures["serving_default"]
     output = Path(output)
     targets = [output / (f.stem + ".h5") for f in files] if Path(input_path).is_dir() else [output]

@@ -96,3 +96,22 @@ def test_evaluate_run_and_its_export_agree(exported, tmp_path):
         assert ra["mask_sha256"] == rb["mask_sha256"]
     res = run("evaluate", "--model", exported / "run", "--out", tmp_path / "a")
     assert res.exit_code == 2 and "--force" in res.output
+
+
+def test_reconstruct_defaults_to_the_models_training_mask(tmp_path, rng):
+    """Files without their own mask get the mask the model was trained with (kind, R, seed from the
+    export metadata); an explicit option overrides one field."""
+    root = tmp_path
+    assert run("fit", "--steps", 1, "--checkpoint-every", 1, "--out", root / "run", *TINY, "--mask", "random",
+               "-R", 6, "--mask-seed", 3).exit_code == 0
+    assert run("export", root / "run", "--out", root / "export").exit_code == 0
+    kspace = (rng.standard_normal((2, 48, 40)) + 1j * rng.standard_normal((2, 48, 40))).astype(np.complex64)
+    np.save(root / "k.npy", kspace)
+    res = run("reconstruct", "--model", root / "export", "--input", root / "k.npy", "--output", root / "a.h5")
+    assert res.exit_code == 0, res.output
+    with h5py.File(root / "a.h5", "r") as f:
+        assert (f.attrs["mask_kind"], f.attrs["acceleration"], f.attrs["mask_seed"]) == ("random", 6.0, 3)
+    res = run("reconstruct", "--model", root / "export", "--input", root / "k.npy", "--output", root / "b.h5", "-R", 4)
+    assert res.exit_code == 0, res.output
+    with h5py.File(root / "b.h5", "r") as f:
+        assert (f.attrs["mask_kind"], f.attrs["acceleration"], f.attrs["mask_seed"]) == ("random", 4.0, 3)
