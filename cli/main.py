@@ -183,8 +183,10 @@ def data():
               help="Image sources: keep the central H×W of k-space (the target lives on a coarser grid "
                    "than the simulation: no inverse crime).")
 @click.option("--sim-seed", type=int, default=0, show_default=True, help="Seed of phase and noise (volume i: (seed, i)).")
+@click.option("--acquisition", default=None, metavar="NAME",
+              help="Keep only fastMRI files with this acquisition attribute (CORPD_FBK, CORPDFS_FBK, ...).")
 @one_line_errors
-def prepare(src, out, dataset, crop, phase, phase_range, noise, kspace_crop, sim_seed):
+def prepare(src, out, dataset, crop, phase, phase_range, noise, kspace_crop, sim_seed, acquisition):
     """Convert SRC (a file, or a directory of .npy/.npz/.h5 files and PNG/DICOM folders) into dataset OUT.
 
     SRC 'demo' prepares the embedded demo images (e.g. with --phase smooth --noise 0.01).
@@ -196,7 +198,7 @@ def prepare(src, out, dataset, crop, phase, phase_range, noise, kspace_crop, sim
 
     sim = Simulation(phase=phase, phase_range=phase_range, noise=noise,
                      kspace_crop=tuple(kspace_crop) if kspace_crop else None, seed=sim_seed)
-    manifest = prepare_dataset(src, out, dataset=dataset, crop=crop, simulation=sim)
+    manifest = prepare_dataset(src, out, dataset=dataset, crop=crop, simulation=sim, acquisition=acquisition)
     for v in manifest["volumes"]:
         click.echo(f"{v['file']}: {v['kind']} {v['shape']} from {v['source']}")
     click.echo(f"wrote {len(manifest['volumes'])} volume(s) to {out}")
@@ -384,11 +386,15 @@ def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_
               help="Mask kind (default: the run's).")
 @click.option("--mask-seed", type=int, default=None, help="Mask seed (default: the run's); volume i uses seed + i.")
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Slices per generator call.")
+@click.option("--acquisition", default=None, metavar="NAME",
+              help="Score only volumes of this fastMRI acquisition (CORPD_FBK, CORPDFS_FBK, ...), as fastMRI's "
+                   "evaluation does (default: all).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Writes slices.csv and summary.json here.")
 @click.option("--force", is_flag=True, help="Overwrite slices.csv/summary.json in --out.")
 @baseline_options
 @one_line_errors
-def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, batch_size, out, force, **baseline):
+def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, batch_size, acquisition, out, force,
+             **baseline):
     """Reconstruct held-out slices and score them (NMSE, PSNR, SSIM, HFEN) next to zero-filling.
 
     \b
@@ -398,7 +404,7 @@ def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, batch_s
 
     changes = {k: v for k, v in dict(acceleration=acceleration, kind=mask_kind, seed=mask_seed).items() if v is not None}
     res = ev.evaluate_run(model_dir, data, changes, split, batch_size, progress=_SliceProgress(),
-                          **_baseline_kwargs(**baseline))
+                          acquisition=acquisition, **_baseline_kwargs(**baseline))
     rows, summary, meta = res.rows, res.summary, res.meta
     ev.write_results(rows, summary, out, meta, force=force)
     _echo_summary(summary, meta)

@@ -149,19 +149,21 @@ def write_results(rows, summary, out, meta: dict, force: bool = False):
     return targets
 
 
-def held_out_volumes(data: str, val_fraction: float, split: str = "val") -> list[Volume]:
-    """The volumes to evaluate: the held-out split of ``data`` (as in training) or ``all`` of it."""
-    from kerasrecon.data import load_volumes, split_volumes
+def held_out_volumes(data: str, val_fraction: float, split: str = "val", acquisition: str | None = None) -> list[Volume]:
+    """The volumes to evaluate: the held-out split of ``data`` (as in training) or ``all`` of it,
+    optionally only those of one fastMRI ``acquisition`` (filtered after the split, so the held-out
+    volumes stay those training held out)."""
+    from kerasrecon.data import filter_acquisition, load_volumes, split_volumes
 
     volumes = load_volumes(data)
     if split == "all":
-        return volumes
+        return filter_acquisition(volumes, acquisition)
     if split != "val":
         raise DataError(f"--split must be 'val' or 'all'. Received: {split!r}")
     _, val = split_volumes(volumes, val_fraction)
     if not val:
         raise DataError(f"--split val: the run used val_fraction=0, so {data} has no held-out part; use --split all")
-    return val
+    return filter_acquisition(val, acquisition)
 
 
 def run_baselines(names, cfg, mask_cfg, grid=None, iters=None, progress=None, tune_data=None):
@@ -184,7 +186,8 @@ def run_baselines(names, cfg, mask_cfg, grid=None, iters=None, progress=None, tu
 
 def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = None, split: str = "val",
                  batch_size: int = 4, progress=None, keep_recons: bool = False, baselines=(),
-                 baseline_grid=None, baseline_iters=None, note=None, baseline_tune_data=None):
+                 baseline_grid=None, baseline_iters=None, note=None, baseline_tune_data=None,
+                 acquisition: str | None = None):
     """Evaluate a training run's newest checkpoint or an exported SavedModel (method named after its loss).
 
     Args:
@@ -196,6 +199,8 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
         baseline_grid, baseline_iters: λ candidates (swept on the run's training split) and iterations.
         baseline_tune_data: sweep λ on the training split of this dataset instead (e.g. one prepared
             with the same simulation as ``data``); its held-out part is never used.
+        acquisition: score only volumes of this fastMRI acquisition (``CORPD_FBK``...), as
+            fastMRI's evaluation does; recorded in the results' metadata.
         note: optional callable for one-line progress messages (λ sweep).
 
     Returns:
@@ -212,11 +217,11 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
     cfg, step = fn.config, fn.step
     data = data or cfg.data.data
     mask_cfg = dataclasses.replace(cfg.mask, **(mask_changes or {}))
-    volumes = held_out_volumes(data, cfg.data.val_fraction, split)
+    volumes = held_out_volumes(data, cfg.data.val_fraction, split, acquisition)
     base_fns, settings = run_baselines(baselines, cfg, mask_cfg, baseline_grid, baseline_iters, note,
                                        baseline_tune_data)
     result = evaluate({cfg.loss.content: fn, **base_fns}, volumes, mask_cfg, batch_size, progress, keep_recons)
     result.meta = {"run": str(run_dir), "step": step, "loss": cfg.loss.content, "data": data, "split": split,
             "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed},
-            "baselines": settings, "train_config": cfg.to_dict()}
+            "baselines": settings, "train_config": cfg.to_dict(), "acquisition": acquisition or "all"}
     return result

@@ -5,9 +5,9 @@ A :class:`Volume` holds fully sampled k-space ``[S, H, W]`` complex64 on the ker
 """
 
 from kerasrecon.data.demo import load_demo
-from kerasrecon.data.volume import Volume, load_prepared, split_volumes
+from kerasrecon.data.volume import Volume, filter_acquisition, load_prepared, split_volumes
 
-__all__ = ["Volume", "load_volumes", "split_volumes"]
+__all__ = ["Volume", "filter_acquisition", "load_volumes", "split_volumes"]
 
 
 def load_volumes(data: str) -> list[Volume]:

@@ -175,7 +175,25 @@ def _sources(src: Path):
     return found
 
 
-def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=None) -> dict:
+def _with_acquisition(sources, acquisition: str):
+    """The fastMRI sources whose ``acquisition`` attribute equals ``acquisition`` (read before anything
+    is written). A non-fastMRI source, or no match at all, is a one-line ``DataError``."""
+    kept, found = [], set()
+    for path in sources:
+        if path == "demo" or not is_fastmri(path):
+            raise DataError(f"--acquisition {acquisition}: {path} is not a fastMRI file (only those carry an acquisition)")
+        with FastMRIFile(path) as f:
+            value = f.metadata().get("acquisition", "")
+        found.add(value or "(none)")
+        if value == acquisition:
+            kept.append(path)
+    if not kept:
+        raise DataError(f"--acquisition {acquisition}: no file has it; the files hold {', '.join(sorted(found))}")
+    return kept
+
+
+def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=None,
+                    acquisition: str | None = None) -> dict:
     """Convert image stacks or fastMRI files into a prepared dataset directory.
 
     Args:
@@ -185,6 +203,8 @@ def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=
         crop: optional (h, w) centre crop applied to every image (fastMRI default 320×320).
         simulation: optional :class:`kerasrecon.data.simulate.Simulation` (smooth phase, k-space
             noise, coarser grid) for image sources; ``src="demo"`` prepares the embedded demo images.
+        acquisition: keep only fastMRI files with this ``acquisition`` attribute (``CORPD_FBK``...);
+            other sources are then an error (they have no acquisition).
 
     Returns:
         the manifest dict (also written to ``out/manifest.json``).
@@ -199,6 +219,8 @@ def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"OUT {out}: exists and is not an empty directory; choose a new path")
     sources = ["demo"] if demo else _sources(src)
+    if acquisition:
+        sources = _with_acquisition(sources, acquisition)
     try:
         with atomic_dir(out, "prepare") as tmp:
             volumes = [_prepare_one(p, tmp, dataset, crop, simulation, i) for i, p in enumerate(sources)]

@@ -32,11 +32,13 @@ class Volume:
         name: identifier used in result rows.
         kspace: complex64 ``[S, H, W]``.
         source: where it came from (file path or ``demo``).
+        acquisition: fastMRI's acquisition (``CORPD_FBK``, ``CORPDFS_FBK``...), ``""`` when unknown.
     """
 
     name: str
     kspace: np.ndarray
     source: str = ""
+    acquisition: str = ""
 
     @property
     def images(self) -> np.ndarray:
@@ -57,12 +59,14 @@ def read_prepared_volume(path: Path) -> Volume:
                 raise DataError(f"{path}: missing dataset 'kspace' (expected complex64 [S, H, W])")
             kspace = f["kspace"][()]
             source = str(f.attrs.get("source", path))
+            acquisition = f.attrs.get("acquisition", "")
+            acquisition = acquisition.decode() if isinstance(acquisition, bytes) else str(acquisition)
     except (OSError, KeyError) as exc:
         raise DataError(f"{path}: cannot read HDF5 file ({exc.__class__.__name__}: {exc})") from None
     if kspace.ndim != 3:
         raise DataError(f"{path}: 'kspace' must be [S, H, W]. Received: shape={kspace.shape}")
     check_kspace(kspace, name=f"{path}:kspace")
-    return Volume(path.stem, kspace.astype(np.complex64), source)
+    return Volume(path.stem, kspace.astype(np.complex64), source, acquisition)
 
 
 def load_prepared(data: str) -> list[Volume]:
@@ -91,6 +95,18 @@ def load_prepared(data: str) -> list[Volume]:
     if meta.get("format") != FORMAT or not meta.get("volumes"):
         raise DataError(f"{manifest}: expected format {FORMAT!r} with at least one volume")
     return [read_prepared_volume(root / v["file"]) for v in meta["volumes"]]
+
+
+def filter_acquisition(volumes: list[Volume], acquisition: str | None, option: str = "--acquisition") -> list[Volume]:
+    """The volumes whose fastMRI ``acquisition`` equals ``acquisition`` (all when ``None``), as
+    fastMRI's evaluation does. Raises ``DataError`` naming what the data holds when none matches."""
+    if not acquisition:
+        return volumes
+    kept = [v for v in volumes if v.acquisition == acquisition]
+    if not kept:
+        found = sorted({v.acquisition or "(none)" for v in volumes})
+        raise DataError(f"{option} {acquisition}: no volume has it; the data holds {', '.join(found)}")
+    return kept
 
 
 def split_volumes(volumes: list[Volume], val_fraction: float):

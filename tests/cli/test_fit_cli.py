@@ -124,3 +124,35 @@ def test_fit_help_text_matches_train_config():
         assert shown[opt] == str(value), (opt, shown[opt], value)
     for choices in (C.CONTENT_LOSS_NAMES, MASK_KINDS, C.LR_SCHEDULES, C.SAMPLINGS, C.STRATEGIES, C.PRECISIONS):
         assert "[" + "|".join(choices) + "]" in text, choices
+
+
+def test_acquisition_filter_in_prepare_and_evaluate(tmp_path):
+    """--acquisition keeps fastMRI files/volumes of one acquisition, as fastMRI's evaluation does;
+    a value nobody has is a one-line error naming what the data holds."""
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "src").mkdir()
+    for name, acq in [("a", "CORPD_FBK"), ("b", "CORPDFS_FBK"), ("c", "CORPD_FBK"), ("d", "CORPDFS_FBK")]:
+        with h5py.File(tmp_path / "src" / f"{name}.h5", "w") as f:
+            f.create_dataset("kspace", data=(rng.standard_normal((2, 48, 40)) + 1j * rng.standard_normal((2, 48, 40)))
+                             .astype(np.complex64))
+            f.attrs["acquisition"] = acq
+    res = run("data", "prepare", tmp_path / "src", tmp_path / "pd", "--crop", 32, 32, "--acquisition", "CORPD_FBK")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "pd").glob("*.h5")) == ["a.h5", "c.h5"]
+    res = run("data", "prepare", tmp_path / "src", tmp_path / "none", "--acquisition", "AXT2")
+    assert res.exit_code == 2 and "CORPDFS_FBK, CORPD_FBK" in res.output and not (tmp_path / "none").exists()
+    assert run("data", "prepare", tmp_path / "src", tmp_path / "all", "--crop", 32, 32).exit_code == 0
+    res = run("fit", "--data", tmp_path / "all", "--steps", 1, "--checkpoint-every", 1, "--out", tmp_path / "run",
+              "--val-fraction", 0.5, *TINY)
+    assert res.exit_code == 0, res.output
+    import csv
+
+    res = run("evaluate", "--model", tmp_path / "run", "--split", "all", "--acquisition", "CORPDFS_FBK",
+              "--out", tmp_path / "ev")
+    assert res.exit_code == 0, res.output
+    assert {r["volume"] for r in csv.DictReader(open(tmp_path / "ev" / "slices.csv"))} == {"b", "d"}
+    res = run("evaluate", "--model", tmp_path / "run", "--acquisition", "AXT2", "--out", tmp_path / "ev2")
+    assert res.exit_code == 2 and "--acquisition AXT2: no volume has it" in res.output
