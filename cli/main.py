@@ -21,6 +21,10 @@ from kerasrecon.config import (CONTENT_LOSS_NAMES, LR_SCHEDULES, PRECISIONS, SAM
 from kerasrecon.data.simulate import PHASES
 from kerasrecon.masks import MASK_KINDS
 
+CENTER_HELP = ("Fully sampled centre: fraction of the columns of a line mask (fastMRI: 0.08 at R = 4, 0.04 at "
+               "R = 8) or side of the Poisson calibration square as a fraction of H, W (default: lines 0.08, "
+               "Poisson 0.05).")
+
 # Every default and choice of the fit options comes from kerasrecon/config.py (one home per fact).
 DEFAULTS = TrainConfig()
 
@@ -134,11 +138,12 @@ def cli(verbose):
 @click.option("--acceleration", "-R", type=float, required=True, help="Acceleration R = H·W / samples (>= 1).")
 @click.option("--shape", type=(int, int), required=True, metavar="H W", help="k-space shape.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed (same seed, same mask).")
+@click.option("--center-fraction", type=float, default=None, help=CENTER_HELP)
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
               help="Output .npy (float32 {0,1} [H, W]) or .png (white = sampled).")
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @one_line_errors
-def mask(kind, acceleration, shape, seed, out, force):
+def mask(kind, acceleration, shape, seed, center_fraction, out, force):
     """Draw a seeded sampling mask and print its id (achieved R, sha256)."""
     from kerasrecon.masks import make_mask
 
@@ -147,7 +152,7 @@ def mask(kind, acceleration, shape, seed, out, force):
         raise KerasReconError(f"--out {out}: expected a .npy or .png file name")
     if out.exists() and not force:
         raise KerasReconError(f"--out {out}: exists; pass --force to overwrite")
-    m = make_mask(kind, acceleration, shape, seed)
+    m = make_mask(kind, acceleration, shape, seed, center_fraction)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".npy":
         import numpy as np
@@ -217,6 +222,7 @@ def train_options(fn):
                      show_default=True, help="Sampling pattern."),
         click.option("--mask-seed", type=int, default=DEFAULTS.mask.seed, show_default=True,
                      help="Seed of the masks (volume i uses seed + i)."),
+        click.option("--center-fraction", type=float, default=DEFAULTS.mask.center_fraction, help=CENTER_HELP),
         click.option("--mask-per-sample", is_flag=True, help="A new mask per training sample instead of one per volume."),
         click.option("--mask-bank-size", type=int, default=DEFAULTS.mask.bank_size, show_default=True,
                      help="With --mask-per-sample: how many masks are pre-drawn (seeds mask-seed + 100000 + j)."),
@@ -268,7 +274,8 @@ def config_from_options(o: dict):
 
     return TrainConfig(
         mask=MaskConfig(kind=o["mask_kind"], acceleration=o["acceleration"], seed=o["mask_seed"],
-                        per_sample=o["mask_per_sample"], bank_size=o["mask_bank_size"]),
+                        per_sample=o["mask_per_sample"], bank_size=o["mask_bank_size"],
+                        center_fraction=o["center_fraction"]),
         data=DataConfig(data=o["data"], patch_size=o["patch_size"], batch_size=o["batch_size"],
                         val_fraction=o["val_fraction"], sampling=o["sampling"]),
         model=ModelConfig(blocks=o["blocks"], filters=o["filters"], noise_lambda=o["noise_lambda"],
@@ -385,6 +392,7 @@ def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_
 @click.option("--mask", "mask_kind", type=click.Choice(MASK_KINDS), default=None,
               help="Mask kind (default: the run's).")
 @click.option("--mask-seed", type=int, default=None, help="Mask seed (default: the run's); volume i uses seed + i.")
+@click.option("--center-fraction", type=float, default=None, help="Fully sampled centre (default: the run's).")
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Slices per generator call.")
 @click.option("--acquisition", default=None, metavar="NAME",
               help="Score only volumes of this fastMRI acquisition (CORPD_FBK, CORPDFS_FBK, ...), as fastMRI's "
@@ -393,8 +401,8 @@ def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_
 @click.option("--force", is_flag=True, help="Overwrite slices.csv/summary.json in --out.")
 @baseline_options
 @one_line_errors
-def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, batch_size, acquisition, out, force,
-             **baseline):
+def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, center_fraction, batch_size, acquisition,
+             out, force, **baseline):
     """Reconstruct held-out slices and score them (NMSE, PSNR, SSIM, HFEN) next to zero-filling.
 
     \b
@@ -402,7 +410,8 @@ def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, batch_s
     """
     from kerasrecon import evaluate as ev
 
-    changes = {k: v for k, v in dict(acceleration=acceleration, kind=mask_kind, seed=mask_seed).items() if v is not None}
+    changes = {k: v for k, v in dict(acceleration=acceleration, kind=mask_kind, seed=mask_seed,
+                                     center_fraction=center_fraction).items() if v is not None}
     res = ev.evaluate_run(model_dir, data, changes, split, batch_size, progress=_SliceProgress(),
                           acquisition=acquisition, **_baseline_kwargs(**baseline))
     rows, summary, meta = res.rows, res.summary, res.meta
@@ -469,17 +478,20 @@ def export(run_dir, out, force):
 @click.option("--mask", "mask_kind", type=click.Choice(MASK_KINDS), default=None,
               help="Mask kind for files without their own mask (default: the model's training mask kind).")
 @click.option("--mask-seed", type=int, default=None, help="Mask seed (default: the model's training mask seed).")
+@click.option("--center-fraction", type=float, default=None,
+              help="Fully sampled centre (default: the model's training mask's).")
 @click.option("--crop", type=(int, int), default=None, metavar="H W",
               help="Centre-crop the output (default 320 320 for fastMRI files).")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Slices per model call.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @one_line_errors
-def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_seed, crop, batch_size, force):
+def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_seed, center_fraction, crop, batch_size,
+                force):
     """Reconstruct k-space files; writes 'reconstruction' [slices, H, W] (fastMRI submission layout)."""
     from kerasrecon.reconstruct import reconstruct_files
 
-    changes = {k: v for k, v in (("kind", mask_kind), ("acceleration", acceleration), ("seed", mask_seed))
-               if v is not None}
+    changes = {k: v for k, v in (("kind", mask_kind), ("acceleration", acceleration), ("seed", mask_seed),
+                                 ("center_fraction", center_fraction)) if v is not None}
     paths = reconstruct_files(model_dir, input_path, output, mask_changes=changes, batch_size=batch_size, crop=crop,
                               force=force, progress=_SliceProgress())
     for p in paths:
@@ -529,7 +541,8 @@ def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out
         if not runs:
             raise KerasReconError("compare needs RUN directories, or --train to train them first")
         changes = {field: options[opt] for opt, field in
-                   [("acceleration", "acceleration"), ("mask_kind", "kind"), ("mask_seed", "seed")] if opt in given}
+                   [("acceleration", "acceleration"), ("mask_kind", "kind"), ("mask_seed", "seed"),
+                    ("center_fraction", "center_fraction")] if opt in given}
         result = cmp.compare_runs(list(runs), out, data=options["data"] if "data" in given else None,
                                   mask_changes=changes, force=force, **common)
     click.echo((Path(out) / "table.md").read_text())

@@ -207,7 +207,8 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
     rows, summary, recons, targets = result.rows, result.summary, result.recons, result.targets
     reference = "tv" if "tv" in base_fns else "mse" if "mse" in fns else "zero_filled"
     meta = {"data": data, "split": split, "runs": names, "baselines": settings,
-            "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed}}
+            "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed,
+                     "center_fraction": mask_cfg.center_fraction}}
     table = comparison_table(rows, reference, summary)
     write_results(rows, summary, out, meta, force=True)
     flat = [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in table]

@@ -25,8 +25,8 @@ from kerasrecon.errors import DataError
 from kerasrecon.io import atomic_file
 from kerasrecon.metrics import METRICS, all_metrics, hfen, nmse, psnr
 
-ROW_FIELDS = ["method", "volume", "slice", *METRICS, "mask_kind", "acceleration", "achieved_acceleration",
-              "mask_seed", "mask_sha256"]
+ROW_FIELDS = ["method", "volume", "slice", *METRICS, "mask_kind", "acceleration", "center_fraction",
+              "achieved_acceleration", "mask_seed", "mask_sha256"]
 
 # Every method is scored through one signature (a ``kerasrecon.Reconstructor`` is one; so are the
 # classical baselines): (k-space complex [B, H, W] at its own scale, zeros where not sampled,
@@ -222,6 +222,7 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
                                        baseline_tune_data)
     result = evaluate({cfg.loss.content: fn, **base_fns}, volumes, mask_cfg, batch_size, progress, keep_recons)
     result.meta = {"run": str(run_dir), "step": step, "loss": cfg.loss.content, "data": data, "split": split,
-            "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed},
+            "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed,
+                     "center_fraction": mask_cfg.center_fraction},
             "baselines": settings, "train_config": cfg.to_dict(), "acquisition": acquisition or "all"}
     return result

@@ -50,12 +50,15 @@ class Mask:
         kind: one of ``MASK_KINDS``.
         acceleration: requested R.
         seed: the seed it was drawn with.
+        center_fraction: the fully sampled centre it was drawn with (lines: fraction of columns;
+            Poisson: side of the calibration square as a fraction of H, W).
     """
 
     array: np.ndarray
     kind: str
     acceleration: float
     seed: int
+    center_fraction: float | None = None
 
     @property
     def achieved_acceleration(self) -> float:
@@ -69,10 +72,11 @@ class Mask:
 
     @property
     def id(self) -> dict:
-        """The mask's identity: kind, R requested/achieved, seed, shape, sha256."""
+        """The mask's identity: kind, R requested/achieved, seed, centre fraction, shape, sha256."""
         return {
             "mask_kind": self.kind,
             "acceleration": float(self.acceleration),
+            "center_fraction": self.center_fraction,
             "achieved_acceleration": round(self.achieved_acceleration, 4),
             "mask_seed": int(self.seed),
             "mask_shape": list(self.array.shape),
@@ -153,7 +157,7 @@ class PoissonMask:
             flat = bits.ravel()
             flat[drop] = False
             bits = flat.reshape(h, w)
-        return Mask(bits.astype(np.float32), self.kind, float(self.acceleration), int(seed))
+        return Mask(bits.astype(np.float32), self.kind, float(self.acceleration), int(seed), float(self.calib_fraction))
 
 
 def _centre_box(h, w, fraction):
@@ -271,7 +275,7 @@ class RandomLineMask:
         rng = np.random.default_rng(seed)
         cols = self._select(cols, target, rng)
         return Mask(np.repeat(cols[None, :], h, axis=0).astype(np.float32), self.kind,
-                    float(self.acceleration), int(seed))
+                    float(self.acceleration), int(seed), float(self.center_fraction))
 
     def _select(self, cols, target, rng):
         extra = rng.choice(np.flatnonzero(~cols), size=target - int(cols.sum()), replace=False)
@@ -299,8 +303,18 @@ class EquispacedLineMask(RandomLineMask):
 MASK_CLASSES = {"poisson": PoissonMask, "random": RandomLineMask, "equispaced": EquispacedLineMask}
 
 
-def make_mask(kind: str, acceleration: float, shape, seed: int) -> Mask:
-    """Draw a mask by kind name. Returns :class:`Mask` with ``array`` float32 ``[H, W]``."""
+def make_mask(kind: str, acceleration: float, shape, seed: int, center_fraction: float | None = None) -> Mask:
+    """Draw a mask by kind name. Returns :class:`Mask` with ``array`` float32 ``[H, W]``.
+
+    ``center_fraction``: the fully sampled centre (``None``: the kind's default, ``CENTER_FRACTION``
+    for line masks, ``CALIB_FRACTION`` for Poisson's calibration square).
+    """
     if kind not in MASK_CLASSES:
         raise ConfigError(f"unknown mask kind {kind!r}; expected one of {', '.join(MASK_KINDS)}")
-    return MASK_CLASSES[kind](acceleration=acceleration)(shape=shape, seed=seed)
+    if center_fraction is not None and not 0 <= center_fraction < 1:
+        raise ConfigError(f"--center-fraction must be in [0, 1). Received: {center_fraction}")
+    if kind == "poisson":
+        fraction = CALIB_FRACTION if center_fraction is None else center_fraction
+        return PoissonMask(acceleration=acceleration, calib_fraction=fraction)(shape=shape, seed=seed)
+    fraction = CENTER_FRACTION if center_fraction is None else center_fraction
+    return MASK_CLASSES[kind](acceleration=acceleration, center_fraction=fraction)(shape=shape, seed=seed)

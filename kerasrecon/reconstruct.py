@@ -89,7 +89,7 @@ def _file_mask(f, shape, mask_cfg: MaskConfig, name: str):
         return arr, {"mask_kind": "file", "acceleration": float(f.attrs.get("acceleration", 0) or 0),
                      "achieved_acceleration": round(arr.size / max(arr.sum(), 1), 4), "mask_seed": -1,
                      "mask_sha256": mask_hash(arr)}
-    m: Mask = make_mask(mask_cfg.kind, mask_cfg.acceleration, shape, mask_cfg.seed)
+    m: Mask = make_mask(mask_cfg.kind, mask_cfg.acceleration, shape, mask_cfg.seed, mask_cfg.center_fraction)
     return m.array, m.id
 
 
@@ -120,7 +120,8 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
     loaded, meta = load_export(model_dir)
     if mask_cfg is None:
         trained = meta["train_config"].get("mask", {})
-        mask_cfg = MaskConfig(**{k: trained[k] for k in ("kind", "acceleration", "seed") if k in trained})
+        mask_cfg = MaskConfig(**{k: trained[k] for k in ("kind", "acceleration", "seed", "center_fraction")
+                                 if k in trained})
     if mask_changes:
         mask_cfg = dataclasses.replace(mask_cfg, **mask_changes)
     serve = loaded.signatures["serving_default"]

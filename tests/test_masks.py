@@ -65,8 +65,8 @@ def test_line_masks(cls, kind, acceleration):
 def test_mask_id_fields():
     m = make_mask("random", 4, (16, 40), 9)
     assert m.id == {
-        "mask_kind": "random", "acceleration": 4.0, "achieved_acceleration": 4.0, "mask_seed": 9,
-        "mask_shape": [16, 40], "mask_sha256": mask_hash(m.array),
+        "mask_kind": "random", "acceleration": 4.0, "center_fraction": 0.08, "achieved_acceleration": 4.0,
+        "mask_seed": 9, "mask_shape": [16, 40], "mask_sha256": mask_hash(m.array),
     }
     import hashlib
     expected = hashlib.sha256(b"(16, 40)" + (m.array > 0.5).astype(np.uint8).tobytes()).hexdigest()
@@ -84,3 +84,22 @@ def test_mask_id_fields():
 def test_mask_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         make_mask(**kwargs)
+
+
+@pytest.mark.parametrize("kind", ["random", "equispaced"])
+def test_center_fraction_sets_the_fully_sampled_centre(kind):
+    """fastMRI's R = 8 setting: 4 % of the 368 columns (15) fully sampled at the centre, exact R kept."""
+    m = make_mask(kind, 8, (16, 368), 0, center_fraction=0.04)
+    cols = m.array[0].astype(bool)
+    n_low = int(round(368 * 0.04))
+    start = (368 - n_low + 1) // 2
+    assert n_low == 15 and cols[start: start + n_low].all() and cols.sum() == round(368 / 8)
+    assert m.id["center_fraction"] == 0.04 and make_mask(kind, 8, (16, 368), 0).id["center_fraction"] == 0.08
+    assert not np.array_equal(m.array, make_mask(kind, 8, (16, 368), 0).array)
+
+
+def test_center_fraction_sizes_the_poisson_calibration_square():
+    m = make_mask("poisson", 4, (64, 64), 0, center_fraction=0.25)
+    assert m.array[24:40, 24:40].all() and m.id["center_fraction"] == 0.25  # 16×16 centre square
+    with pytest.raises(ConfigError, match="--center-fraction"):
+        make_mask("random", 4, (16, 40), 0, center_fraction=1.5)

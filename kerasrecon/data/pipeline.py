@@ -44,7 +44,8 @@ PER_SAMPLE_SEED_OFFSET = 100_000  # per-sample bank masks never reuse a per-volu
 
 def reference_masks(volumes: list[Volume], mask_cfg: MaskConfig) -> list[Mask]:
     """One slice-shaped mask per volume, seed ``mask_cfg.seed + volume index``."""
-    return [make_mask(mask_cfg.kind, mask_cfg.acceleration, v.kspace.shape[1:], mask_cfg.seed + i)
+    return [make_mask(mask_cfg.kind, mask_cfg.acceleration, v.kspace.shape[1:], mask_cfg.seed + i,
+                      mask_cfg.center_fraction)
             for i, v in enumerate(volumes)]
 
 
@@ -103,7 +104,8 @@ def sampling_plan(volumes: list[Volume], cfg: TrainConfig) -> SamplingPlan:
         seeds = [cfg.mask.seed + i for i in range(len(volumes))]
     whole_slice = cfg.data.sampling == "slice"
     grid = (h, w) if whole_slice else (p, p)
-    bank = np.stack([make_mask(cfg.mask.kind, cfg.mask.acceleration, grid, s).array for s in seeds]).astype(np.float32)
+    bank = np.stack([make_mask(cfg.mask.kind, cfg.mask.acceleration, grid, s, cfg.mask.center_fraction).array
+                     for s in seeds]).astype(np.float32)
     # Whole-slice sampling needs each slice's k-space: it is the volume's own (scaled), taken once here
     # instead of one full-slice FFT per sample.
     kspace = (np.concatenate([v.kspace * s[:, None, None] for v, s in zip(volumes, scales)]).astype(np.complex64)

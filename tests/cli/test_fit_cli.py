@@ -20,7 +20,8 @@ def test_fit_cli_trains_and_records_config(tmp_path):
     assert "trained steps 0..3" in res.output
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["loss"]["content"] == "hybrid" and cfg["mask"] == {
-        "kind": "random", "acceleration": 6.0, "seed": 3, "per_sample": False, "bank_size": 64}
+        "kind": "random", "acceleration": 6.0, "seed": 3, "per_sample": False, "bank_size": 64,
+        "center_fraction": None}
     assert cfg["steps"] == 2 and cfg["pretrain_steps"] == 1 and cfg["model"]["blocks"] == 1
 
 

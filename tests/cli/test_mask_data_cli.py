@@ -66,3 +66,24 @@ def test_console_script_and_import_without_click():
             "kerasrecon.data.pipeline, kerasrecon.config; print('ok')")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.stdout.strip() == "ok", res.stderr
+
+
+def test_center_fraction_flows_from_fit_to_results(tmp_path):
+    """--center-fraction: mask CLI, fit (config.json), evaluate (every result row records it)."""
+    import csv
+
+    res = run("mask", "--kind", "random", "-R", 8, "--shape", 16, 368, "--center-fraction", 0.04,
+              "--out", tmp_path / "m.npy")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.strip().splitlines()[-1])["center_fraction"] == 0.04
+    tiny = ["--batch-size", "2", "--patch-size", "32", "--blocks", "1", "--filters", "8", "--loss", "mse"]
+    res = run("fit", "--steps", 1, "--checkpoint-every", 1, "--mask", "random", "--center-fraction", 0.12,
+              "--out", tmp_path / "run", *tiny)
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["mask"]["center_fraction"] == 0.12
+    res = run("evaluate", "--model", tmp_path / "run", "--out", tmp_path / "ev")
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(open(tmp_path / "ev" / "slices.csv")))
+    assert {r["center_fraction"] for r in rows if r["method"] != "zero_filled"} == {"0.12"}
+    res = run("fit", "--steps", 1, "--center-fraction", 1.5, "--out", tmp_path / "bad", *tiny)
+    assert res.exit_code == 2 and "--center-fraction" in res.output and not (tmp_path / "bad").exists()
