@@ -482,18 +482,22 @@ def export(run_dir, out, force):
               help="Fully sampled centre (default: the model's training mask's).")
 @click.option("--crop", type=(int, int), default=None, metavar="H W",
               help="Centre-crop the output (default 320 320 for fastMRI files).")
+@click.option("--grid", type=click.Choice(["trained", "file"]), default="trained", show_default=True,
+              help="Fully sampled fastMRI files: 'trained' reconstructs on the 320×320 grid the models train on "
+                   "(crop, re-transform, mask drawn there: fastMRI's submission grid); 'file' on the raw 640×368 "
+                   "grid, output cropped. Undersampled files (own 'mask') always use their own grid.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Slices per model call.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @one_line_errors
-def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_seed, center_fraction, crop, batch_size,
-                force):
+def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_seed, center_fraction, crop, grid,
+                batch_size, force):
     """Reconstruct k-space files; writes 'reconstruction' [slices, H, W] (fastMRI submission layout)."""
     from kerasrecon.reconstruct import reconstruct_files
 
     changes = {k: v for k, v in (("kind", mask_kind), ("acceleration", acceleration), ("seed", mask_seed),
                                  ("center_fraction", center_fraction)) if v is not None}
     paths = reconstruct_files(model_dir, input_path, output, mask_changes=changes, batch_size=batch_size, crop=crop,
-                              force=force, progress=_SliceProgress())
+                              force=force, progress=_SliceProgress(), grid=grid)
     for p in paths:
         click.echo(f"wrote {p}")
 

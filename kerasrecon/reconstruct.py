@@ -2,7 +2,9 @@
 
 Input: a fastMRI single-coil ``.h5`` or a prepared-dataset volume ``.h5`` (both hold ``kspace``
 complex ``[S, H, W]``), a ``.npy`` of complex k-space ``[S, H, W]`` or ``[H, W]`` (centred
-orthonormal convention), or a directory of them. The model runs on the file's own k-space grid:
+orthonormal convention), or a directory of them. A fully sampled fastMRI file is reconstructed on the
+grid the models are trained on (320×320: crop the image, re-transform; ``grid="file"`` keeps the
+file's own grid); everything else on the file's own k-space grid. The mask:
 
 * if the file has a ``mask`` dataset (fastMRI test/challenge files: ``[W]`` sampled columns, k-space
   already undersampled) that mask is used;
@@ -27,7 +29,7 @@ from kerasrecon.config import MaskConfig
 from kerasrecon.data.fastmri import CROP, center_crop
 from kerasrecon.errors import DataError
 from kerasrecon.io import atomic_file
-from kerasrecon.kspace import check_kspace
+from kerasrecon.kspace import check_kspace, fft2c_np, ifft2c_np
 from kerasrecon.masks import Mask, make_mask, mask_hash
 
 
@@ -94,7 +96,8 @@ def _file_mask(f, shape, mask_cfg: MaskConfig, name: str):
 
 
 def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None = None, batch_size: int = 8,
-                      crop=None, force: bool = False, progress=None, mask_changes: dict | None = None) -> list[Path]:
+                      crop=None, force: bool = False, progress=None, mask_changes: dict | None = None,
+                      grid: str = "trained") -> list[Path]:
     """Reconstruct every input file; returns the written paths.
 
     Args:
@@ -109,11 +112,17 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
         crop: (h, w) centre crop of the output; default 320×320 for fastMRI files.
         force: overwrite existing outputs.
         progress: optional callable ``(done_slices, total_slices)``.
+        grid: ``trained`` (default): a fully sampled fastMRI file is reconstructed on the 320×320 grid
+            the models train on (crop the image, re-transform, draw the mask there), the grid of
+            fastMRI's submissions; ``file``: on the file's own k-space grid (640×368), output
+            centre-cropped to 320×320. Undersampled files (own ``mask``) always use their own grid.
     """
     from kerasrecon.export import load_export
 
     if batch_size < 1:
         raise DataError(f"--batch-size must be >= 1. Received: {batch_size}")
+    if grid not in ("trained", "file"):
+        raise DataError(f"--grid must be 'trained' or 'file'. Received: {grid!r}")
     if crop is not None and min(crop) < 1:
         raise DataError(f"--crop: expected H W >= 1. Received: {' '.join(str(c) for c in crop)}")
     files = _inputs(Path(input_path))
@@ -142,10 +151,14 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
                 raise DataError(f"{src}: expected dataset 'kspace' complex [slices, H, W]; got {got}")
             if f["kspace"].shape[0] < 1 or min(f["kspace"].shape[1:]) < 2:
                 raise DataError(f"{src}: 'kspace' must have >= 1 slice of H, W >= 2; got shape {f['kspace'].shape}")
-            shape = f["kspace"].shape[1:]
-            mask, ident = _file_mask(f, shape, mask_cfg, str(src))
+            raw_shape = f["kspace"].shape[1:]
             is_fastmri = "reconstruction_esc" in f or "ismrmrd_header" in f or "mask" in f
-            out_crop = crop or (CROP if is_fastmri and min(shape) >= max(CROP) else None)
+            # A fully sampled fastMRI file goes on the grid the models are trained on: crop the image to
+            # 320×320, re-transform, draw the mask there. Undersampled files keep their own grid and mask.
+            retransform = grid == "trained" and is_fastmri and "mask" not in f and min(raw_shape) >= max(CROP)
+            shape = CROP if retransform else raw_shape
+            mask, ident = _file_mask(f, shape, mask_cfg, str(src))
+            out_crop = crop if retransform else crop or (CROP if is_fastmri and min(shape) >= max(CROP) else None)
             recons = []
             n = f["kspace"].shape[0]
             for i in range(0, n, batch_size):
@@ -154,6 +167,8 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
                 except OSError as exc:
                     raise DataError(f"{src}: slices {i}.. cannot be read (truncated/corrupt?): {exc}") from None
                 check_kspace(k, name=f"{src}:kspace")
+                if retransform:
+                    k = fft2c_np(center_crop(ifft2c_np(k), CROP))
                 img = run_serving(serve, k, mask, name=str(src))
                 recons.append(center_crop(img, out_crop) if out_crop else img)
                 if progress:

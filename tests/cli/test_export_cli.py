@@ -115,3 +115,31 @@ def test_reconstruct_defaults_to_the_models_training_mask(tmp_path, rng):
     assert res.exit_code == 0, res.output
     with h5py.File(root / "b.h5", "r") as f:
         assert (f.attrs["mask_kind"], f.attrs["acceleration"], f.attrs["mask_seed"]) == ("random", 4.0, 3)
+
+
+def test_reconstruct_fully_sampled_fastmri_on_the_trained_grid(exported, tmp_path, rng):
+    """A fully sampled fastMRI file is reconstructed on the 320×320 training grid by default (crop the image,
+    re-transform, mask drawn there) — checked against that pipeline written with NumPy and the export;
+    --grid file keeps the raw grid (mask at the file's shape, output cropped)."""
+    from kerasrecon import Reconstructor
+    from kerasrecon.masks import make_mask
+    from tests.conftest import ref_fft2c, ref_ifft2c
+
+    kspace = (rng.standard_normal((2, 340, 330)) + 1j * rng.standard_normal((2, 340, 330))).astype(np.complex64)
+    with h5py.File(tmp_path / "full.h5", "w") as f:
+        f.create_dataset("kspace", data=kspace)
+        f.create_dataset("reconstruction_esc", data=np.zeros((2, 320, 320), np.float32))
+    res = run("reconstruct", "--model", exported / "export", "--input", tmp_path / "full.h5", "--output", tmp_path / "t.h5")
+    assert res.exit_code == 0, res.output
+    img = ref_ifft2c(kspace)[:, 10:330, 5:325]  # centre 320×320 of 340×330
+    meta = json.loads((exported / "export" / "assets" / "kerasrecon.json").read_text())["train_config"]["mask"]
+    mask = make_mask(meta["kind"], meta["acceleration"], (320, 320), meta["seed"]).array
+    expected = Reconstructor.from_export(exported / "export")(ref_fft2c(img).astype(np.complex64), mask)
+    with h5py.File(tmp_path / "t.h5", "r") as f:
+        np.testing.assert_allclose(f["reconstruction"][()], expected, atol=1e-4 * expected.max())
+        assert list(f.attrs["mask_shape"]) == [320, 320]
+    res = run("reconstruct", "--model", exported / "export", "--input", tmp_path / "full.h5", "--output", tmp_path / "f.h5",
+              "--grid", "file")
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        assert f["reconstruction"].shape == (2, 320, 320) and list(f.attrs["mask_shape"]) == [340, 330]
