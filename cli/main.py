@@ -515,11 +515,13 @@ def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_see
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Writes table.md/.csv, slices.csv, summary.json, examples.png, psnr.png.")
 @click.option("--force", is_flag=True, help="Overwrite comparison files in --out.")
+@click.option("--acquisition", default=None, metavar="NAME",
+              help="Compare only volumes of this fastMRI acquisition (CORPD_FBK, CORPDFS_FBK, ...; default: all).")
 @baseline_options
 @train_options
 @click.pass_context
 @one_line_errors
-def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out, force, baselines,
+def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out, force, acquisition, baselines,
             baseline_lambdas, baseline_iters, baseline_tune_data, **options):
     """Compare runs (RUNS: fit output dirs) on the same slices and masks: table + figures.
 
@@ -533,6 +535,7 @@ def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out
 
     given = {k for k in options if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
     common = dict(split=split, batch_size=eval_batch_size, figures=not no_figures, progress=_SliceProgress(),
+                  acquisition=acquisition,
                   **_baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_data))
     if do_train:
         names = [n for part in [losses, *runs] for n in part.replace(",", " ").split()]

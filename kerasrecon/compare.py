@@ -148,7 +148,7 @@ def draw_figures(recons, targets, rows, out: Path):
 def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mask_changes: dict | None = None,
                  batch_size: int = 4, figures: bool = True, force: bool = False, progress=None,
                  baselines=(), baseline_grid=None, baseline_iters=None, note=None,
-                 baseline_tune_data=None) -> dict:
+                 baseline_tune_data=None, acquisition: str | None = None) -> dict:
     """Evaluate runs on identical slices and masks and write the comparison to ``out``.
 
     Args:
@@ -163,6 +163,7 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
             λ is swept on the first run's training split. With ``tv`` it becomes the Δ reference.
         baseline_grid, baseline_iters: λ candidates and solver iterations.
         baseline_tune_data: sweep λ on this dataset's training split instead of the first run's data.
+        acquisition: compare only volumes of this fastMRI acquisition (recorded in the metadata).
 
     Returns:
         ``{"table": [...], "reference": str, "meta": {...}}``.
@@ -199,14 +200,14 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
         fns[name] = rec
         names.append({"method": name, "run": str(run), "step": step, "loss": cfg.loss.content,
                       "vgg_weights": cfg.loss.vgg_weights, "steps": cfg.steps, "pretrain_steps": cfg.pretrain_steps})
-    volumes = held_out_volumes(data, first_cfg.data.val_fraction, split)
+    volumes = held_out_volumes(data, first_cfg.data.val_fraction, split, acquisition)
     base_fns, settings = run_baselines(baselines, first_cfg, mask_cfg, baseline_grid, baseline_iters, note,
                                        baseline_tune_data)
     fns.update({k: v for k, v in base_fns.items() if k not in fns})
     result = evaluate(fns, volumes, mask_cfg, batch_size, progress, keep_recons=True)
     rows, summary, recons, targets = result.rows, result.summary, result.recons, result.targets
     reference = "tv" if "tv" in base_fns else "mse" if "mse" in fns else "zero_filled"
-    meta = {"data": data, "split": split, "runs": names, "baselines": settings,
+    meta = {"data": data, "split": split, "acquisition": acquisition or "all", "runs": names, "baselines": settings,
             "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed,
                      "center_fraction": mask_cfg.center_fraction}}
     table = comparison_table(rows, reference, summary)

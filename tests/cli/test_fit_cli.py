@@ -157,3 +157,7 @@ def test_acquisition_filter_in_prepare_and_evaluate(tmp_path):
     assert {r["volume"] for r in csv.DictReader(open(tmp_path / "ev" / "slices.csv"))} == {"b", "d"}
     res = run("evaluate", "--model", tmp_path / "run", "--acquisition", "AXT2", "--out", tmp_path / "ev2")
     assert res.exit_code == 2 and "--acquisition AXT2: no volume has it" in res.output
+    res = run("compare", tmp_path / "run", "--split", "all", "--acquisition", "CORPD_FBK", "--no-figures",
+              "--out", tmp_path / "cmp")
+    assert res.exit_code == 0, res.output
+    assert {r["volume"] for r in csv.DictReader(open(tmp_path / "cmp" / "slices.csv"))} == {"a", "c"}
