@@ -449,6 +449,35 @@ def _echo_summary(summary, meta):
 
 
 @cli.command()
+@click.option("--predictions", type=click.Path(), required=True,
+              help="Directory of <name>.h5 files with 'reconstruction' [slices, h, w] (reconstruct's output).")
+@click.option("--targets", type=click.Path(), required=True,
+              help="Directory of fastMRI files <name>.h5 with reconstruction_esc (single coil) or _rss.")
+@click.option("--acquisition", default=None, metavar="NAME", help="Only targets of this acquisition (CORPD_FBK...).")
+@click.option("--target-key", type=click.Choice(["reconstruction_esc", "reconstruction_rss"]), default=None,
+              help="Target dataset (default: the one each file has).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the scores as JSON here.")
+@one_line_errors
+def score(predictions, targets, acquisition, target_key, out):
+    """Score prediction files against fastMRI targets, as fastMRI's evaluate.py does (per volume).
+
+    Prints fastMRI's summary (mean +/- 2·std over volumes) beside kerasrecon's (mean ± std, n).
+    """
+    from kerasrecon.evaluate import score_predictions
+    from kerasrecon.io import write_text_atomic
+
+    res = score_predictions(predictions, targets, acquisition=acquisition, target_key=target_key)
+    n = res["summary"]["psnr"]["n"]
+    click.echo(f"{n} volume(s), target {res['target_key']}" + (f", acquisition {acquisition}" if acquisition else ""))
+    click.echo("fastMRI convention: " + " ".join(f"{k} = {v}" for k, v in res["fastmri"].items()))
+    click.echo("kerasrecon (mean ± std over volumes): " + "  ".join(
+        f"{m.upper()} {s['mean']:.4g} ± {s['std']:.3g}" for m, s in res["summary"].items()))
+    if out:
+        write_text_atomic(Path(out), json.dumps(res, indent=2))
+        click.echo(f"wrote {out}")
+
+
+@cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(), required=True, help="SavedModel directory to create.")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")

@@ -226,3 +226,73 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
                      "center_fraction": mask_cfg.center_fraction},
             "baselines": settings, "train_config": cfg.to_dict(), "acquisition": acquisition or "all"}
     return result
+
+
+TARGET_KEYS = ("reconstruction_esc", "reconstruction_rss")
+
+
+def score_predictions(predictions, targets, acquisition: str | None = None, target_key: str | None = None) -> dict:
+    """Score a folder of prediction files against fastMRI targets, as ``fastmri/evaluate.py`` does.
+
+    Args:
+        predictions: a directory of ``<name>.h5`` files with ``reconstruction`` float ``[S, h, w]``
+            (``kerasrecon reconstruct`` output or any fastMRI submission).
+        targets: a directory of fastMRI files ``<name>.h5`` holding ``reconstruction_esc`` (single
+            coil) or ``reconstruction_rss`` (multi-coil) ``[S, H, W]``.
+        acquisition: only targets whose ``acquisition`` attribute equals this (fastMRI's filter).
+        target_key: ``reconstruction_esc`` | ``reconstruction_rss``; default: the one the file has.
+
+    Each target is centre-cropped to the prediction's width (square), the prediction to the target's,
+    then NMSE, PSNR (data range = the target volume's max) and SSIM are computed per volume.
+
+    Returns:
+        ``{"per_volume": {name: {nmse, psnr, ssim}}, "summary": {metric: {mean, std, n}},
+        "fastmri": {metric: "mean +/- 2·std"}, "target_key": str}`` — the last is fastMRI's summary
+        convention (its ``Metrics.__repr__``), over volumes.
+    """
+    import h5py
+
+    from kerasrecon.data.fastmri import center_crop
+    from kerasrecon.metrics import nmse, psnr, ssim
+
+    pred_dir, target_dir = Path(predictions), Path(targets)
+    for option, d in (("--predictions", pred_dir), ("--targets", target_dir)):
+        if not d.is_dir():
+            raise DataError(f"{option} {d}: not a directory")
+    if target_key is not None and target_key not in TARGET_KEYS:
+        raise DataError(f"--target-key must be one of {', '.join(TARGET_KEYS)}. Received: {target_key!r}")
+    per_volume, keys = {}, set()
+    for tfile in sorted(target_dir.glob("*.h5")):
+        with h5py.File(tfile, "r") as t:
+            acq = t.attrs.get("acquisition", "")
+            acq = acq.decode() if isinstance(acq, bytes) else str(acq)
+            if acquisition and acq != acquisition:
+                continue
+            key = target_key or next((k for k in TARGET_KEYS if k in t), None)
+            if key is None or key not in t:
+                raise DataError(f"{tfile}: no {target_key or ' or '.join(TARGET_KEYS)} dataset (not a fastMRI target file)")
+            target = t[key][()]
+        pfile = pred_dir / tfile.name
+        if not pfile.is_file():
+            raise DataError(f"--predictions {pred_dir}: no {tfile.name} for target {tfile}")
+        with h5py.File(pfile, "r") as p:
+            if "reconstruction" not in p:
+                raise DataError(f"{pfile}: no 'reconstruction' dataset (expected [slices, h, w])")
+            pred = p["reconstruction"][()]
+        if pred.shape[0] != target.shape[0]:
+            raise DataError(f"{pfile}: {pred.shape[0]} slices, target {tfile} has {target.shape[0]}")
+        target = center_crop(target, (pred.shape[-1], pred.shape[-1]))
+        pred = center_crop(pred, (target.shape[-1], target.shape[-1]))
+        keys.add(key)
+        per_volume[tfile.stem] = {"nmse": nmse(target, pred), "psnr": psnr(target, pred), "ssim": ssim(target, pred)}
+    if not per_volume:
+        raise DataError(f"--targets {target_dir}: no target file" + (f" with acquisition {acquisition}" if acquisition
+                                                                       else " (*.h5)"))
+    summary = {m: _stats([v[m] for v in per_volume.values()]) for m in ("nmse", "psnr", "ssim")}
+    fastmri = {m.upper(): f"{s['mean']:.4g} +/- {2 * _std0(per_volume, m):.4g}" for m, s in summary.items()}
+    return {"per_volume": per_volume, "summary": summary, "fastmri": fastmri, "target_key": ", ".join(sorted(keys))}
+
+
+def _std0(per_volume, metric) -> float:
+    """Population std over volumes (``np.std``, ddof = 0), as fastMRI's ``Metrics`` computes it."""
+    return float(np.std([v[metric] for v in per_volume.values()]))
