@@ -23,17 +23,19 @@ BN_MOMENTUM = 0.9
 
 
 def sync_batchnorm() -> bool:
-    """BatchNorm ``synchronized`` for a model built now: on TensorFlow under a strategy with several
-    replicas, batch statistics are all-reduced over them (N replicas == 1 device). Not on one
-    replica: Keras' synchronised statistics use the one-pass variance E[x²] − E[x]², whose round-off
-    made a GAN step's generator update differ by 0.7 % from the two-pass formula (measured on the
-    output conv, tests/test_backends.py). On JAX the flag is not accepted and not needed: the step is
-    one jit-compiled program over the sharded global batch, so the statistics are global anyway."""
+    """BatchNorm ``synchronized`` for a model built now: on TensorFlow inside an explicit
+    ``tf.distribute`` strategy (MirroredStrategy, MultiWorkerMirroredStrategy), batch statistics are
+    all-reduced over its replicas, so N replicas equal the same strategy on one device (tested). Not
+    under the default strategy (one device, ``--strategy auto|none`` without several GPUs): Keras'
+    synchronised statistics use the one-pass variance E[x²] − E[x]², whose round-off made a GAN
+    step's generator update differ by 0.7 % from the two-pass formula (measured on the output conv,
+    tests/test_backends.py). On JAX the flag is not accepted and not needed: the step is one
+    jit-compiled program over the sharded global batch, so the statistics are global anyway."""
     if keras.backend.backend() != "tensorflow":
         return False
     import tensorflow as tf
 
-    return tf.distribute.get_strategy().num_replicas_in_sync > 1
+    return tf.distribute.has_strategy()
 
 
 @keras.saving.register_keras_serializable(package="kerasrecon")

@@ -30,7 +30,8 @@ cfg = TrainConfig(data=DataConfig(patch_size=32, batch_size=4), model=ModelConfi
 batch = next(iter(training_dataset([load_demo(num_slices=6)], cfg)))
 
 results = {}
-for name, strategy in [("one", tf.distribute.get_strategy()),
+# One replica and two of the same strategy (both with synchronised BatchNorm, the same arithmetic).
+for name, strategy in [("one", tf.distribute.MirroredStrategy(["/cpu:0"])),
                        ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
     with strategy.scope():
         gan = build_gan(cfg)
