@@ -256,7 +256,8 @@ def train_options(fn):
                      "MultiWorkerMirroredStrategy, cluster from TF_CONFIG (or Slurm)."),
         click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULTS.precision, show_default=True,
                      help="auto: mixed_bfloat16 on GPUs with compute capability >= 8, mixed_float16 on older GPUs "
-                          "(loss-scaled), float32 on CPU."),
+                          "(loss-scaled), float32 on CPU. float64: reference arithmetic for numerical checks (slow; "
+                          "TensorFlow only)."),
         click.option("--jit/--no-jit", default=DEFAULTS.jit, help="XLA-compile the train step (default: on for GPUs, off on CPU)."),
         click.option("--collective-timeout", "collective_timeout_s", type=float, default=DEFAULTS.collective_timeout_s, show_default=True,
                      help="multiworker: seconds before a collective with a dead worker fails."),

@@ -15,7 +15,7 @@ from kerasrecon.errors import ConfigError
 
 CONTENT_LOSS_NAMES = ("mse", "feature", "hybrid")
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16", "float64")
 SAMPLINGS = ("patch", "slice")
 LR_SCHEDULES = ("constant", "cosine")
 

@@ -106,6 +106,12 @@ def describe_vgg_weights(weights: str) -> str:
     return f"ImageNet VGG19 ({VGG_NOTOP_FILE}) from {where}, {path}, sha256 {sha256_file(path)[:16]}…"
 
 
+def wide(x) -> str:
+    """Loss arithmetic dtype for tensor ``x``: float64 for float64 ``x`` (reference precision), else
+    float32 (also for the bfloat16/float16 outputs of mixed precision)."""
+    return "float64" if keras.backend.standardize_dtype(x.dtype) == "float64" else "float32"
+
+
 def vgg_preprocess(magnitude):
     """float32 ``[B, H, W, 1]`` magnitude (≈ [0, 1]) -> VGG19 input ``[B, H, W, 3]``."""
     rgb = ops.repeat(magnitude * VGG_INPUT_SCALE, 3, axis=-1)
@@ -114,14 +120,14 @@ def vgg_preprocess(magnitude):
 
 def mse_loss(target, recon):
     """Per-example pixel MSE. target, recon: float32 ``[B, H, W, 1]`` magnitudes -> ``[B]``."""
-    return ops.mean(ops.square(target - recon), axis=(1, 2, 3))
+    return ops.mean(ops.square(ops.subtract(target, recon)), axis=(1, 2, 3))
 
 
 def feature_loss(target, recon, vgg):
     """Per-example VGG54 feature MSE (features ×1/12.75). Magnitudes ``[B, H, W, 1]`` -> ``[B]``."""
-    f_target = ops.cast(vgg(vgg_preprocess(target), training=False), "float32") * VGG_FEATURE_SCALE
-    f_recon = ops.cast(vgg(vgg_preprocess(recon), training=False), "float32") * VGG_FEATURE_SCALE
-    return ops.mean(ops.square(f_target - f_recon), axis=(1, 2, 3))
+    f_target, f_recon = (vgg(vgg_preprocess(x), training=False) for x in (target, recon))
+    f_target, f_recon = (ops.cast(f, wide(f)) * VGG_FEATURE_SCALE for f in (f_target, f_recon))
+    return ops.mean(ops.square(ops.subtract(f_target, f_recon)), axis=(1, 2, 3))
 
 
 class ContentLoss:
@@ -157,7 +163,7 @@ CONTENT_LOSSES = {
 
 def bce(prob, label: float):
     """Per-example binary cross-entropy of probabilities ``[B, 1]`` against a constant label -> ``[B]``."""
-    p = ops.clip(ops.reshape(ops.cast(prob, "float32"), (-1,)), BCE_EPS, 1 - BCE_EPS)
+    p = ops.clip(ops.reshape(ops.cast(prob, wide(prob)), (-1,)), BCE_EPS, 1 - BCE_EPS)
     return -(label * ops.log(p) + (1 - label) * ops.log(1 - p))
 
 

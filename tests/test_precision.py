@@ -73,3 +73,32 @@ def test_auto_choices_per_device(monkeypatch):
     assert resolve_precision("float32") == "float32"
     with pytest.raises(ConfigError, match="--precision"):
         resolve_precision("float8")
+
+
+def test_float64_reaches_the_outputs_and_the_slope_is_exact():
+    """--precision float64, the reference arithmetic of the backend test: everything float64 on TF."""
+    import keras
+
+    from kerasrecon.models.discriminator import LeakyReLU, build_discriminator
+    from kerasrecon.models.generator import build_generator
+
+    assert resolve_precision("float64") == "float64"
+    g, d = build_generator(blocks=1, filters=4, dtype="float64"), build_discriminator(16, dtype="float64")
+    rng = np.random.default_rng(0)
+    x = {"zero_filled": rng.normal(size=(1, 16, 16, 2)), "masked_kspace": np.zeros((1, 16, 16, 2)),
+         "mask": np.zeros((1, 16, 16))}
+    out = g(x)
+    assert keras.backend.standardize_dtype(out.dtype) == "float64"
+    assert keras.backend.standardize_dtype(d(rng.random((2, 16, 16, 1))).dtype) == "float64"
+    assert {w.dtype for w in g.weights + d.weights} == {"float64"}
+    v = np.array([-1.0, 3.0])  # 0.2 in float64, not float32's 0.2000000030 (tf.nn.leaky_relu's attribute)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(LeakyReLU(negative_slope=0.2, dtype="float64")(v)), [-0.2, 3.0])
+    assert keras.backend.standardize_dtype(keras.config.dtype_policy().name) == "float32"  # nothing global
+
+
+def test_float64_is_refused_on_jax(monkeypatch):
+    import keras
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(ConfigError, match="float64 is TensorFlow-only"):
+        resolve_precision("float64")

@@ -7,12 +7,24 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from kerasrecon.models.generator import sync_batchnorm
+from kerasrecon.models.generator import sync_batchnorm, wide_dtype
 
 D_FILTERS = (64, 64, 128, 128, 256, 256, 512, 512)
 D_STRIDES = (1, 2, 1, 2, 1, 2, 1, 2)
 D_DENSE = 1024
 LEAKY_SLOPE = 0.2
+
+
+@keras.saving.register_keras_serializable(package="kerasrecon")
+class LeakyReLU(layers.LeakyReLU):
+    """``x if x > 0 else slope · x``, written with ``keras.ops`` so that every backend computes the
+    same: TensorFlow's fused ``leaky_relu`` keeps the slope as a float32 attribute (0.2 becomes
+    0.2000000030 in a float64 model) and JAX's takes the gradient 1 at ``x == 0`` where TensorFlow
+    takes ``slope``. Same shape and dtype in as out."""
+
+    def call(self, inputs):
+        x = keras.ops.convert_to_tensor(inputs)
+        return keras.ops.where(keras.ops.greater(x, 0), x, x * self.negative_slope)  # a Python float: exact in float64
 
 
 def build_discriminator(patch_size: int = 96, channels: int = 1, dtype=None) -> keras.Model:
@@ -22,7 +34,7 @@ def build_discriminator(patch_size: int = 96, channels: int = 1, dtype=None) -> 
         patch_size: int, side of the square input (the Dense layer fixes it). Default 96.
         channels: int, input channels (1 = magnitude). Default 1.
         dtype: Keras dtype policy of the hidden layers (default: the global policy); the output
-            probability is always float32. Nothing global is changed.
+            probability is float32 (float64 under a float64 policy). Nothing global is changed.
 
     Returns:
         ``keras.Model`` named ``discriminator``: float32 ``[B, patch, patch, channels]`` ->
@@ -36,9 +48,9 @@ def build_discriminator(patch_size: int = 96, channels: int = 1, dtype=None) -> 
                           dtype=dtype)(x)
         if i > 1:
             x = layers.BatchNormalization(synchronized=sync_batchnorm(), name=f"d_bn{i}", dtype=dtype)(x)
-        x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"d_lrelu{i}", dtype=dtype)(x)
+        x = LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"d_lrelu{i}", dtype=dtype)(x)
     x = layers.Flatten(name="d_flatten", dtype=dtype)(x)
     x = layers.Dense(D_DENSE, name="d_dense1", dtype=dtype)(x)
-    x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name="d_lrelu_dense", dtype=dtype)(x)
-    out = layers.Dense(1, activation="sigmoid", dtype="float32", name="d_prob")(x)  # float32 under mixed precision
+    x = LeakyReLU(negative_slope=LEAKY_SLOPE, name="d_lrelu_dense", dtype=dtype)(x)
+    out = layers.Dense(1, activation="sigmoid", dtype=wide_dtype(dtype), name="d_prob")(x)  # float32 under mixed
     return keras.Model(inp, out, name="discriminator")

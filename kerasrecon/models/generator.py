@@ -39,6 +39,16 @@ def sync_batchnorm() -> bool:
 
 
 @keras.saving.register_keras_serializable(package="kerasrecon")
+
+def wide_dtype(dtype=None) -> str:
+    """The dtype of the parts that stay wide under mixed precision (FFTs, data consistency, the
+    generator's output conv and residual, the discriminator's output, the losses): ``"float64"``
+    when the policy ``dtype`` (default: the global one) is float64, the reference precision
+    for numerical checks, else ``"float32"``."""
+    policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
+    return "float64" if policy.compute_dtype == "float64" else "float32"
+
+
 class DataConsistency(layers.Layer):
     """Replace (hard) or blend (soft, noise λ) measured k-space samples into an image.
 
@@ -58,7 +68,7 @@ class DataConsistency(layers.Layer):
         self.noise_lambda = noise_lambda
 
     def call(self, inputs):
-        image, masked_kspace, mask = (keras.ops.cast(t, "float32") for t in inputs)
+        image, masked_kspace, mask = (keras.ops.cast(t, self.compute_dtype) for t in inputs)
         return kspace.data_consistency_ch(image, masked_kspace, mask, noise_lambda=self.noise_lambda)
 
     def compute_output_shape(self, input_shape):
@@ -107,8 +117,9 @@ def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FIL
             stage's image (cascaded DC networks; K = 1 is the thesis' generator). Layer names get
             the prefix ``g_`` for K = 1 and ``g{k}_`` (k = 1..K) otherwise.
         dtype: Keras dtype policy of the hidden layers (``"float32"``, ``"mixed_bfloat16"``,
-            ``"mixed_float16"`` or a ``keras.DTypePolicy``); default: the global policy. The output
-            conv, the residual and DC are always float32. Nothing global is changed.
+            ``"mixed_float16"``, ``"float64"`` or a ``keras.DTypePolicy``); default: the global policy. The
+            output conv, the residual and DC are float32 (float64 under a float64 policy). Nothing
+            global is changed.
 
     Returns:
         ``keras.Model`` named ``generator`` with inputs ``{"zero_filled": [B, H, W, 2],
@@ -142,10 +153,11 @@ def _stage(image_in, masked_kspace, mask, blocks, filters, noise_lambda, data_co
     # Zero-initialised output conv: the untrained generator is the identity on its input image
     # (then DC), so training starts from the zero-filled baseline instead of from random noise.
     # Output conv, residual and DC stay float32 under mixed precision (the image and the FFTs need it).
-    x = layers.Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype="float32",
+    wide = wide_dtype(dtype)
+    x = layers.Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype=wide,
                       name=f"{prefix}conv_out")(x)
-    image = layers.Add(dtype="float32", name=f"{prefix}residual")([image_in, x])
+    image = layers.Add(dtype=wide, name=f"{prefix}residual")([image_in, x])
     if data_consistency:
-        image = DataConsistency(noise_lambda, dtype="float32", name=f"{prefix}data_consistency")(
+        image = DataConsistency(noise_lambda, dtype=wide, name=f"{prefix}data_consistency")(
             [image, masked_kspace, mask])
     return image

@@ -1,4 +1,4 @@
-"""Precision and XLA choices: ``--precision auto|float32|mixed_float16|mixed_bfloat16`` and ``--jit``.
+"""Precision and XLA choices: ``--precision auto|float32|mixed_float16|mixed_bfloat16|float64`` and ``--jit``.
 
 ``auto`` picks what is fastest on the detected device: on a GPU with compute capability >= 8.0
 (Ampere, Hopper) ``mixed_bfloat16`` (tensor cores, no loss scaling needed), on older GPUs
@@ -35,6 +35,8 @@ def resolve_precision(precision: str) -> str:
     ``auto``: ``mixed_bfloat16`` when every GPU has compute capability >= 8 (Ampere, Hopper),
     ``mixed_float16`` on older GPUs (TensorFlow only), ``float32`` on CPU. On JAX ``mixed_float16``
     is refused (no loss scaling in the JAX step): use ``mixed_bfloat16``, which needs none.
+    ``float64`` is the reference precision for numerical checks (every layer and loss in float64;
+    slow; TensorFlow only, as Keras on JAX computes BatchNormalization in float32 whatever the policy).
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}. Received: {precision!r}")
@@ -42,6 +44,9 @@ def resolve_precision(precision: str) -> str:
     if precision == "mixed_float16" and jax_backend:
         raise ConfigError("--precision mixed_float16 is TensorFlow-only (loss scaling); on JAX use "
                           "--precision mixed_bfloat16")
+    if precision == "float64" and jax_backend:
+        raise ConfigError("--precision float64 is TensorFlow-only: on JAX, Keras promotes float64 with float32 to "
+                          "float32 (BatchNormalization computes in float32), so it would not be a float64 reference")
     if precision != "auto":
         return precision
     caps = _gpus()

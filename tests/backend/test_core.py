@@ -169,3 +169,29 @@ def test_sense_operator_is_adjoint_and_reduces_to_single_coil(rng):
     np.testing.assert_allclose(ks.sense_adjoint_np(k[:, None], ones, mask), ref_ifft2c(k * mask), atol=1e-6)
     np.testing.assert_allclose(unch(ks.sense_adjoint_ch(ch(k[:, None]), ch(ones), mask)), ref_ifft2c(k * mask),
                                atol=1e-6)
+
+
+def _grad(fn, x):
+    """d(sum fn(x))/dx on the running backend."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda t: ops.sum(fn(t)))(x))
+    import tensorflow as tf
+
+    t = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        y = ops.sum(fn(t))
+    return tape.gradient(y, t).numpy()
+
+
+def test_discriminator_leaky_relu_same_on_every_backend():
+    """x if x > 0 else 0.2 x, with the slope exact in float32 (0.2f) and the gradient 0.2 at x == 0
+    (TensorFlow's convention; JAX's own leaky_relu takes 1 there)."""
+    from kerasrecon.models.discriminator import LEAKY_SLOPE, LeakyReLU
+
+    layer = LeakyReLU(negative_slope=LEAKY_SLOPE)
+    x = np.array([-3.0, -0.5, 0.0, 0.25, 2.0], np.float32)
+    np.testing.assert_array_equal(ops.convert_to_numpy(layer(x)), np.where(x > 0, x, np.float32(0.2) * x))
+    np.testing.assert_array_equal(_grad(layer, x), np.array([0.2, 0.2, 0.2, 1.0, 1.0], np.float32))

@@ -1,6 +1,7 @@
 """Three GAN steps on the backend named by KERAS_BACKEND, from given weights and batches (SGD).
 
-Usage: KERAS_BACKEND=jax|tensorflow python backend_steps.py INIT.npz OUT.npz
+Usage: KERAS_BACKEND=jax|tensorflow python backend_steps.py INIT.npz OUT.npz [PRECISION]
+PRECISION: float32 (default) or float64 (the reference arithmetic, TensorFlow only).
 INIT holds, per loss in LOSSES: ``{loss}/g_i``, ``{loss}/d_i``, ``{loss}/vgg_i`` initial weights, and
 ``batch{j}/{key}`` for j = 0, 1, 2 (keys zero_filled, masked_kspace, mask, target). OUT holds the
 weights after the first step (``{loss}/step1/g_i``...) and after the three steps (``{loss}/g_i``,
@@ -24,9 +25,9 @@ LOSSES = ("mse", "hybrid")
 LR = 1e-3  # D stays in a tame regime (at 1e-2 its loss climbs 1.4 -> 7 in 3 steps and amplifies round-off)
 
 
-def cfg(loss):
+def cfg(loss, precision="float32"):
     return TrainConfig(data=DataConfig(patch_size=32, batch_size=4), model=ModelConfig(blocks=2, filters=16),
-                       loss=LossConfig(content=loss, vgg_weights="none"), precision="float32", seed=5)
+                       loss=LossConfig(content=loss, vgg_weights="none"), precision=precision, seed=5)
 
 
 def weights(arrays, prefix):
@@ -38,13 +39,13 @@ def save(out, prefix, gan):
     out.update({f"{prefix}/d_{i}": w for i, w in enumerate(gan.discriminator.get_weights())})
 
 
-def main(init_path, out_path):
+def main(init_path, out_path, precision="float32"):
     init = np.load(init_path)
     batches = [({k: init[f"batch{j}/{k}"] for k in ("zero_filled", "masked_kspace", "mask")}, init[f"batch{j}/target"])
                for j in range(3)]
     out = {}
     for loss in LOSSES:
-        gan = build_gan(cfg(loss))
+        gan = build_gan(cfg(loss, precision))
         gan.generator.set_weights(weights(init, f"{loss}/g"))
         gan.discriminator.set_weights(weights(init, f"{loss}/d"))
         if gan.content_loss.vgg is not None:
@@ -81,4 +82,4 @@ def main(init_path, out_path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])
