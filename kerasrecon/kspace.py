@@ -362,6 +362,27 @@ def sense_adjoint_ch(kspace, maps, mask):
     return ops.sum(complex_mul_ch(maps, ifft2c_ch(kspace * m), conjugate_a=True), axis=1)
 
 
+def sense_data_consistency_ch(image, masked_kspace, maps, mask, noise_lambda=None):
+    """Multi-coil data consistency (channel form, any backend): each coil's k-space of the network's
+    image, ``k_c = F(S_c x)``, gets its measured samples back (hard, or the soft blend of
+    ``data_consistency_ch``), and the coils are SENSE-combined: ``x' = Σ_c conj(S_c) Fᴴ k'_c``.
+    With ``C = 1, S = 1`` this is ``data_consistency_ch``.
+
+    Args:
+        image: float32 ``[B, H, W, 2]``; masked_kspace: float32 ``[B, C, H, W, 2]`` (measured samples,
+            zeros elsewhere); maps: float32 ``[B, C, H, W, 2]`` (``Σ_c |S_c|² = 1`` on the object);
+            mask: ``[B, H, W]`` in {0, 1}; noise_lambda: ``None`` (hard) or a positive float.
+
+    Returns:
+        float32 ``[B, H, W, 2]``.
+    """
+    ops = _ops()
+    k = fft2c_ch(complex_mul_ch(maps, ops.expand_dims(image, 1)))
+    m = ops.expand_dims(ops.expand_dims(ops.cast(mask, k.dtype), 1), -1)
+    measured = masked_kspace if noise_lambda is None else (k + noise_lambda * masked_kspace) / (1.0 + noise_lambda)
+    return ops.sum(complex_mul_ch(maps, ifft2c_ch((1.0 - m) * k + m * measured), conjugate_a=True), axis=1)
+
+
 def magnitude(x):
     """``|x|`` of channel form: float32 ``[..., H, W, 2]`` -> ``[..., H, W, 1]`` (any backend)."""
     ops = _ops()

@@ -20,7 +20,7 @@ def backend_env(name):
 def test_jax_imports_do_not_load_tensorflow():
     code = ("import sys, keras, kerasrecon, kerasrecon.models.generator, kerasrecon.models.discriminator, "
             "kerasrecon.losses, kerasrecon.training, kerasrecon.training.gan, kerasrecon.training.step_jax, "
-            "kerasrecon.kspace, kerasrecon.metrics_ops, kerasrecon.config, kerasrecon.data.volume\n"
+            "kerasrecon.kspace, kerasrecon.coils, kerasrecon.metrics_ops, kerasrecon.config, kerasrecon.data.volume\n"
             "assert keras.backend.backend() == 'jax', keras.backend.backend()\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow')\n"
             "print(bad[:5]); sys.exit(1 if bad else 0)")

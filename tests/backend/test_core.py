@@ -195,3 +195,37 @@ def test_discriminator_leaky_relu_same_on_every_backend():
     x = np.array([-3.0, -0.5, 0.0, 0.25, 2.0], np.float32)
     np.testing.assert_array_equal(ops.convert_to_numpy(layer(x)), np.where(x > 0, x, np.float32(0.2) * x))
     np.testing.assert_array_equal(_grad(layer, x), np.array([0.2, 0.2, 0.2, 1.0, 1.0], np.float32))
+
+
+@pytest.mark.parametrize("noise_lambda", [None, 0.5])
+def test_sense_data_consistency_matches_numpy_and_reduces_to_single_coil(rng, noise_lambda):
+    from kerasrecon.coils import birdcage_maps
+
+    b, c, h, w = 2, 4, 12, 10
+    image, measured = random_complex(rng, (b, h, w)), random_complex(rng, (b, c, h, w))
+    mask = (rng.random((b, h, w)) < 0.4).astype(np.float32)
+    maps = np.stack([birdcage_maps(c, h, w)] * b)
+    k = ref_fft2c(maps * image[:, None])
+    m = mask[:, None]
+    meas = measured * m
+    blend = meas if noise_lambda is None else (k + noise_lambda * meas) / (1 + noise_lambda)
+    ref = np.sum(np.conj(maps) * ref_ifft2c((1 - m) * k + m * blend), axis=1)
+    out = ks.sense_data_consistency_ch(ch(image), ch(meas), ch(maps), mask, noise_lambda=noise_lambda)
+    np.testing.assert_allclose(unch(out), ref, atol=1e-5)
+    # C = 1, S = 1: exactly the single-coil layer
+    one = ks.sense_data_consistency_ch(ch(image), ch(meas[:, :1]), ch(np.ones((b, 1, h, w), np.complex64)), mask,
+                                       noise_lambda=noise_lambda)
+    single = ks.data_consistency_ch(ch(image), ch(meas[:, 0]), mask, noise_lambda=noise_lambda)
+    np.testing.assert_allclose(ops.convert_to_numpy(one), ops.convert_to_numpy(single), atol=1e-6)
+
+
+def test_acs_maps_in_graph_equal_numpy(rng):
+    from kerasrecon.coils import acs_maps_ch, acs_maps_np, acs_region, birdcage_maps
+
+    c, h, w = 6, 16, 20
+    obj = random_complex(rng, (h, w))
+    kspace = ref_fft2c(birdcage_maps(c, h, w) * obj)[None]
+    ref = acs_maps_np(kspace, acs=8)
+    out = unch(acs_maps_ch(ch(kspace), acs_region((h, w), 8)))
+    np.testing.assert_allclose(out, ref, atol=2e-5)
+    np.testing.assert_allclose(np.sum(np.abs(out) ** 2, axis=1)[np.abs(ref).sum(1) > 0], 1.0, atol=1e-4)
