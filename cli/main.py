@@ -190,20 +190,30 @@ def data():
 @click.option("--sim-seed", type=int, default=0, show_default=True, help="Seed of phase and noise (volume i: (seed, i)).")
 @click.option("--acquisition", default=None, metavar="NAME",
               help="Keep only fastMRI files with this acquisition attribute (CORPD_FBK, CORPDFS_FBK, ...).")
+@click.option("--coil-maps", type=click.Choice(["acs", "espirit"]), default="acs", show_default=True,
+              help="Multi-coil fastMRI files: coil sensitivities from the k-space centre, 'acs' (coil images "
+                   "over their root-sum-of-squares, VarNet's estimate) or 'espirit' (sigpy, pip install "
+                   "'kerasrecon[baselines]'; sharper at coil edges, slower). The volume becomes the "
+                   "SENSE-combined image; coil k-space and maps are stored beside it.")
+@click.option("--acs-lines", type=int, default=24, show_default=True,
+              help="Multi-coil: centre phase-encode columns the maps are estimated from.")
 @one_line_errors
-def prepare(src, out, dataset, crop, phase, phase_range, noise, kspace_crop, sim_seed, acquisition):
+def prepare(src, out, dataset, crop, phase, phase_range, noise, kspace_crop, sim_seed, acquisition, coil_maps,
+            acs_lines):
     """Convert SRC (a file, or a directory of .npy/.npz/.h5 files and PNG/DICOM folders) into dataset OUT.
 
     SRC 'demo' prepares the embedded demo images (e.g. with --phase smooth --noise 0.01).
     OUT gets one <volume>.h5 (k-space complex64 [S, H, W]) per source and a manifest.json; OUT must
-    not exist or be empty.
+    not exist or be empty. Multi-coil fastMRI files ([S, C, H, W]) are SENSE-combined with estimated
+    coil maps (--coil-maps); training and evaluation then use the combined image.
     """
     from kerasrecon.data.images import prepare_dataset
     from kerasrecon.data.simulate import Simulation
 
     sim = Simulation(phase=phase, phase_range=phase_range, noise=noise,
                      kspace_crop=tuple(kspace_crop) if kspace_crop else None, seed=sim_seed)
-    manifest = prepare_dataset(src, out, dataset=dataset, crop=crop, simulation=sim, acquisition=acquisition)
+    manifest = prepare_dataset(src, out, dataset=dataset, crop=crop, simulation=sim, acquisition=acquisition,
+                               coil_maps=coil_maps, acs_lines=acs_lines)
     for v in manifest["volumes"]:
         click.echo(f"{v['file']}: {v['kind']} {v['shape']} from {v['source']}")
     click.echo(f"wrote {len(manifest['volumes'])} volume(s) to {out}")

@@ -119,7 +119,7 @@ def espirit_maps(kspace: np.ndarray, calib_width: int = 24, threshold: float = 0
     return normalise_maps(np.asarray(maps))
 
 
-COIL_MAP_METHODS = ("espirit", "acs")
+COIL_MAP_METHODS = ("acs", "espirit")
 
 
 def estimate_maps(kspace: np.ndarray, method: str, acs: int) -> np.ndarray:

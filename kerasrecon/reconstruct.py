@@ -26,10 +26,10 @@ import h5py
 import numpy as np
 
 from kerasrecon.config import MaskConfig
-from kerasrecon.data.fastmri import CROP, center_crop
+from kerasrecon.data.fastmri import CROP, center_crop, to_training_grid
 from kerasrecon.errors import DataError
 from kerasrecon.io import atomic_file
-from kerasrecon.kspace import check_kspace, fft2c_np, ifft2c_np
+from kerasrecon.kspace import check_kspace
 from kerasrecon.masks import Mask, make_mask, mask_hash
 
 
@@ -146,6 +146,10 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
         except OSError as exc:
             raise DataError(f"{src}: not a readable HDF5 file ({exc})") from None
         with f:
+            if "kspace" in f and f["kspace"].ndim == 4:
+                raise DataError(f"{src}: multi-coil k-space {f['kspace'].shape} [slices, coils, H, W]; reconstruct "
+                                "serves single-coil models (multi-coil serving is not built yet): "
+                                "'kerasrecon data prepare' SENSE-combines such files")
             if "kspace" not in f or f["kspace"].ndim != 3:
                 got = f"shape {f['kspace'].shape}" if "kspace" in f else "no 'kspace'"
                 raise DataError(f"{src}: expected dataset 'kspace' complex [slices, H, W]; got {got}")
@@ -168,7 +172,7 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
                     raise DataError(f"{src}: slices {i}.. cannot be read (truncated/corrupt?): {exc}") from None
                 check_kspace(k, name=f"{src}:kspace")
                 if retransform:
-                    k = fft2c_np(center_crop(ifft2c_np(k), CROP))
+                    k = to_training_grid(k)
                 img = run_serving(serve, k, mask, name=str(src))
                 recons.append(center_crop(img, out_crop) if out_crop else img)
                 if progress:

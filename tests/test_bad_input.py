@@ -110,7 +110,8 @@ def make_prepare_case(kind, tmp_path, rng):
     if kind == "complex_2d_kspace":
         return _h5(tmp_path / "k.h5", kspace=c64), [], "'kspace' must be complex [slices, H, W]"
     if kind == "multicoil_kspace":
-        return _h5(tmp_path / "mc.h5", kspace=np.stack([np.stack([c64] * 4)] * 2)), [], "multi-coil"
+        # 5-D: neither single-coil [S, H, W] nor multi-coil [S, C, H, W] (which data prepare SENSE-combines)
+        return _h5(tmp_path / "mc.h5", kspace=np.stack([np.stack([np.stack([c64] * 4)] * 2)])), [], "(multi-coil)"
     if kind == "string_npy":
         np.save(tmp_path / "s.npy", np.array([["a", "b"], ["c", "d"]]))
         return tmp_path / "s.npy", [], "expected numeric images"
@@ -228,7 +229,7 @@ def _kspace_file(path, kspace, mask=None):
     ("huge_kspace", "the reconstruction is not finite"),
     ("foreign_model", "not a kerasrecon export"),
     ("batch_size_zero", "--batch-size must be >= 1"),
-    ("multicoil", "expected dataset 'kspace' complex [slices, H, W]"),
+    ("multicoil", "multi-coil k-space (2, 4, 32, 32) [slices, coils, H, W]; reconstruct serves single-coil"),
 ])
 def test_reconstruct_bad_input(kind, needle, trained, foreign_savedmodel, tmp_path):
     model = foreign_savedmodel if kind == "foreign_model" else trained / "export"

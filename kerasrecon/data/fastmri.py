@@ -1,4 +1,4 @@
-"""fastMRI single-coil knee reader, one slice at a time.
+"""fastMRI reader (single- and multi-coil), one slice at a time.
 
 A fastMRI single-coil file holds ``kspace`` complex64 ``[S, 640, 368]`` (readout × phase encode,
 2× readout oversampling, centred) and ``reconstruction_esc`` float32 ``[S, 320, 320]``, the magnitude
@@ -6,6 +6,10 @@ of the centre 320×320 crop of ``ifft2c(kspace)``. kerasrecon trains and applies
 that 320×320 image grid: ``target = crop(ifft2c(kspace), 320×320)`` and the k-space used for
 masking/DC is ``fft2c(target)`` (crop, then re-transform). This discards the readout oversampling,
 exactly as fastMRI's own single-coil baselines do; the mask is then drawn on the 320×320 grid.
+
+A multi-coil file holds ``kspace`` complex64 ``[S, C, 640, 368]`` and ``reconstruction_rss``
+float32 ``[S, 320, 320]`` (the root-sum-of-squares of the cropped coil images). The same grid is
+used coil by coil: ``coil images = crop(ifft2c(kspace_c))``, k-space ``fft2c`` of those.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ CROP = (320, 320)
 FASTMRI_ATTRS = ("acquisition", "max", "norm", "patient_id")
 
 
+def to_training_grid(kspace: np.ndarray, crop=CROP) -> np.ndarray:
+    """Raw fastMRI k-space ``[..., H, W]`` (any leading slice/coil axes) on the training grid: the
+    image cropped to ``crop`` and transformed back. Returns complex64 ``[..., crop_h, crop_w]``."""
+    return fft2c_np(center_crop(ifft2c_np(kspace), crop)).astype(np.complex64)
+
+
 def center_crop(x: np.ndarray, shape) -> np.ndarray:
     """Centre crop of the last two axes of ``x`` ``[..., H, W]`` to ``shape`` (h, w)."""
     h, w = x.shape[-2:]
@@ -33,7 +43,7 @@ def center_crop(x: np.ndarray, shape) -> np.ndarray:
 
 
 class FastMRIFile:
-    """Streams slices of a fastMRI single-coil ``.h5`` file.
+    """Streams slices of a fastMRI ``.h5`` file, single-coil or multi-coil (``multicoil``, ``coils``).
 
     Args:
         path: the file.
@@ -53,17 +63,15 @@ class FastMRIFile:
             self._f.close()
             raise DataError(f"{self.path}: missing dataset 'kspace' (expected complex64 [slices, H, W])")
         shape, dtype = self._f["kspace"].shape, self._f["kspace"].dtype
-        if len(shape) == 4 and np.issubdtype(dtype, np.complexfloating):
+        if len(shape) not in (3, 4) or not np.issubdtype(dtype, np.complexfloating):
             self._f.close()
-            raise DataError(f"{self.path}: 'kspace' {shape} is multi-coil [slices, coils, H, W]; kerasrecon reads "
-                            "single-coil k-space [slices, H, W] only (multi-coil is not supported yet)")
-        if len(shape) != 3 or not np.issubdtype(dtype, np.complexfloating):
-            self._f.close()
-            raise DataError(f"{self.path}: 'kspace' must be complex [slices, H, W]. "
-                            f"Received: shape={shape}, dtype={dtype}")
+            raise DataError(f"{self.path}: 'kspace' must be complex [slices, H, W] (single-coil) or "
+                            f"[slices, coils, H, W] (multi-coil). Received: shape={shape}, dtype={dtype}")
         if shape[0] < 1:
             self._f.close()
             raise DataError(f"{self.path}: 'kspace' has no slices. Received: shape={shape}")
+        self.coils = shape[1] if len(shape) == 4 else 1
+        self.multicoil = len(shape) == 4
         self.attrs = dict(self._f.attrs)
         # fastMRI's test and challenge files are undersampled: they carry the sampling pattern as a
         # ``mask`` dataset (and no reconstruction). They are inputs to `reconstruct`, never ground truth.
@@ -94,7 +102,7 @@ class FastMRIFile:
         return self._f["kspace"].shape[0]
 
     def raw_kspace(self, i: int) -> np.ndarray:
-        """Raw k-space of slice ``i``: complex64 ``[640, 368]`` (file grid)."""
+        """Raw k-space of slice ``i``: complex64 ``[640, 368]``, multi-coil ``[C, 640, 368]`` (file grid)."""
         try:
             k = self._f["kspace"][i]
         except OSError as exc:
@@ -103,18 +111,22 @@ class FastMRIFile:
         return k.astype(np.complex64)
 
     def image(self, i: int) -> np.ndarray:
-        """Target complex image of slice ``i`` on the training grid: complex64 ``[320, 320]``."""
+        """Complex image of slice ``i`` on the training grid: complex64 ``[320, 320]`` (the target),
+        multi-coil: the coil images ``[C, 320, 320]``."""
         return center_crop(ifft2c_np(self.raw_kspace(i)), self.crop)
 
     def kspace(self, i: int) -> np.ndarray:
-        """k-space of slice ``i`` on the training grid (crop, then re-transform): complex64 ``[320, 320]``."""
-        return fft2c_np(self.image(i))
+        """k-space of slice ``i`` on the training grid (crop, then re-transform): complex64 ``[320, 320]``,
+        multi-coil ``[C, 320, 320]``."""
+        return to_training_grid(self.raw_kspace(i), self.crop)
 
     def reconstruction_esc(self, i: int):
         """The file's ``reconstruction_esc[i]`` float32 ``[320, 320]``, or ``None`` if absent (test files)."""
-        if "reconstruction_esc" not in self._f:
-            return None
-        return self._f["reconstruction_esc"][i]
+        return self._f["reconstruction_esc"][i] if "reconstruction_esc" in self._f else None
+
+    def reconstruction_rss(self, i: int):
+        """The file's ``reconstruction_rss[i]`` float32 ``[320, 320]`` (multi-coil), or ``None`` if absent."""
+        return self._f["reconstruction_rss"][i] if "reconstruction_rss" in self._f else None
 
     def iter_kspace(self):
         """Yield the training-grid k-space of each slice, one at a time."""

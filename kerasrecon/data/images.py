@@ -18,7 +18,7 @@ from kerasrecon.data.fastmri import FastMRIFile, center_crop
 from kerasrecon.data.volume import FORMAT, MANIFEST
 from kerasrecon.errors import DataError
 from kerasrecon.io import atomic_dir
-from kerasrecon.kspace import fft2c_np
+from kerasrecon.kspace import fft2c_np, ifft2c_np
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def _with_acquisition(sources, acquisition: str):
 
 
 def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=None,
-                    acquisition: str | None = None) -> dict:
+                    acquisition: str | None = None, coil_maps: str = "acs", acs_lines: int = 24) -> dict:
     """Convert image stacks or fastMRI files into a prepared dataset directory.
 
     Args:
@@ -205,6 +205,11 @@ def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=
             noise, coarser grid) for image sources; ``src="demo"`` prepares the embedded demo images.
         acquisition: keep only fastMRI files with this ``acquisition`` attribute (``CORPD_FBK``...);
             other sources are then an error (they have no acquisition).
+        coil_maps: multi-coil fastMRI files only: how coil sensitivities are estimated, ``acs``
+            (VarNet's: centre-of-k-space coil images over their RSS) or ``espirit`` (sigpy). The
+            volume's k-space is that of the SENSE-combined image ``Σ_c conj(S_c) x_c``; the coil
+            k-space ``[S, C, H, W]`` and the maps are stored beside it (datasets ``coil_kspace``, ``maps``).
+        acs_lines: centre phase-encode columns used to estimate the maps (ESPIRiT's calibration width).
 
     Returns:
         the manifest dict (also written to ``out/manifest.json``).
@@ -218,12 +223,19 @@ def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=
         raise DataError(f"--crop: expected H W >= 8. Received: {' '.join(str(c) for c in crop)}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"OUT {out}: exists and is not an empty directory; choose a new path")
+    from kerasrecon.coils import COIL_MAP_METHODS
+
+    if coil_maps not in COIL_MAP_METHODS:
+        raise DataError(f"--coil-maps must be one of {', '.join(COIL_MAP_METHODS)}. Received: {coil_maps!r}")
+    if acs_lines < 4:
+        raise DataError(f"--acs-lines must be >= 4. Received: {acs_lines}")
     sources = ["demo"] if demo else _sources(src)
     if acquisition:
         sources = _with_acquisition(sources, acquisition)
     try:
         with atomic_dir(out, "prepare") as tmp:
-            volumes = [_prepare_one(p, tmp, dataset, crop, simulation, i) for i, p in enumerate(sources)]
+            volumes = [_prepare_one(p, tmp, dataset, crop, simulation, i, (coil_maps, acs_lines))
+                       for i, p in enumerate(sources)]
             manifest = {"format": FORMAT, "version": 1, "source": str(src),
                         "kspace_convention": "centred orthonormal fft2c over the last two axes",
                         "simulation": simulation.to_dict(), "volumes": volumes}
@@ -233,7 +245,18 @@ def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=
     return manifest
 
 
-def _prepare_one(path, tmp: Path, dataset, crop, simulation, index):
+def _sense_combined(coil_kspace: np.ndarray, method: str, acs_lines: int, attrs: dict):
+    """Multi-coil k-space ``[S, C, H, W]`` -> (k-space of the SENSE-combined image ``[S, H, W]``,
+    ``{"coil_kspace", "maps"}``, attrs with ``coils``, ``coil_maps``, ``acs_lines``)."""
+    from kerasrecon.coils import estimate_maps, sense_combine_np
+
+    maps = estimate_maps(coil_kspace, method, acs_lines)
+    combined = sense_combine_np(ifft2c_np(coil_kspace), maps)
+    attrs = {**attrs, "coils": int(coil_kspace.shape[1]), "coil_maps": method, "acs_lines": int(acs_lines)}
+    return fft2c_np(combined), {"coil_kspace": coil_kspace, "maps": maps}, attrs
+
+
+def _prepare_one(path, tmp: Path, dataset, crop, simulation, index, coil_options=("acs", 24)):
     from kerasrecon.data.simulate import simulate_kspace
 
     if path == "demo":
@@ -252,9 +275,13 @@ def _prepare_one(path, tmp: Path, dataset, crop, simulation, index):
                                 "not fully sampled ground truth; reconstruct it with 'kerasrecon reconstruct'")
             kspace = np.stack(list(f.iter_kspace()))
             extra_attrs = f.metadata()
-        scale, kind = 1.0, "fastmri-singlecoil"
+            multicoil = f.multicoil
+        scale, kind, extra_data = 1.0, "fastmri-singlecoil", {}
+        if multicoil:
+            kspace, extra_data, extra_attrs = _sense_combined(kspace, *coil_options, extra_attrs)
+            kind = "fastmri-multicoil"
     else:
-        extra_attrs = {}
+        extra_attrs, extra_data = {}, {}
         images = read_image_stack(path, dataset) if images is None else images
         if crop:
             images = center_crop(images, crop)
@@ -275,6 +302,8 @@ def _prepare_one(path, tmp: Path, dataset, crop, simulation, index):
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
         f.create_dataset("kspace", data=kspace.astype(np.complex64), compression="gzip", compression_opts=4)
+        for key, value in extra_data.items():  # multi-coil: coil_kspace, maps
+            f.create_dataset(key, data=value.astype(np.complex64), compression="gzip", compression_opts=4)
         f.attrs["source"] = str(path)
         f.attrs["scale"] = scale
         for key, value in extra_attrs.items():  # fastMRI's acquisition, max, norm, patient_id
