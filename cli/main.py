@@ -188,6 +188,10 @@ def data():
               help="Image sources: keep the central H×W of k-space (the target lives on a coarser grid "
                    "than the simulation: no inverse crime).")
 @click.option("--sim-seed", type=int, default=0, show_default=True, help="Seed of phase and noise (volume i: (seed, i)).")
+@click.option("--coils", type=int, default=1, show_default=True,
+              help="Image sources: measure through C simulated birdcage coils (noise per coil); maps are then "
+                   "estimated from those data (--coil-maps) and the volume is SENSE-combined. Train with "
+                   "--sampling slice.")
 @click.option("--acquisition", default=None, metavar="NAME",
               help="Keep only fastMRI files with this acquisition attribute (CORPD_FBK, CORPDFS_FBK, ...).")
 @click.option("--coil-maps", type=click.Choice(["acs", "espirit"]), default="acs", show_default=True,
@@ -198,7 +202,7 @@ def data():
 @click.option("--acs-lines", type=int, default=24, show_default=True,
               help="Multi-coil: centre phase-encode columns the maps are estimated from.")
 @one_line_errors
-def prepare(src, out, dataset, crop, phase, phase_range, noise, kspace_crop, sim_seed, acquisition, coil_maps,
+def prepare(src, out, dataset, crop, phase, phase_range, noise, kspace_crop, sim_seed, coils, acquisition, coil_maps,
             acs_lines):
     """Convert SRC (a file, or a directory of .npy/.npz/.h5 files and PNG/DICOM folders) into dataset OUT.
 
@@ -211,7 +215,7 @@ def prepare(src, out, dataset, crop, phase, phase_range, noise, kspace_crop, sim
     from kerasrecon.data.simulate import Simulation
 
     sim = Simulation(phase=phase, phase_range=phase_range, noise=noise,
-                     kspace_crop=tuple(kspace_crop) if kspace_crop else None, seed=sim_seed)
+                     kspace_crop=tuple(kspace_crop) if kspace_crop else None, seed=sim_seed, coils=coils)
     manifest = prepare_dataset(src, out, dataset=dataset, crop=crop, simulation=sim, acquisition=acquisition,
                                coil_maps=coil_maps, acs_lines=acs_lines)
     for v in manifest["volumes"]:

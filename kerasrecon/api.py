@@ -20,21 +20,45 @@ from kerasrecon.errors import DataError
 from kerasrecon.kspace import check_kspace, ifft2c_np, normalise_np, to_channels
 
 
+def _check_mask(mask, shape):
+    """mask 0/1 ``[H, W]`` or ``[S, H, W]`` -> float32 broadcast to ``shape`` ``(S, H, W)``."""
+    mask = np.asarray(mask, np.float32)
+    if mask.shape not in (shape[1:], shape):
+        raise DataError(f"mask: expected shape {shape[1:]} or {shape}. Received: {mask.shape}")
+    if not np.all(np.isfinite(mask)) or not np.all((mask == 0) | (mask == 1)):
+        raise DataError("mask: expected only 0 and 1")
+    return np.broadcast_to(mask, shape)
+
+
+def _check_complex(kspace):
+    check_kspace(kspace, name="kspace")
+    if not np.iscomplexobj(kspace):
+        raise DataError(f"kspace: expected a complex array (measured k-space). Received: dtype={kspace.dtype}")
+    return kspace.astype(np.complex64)
+
+
 def _as_batch(kspace, mask):
     kspace = np.asarray(kspace)
     single = kspace.ndim == 2
     if kspace.ndim not in (2, 3):
-        raise DataError(f"kspace: expected complex [S, H, W] or [H, W]. Received: shape={kspace.shape}")
-    check_kspace(kspace, name="kspace")
-    if not np.iscomplexobj(kspace):
-        raise DataError(f"kspace: expected a complex array (measured k-space). Received: dtype={kspace.dtype}")
-    kspace = kspace[None] if single else kspace
-    mask = np.asarray(mask, np.float32)
-    if mask.shape not in (kspace.shape[1:], kspace.shape):
-        raise DataError(f"mask: expected shape {kspace.shape[1:]} or {kspace.shape}. Received: {mask.shape}")
-    if not np.all(np.isfinite(mask)) or not np.all((mask == 0) | (mask == 1)):
-        raise DataError("mask: expected only 0 and 1")
-    return kspace.astype(np.complex64), np.broadcast_to(mask, kspace.shape), single
+        raise DataError(f"kspace: expected complex [S, H, W] or [H, W] (multi-coil [S, C, H, W] with maps=). "
+                        f"Received: shape={kspace.shape}")
+    kspace = _check_complex(kspace[None] if single else kspace)
+    return kspace, _check_mask(mask, kspace.shape), single
+
+
+def _as_batch_multicoil(kspace, mask, maps):
+    """kspace and maps complex ``[S, C, H, W]`` (or ``[C, H, W]``), mask ``[H, W]`` or ``[S, H, W]``.
+    Returns (kspace, mask ``[S, H, W]``, maps, single)."""
+    kspace, maps = np.asarray(kspace), np.asarray(maps)
+    if kspace.ndim not in (3, 4) or maps.shape != kspace.shape:
+        raise DataError(f"multi-coil: kspace and maps must be complex [S, C, H, W] (or [C, H, W]) of one shape. "
+                        f"Received: kspace {kspace.shape}, maps {maps.shape}")
+    single = kspace.ndim == 3
+    kspace, maps = (kspace[None], maps[None]) if single else (kspace, maps)
+    kspace = _check_complex(kspace)
+    s, _, h, w = kspace.shape
+    return kspace, _check_mask(mask, (s, h, w)), maps.astype(np.complex64), single
 
 
 class Reconstructor:
@@ -43,13 +67,17 @@ class Reconstructor:
     Call: ``rec(kspace, mask, batch_size=8)`` with kspace complex ``[S, H, W]`` or ``[H, W]`` (already
     undersampled or not: it is masked here) and mask 0/1 ``[H, W]`` or ``[S, H, W]``; returns the
     magnitude float32 of the same ``[S, H, W]`` / ``[H, W]`` at the input's intensity scale.
+    Multi-coil (a run, not an export): ``rec(kspace, mask, maps=maps)`` with kspace and coil
+    sensitivities complex ``[S, C, H, W]``: the input is the SENSE-combined zero-filled image and
+    data consistency runs coil by coil (same weights); returns ``[S, H, W]``.
 
     Attributes:
         config: the run's ``TrainConfig``; step: the checkpoint step; source: the path.
     """
 
-    def __init__(self, call, config, step, source):
+    def __init__(self, call, config, step, source, call_multicoil=None):
         self._call, self.config, self.step, self.source = call, config, step, str(source)
+        self._call_multicoil = call_multicoil
 
     @classmethod
     def from_run(cls, run_dir, option: str = "--model") -> "Reconstructor":
@@ -69,7 +97,24 @@ class Reconstructor:
                                         "mask": mask.astype(np.float32)}, training=False))
             return np.sqrt(out[..., 0] ** 2 + out[..., 1] ** 2) / scale[:, None, None]
 
-        return cls(call, cfg, step, run_dir)
+        multicoil_generator = []
+
+        def call_multicoil(kspace, mask, maps):
+            if not multicoil_generator:  # the same weights in the multi-coil graph, built once
+                from kerasrecon.models.generator import build_generator
+
+                m = cfg.model
+                g = build_generator(m.blocks, m.filters, m.noise_lambda, cascades=m.cascades, multicoil=True)
+                g.set_weights(generator.get_weights())
+                multicoil_generator.append(g)
+            masked = kspace * mask[:, None]
+            zf, scale = normalise_np(np.sum(np.conj(maps) * ifft2c_np(masked), axis=1))
+            out = np.asarray(multicoil_generator[0]({
+                "zero_filled": to_channels(zf), "masked_kspace": to_channels(masked * scale[:, None, None, None]),
+                "mask": mask.astype(np.float32), "maps": to_channels(maps)}, training=False))
+            return np.sqrt(out[..., 0] ** 2 + out[..., 1] ** 2) / scale[:, None, None]
+
+        return cls(call, cfg, step, run_dir, call_multicoil)
 
     @classmethod
     def from_export(cls, path) -> "Reconstructor":
@@ -91,12 +136,21 @@ class Reconstructor:
         """``from_export`` for a SavedModel directory, else ``from_run``."""
         return cls.from_export(path) if (Path(path) / "saved_model.pb").is_file() else cls.from_run(path)
 
-    def __call__(self, kspace, mask, batch_size: int = 8) -> np.ndarray:
+    def __call__(self, kspace, mask, batch_size: int = 8, maps=None) -> np.ndarray:
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1. Received: {batch_size}")
-        kspace, mask, single = _as_batch(kspace, mask)
-        out = np.concatenate([self._call(kspace[i:i + batch_size], mask[i:i + batch_size])
-                              for i in range(0, kspace.shape[0], batch_size)]).astype(np.float32)
+        if maps is None:
+            kspace, mask, single = _as_batch(kspace, mask)
+            parts = [self._call(kspace[i:i + batch_size], mask[i:i + batch_size])
+                     for i in range(0, kspace.shape[0], batch_size)]
+        else:
+            if self._call_multicoil is None:
+                raise DataError(f"{self.source}: a SavedModel export serves single-coil k-space; reconstruct "
+                                "multi-coil data from the run directory")
+            kspace, mask, maps, single = _as_batch_multicoil(kspace, mask, maps)
+            parts = [self._call_multicoil(kspace[i:i + batch_size], mask[i:i + batch_size], maps[i:i + batch_size])
+                     for i in range(0, kspace.shape[0], batch_size)]
+        out = np.concatenate(parts).astype(np.float32)
         return out[0] if single else out
 
     def __repr__(self):

@@ -45,15 +45,17 @@ def require_sigpy(option: str = "--baselines"):
 
 
 def solve(method: str, masked_kspace: np.ndarray, mask: np.ndarray, lam: float,
-          iters: int = DEFAULT_ITERS) -> np.ndarray:
-    """Reconstruct slices with a CS solver.
+          iters: int = DEFAULT_ITERS, maps: np.ndarray | None = None) -> np.ndarray:
+    """Reconstruct slices with a CS solver (SENSE-CS with ``maps``).
 
     Args:
         method: ``tv`` or ``l1wavelet``.
-        masked_kspace: complex ``[S, H, W]`` (zeros where not sampled), centred orthonormal convention.
+        masked_kspace: complex ``[S, H, W]`` (zeros where not sampled), centred orthonormal convention;
+            multi-coil ``[S, C, H, W]`` with ``maps``.
         mask: ``[H, W]`` or ``[S, H, W]`` of 0/1.
         lam: regularisation weight λ (> 0).
         iters: solver iterations.
+        maps: coil sensitivities complex ``[S, C, H, W]`` (multi-coil), or ``None``.
 
     Returns:
         complex64 ``[S, H, W]`` images.
@@ -66,32 +68,36 @@ def solve(method: str, masked_kspace: np.ndarray, mask: np.ndarray, lam: float,
     if lam <= 0 or iters < 1:
         raise ConfigError(f"--baseline-lambdas must be > 0 and --baseline-iters >= 1. Received: {lam}, {iters}")
     masked_kspace = np.asarray(masked_kspace)
-    s, h, w = masked_kspace.shape
+    if maps is None:
+        masked_kspace, maps = masked_kspace[:, None], np.ones_like(masked_kspace[:, None])
+    s, _, h, w = masked_kspace.shape
     masks = np.broadcast_to(np.asarray(mask, np.float32), (s, h, w))
-    ones = np.ones((1, h, w), np.complex64)
     solver = app.TotalVariationRecon if method == "tv" else app.L1WaveletRecon
     out = np.empty((s, h, w), np.complex64)
     for i in range(s):
-        y = (masked_kspace[i] * masks[i])[None].astype(np.complex64)
-        out[i] = solver(y, ones, lam, weights=masks[i], max_iter=iters, show_pbar=False,
-                        device=sp.cpu_device).run()
+        y = (masked_kspace[i] * masks[i]).astype(np.complex64)
+        out[i] = solver(y, np.asarray(maps[i], np.complex64), lam, weights=masks[i], max_iter=iters,
+                        show_pbar=False, device=sp.cpu_device).run()
     return out
 
 
 def recon_fn(method: str, lam: float, iters: int = DEFAULT_ITERS):
     """``solve`` with the models' normalisation, in evaluate's one signature (``evaluate.ReconFn``).
 
-    The returned ``fn(kspace, mask, batch_size=...)`` takes k-space complex ``[B, H, W]`` at any
-    scale and mask ``[B, H, W]``, scales each slice so its zero-filled peak is 1 (so λ means the same
+    The returned ``fn(kspace, mask, batch_size=..., maps=None)`` takes k-space complex ``[B, H, W]``
+    (multi-coil ``[B, C, H, W]`` with ``maps`` ``[B, C, H, W]``: SENSE-TV/L1) at any scale and mask
+    ``[B, H, W]``, scales each slice so its (SENSE-combined) zero-filled peak is 1 (so λ means the same
     for every image, as for the models), solves, and returns the magnitude float32 ``[B, H, W]`` at
     the input's scale.
     """
     from kerasrecon.kspace import ifft2c_np, normalise_np
 
-    def fn(kspace, mask, batch_size=None):
-        masked = np.asarray(kspace) * mask
-        _, scale = normalise_np(ifft2c_np(masked))
-        out = solve(method, masked * scale[:, None, None], np.asarray(mask), lam, iters)
+    def fn(kspace, mask, batch_size=None, maps=None):
+        kspace, mask = np.asarray(kspace), np.asarray(mask)
+        masked = kspace * (mask if maps is None else mask[:, None])
+        zero_filled = ifft2c_np(masked) if maps is None else np.sum(np.conj(maps) * ifft2c_np(masked), axis=1)
+        _, scale = normalise_np(zero_filled)
+        out = solve(method, masked * scale.reshape((-1,) + (1,) * (masked.ndim - 1)), mask, lam, iters, maps)
         return (np.abs(out) / scale[:, None, None]).astype(np.float32)
 
     return fn
@@ -115,8 +121,6 @@ class BaselineSetting:
 
 def sweep_slices(train_volumes, n: int = SWEEP_SLICES):
     """Up to ``n`` training slices, evenly spaced over all training volumes: a list of ``Volume``."""
-    from kerasrecon.data.volume import Volume
-
     index = [(vi, si) for vi, v in enumerate(train_volumes) for si in range(v.kspace.shape[0])]
     if not index:
         raise DataError("--baselines: the training split is empty, so λ cannot be tuned without using "
@@ -126,7 +130,7 @@ def sweep_slices(train_volumes, n: int = SWEEP_SLICES):
     out = []
     for vi, v in enumerate(train_volumes):
         rows = [si for (vj, si) in picks if vj == vi]
-        out.append(Volume(v.name, v.kspace[rows] if rows else v.kspace[:0], v.source))
+        out.append(v.slices(rows if rows else slice(0, 0)))
     return out
 
 
@@ -158,7 +162,8 @@ def sweep_lambda(method: str, train_volumes, mask_cfg, grid=LAMBDA_GRID, iters: 
     for lam in grid:
         vals = []
         for ev in items:
-            pred = np.abs(solve(method, ev["masked_kspace"], ev["mask"].array, lam, iters)) / ev["scale"][:, None, None]
+            pred = np.abs(solve(method, ev["masked_kspace"], ev["mask"].array, lam, iters, ev["maps"]))
+            pred /= ev["scale"][:, None, None]
             vals += [psnr(t, p, float(t.max())) for t, p in zip(ev["target"], pred)]
         scores.append(float(np.mean(vals)))
     n = sum(ev["target"].shape[0] for ev in items)

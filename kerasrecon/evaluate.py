@@ -31,6 +31,7 @@ ROW_FIELDS = ["method", "volume", "slice", *METRICS, "mask_kind", "acceleration"
 # Every method is scored through one signature (a ``kerasrecon.Reconstructor`` is one; so are the
 # classical baselines): (k-space complex [B, H, W] at its own scale, zeros where not sampled,
 # mask float32 {0, 1} [B, H, W], batch_size=int) -> magnitude float32 [B, H, W] at that scale.
+# Multi-coil volumes: k-space [B, C, H, W] and the keyword maps=complex [B, C, H, W].
 ReconFn = Callable[..., np.ndarray]
 
 
@@ -57,8 +58,11 @@ def reconstruct_volume(recon_fn: ReconFn, ev: dict, batch_size: int = 4) -> np.n
     """Magnitude reconstruction, original scale, float32 ``[S, H, W]`` of one ``evaluation_slices`` item."""
     s, h, w = ev["zero_filled"].shape
     mask = np.broadcast_to(ev["mask"].array, (s, h, w)).astype(np.float32)
-    kspace = ev["masked_kspace"] / ev["scale"][:, None, None]
-    return np.asarray(recon_fn(kspace, mask, batch_size=batch_size), np.float32)
+    k = ev["masked_kspace"]
+    kspace = k / ev["scale"].reshape((-1,) + (1,) * (k.ndim - 1))
+    if ev.get("maps") is None:
+        return np.asarray(recon_fn(kspace, mask, batch_size=batch_size), np.float32)
+    return np.asarray(recon_fn(kspace, mask, batch_size=batch_size, maps=ev["maps"]), np.float32)
 
 
 def evaluate(recon_fns: dict[str, ReconFn], volumes: list[Volume], mask_cfg: MaskConfig, batch_size: int = 4,

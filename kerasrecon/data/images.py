@@ -292,6 +292,9 @@ def _prepare_one(path, tmp: Path, dataset, crop, simulation, index, coil_options
         kind = "complex-images" if np.iscomplexobj(images) else "magnitude-images"
         if simulation.active:
             kspace, kind = simulate_kspace(images * scale, simulation, index), kind + "+simulated"
+            if simulation.coils > 1:
+                kspace, extra_data, extra_attrs = _sense_combined(kspace, *coil_options, extra_attrs)
+                kind += f"+{simulation.coils}coils"
         else:
             kspace = fft2c_np((images * scale).astype(np.complex64))
     target = tmp / f"{name}.h5"

@@ -36,7 +36,7 @@ import numpy as np
 from kerasrecon.config import MaskConfig, TrainConfig
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import ConfigError, DataError
-from kerasrecon.kspace import fft2c_np, ifft2c_np, normalise_np, to_channels, zero_filled_np
+from kerasrecon.kspace import fft2c_np, ifft2c_np, normalise_np, to_channels
 from kerasrecon.masks import Mask, make_mask
 
 PER_SAMPLE_SEED_OFFSET = 100_000  # per-sample bank masks never reuse a per-volume reference seed
@@ -51,7 +51,7 @@ def reference_masks(volumes: list[Volume], mask_cfg: MaskConfig) -> list[Mask]:
 
 def normalisation_scales(volumes: list[Volume], masks: list[Mask]) -> list[np.ndarray]:
     """Per-slice factors ``1 / max|zero_filled|``: a float32 ``[S]`` array per volume."""
-    return [normalise_np(zero_filled_np(vol.kspace, mask.array))[1] for vol, mask in zip(volumes, masks)]
+    return [normalise_np(vol.zero_filled(mask.array))[1] for vol, mask in zip(volumes, masks)]
 
 
 def check_training_volumes(volumes, patch: int):
@@ -75,6 +75,8 @@ class SamplingPlan:
     ``targets`` complex64 ``[N, H, W]`` (each slice scaled by its normalisation factor), ``kspace``
     their k-space (whole-slice sampling only), ``bank`` float32 ``[M, gh, gw]`` masks (slice- or
     patch-shaped), ``mask_of_slice`` int ``[N]`` (the bank index of each slice's reference mask).
+    Multi-coil data: ``coil_kspace`` (scaled) and ``maps`` complex64 ``[N, C, H, W]``; the input is then
+    the SENSE-combined zero-filled image of the undersampled coils.
     """
 
     p: int
@@ -88,12 +90,15 @@ class SamplingPlan:
     per_sample: bool
     whole_slice: bool
     exact_dc: bool
+    coil_kspace: np.ndarray | None = None
+    maps: np.ndarray | None = None
 
 
 def sampling_plan(volumes: list[Volume], cfg: TrainConfig) -> SamplingPlan:
     """The :class:`SamplingPlan` of ``cfg`` on ``volumes`` (checks the volumes first)."""
     p = cfg.data.patch_size
     h, w = check_training_volumes(volumes, p)
+    multicoil = check_coils(volumes, cfg)
     ref = reference_masks(volumes, cfg.mask)
     scales = normalisation_scales(volumes, ref)
     targets = np.concatenate([v.images * s[:, None, None] for v, s in zip(volumes, scales)]).astype(np.complex64)
@@ -110,8 +115,27 @@ def sampling_plan(volumes: list[Volume], cfg: TrainConfig) -> SamplingPlan:
     # instead of one full-slice FFT per sample.
     kspace = (np.concatenate([v.kspace * s[:, None, None] for v, s in zip(volumes, scales)]).astype(np.complex64)
               if whole_slice else None)
+    coil_kspace = maps = None
+    if multicoil:
+        coil_kspace = np.concatenate([v.coil_kspace * s[:, None, None, None] for v, s in zip(volumes, scales)])
+        maps = np.concatenate([v.maps for v in volumes])
+    exact_dc = not multicoil and (not whole_slice or (p == h and p == w))
     return SamplingPlan(p, h, w, int(cfg.seed), targets, kspace, bank, vol_of_slice.astype(np.int64),
-                        cfg.mask.per_sample, whole_slice, not whole_slice or (p == h and p == w))
+                        cfg.mask.per_sample, whole_slice, exact_dc, coil_kspace, maps)
+
+
+def check_coils(volumes: list[Volume], cfg: TrainConfig) -> bool:
+    """True for multi-coil training data; raises unless all volumes agree (single-coil, or multi-coil
+    with one coil count) and multi-coil data is sampled as whole slices."""
+    kinds = {v.coils if v.multicoil else 0 for v in volumes}
+    if len(kinds) > 1:
+        names = ", ".join(f"{k} coils" if k else "single-coil" for k in sorted(kinds))
+        raise DataError(f"the training volumes mix coil counts ({names}); "
+                        "train on single-coil and multi-coil data separately")
+    if kinds != {0} and cfg.data.sampling != "slice":
+        raise ConfigError("multi-coil data is undersampled coil by coil on whole slices: use --sampling slice "
+                          "(the network sees the SENSE-combined zero-filled window; DC runs at evaluation)")
+    return kinds != {0}
 
 
 def element_indices(plan: SamplingPlan, i: int) -> np.ndarray:
@@ -133,7 +157,10 @@ def numpy_element(plan: SamplingPlan, i: int):
     p, mask = plan.p, plan.bank[m]
     window = (slice(top, top + p), slice(left, left + p))
     patch = plan.targets[s][window]
-    if plan.whole_slice:
+    if plan.maps is not None:  # multi-coil: SENSE-combined zero-filled window, DC at evaluation only
+        zero_filled = np.sum(np.conj(plan.maps[s]) * ifft2c_np(plan.coil_kspace[s] * mask), axis=0)[window]
+        masked, mask = np.zeros((p, p), np.complex64), np.zeros((p, p), np.float32)
+    elif plan.whole_slice:
         masked = plan.kspace[s] * mask
         zero_filled = ifft2c_np(masked)[window]
         if not plan.exact_dc:
@@ -203,6 +230,8 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
     targets_t = tf.constant(plan.targets)
     kspace_t = tf.constant(plan.kspace) if plan.whole_slice else None
     bank_t = tf.constant(plan.bank)
+    coil_t = tf.constant(plan.coil_kspace) if plan.maps is not None else None
+    maps_t = tf.constant(plan.maps) if plan.maps is not None else None
 
     def sample(i):
         idx = tf.numpy_function(lambda j: element_indices(plan, j), [i], tf.int32, stateful=False)
@@ -210,7 +239,11 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
         s, top, left, m = idx[0], idx[1], idx[2], idx[3]
         mask = bank_t[m]
         patch = tf.slice(targets_t[s], [top, left], [p, p])
-        if plan.whole_slice:
+        if plan.maps is not None:
+            coil_images = ifft2c(coil_t[s] * tf.cast(mask, tf.complex64))
+            zero_filled = tf.slice(tf.reduce_sum(tf.math.conj(maps_t[s]) * coil_images, axis=0), [top, left], [p, p])
+            masked, mask = tf.zeros([p, p], tf.complex64), tf.zeros([p, p], tf.float32)
+        elif plan.whole_slice:
             masked = kspace_t[s] * tf.cast(mask, tf.complex64)
             zero_filled = tf.slice(ifft2c(masked), [top, left], [p, p])
             if not plan.exact_dc:
@@ -234,18 +267,20 @@ def evaluation_slices(volumes: list[Volume], mask_cfg: MaskConfig):
 
     Yields dicts per volume with NumPy arrays: ``name``; ``mask`` (:class:`Mask`, slice shape, seed
     ``mask_cfg.seed + volume index``); ``scale`` float32 ``[S]``; ``masked_kspace`` complex64
-    ``[S, H, W]`` (normalised); ``zero_filled`` complex64 ``[S, H, W]`` (normalised);
-    ``target`` float32 ``[S, H, W]`` magnitude (original scale).
+    ``[S, H, W]`` (normalised; multi-coil volumes: the coils' ``[S, C, H, W]``); ``maps`` complex64
+    ``[S, C, H, W]`` or ``None`` (single-coil); ``zero_filled`` complex64 ``[S, H, W]`` (normalised;
+    multi-coil: SENSE-combined); ``target`` float32 ``[S, H, W]`` magnitude (original scale;
+    multi-coil: of the SENSE-combined fully sampled image).
     """
     masks = reference_masks(volumes, mask_cfg)
     scales = normalisation_scales(volumes, masks)
     for vol, mask, scale in zip(volumes, masks, scales):
-        masked = (vol.kspace * mask.array * scale[:, None, None]).astype(np.complex64)
         yield {
             "name": vol.name,
             "mask": mask,
             "scale": scale,
-            "masked_kspace": masked,
-            "zero_filled": zero_filled_np(masked, mask.array),
+            "masked_kspace": vol.measured(mask.array, scale),
+            "maps": vol.maps,
+            "zero_filled": vol.zero_filled(mask.array, scale),
             "target": np.abs(vol.images).astype(np.float32),
         }

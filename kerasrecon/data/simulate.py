@@ -12,7 +12,11 @@ all piecewise-constant priors such as TV. :func:`simulate_kspace` removes the th
   SNR (peak / noise std) of 100, i.e. ~30–50 in average tissue — the order of a clinical 3 T TSE
   series. The fully sampled target then carries this noise too, as real reference scans do;
 * ``kspace_crop = (h, w)`` keeps only the central ``h × w`` of the source grid's k-space, so the
-  target lives on a coarser grid than the data were simulated on (no shared discretisation).
+  target lives on a coarser grid than the data were simulated on (no shared discretisation);
+* ``coils = C > 1`` measures through ``C`` simulated birdcage coils (``coils.birdcage_maps`` on the
+  source grid): coil images ``S_c · x``, each transformed, cropped and given its own noise (σ as
+  above, per coil). ``data prepare`` then estimates maps from these data (``--coil-maps``), as for a
+  scanner's, and stores the SENSE-combined volume.
 
 Every draw depends only on ``(seed, volume index)``.
 """
@@ -39,6 +43,7 @@ class Simulation:
         noise: σ of the complex k-space noise as a fraction of the image maximum (0 = none).
         kspace_crop: ``(h, w)`` central k-space kept, or ``None`` (same grid).
         seed: base seed; volume i uses ``(seed, i)``.
+        coils: simulated receive coils (1 = single-coil k-space).
     """
 
     phase: str = "none"
@@ -46,6 +51,7 @@ class Simulation:
     noise: float = 0.0
     kspace_crop: tuple | None = None
     seed: int = 0
+    coils: int = 1
 
     def __post_init__(self):
         if self.phase not in PHASES:
@@ -56,11 +62,13 @@ class Simulation:
             raise DataError(f"--phase-range must be > 0. Received: {self.phase_range}")
         if self.kspace_crop is not None and (len(self.kspace_crop) != 2 or min(self.kspace_crop) < 8):
             raise DataError(f"--kspace-crop: expected H W >= 8. Received: {self.kspace_crop}")
+        if not (isinstance(self.coils, (int, np.integer)) and 1 <= self.coils <= 64):
+            raise DataError(f"--coils must be an integer in [1, 64]. Received: {self.coils}")
 
     @property
     def active(self) -> bool:
         """True when anything beyond the plain FFT is simulated."""
-        return self.phase != "none" or self.noise > 0 or self.kspace_crop is not None
+        return self.phase != "none" or self.noise > 0 or self.kspace_crop is not None or self.coils > 1
 
     def to_dict(self) -> dict:
         """Plain dict for the manifest."""
@@ -103,17 +111,26 @@ def simulate_kspace(images: np.ndarray, sim: Simulation, volume_index: int = 0) 
         volume_index: index of the volume (seeds its draws).
 
     Returns:
-        complex64 ``[S, h, w]`` k-space (``h, w = sim.kspace_crop`` or ``H, W``).
+        complex64 ``[S, h, w]`` k-space (``h, w = sim.kspace_crop`` or ``H, W``); ``[S, C, h, w]``
+        with ``sim.coils = C > 1``.
     """
     rng = np.random.default_rng([int(sim.seed), int(volume_index)])
     x = np.asarray(images).astype(np.complex64)
     if sim.phase == "smooth":
         x = x * np.exp(1j * smooth_phase(x.shape, rng, sim.phase_range)).astype(np.complex64)
+    if sim.coils > 1:
+        from kerasrecon.coils import birdcage_maps
+
+    x_noise_ref = x  # σ is relative to the object's peak, per coil as for one coil
+    if sim.coils > 1:
+        from kerasrecon.coils import birdcage_maps
+
+        x = birdcage_maps(sim.coils, *x.shape[-2:])[None] * x[:, None]
     kspace = fft2c_np(x)
     if sim.kspace_crop is not None:
         kspace = crop_kspace(kspace, sim.kspace_crop)
     if sim.noise > 0:
-        sigma = sim.noise * float(np.abs(x).max())
+        sigma = sim.noise * float(np.abs(x_noise_ref).max())
         noise = rng.standard_normal(kspace.shape) + 1j * rng.standard_normal(kspace.shape)
         kspace = kspace + (sigma / np.sqrt(2)) * noise
     return kspace.astype(np.complex64)

@@ -4,7 +4,9 @@ Prepared dataset directory (written by ``kerasrecon data prepare``)::
 
     DIR/manifest.json   {"format": "kerasrecon-dataset", "version": 1, "volumes": [...]}
     DIR/<name>.h5       dataset "kspace" complex64 [S, H, W] (centred orthonormal, see kspace.py),
-                        attrs: source, scale (image intensities were multiplied by it)
+                        attrs: source, scale (image intensities were multiplied by it);
+                        multi-coil volumes also "coil_kspace" and "maps" complex64 [S, C, H, W]
+                        ("kspace" is then that of the SENSE-combined image), attrs coils, coil_maps
 """
 
 from __future__ import annotations
@@ -39,11 +41,50 @@ class Volume:
     kspace: np.ndarray
     source: str = ""
     acquisition: str = ""
+    coil_kspace: np.ndarray | None = None
+    maps: np.ndarray | None = None
+
+    @property
+    def multicoil(self) -> bool:
+        """True when the volume carries coil k-space and sensitivity maps (``coil_kspace``, ``maps``:
+        complex64 ``[S, C, H, W]``); ``kspace`` is then that of the SENSE-combined image."""
+        return self.coil_kspace is not None
+
+    @property
+    def coils(self) -> int:
+        """Number of coils (1 for single-coil volumes)."""
+        return self.coil_kspace.shape[1] if self.multicoil else 1
 
     @property
     def images(self) -> np.ndarray:
-        """Fully sampled complex images ``[S, H, W]`` complex64 (the targets)."""
+        """Fully sampled complex images ``[S, H, W]`` complex64 (the targets; multi-coil: SENSE-combined)."""
         return ifft2c_np(self.kspace)
+
+    def measured(self, mask: np.ndarray, scale=None):
+        """What a scanner with this sampling ``mask`` (``[H, W]`` or ``[S, H, W]``) measures, scaled per
+        slice by ``scale`` (float ``[S]``, default 1): masked k-space complex64 ``[S, H, W]``, or
+        ``[S, C, H, W]`` for multi-coil volumes."""
+        k = self.coil_kspace if self.multicoil else self.kspace
+        m = np.asarray(mask, np.float32)
+        m = m[:, None] if (self.multicoil and m.ndim == 3) else m
+        out = k * m
+        if scale is not None:
+            out = out * np.asarray(scale).reshape((-1,) + (1,) * (k.ndim - 1))
+        return out.astype(np.complex64)
+
+    def zero_filled(self, mask: np.ndarray, scale=None) -> np.ndarray:
+        """The zero-filled image under ``mask``: ``Fᴴ(M ⊙ k)``, multi-coil the SENSE combination
+        ``Σ_c conj(S_c) Fᴴ(M ⊙ y_c)``. complex64 ``[S, H, W]`` (scaled like :meth:`measured`)."""
+        coil_images = ifft2c_np(self.measured(mask, scale))
+        if not self.multicoil:
+            return coil_images.astype(np.complex64)
+        return np.sum(np.conj(self.maps) * coil_images, axis=1).astype(np.complex64)
+
+    def slices(self, rows, name: str | None = None) -> "Volume":
+        """The volume restricted to slices ``rows`` (a slice or index array), every field kept."""
+        pick = (lambda a: None if a is None else a[rows])
+        return Volume(name or self.name, self.kspace[rows], self.source, self.acquisition,
+                      pick(self.coil_kspace), pick(self.maps))
 
     @property
     def shape(self):
@@ -61,12 +102,23 @@ def read_prepared_volume(path: Path) -> Volume:
             source = str(f.attrs.get("source", path))
             acquisition = f.attrs.get("acquisition", "")
             acquisition = acquisition.decode() if isinstance(acquisition, bytes) else str(acquisition)
+            coil_kspace = f["coil_kspace"][()] if "coil_kspace" in f else None
+            maps = f["maps"][()] if "maps" in f else None
     except (OSError, KeyError) as exc:
         raise DataError(f"{path}: cannot read HDF5 file ({exc.__class__.__name__}: {exc})") from None
     if kspace.ndim != 3:
         raise DataError(f"{path}: 'kspace' must be [S, H, W]. Received: shape={kspace.shape}")
     check_kspace(kspace, name=f"{path}:kspace")
-    return Volume(path.stem, kspace.astype(np.complex64), source, acquisition)
+    if (coil_kspace is None) != (maps is None) or (coil_kspace is not None and (
+            coil_kspace.ndim != 4 or coil_kspace.shape != maps.shape or coil_kspace.shape[::2] != kspace.shape[::2]
+            or coil_kspace.shape[3] != kspace.shape[2])):
+        got = [None if a is None else a.shape for a in (coil_kspace, maps)]
+        raise DataError(f"{path}: 'coil_kspace' and 'maps' must both be [S, C, H, W] with the S, H, W of "
+                        f"'kspace' {kspace.shape}. Received: {got}")
+    if coil_kspace is not None:
+        check_kspace(coil_kspace, name=f"{path}:coil_kspace")
+        coil_kspace, maps = coil_kspace.astype(np.complex64), maps.astype(np.complex64)
+    return Volume(path.stem, kspace.astype(np.complex64), source, acquisition, coil_kspace, maps)
 
 
 def load_prepared(data: str) -> list[Volume]:
@@ -130,5 +182,4 @@ def split_volumes(volumes: list[Volume], val_fraction: float):
     n_val = math.ceil(val_fraction * s)
     if n_val >= s:
         raise DataError(f"volume {vol.name} has {s} slices: too few to hold out {val_fraction:.0%}")
-    return ([Volume(vol.name, vol.kspace[: s - n_val], vol.source)],
-            [Volume(vol.name + "_val", vol.kspace[s - n_val:], vol.source)])
+    return [vol.slices(slice(0, s - n_val))], [vol.slices(slice(s - n_val, s), vol.name + "_val")]

@@ -38,8 +38,6 @@ def sync_batchnorm() -> bool:
     return tf.distribute.has_strategy()
 
 
-@keras.saving.register_keras_serializable(package="kerasrecon")
-
 def wide_dtype(dtype=None) -> str:
     """The dtype of the parts that stay wide under mixed precision (FFTs, data consistency, the
     generator's output conv and residual, the discriminator's output, the losses): ``"float64"``
@@ -49,15 +47,19 @@ def wide_dtype(dtype=None) -> str:
     return "float64" if policy.compute_dtype == "float64" else "float32"
 
 
+@keras.saving.register_keras_serializable(package="kerasrecon")
 class DataConsistency(layers.Layer):
     """Replace (hard) or blend (soft, noise λ) measured k-space samples into an image.
 
     Call args:
         inputs: list ``[image, masked_kspace, mask]``: image float32 ``[B, H, W, 2]``, masked_kspace
-            float32 ``[B, H, W, 2]`` (measured samples, zeros elsewhere), mask float32 ``[B, H, W]``.
+            float32 ``[B, H, W, 2]`` (measured samples, zeros elsewhere), mask float32 ``[B, H, W]``;
+            multi-coil: ``[image, masked_kspace, mask, maps]`` with masked_kspace and maps float32
+            ``[B, C, H, W, 2]`` (``kspace.sense_data_consistency_ch``).
 
     Returns:
-        float32 ``[B, H, W, 2]``: ``ifft2c((1 - M) F(image) + M s0)`` (hard) or the soft blend.
+        float32 ``[B, H, W, 2]``: ``ifft2c((1 - M) F(image) + M s0)`` (hard) or the soft blend; multi-coil
+        the SENSE combination of the coils' consistent k-space.
 
     Args:
         noise_lambda: ``None`` (hard, default) or a positive float (soft).
@@ -68,6 +70,9 @@ class DataConsistency(layers.Layer):
         self.noise_lambda = noise_lambda
 
     def call(self, inputs):
+        if len(inputs) == 4:
+            image, masked_kspace, mask, maps = (keras.ops.cast(t, self.compute_dtype) for t in inputs)
+            return kspace.sense_data_consistency_ch(image, masked_kspace, maps, mask, noise_lambda=self.noise_lambda)
         image, masked_kspace, mask = (keras.ops.cast(t, self.compute_dtype) for t in inputs)
         return kspace.data_consistency_ch(image, masked_kspace, mask, noise_lambda=self.noise_lambda)
 
@@ -105,7 +110,7 @@ def residual_block(x, filters: int, name: str, dtype=None):
 
 def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FILTERS,
                     noise_lambda: float | None = None, data_consistency: bool = True,
-                    cascades: int = 1, dtype=None) -> keras.Model:
+                    cascades: int = 1, dtype=None, multicoil: bool = False) -> keras.Model:
     """Build the generator.
 
     Args:
@@ -116,6 +121,9 @@ def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FIL
         cascades: K stages ``[residual network → DC]`` in series, each refining the previous
             stage's image (cascaded DC networks; K = 1 is the thesis' generator). Layer names get
             the prefix ``g_`` for K = 1 and ``g{k}_`` (k = 1..K) otherwise.
+        multicoil: inputs for multi-coil data consistency: ``masked_kspace`` ``[B, C, H, W, 2]`` and
+            ``maps`` ``[B, C, H, W, 2]`` (same weights as the single-coil graph: a model trained on
+            either loads into both).
         dtype: Keras dtype policy of the hidden layers (``"float32"``, ``"mixed_bfloat16"``,
             ``"mixed_float16"``, ``"float64"`` or a ``keras.DTypePolicy``); default: the global policy. The
             output conv, the residual and DC are float32 (float64 under a float64 policy). Nothing
@@ -131,18 +139,25 @@ def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FIL
         >>> g({"zero_filled": x, "masked_kspace": k, "mask": m}).shape  # [B, H, W, 2]
     """
     zero_filled = keras.Input((None, None, 2), name="zero_filled")
-    masked_kspace = keras.Input((None, None, 2), name="masked_kspace")
+    coil_shape = (None,) if multicoil else ()
+    masked_kspace = keras.Input((*coil_shape, None, None, 2), name="masked_kspace")
     mask = keras.Input((None, None), name="mask")
+    inputs = {"zero_filled": zero_filled, "masked_kspace": masked_kspace, "mask": mask}
+    dc_extra = []
+    if multicoil:
+        inputs["maps"] = keras.Input((None, None, None, 2), name="maps")
+        dc_extra = [inputs["maps"]]
     image = zero_filled
     for k in range(cascades):
         prefix = "g_" if cascades == 1 else f"g{k + 1}_"
-        image = _stage(image, masked_kspace, mask, blocks, filters, noise_lambda, data_consistency, prefix, dtype)
-    return keras.Model({"zero_filled": zero_filled, "masked_kspace": masked_kspace, "mask": mask}, image,
-                       name="generator")
+        image = _stage(image, [masked_kspace, mask, *dc_extra], blocks, filters, noise_lambda, data_consistency,
+                       prefix, dtype)
+    return keras.Model(inputs, image, name="generator")
 
 
-def _stage(image_in, masked_kspace, mask, blocks, filters, noise_lambda, data_consistency, prefix, dtype=None):
-    """One residual network + DC: float32 ``[B, H, W, 2]`` image -> refined image (same shape)."""
+def _stage(image_in, measured, blocks, filters, noise_lambda, data_consistency, prefix, dtype=None):
+    """One residual network + DC: float32 ``[B, H, W, 2]`` image -> refined image (same shape).
+    ``measured``: the DC layer's other inputs, ``[masked_kspace, mask]`` or ``[..., maps]``."""
     x = _conv(filters, f"{prefix}conv_in", dtype=dtype)(image_in)
     x = head = _prelu(f"{prefix}prelu_in", dtype)(x)
     for i in range(blocks):
@@ -159,5 +174,5 @@ def _stage(image_in, masked_kspace, mask, blocks, filters, noise_lambda, data_co
     image = layers.Add(dtype=wide, name=f"{prefix}residual")([image_in, x])
     if data_consistency:
         image = DataConsistency(noise_lambda, dtype=wide, name=f"{prefix}data_consistency")(
-            [image, masked_kspace, mask])
+            [image, *measured])
     return image
