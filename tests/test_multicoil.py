@@ -26,7 +26,7 @@ def cfg(**kw):
 def multicoil_dir(tmp_path_factory):
     """Two 4-slice volumes of a smooth disc phantom measured through 4 simulated coils (noise 0.005)."""
     root = tmp_path_factory.mktemp("mc")
-    y, x = np.mgrid[:32, :32] / 32.0
+    y, x = np.mgrid[:32, :28] / np.array([32.0, 28.0])[:, None, None]  # not square: H and W stay apart
     disc = ((y - 0.5) ** 2 + (x - 0.5) ** 2) < 0.35 ** 2
     for v in range(2):
         imgs = np.stack([disc * (1 + 0.3 * np.sin(6 * x + s + v)) for s in range(4)]).astype(np.float32)
@@ -39,14 +39,14 @@ def multicoil_dir(tmp_path_factory):
 def test_prepare_simulated_coils(multicoil_dir):
     out, disc = multicoil_dir
     vols = load_volumes(str(out))
-    assert [v.coils for v in vols] == [4, 4] and vols[0].coil_kspace.shape == (4, 4, 32, 32)
+    assert [v.coils for v in vols] == [4, 4] and vols[0].coil_kspace.shape == (4, 4, 32, 28)
     src = np.load(out.parent / "vol0.npy")
     src = src / src.max()
     inside = disc & (np.abs(vols[0].maps).sum(1)[0] > 0)
     err = np.linalg.norm((np.abs(vols[0].images) - src)[:, inside]) / np.linalg.norm(src[:, inside])
     assert err < 0.03, err  # noise 0.005 per coil, maps from 8 ACS lines
     # fully sampled, the SENSE zero-filled image is the volume's image
-    np.testing.assert_allclose(vols[0].zero_filled(np.ones((32, 32))), vols[0].images, atol=1e-5)
+    np.testing.assert_allclose(vols[0].zero_filled(np.ones((32, 28))), vols[0].images, atol=1e-5)
 
 
 def test_training_inputs_are_sense_zero_filled_windows(multicoil_dir):
@@ -55,7 +55,7 @@ def test_training_inputs_are_sense_zero_filled_windows(multicoil_dir):
     vols = load_volumes(str(multicoil_dir[0]))
     c = cfg()
     plan = sampling_plan(vols, c)
-    assert plan.maps.shape == (8, 4, 32, 32) and not plan.exact_dc
+    assert plan.maps.shape == (8, 4, 32, 28) and not plan.exact_dc
     inputs, target = next(numpy_batches(vols, c))
     tf_inputs, tf_target = next(iter(training_dataset(vols, c)))
     np.testing.assert_allclose(tf_inputs["zero_filled"].numpy(), inputs["zero_filled"], atol=1e-5)
@@ -118,9 +118,9 @@ def test_fit_evaluate_multicoil_with_sense_baselines(multicoil_dir, tmp_path):
     assert psnr["tv"] > psnr["zero_filled"] + 1, psnr
     rec = Reconstructor.from_run(tmp_path / "run")
     vol = load_volumes(str(multicoil_dir[0]))[1]
-    mask = make_mask("random", 4, (32, 32), 0).array
+    mask = make_mask("random", 4, (32, 28), 0).array
     one = rec(vol.kspace * mask, mask)
-    via_coils = rec((vol.kspace * mask)[:, None], mask, maps=np.ones((4, 1, 32, 32), np.complex64))
+    via_coils = rec((vol.kspace * mask)[:, None], mask, maps=np.ones((4, 1, 32, 28), np.complex64))
     np.testing.assert_allclose(via_coils, one, rtol=1e-4, atol=1e-5)
     multi = rec(vol.measured(mask), mask, maps=vol.maps)
-    assert multi.shape == (4, 32, 32) and np.isfinite(multi).all()
+    assert multi.shape == (4, 32, 28) and np.isfinite(multi).all()

@@ -110,8 +110,8 @@ def read_prepared_volume(path: Path) -> Volume:
         raise DataError(f"{path}: 'kspace' must be [S, H, W]. Received: shape={kspace.shape}")
     check_kspace(kspace, name=f"{path}:kspace")
     if (coil_kspace is None) != (maps is None) or (coil_kspace is not None and (
-            coil_kspace.ndim != 4 or coil_kspace.shape != maps.shape or coil_kspace.shape[::2] != kspace.shape[::2]
-            or coil_kspace.shape[3] != kspace.shape[2])):
+            coil_kspace.ndim != 4 or coil_kspace.shape != maps.shape
+            or (coil_kspace.shape[0], *coil_kspace.shape[2:]) != kspace.shape)):
         got = [None if a is None else a.shape for a in (coil_kspace, maps)]
         raise DataError(f"{path}: 'coil_kspace' and 'maps' must both be [S, C, H, W] with the S, H, W of "
                         f"'kspace' {kspace.shape}. Received: {got}")
