@@ -515,7 +515,7 @@ def export(run_dir, out, force):
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True,
               help="An exported SavedModel ('kerasrecon export').")
 @click.option("--input", "input_path", type=click.Path(), required=True,
-              help="fastMRI single-coil .h5, a prepared volume .h5, or a directory of them.")
+              help="fastMRI .h5 (single-coil [S, H, W] or multi-coil [S, C, H, W] k-space: coil maps are estimated in the graph), a prepared volume .h5, or a directory of them.")
 @click.option("--output", type=click.Path(), required=True, help="Output .h5 (or directory for a directory input).")
 @click.option("--acceleration", "-R", type=float, default=None,
               help="R for files without their own 'mask' dataset (default: the R the model was trained with).")

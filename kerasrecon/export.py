@@ -9,6 +9,12 @@ Signatures (dynamic batch and image size):
   ``1 / max|zero_filled|``, the generator, data consistency, and undoing the normalisation.
 * ``from_zero_filled(zero_filled)``: a zero-filled complex image float32 ``[B, H, W, 2]`` → ``image``
   and ``complex_image`` (same normalisation; no data consistency, as there is no k-space).
+* ``multicoil(kspace_real, kspace_imag, mask)``: multi-coil k-space float32 ``[B, C, H, W]`` and mask
+  ``[B, H, W]`` or ``[H, W]`` → ``image`` ``[B, H, W]`` and ``complex_image``. Inside the graph: coil
+  sensitivities from the sampled centre (``coils.acs_maps_ch``: the ``acs_lines`` centre columns,
+  ``max(4, round(center_fraction · W))`` of the training mask, coil images over their RSS), the
+  SENSE-combined zero-filled image, normalisation, the generator (same weights) with coil-wise data
+  consistency. Nothing but k-space and mask is needed.
 
 Inputs are validated in the graph before any FFT (``INPUT_CONTRACT``): a violation raises
 ``tf.errors.InvalidArgumentError`` naming the input, never a crash or a silent NaN image. The
@@ -38,11 +44,16 @@ SIGNATURES = {
     "serving_default": "kspace_real, kspace_imag float32 [B,H,W]; mask float32 [B,H,W] or [H,W] "
                        "-> image float32 [B,H,W] (magnitude), complex_image float32 [B,H,W,2]",
     "from_zero_filled": "zero_filled float32 [B,H,W,2] -> image float32 [B,H,W], complex_image float32 [B,H,W,2]",
+    "multicoil": "kspace_real, kspace_imag float32 [B,C,H,W]; mask float32 [B,H,W] or [H,W] -> image float32 "
+                 "[B,H,W] (SENSE-combined magnitude), complex_image float32 [B,H,W,2]; coil maps estimated "
+                 "in the graph from the sampled centre",
 }
 INPUT_CONTRACT = {
     "kspace_real, kspace_imag": "float32, rank 3 [B, H, W], equal shapes, B >= 1, H >= 2, W >= 2, all finite",
     "mask": "float32 [H, W] or [B, H, W] matching the k-space, values exactly 0 or 1, all finite",
     "zero_filled": "float32 rank 4 [B, H, W, 2] (real, imag), B >= 1, H >= 2, W >= 2, all finite",
+    "multicoil kspace_real, kspace_imag": "float32, rank 4 [B, C, H, W], equal shapes, B, C >= 1, H, W >= 2, "
+                                          "all finite; mask as above for [B, H, W]",
     "violation": "tf.errors.InvalidArgumentError whose message names the input, what was expected and what "
                  "was received; a result that is not finite (k-space magnitudes that overflow float32 in "
                  "the FFT) is an InvalidArgumentError on 'image'",
@@ -140,6 +151,39 @@ def validate_kspace_inputs(kspace_real, kspace_imag, mask):
     return tf.complex(kr, ki), tf.broadcast_to(m, tf.shape(kr))
 
 
+def validate_multicoil_inputs(kspace_real, kspace_imag, mask):
+    """In-graph validation of ``multicoil``'s inputs: k-space float32 ``[B, C, H, W]`` (equal shapes,
+    finite), mask ``[H, W]`` or ``[B, H, W]`` of 0/1. Returns ``(kspace complex64 [B, C, H, W], mask
+    float32 [B, H, W])``; raises ``InvalidArgumentError`` naming the input."""
+    kshape, ishape, mshape = tf.shape(kspace_real), tf.shape(kspace_imag), tf.shape(mask)
+    spatial = lambda: tf.concat([_padded(kshape)[:1], _padded(kshape)[2:4]], 0)  # noqa: E731  [B, H, W]
+    expected_mask = lambda: spatial()[tf.maximum(3 - tf.size(mshape), 0):]  # noqa: E731
+    checks = [
+        _rank_check(kspace_real, "kspace_real", [4], "rank 4 [B, C, H, W]"),
+        _rank_check(kspace_imag, "kspace_imag", [4], "rank 4 [B, C, H, W]"),
+        (lambda: _same(kshape, ishape), "kspace_imag: expected the shape of kspace_real {}; got {}",
+         lambda: [kshape, ishape]),
+        (lambda: tf.logical_and(tf.reduce_all(_padded(kshape)[:2] >= 1), tf.reduce_all(_padded(kshape)[2:4] >= 2)),
+         "kspace_real: expected B, C >= 1 and H, W >= 2; got shape {}", lambda: [kshape]),
+        _rank_check(mask, "mask", [2, 3], "[H, W] or [B, H, W]"),
+        (lambda: _same(mshape, expected_mask()), "mask: expected shape [H, W] or [B, H, W] = {}; got {}",
+         lambda: [expected_mask(), mshape]),
+        _finite_check(kspace_real, "kspace_real"), _finite_check(kspace_imag, "kspace_imag"),
+        _finite_check(mask, "mask"),
+        (lambda: tf.reduce_all(tf.logical_or(tf.equal(mask, 0.0), tf.equal(mask, 1.0))),
+         "mask: expected values 0 or 1; got values in [{}, {}]", lambda: [tf.reduce_min(mask), tf.reduce_max(mask)]),
+    ]
+    kr, ki, m = _checked((kspace_real, kspace_imag, mask), checks)
+    kr, ki = _as_rank(kr, 4), _as_rank(ki, 4)
+    shape = tf.shape(kr)
+    return tf.complex(kr, ki), tf.broadcast_to(m, tf.stack([shape[0], shape[2], shape[3]]))
+
+
+def acs_lines_for(width, center_fraction: float):
+    """Centre columns used for in-graph coil maps: ``max(4, round(center_fraction · width))``."""
+    return tf.maximum(4, tf.cast(tf.round(center_fraction * tf.cast(width, tf.float32)), tf.int32))
+
+
 def validate_zero_filled(zero_filled):
     """In-graph validation of ``from_zero_filled``'s input: float32 ``[B, H, W, 2]``, finite.
 
@@ -161,18 +205,24 @@ class ReconModule(tf.Module):
     wrongly shaped input reaches the checks instead of a kernel that assumes rank 3.
     """
 
-    def __init__(self, generator, metadata: dict):
+    def __init__(self, generator, metadata: dict, multicoil_generator=None, center_fraction: float = 0.08):
         super().__init__(name="kerasrecon")
         self.generator = generator
+        self.multicoil_generator = multicoil_generator
+        self.center_fraction = float(center_fraction)
         # A string Variable is saved with the module (a constant would not be), so bare TensorFlow
         # reads it as ``tf.saved_model.load(path).metadata_json.numpy()``.
         self.metadata_json = tf.Variable(json.dumps(metadata, sort_keys=True), trainable=False, name="metadata_json")
 
-    def _run(self, zero_filled, masked_kspace, mask):
+    def _run(self, zero_filled, masked_kspace, mask, maps=None):
         peak = tf.reduce_max(tf.abs(zero_filled), axis=[1, 2], keepdims=True)
         scale = tf.cast(1.0 / tf.maximum(peak, EPS), tf.complex64)
-        out = self.generator({"zero_filled": to_channels(zero_filled * scale),
-                              "masked_kspace": to_channels(masked_kspace * scale), "mask": mask}, training=False)
+        inputs = {"zero_filled": to_channels(zero_filled * scale), "mask": mask}
+        if maps is None:
+            out = self.generator({**inputs, "masked_kspace": to_channels(masked_kspace * scale)}, training=False)
+        else:
+            out = self.multicoil_generator({**inputs, "masked_kspace": to_channels(masked_kspace * scale[:, None]),
+                                            "maps": maps}, training=False)
         recon = from_channels(out) / scale
         image, channels = _checked((tf.abs(recon), to_channels(recon)), [(
             lambda: tf.reduce_all(tf.math.is_finite(tf.abs(recon))),
@@ -187,6 +237,22 @@ class ReconModule(tf.Module):
         kspace, mask = validate_kspace_inputs(kspace_real, kspace_imag, mask)
         masked = kspace * tf.cast(mask, tf.complex64)
         return self._run(ifft2c(masked), masked, mask)
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="kspace_real"),
+                                  tf.TensorSpec(None, tf.float32, name="kspace_imag"),
+                                  tf.TensorSpec(None, tf.float32, name="mask")])
+    def multicoil(self, kspace_real, kspace_imag, mask):
+        from kerasrecon.coils import acs_maps_ch
+
+        kspace, mask = validate_multicoil_inputs(kspace_real, kspace_imag, mask)
+        masked = kspace * tf.cast(mask[:, None], tf.complex64)
+        w = tf.shape(kspace)[3]
+        acs = acs_lines_for(w, self.center_fraction)
+        cols = tf.range(w)
+        region = tf.cast((cols >= w // 2 - acs // 2) & (cols < w // 2 - acs // 2 + acs), tf.float32)
+        maps = acs_maps_ch(to_channels(masked), tf.broadcast_to(region[None, None, :], tf.shape(mask)))
+        zero_filled = tf.reduce_sum(tf.math.conj(from_channels(maps)) * ifft2c(masked), axis=1)
+        return self._run(zero_filled, masked, mask, maps)
 
     @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="zero_filled")])
     def from_zero_filled(self, zero_filled):
@@ -225,10 +291,20 @@ def export_run(run_dir, out, force: bool = False) -> Path:
         "train_config": cfg.to_dict(), "normalisation": NORMALISATION, "kspace_convention": CONVENTION,
         "signatures": SIGNATURES, "input_contract": INPUT_CONTRACT,
     }
-    module = ReconModule(generator, metadata)
+    from kerasrecon.models.generator import build_generator
+
+    m = cfg.model
+    multicoil = build_generator(m.blocks, m.filters, m.noise_lambda, cascades=m.cascades, multicoil=True)
+    multicoil.set_weights(generator.get_weights())  # one network, two graphs
+    from kerasrecon.masks import resolved_center_fraction
+
+    fraction = resolved_center_fraction(cfg.mask.kind, cfg.mask.center_fraction)
+    metadata["multicoil_acs"] = f"centre columns: max(4, round({fraction} * W))"
+    module = ReconModule(generator, metadata, multicoil, fraction)
     with atomic_dir(out, "export", replace=force) as tmp:
         tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve,
-                                                          "from_zero_filled": module.from_zero_filled})
+                                                          "from_zero_filled": module.from_zero_filled,
+                                                          "multicoil": module.multicoil})
         (tmp / "assets").mkdir(exist_ok=True)
         (tmp / "assets" / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
     return out

@@ -303,6 +303,14 @@ class EquispacedLineMask(RandomLineMask):
 MASK_CLASSES = {"poisson": PoissonMask, "random": RandomLineMask, "equispaced": EquispacedLineMask}
 
 
+def resolved_center_fraction(kind: str, center_fraction: float | None = None) -> float:
+    """The fully sampled centre a mask of ``kind`` is drawn with: ``center_fraction``, or the kind's
+    default (``CALIB_FRACTION`` for Poisson's calibration square, ``CENTER_FRACTION`` for lines)."""
+    if center_fraction is not None:
+        return float(center_fraction)
+    return CALIB_FRACTION if kind == "poisson" else CENTER_FRACTION
+
+
 def make_mask(kind: str, acceleration: float, shape, seed: int, center_fraction: float | None = None) -> Mask:
     """Draw a mask by kind name. Returns :class:`Mask` with ``array`` float32 ``[H, W]``.
 
@@ -313,8 +321,7 @@ def make_mask(kind: str, acceleration: float, shape, seed: int, center_fraction:
         raise ConfigError(f"unknown mask kind {kind!r}; expected one of {', '.join(MASK_KINDS)}")
     if center_fraction is not None and not 0 <= center_fraction < 1:
         raise ConfigError(f"--center-fraction must be in [0, 1). Received: {center_fraction}")
+    fraction = resolved_center_fraction(kind, center_fraction)
     if kind == "poisson":
-        fraction = CALIB_FRACTION if center_fraction is None else center_fraction
         return PoissonMask(acceleration=acceleration, calib_fraction=fraction)(shape=shape, seed=seed)
-    fraction = CENTER_FRACTION if center_fraction is None else center_fraction
     return MASK_CLASSES[kind](acceleration=acceleration, center_fraction=fraction)(shape=shape, seed=seed)

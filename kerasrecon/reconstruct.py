@@ -1,7 +1,9 @@
 """Reconstruct k-space files with an exported SavedModel (fastMRI submission layout).
 
 Input: a fastMRI single-coil ``.h5`` or a prepared-dataset volume ``.h5`` (both hold ``kspace``
-complex ``[S, H, W]``), a ``.npy`` of complex k-space ``[S, H, W]`` or ``[H, W]`` (centred
+complex ``[S, H, W]``), a fastMRI multi-coil ``.h5`` (``kspace`` ``[S, C, H, W]``: the export's
+``multicoil`` signature estimates coil maps from the sampled centre, SENSE-combines and runs
+coil-wise data consistency), a ``.npy`` of complex k-space ``[S, H, W]`` or ``[H, W]`` (centred
 orthonormal convention), or a directory of them. A fully sampled fastMRI file is reconstructed on the
 grid the models are trained on (320×320: crop the image, re-transform; ``grid="file"`` keeps the
 file's own grid); everything else on the file's own k-space grid. The mask:
@@ -146,16 +148,19 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
         except OSError as exc:
             raise DataError(f"{src}: not a readable HDF5 file ({exc})") from None
         with f:
-            if "kspace" in f and f["kspace"].ndim == 4:
-                raise DataError(f"{src}: multi-coil k-space {f['kspace'].shape} [slices, coils, H, W]; reconstruct "
-                                "serves single-coil models (multi-coil serving is not built yet): "
-                                "'kerasrecon data prepare' SENSE-combines such files")
-            if "kspace" not in f or f["kspace"].ndim != 3:
+            if "kspace" not in f or f["kspace"].ndim not in (3, 4):
                 got = f"shape {f['kspace'].shape}" if "kspace" in f else "no 'kspace'"
-                raise DataError(f"{src}: expected dataset 'kspace' complex [slices, H, W]; got {got}")
-            if f["kspace"].shape[0] < 1 or min(f["kspace"].shape[1:]) < 2:
+                raise DataError(f"{src}: expected dataset 'kspace' complex [slices, H, W] or multi-coil "
+                                f"[slices, coils, H, W]; got {got}")
+            if f["kspace"].shape[0] < 1 or min(f["kspace"].shape[-2:]) < 2:
                 raise DataError(f"{src}: 'kspace' must have >= 1 slice of H, W >= 2; got shape {f['kspace'].shape}")
-            raw_shape = f["kspace"].shape[1:]
+            serve_file = serve
+            if f["kspace"].ndim == 4:
+                if "multicoil" not in loaded.signatures:
+                    raise DataError(f"{src}: multi-coil k-space, but --model {model_dir} has no 'multicoil' "
+                                    "signature (exported before multi-coil serving): export the run again")
+                serve_file = loaded.signatures["multicoil"]
+            raw_shape = f["kspace"].shape[-2:]
             is_fastmri = "reconstruction_esc" in f or "ismrmrd_header" in f or "mask" in f
             # A fully sampled fastMRI file goes on the grid the models are trained on: crop the image to
             # 320×320, re-transform, draw the mask there. Undersampled files keep their own grid and mask.
@@ -173,7 +178,7 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
                 check_kspace(k, name=f"{src}:kspace")
                 if retransform:
                     k = to_training_grid(k)
-                img = run_serving(serve, k, mask, name=str(src))
+                img = run_serving(serve_file, k, mask, name=str(src))
                 recons.append(center_crop(img, out_crop) if out_crop else img)
                 if progress:
                     progress(min(i + batch_size, n), n)

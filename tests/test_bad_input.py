@@ -229,7 +229,7 @@ def _kspace_file(path, kspace, mask=None):
     ("huge_kspace", "the reconstruction is not finite"),
     ("foreign_model", "not a kerasrecon export"),
     ("batch_size_zero", "--batch-size must be >= 1"),
-    ("multicoil", "multi-coil k-space (2, 4, 32, 32) [slices, coils, H, W]; reconstruct serves single-coil"),
+    ("multicoil", "expected dataset 'kspace' complex [slices, H, W] or multi-coil [slices, coils, H, W]; got shape (2, 1, 4, 32, 32)"),
 ])
 def test_reconstruct_bad_input(kind, needle, trained, foreign_savedmodel, tmp_path):
     model = foreign_savedmodel if kind == "foreign_model" else trained / "export"
@@ -247,7 +247,7 @@ def test_reconstruct_bad_input(kind, needle, trained, foreign_savedmodel, tmp_pa
     elif kind == "batch_size_zero":
         extra = ["--batch-size", 0]
     elif kind == "multicoil":
-        k = np.ones((2, 4, 32, 32), np.complex64)
+        k = np.ones((2, 1, 4, 32, 32), np.complex64)  # rank 5: neither layout
     src = _kspace_file(tmp_path / "in.h5", k, cols)
     before = snapshot(tmp_path, trained / "export")
     res = run("reconstruct", "--model", model, "--input", src, "--output", tmp_path / "out.h5", *extra)

@@ -124,3 +124,27 @@ def test_fit_evaluate_multicoil_with_sense_baselines(multicoil_dir, tmp_path):
     np.testing.assert_allclose(via_coils, one, rtol=1e-4, atol=1e-5)
     multi = rec(vol.measured(mask), mask, maps=vol.maps)
     assert multi.shape == (4, 32, 28) and np.isfinite(multi).all()
+    # the export's multicoil signature: maps from the sampled centre in the graph, same network
+    from kerasrecon.coils import acs_maps_np
+    from kerasrecon.export import export_run
+    from kerasrecon.reconstruct import reconstruct_files, run_serving
+
+    export_run(tmp_path / "run", tmp_path / "export")
+    from kerasrecon.export import load_export
+
+    loaded, _ = load_export(tmp_path / "export")
+    measured = vol.measured(mask)
+    served = run_serving(loaded.signatures["multicoil"], measured, mask, name="test")
+    maps = acs_maps_np(measured, acs=4)  # max(4, round(0.08 * 28))
+    np.testing.assert_allclose(served, rec(measured, mask, maps=maps), rtol=1e-3, atol=1e-4)
+    # and reconstruct writes fastMRI's layout for a multi-coil fastMRI file
+    from tests.test_coils import write_multicoil
+
+    write_multicoil(tmp_path / "file_mc.h5", np.random.default_rng(0), raw=(48, 40), crop=32)
+    (out,) = reconstruct_files(tmp_path / "export", tmp_path / "file_mc.h5", tmp_path / "file_mc_rec.h5",
+                               crop=(32, 32))
+    import h5py
+
+    with h5py.File(out) as f:
+        assert f["reconstruction"].shape == (2, 32, 32) and np.isfinite(f["reconstruction"][()]).all()
+
