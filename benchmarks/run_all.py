@@ -9,7 +9,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "bench_out"
-SCRIPTS = ["pipeline.py", "train_step.py", "inference.py"]
+SCRIPTS = ["pipeline.py", "train_step.py", "inference.py", "multicoil.py"]
 # The train step again on the JAX backend (same machine, same run): the CPU ratio JAX / TensorFlow.
 BACKEND_RUNS = {"train_step_jax": ("train_step.py", "jax")}
 
@@ -26,6 +26,7 @@ def main():
         results[name] = json.loads(proc.stdout)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     p, t, i = results["pipeline"], results["train_step"], results["inference"]["results"]
+    mc = results["multicoil"]
     rows = [
         ("tf.data patches/s vs NumPy loop", f"{p['tfdata_patches_per_s']} vs {p['numpy_loop_patches_per_s']}",
          f"{p['ratio_tfdata_over_numpy']}×"),
@@ -38,6 +39,11 @@ def main():
          f"{t['ratio_achieved_to_conv2d']}"),
         ("inference 444×448 batch 1: SavedModel / in-process", f"{i['batch1']['savedmodel_s']} / {i['batch1']['in_process_s']} s",
          f"{i['batch1']['ratio_savedmodel_over_in_process']}×"),
+        ("multi-coil: input batch C=8 / C=15 vs single-coil", f"{mc['input_batch_s'].get('C8')} / "
+         f"{mc['input_batch_s'].get('C15')} vs {mc['input_batch_s'].get('C1')} s",
+         f"{mc['ratios_to_single_coil']['input'].get('C15')}× (C=15)"),
+        ("multi-coil: SavedModel 640×368 slice C=15 vs single-coil", f"{mc['serving_slice_s'].get('C15')} vs "
+         f"{mc['serving_slice_s'].get('C1')} s", f"{mc['ratios_to_single_coil']['serving'].get('C15')}×"),
     ]
     print(f"Machine: {t['machine']}\n")
     print("| measure | value | ratio |\n| --- | --- | --- |")
