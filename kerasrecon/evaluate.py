@@ -256,7 +256,7 @@ def score_predictions(predictions, targets, acquisition: str | None = None, targ
     """
     import h5py
 
-    from kerasrecon.data.fastmri import center_crop
+    from kerasrecon.data.fastmri import attr_value, center_crop
     from kerasrecon.metrics import nmse, psnr, ssim
 
     pred_dir, target_dir = Path(predictions), Path(targets)
@@ -268,8 +268,7 @@ def score_predictions(predictions, targets, acquisition: str | None = None, targ
     per_volume, keys = {}, set()
     for tfile in sorted(target_dir.glob("*.h5")):
         with h5py.File(tfile, "r") as t:
-            acq = t.attrs.get("acquisition", "")
-            acq = acq.decode() if isinstance(acq, bytes) else str(acq)
+            acq = str(attr_value(t.attrs, "acquisition", ""))
             if acquisition and acq != acquisition:
                 continue
             key = target_key or next((k for k in TARGET_KEYS if k in t), None)

@@ -273,6 +273,15 @@ def _ortho(x, inverse: bool):
     return ops.sqrt(n) if inverse else ops.rsqrt(n)
 
 
+def _centred_fft_ch(x, inverse: bool):
+    """ifftshift -> (i)fft2 -> fftshift, orthonormal, of channel-form ``[..., H, W, 2]`` (any backend)."""
+    ops = _ops()
+    transform = ops.ifft2 if inverse else ops.fft2
+    re, im = transform((_roll_centre(x[..., 0], -1), _roll_centre(x[..., 1], -1)))
+    scale = _ortho(re, inverse=inverse)  # ifft2 already divides by H·W
+    return ops.stack([_roll_centre(re, 1) * scale, _roll_centre(im, 1) * scale], axis=-1)
+
+
 def fft2c_ch(x):
     """Centred orthonormal 2-D FFT in channel form, with ``keras.ops.fft2``.
 
@@ -282,10 +291,7 @@ def fft2c_ch(x):
     Returns:
         float32 ``[..., H, W, 2]`` k-space; DC at ``(H // 2, W // 2)``.
     """
-    ops = _ops()
-    re, im = ops.fft2((_roll_centre(x[..., 0], -1), _roll_centre(x[..., 1], -1)))
-    scale = _ortho(re, inverse=False)
-    return ops.stack([_roll_centre(re, 1) * scale, _roll_centre(im, 1) * scale], axis=-1)
+    return _centred_fft_ch(x, inverse=False)
 
 
 def ifft2c_ch(k):
@@ -297,10 +303,7 @@ def ifft2c_ch(k):
     Returns:
         float32 ``[..., H, W, 2]`` image.
     """
-    ops = _ops()
-    re, im = ops.ifft2((_roll_centre(k[..., 0], -1), _roll_centre(k[..., 1], -1)))
-    scale = _ortho(re, inverse=True)  # ifft2 already divides by H·W
-    return ops.stack([_roll_centre(re, 1) * scale, _roll_centre(im, 1) * scale], axis=-1)
+    return _centred_fft_ch(k, inverse=True)
 
 
 def data_consistency_ch(image, masked_kspace, mask, noise_lambda=None):

@@ -26,6 +26,15 @@ CROP = (320, 320)
 FASTMRI_ATTRS = ("acquisition", "max", "norm", "patient_id")
 
 
+def attr_value(attrs, key: str, default=None):
+    """An HDF5 attribute as a plain Python value (bytes decoded, NumPy scalars unwrapped), or ``default``."""
+    if key not in attrs:
+        return default
+    value = attrs[key]
+    value = value.decode() if isinstance(value, bytes) else value
+    return value.item() if hasattr(value, "item") else value
+
+
 def to_training_grid(kspace: np.ndarray, crop=CROP) -> np.ndarray:
     """Raw fastMRI k-space ``[..., H, W]`` (any leading slice/coil axes) on the training grid: the
     image cropped to ``crop`` and transformed back. Returns complex64 ``[..., crop_h, crop_w]``."""
@@ -80,13 +89,7 @@ class FastMRIFile:
     def metadata(self) -> dict:
         """The file's fastMRI header attributes that travel with a prepared volume: ``acquisition``
         (e.g. ``CORPD_FBK``), ``max``, ``norm``, ``patient_id`` — those present, as plain Python values."""
-        out = {}
-        for key in FASTMRI_ATTRS:
-            if key in self.attrs:
-                value = self.attrs[key]
-                value = value.decode() if isinstance(value, bytes) else value
-                out[key] = value.item() if hasattr(value, "item") else value
-        return out
+        return {key: attr_value(self.attrs, key) for key in FASTMRI_ATTRS if key in self.attrs}
 
     def __enter__(self):
         return self

@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from kerasrecon.data.fastmri import attr_value
 from kerasrecon.errors import DataError
 from kerasrecon.kspace import check_kspace, ifft2c_np
 
@@ -100,8 +101,7 @@ def read_prepared_volume(path: Path) -> Volume:
                 raise DataError(f"{path}: missing dataset 'kspace' (expected complex64 [S, H, W])")
             kspace = f["kspace"][()]
             source = str(f.attrs.get("source", path))
-            acquisition = f.attrs.get("acquisition", "")
-            acquisition = acquisition.decode() if isinstance(acquisition, bytes) else str(acquisition)
+            acquisition = str(attr_value(f.attrs, "acquisition", ""))
             coil_kspace = f["coil_kspace"][()] if "coil_kspace" in f else None
             maps = f["maps"][()] if "maps" in f else None
     except (OSError, KeyError) as exc:
