@@ -148,3 +148,25 @@ def test_fit_evaluate_multicoil_with_sense_baselines(multicoil_dir, tmp_path):
     with h5py.File(out) as f:
         assert f["reconstruction"].shape == (2, 32, 32) and np.isfinite(f["reconstruction"][()]).all()
 
+
+
+def test_score_multicoil_outputs_with_fastmri_evaluate(tmp_path, rng):
+    """`score` on a multi-coil target (reconstruction_rss) agrees with fastMRI's own evaluation
+    functions to 1e-4. Runs where the `fastmri` package is importable (it needs PyTorch; not a
+    dependency here): our metric formulas are otherwise checked against NumPy/skimage in test_metrics."""
+    fm = pytest.importorskip("fastmri.evaluate")
+    import h5py
+
+    from kerasrecon.evaluate import score_predictions
+    from tests.test_coils import write_multicoil
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "p").mkdir()
+    _, _, rss = write_multicoil(tmp_path / "t" / "v.h5", rng, raw=(48, 40), crop=32)
+    pred = (rss + 0.01 * rng.standard_normal(rss.shape)).astype(np.float32)
+    with h5py.File(tmp_path / "p" / "v.h5", "w") as f:
+        f.create_dataset("reconstruction", data=pred)
+    ours = score_predictions(tmp_path / "p", tmp_path / "t")["per_volume"]["v"]
+    assert ours["nmse"] == pytest.approx(fm.nmse(rss, pred), rel=1e-4)
+    assert ours["psnr"] == pytest.approx(fm.psnr(rss, pred), rel=1e-4)
+    assert ours["ssim"] == pytest.approx(fm.ssim(rss, pred), rel=1e-4)
