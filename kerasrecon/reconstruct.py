@@ -78,8 +78,29 @@ class _NpyKspace:
         return False
 
 
-def _file_mask(f, shape, mask_cfg: MaskConfig, name: str):
-    """(mask array [H, W] float32, id dict)."""
+def kspace_padding(f):
+    """``(padding_left, padding_right)`` of a fastMRI file's ISMRMRD header, as fastMRI's VarNet data
+    transform computes them: the phase-encode columns ``[left, right)`` that hold measured data (knee
+    files zero-pad the rest). ``None`` without a readable header."""
+    import xml.etree.ElementTree as ET
+
+    if "ismrmrd_header" not in f:
+        return None
+    try:
+        root = ET.fromstring(bytes(np.asarray(f["ismrmrd_header"][()]).tobytes()).rstrip(b"\0"))
+        ns = {"m": "http://www.ismrm.org/ISMRMRD"}
+        enc_y = int(root.find("m:encoding/m:encodedSpace/m:matrixSize/m:y", ns).text)
+        limits = root.find("m:encoding/m:encodingLimits/m:kspace_encoding_step_1", ns)
+        center, maximum = int(limits.find("m:center", ns).text), int(limits.find("m:maximum", ns).text)
+    except (ET.ParseError, AttributeError, TypeError, ValueError):
+        return None
+    left = enc_y // 2 - center
+    return left, left + maximum + 1
+
+
+def _file_mask(f, shape, mask_cfg: MaskConfig, name: str, padding=None):
+    """(mask array [H, W] float32, id dict). ``padding``: ``(left, right)``: columns outside are
+    zero-padding in the file and are not sampled (fastMRI's VarNet transform does the same)."""
     if "mask" in f:
         cols = np.asarray(f["mask"][()]).astype(np.float32).reshape(-1)
         if cols.size != shape[1]:
@@ -94,7 +115,14 @@ def _file_mask(f, shape, mask_cfg: MaskConfig, name: str):
                      "achieved_acceleration": round(arr.size / max(arr.sum(), 1), 4), "mask_seed": -1,
                      "mask_sha256": mask_hash(arr)}
     m: Mask = make_mask(mask_cfg.kind, mask_cfg.acceleration, shape, mask_cfg.seed, mask_cfg.center_fraction)
-    return m.array, m.id
+    if padding is None or padding == (0, shape[1]):
+        return m.array, m.id
+    left, right = padding
+    arr = m.array.copy()
+    arr[:, :max(left, 0)] = 0
+    arr[:, max(right, 0):] = 0
+    return arr, {**m.id, "achieved_acceleration": round(arr.size / max(arr.sum(), 1), 4), "mask_sha256": mask_hash(arr),
+                 "padding": [int(left), int(right)]}
 
 
 def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None = None, batch_size: int = 8,
@@ -161,12 +189,15 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
                                     "signature (exported before multi-coil serving): export the run again")
                 serve_file = loaded.signatures["multicoil"]
             raw_shape = f["kspace"].shape[-2:]
-            is_fastmri = "reconstruction_esc" in f or "ismrmrd_header" in f or "mask" in f
+            is_fastmri = any(k in f for k in ("reconstruction_esc", "reconstruction_rss", "ismrmrd_header", "mask"))
             # A fully sampled fastMRI file goes on the grid the models are trained on: crop the image to
             # 320×320, re-transform, draw the mask there. Undersampled files keep their own grid and mask.
             retransform = grid == "trained" and is_fastmri and "mask" not in f and min(raw_shape) >= max(CROP)
             shape = CROP if retransform else raw_shape
-            mask, ident = _file_mask(f, shape, mask_cfg, str(src))
+            # On the file's own grid, the header's zero-padded columns are never "sampled"; the training
+            # grid (crop, re-transform) has measured data in every column.
+            padding = None if retransform else kspace_padding(f)
+            mask, ident = _file_mask(f, shape, mask_cfg, str(src), padding)
             out_crop = crop if retransform else crop or (CROP if is_fastmri and min(shape) >= max(CROP) else None)
             recons = []
             n = f["kspace"].shape[0]

@@ -324,3 +324,34 @@ def test_prepare_keeps_fastmri_header_and_refuses_undersampled_files(tmp_path, r
     with pytest.raises(DataError, match="undersampled fastMRI test/challenge file.*kerasrecon reconstruct"):
         prepare_dataset(tmp_path / "test.h5", tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
+
+
+ISMRMRD_HEADER = """<?xml version="1.0" encoding="utf-8"?>
+<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"><encoding>
+<encodedSpace><matrixSize><x>80</x><y>40</y><z>1</z></matrixSize></encodedSpace>
+<encodingLimits><kspace_encoding_step_1><minimum>0</minimum><maximum>31</maximum><center>18</center>
+</kspace_encoding_step_1></encodingLimits></encoding></ismrmrdHeader>"""
+
+
+def test_header_padding_columns_are_never_sampled(tmp_path, rng):
+    """fastMRI's VarNet transform: padding_left = y // 2 - center = 2, padding_right = left + maximum + 1
+    = 34; a mask drawn on the file grid samples no column outside [2, 34)."""
+    from kerasrecon.config import MaskConfig
+    from kerasrecon.masks import make_mask
+    from kerasrecon.reconstruct import _file_mask, kspace_padding
+
+    write_fastmri(tmp_path / "f.h5", rng, shape=(64, 40))
+    with h5py.File(tmp_path / "f.h5", "a") as f:
+        f.create_dataset("ismrmrd_header", data=np.bytes_(ISMRMRD_HEADER))
+    with h5py.File(tmp_path / "f.h5") as f:
+        assert kspace_padding(f) == (2, 34)
+        cfg = MaskConfig(kind="random", acceleration=4, seed=3)
+        arr, ident = _file_mask(f, (64, 40), cfg, "f.h5", kspace_padding(f))
+    drawn = make_mask("random", 4, (64, 40), 3).array
+    assert drawn[:, 34:].any()  # this seed samples a padded column, which the file mask drops
+    assert not arr[:, :2].any() and not arr[:, 34:].any()
+    np.testing.assert_array_equal(arr[:, 2:34], drawn[:, 2:34])
+    assert ident["padding"] == [2, 34] and ident["achieved_acceleration"] == round(arr.size / arr.sum(), 4)
+    with h5py.File(tmp_path / "g.h5", "w") as f:
+        f.create_dataset("ismrmrd_header", data=np.bytes_(b"<not xml"))
+        assert kspace_padding(f) is None
