@@ -117,6 +117,37 @@ def _size_check(x, name: str):
             f"{name}: expected B >= 1, H >= 2, W >= 2; got shape {{}}", lambda: [tf.shape(x)])
 
 
+def _validate_kspace(kspace_real, kspace_imag, mask, coils: bool):
+    """The checks of ``serving_default`` (``[B, H, W]``) and ``multicoil`` (``[B, C, H, W]``) inputs."""
+    rank, layout = (4, "[B, C, H, W]") if coils else (3, "[B, H, W]")
+    kshape, ishape, mshape = tf.shape(kspace_real), tf.shape(kspace_imag), tf.shape(mask)
+    spatial = lambda: (tf.concat([_padded(kshape)[:1], _padded(kshape)[2:4]], 0)  # noqa: E731  [B, H, W]
+                       if coils else kshape)
+    expected_mask = lambda: spatial()[tf.maximum(3 - tf.size(mshape), 0):]  # noqa: E731
+    size_check = ((lambda: tf.logical_and(tf.reduce_all(_padded(kshape)[:2] >= 1),
+                                          tf.reduce_all(_padded(kshape)[2:4] >= 2)),
+                   "kspace_real: expected B, C >= 1 and H, W >= 2; got shape {}", lambda: [kshape])
+                  if coils else _size_check(kspace_real, "kspace_real"))
+    checks = [
+        _rank_check(kspace_real, "kspace_real", [rank], f"rank {rank} {layout}"),
+        _rank_check(kspace_imag, "kspace_imag", [rank], f"rank {rank} {layout}"),
+        (lambda: _same(kshape, ishape), "kspace_imag: expected the shape of kspace_real {}; got {}",
+         lambda: [kshape, ishape]),
+        size_check,
+        _rank_check(mask, "mask", [2, 3], "[H, W] or [B, H, W]"),
+        (lambda: _same(mshape, expected_mask()), "mask: expected shape [H, W] or [B, H, W] = {}; got {}",
+         lambda: [expected_mask(), mshape]),
+        _finite_check(kspace_real, "kspace_real"), _finite_check(kspace_imag, "kspace_imag"),
+        _finite_check(mask, "mask"),
+        (lambda: tf.reduce_all(tf.logical_or(tf.equal(mask, 0.0), tf.equal(mask, 1.0))),
+         "mask: expected values 0 or 1; got values in [{}, {}]", lambda: [tf.reduce_min(mask), tf.reduce_max(mask)]),
+    ]
+    kr, ki, m = _checked((kspace_real, kspace_imag, mask), checks)
+    kr, ki = _as_rank(kr, rank), _as_rank(ki, rank)
+    shape = tf.shape(kr)
+    return tf.complex(kr, ki), tf.broadcast_to(m, tf.stack([shape[0], shape[-2], shape[-1]]))
+
+
 def validate_kspace_inputs(kspace_real, kspace_imag, mask):
     """In-graph validation of ``serving_default``'s inputs (see ``INPUT_CONTRACT``), run before any FFT.
 
@@ -130,53 +161,14 @@ def validate_kspace_inputs(kspace_real, kspace_imag, mask):
     Raises:
         tf.errors.InvalidArgumentError: naming the input, what was expected and what was received.
     """
-    kshape, ishape, mshape = tf.shape(kspace_real), tf.shape(kspace_imag), tf.shape(mask)
-    expected_mask = lambda: kshape[tf.maximum(3 - tf.size(mshape), 0):]  # noqa: E731
-    checks = [
-        _rank_check(kspace_real, "kspace_real", [3], "rank 3 [B, H, W]"),
-        _rank_check(kspace_imag, "kspace_imag", [3], "rank 3 [B, H, W]"),
-        (lambda: _same(kshape, ishape), "kspace_imag: expected the shape of kspace_real {}; got {}",
-         lambda: [kshape, ishape]),
-        _size_check(kspace_real, "kspace_real"),
-        _rank_check(mask, "mask", [2, 3], "[H, W] or [B, H, W]"),
-        (lambda: _same(mshape, expected_mask()), "mask: expected shape [H, W] or [B, H, W] = {}; got {}",
-         lambda: [expected_mask(), mshape]),
-        _finite_check(kspace_real, "kspace_real"), _finite_check(kspace_imag, "kspace_imag"),
-        _finite_check(mask, "mask"),
-        (lambda: tf.reduce_all(tf.logical_or(tf.equal(mask, 0.0), tf.equal(mask, 1.0))),
-         "mask: expected values 0 or 1; got values in [{}, {}]", lambda: [tf.reduce_min(mask), tf.reduce_max(mask)]),
-    ]
-    kr, ki, m = _checked((kspace_real, kspace_imag, mask), checks)
-    kr, ki = _as_rank(kr, 3), _as_rank(ki, 3)
-    return tf.complex(kr, ki), tf.broadcast_to(m, tf.shape(kr))
+    return _validate_kspace(kspace_real, kspace_imag, mask, coils=False)
 
 
 def validate_multicoil_inputs(kspace_real, kspace_imag, mask):
     """In-graph validation of ``multicoil``'s inputs: k-space float32 ``[B, C, H, W]`` (equal shapes,
     finite), mask ``[H, W]`` or ``[B, H, W]`` of 0/1. Returns ``(kspace complex64 [B, C, H, W], mask
     float32 [B, H, W])``; raises ``InvalidArgumentError`` naming the input."""
-    kshape, ishape, mshape = tf.shape(kspace_real), tf.shape(kspace_imag), tf.shape(mask)
-    spatial = lambda: tf.concat([_padded(kshape)[:1], _padded(kshape)[2:4]], 0)  # noqa: E731  [B, H, W]
-    expected_mask = lambda: spatial()[tf.maximum(3 - tf.size(mshape), 0):]  # noqa: E731
-    checks = [
-        _rank_check(kspace_real, "kspace_real", [4], "rank 4 [B, C, H, W]"),
-        _rank_check(kspace_imag, "kspace_imag", [4], "rank 4 [B, C, H, W]"),
-        (lambda: _same(kshape, ishape), "kspace_imag: expected the shape of kspace_real {}; got {}",
-         lambda: [kshape, ishape]),
-        (lambda: tf.logical_and(tf.reduce_all(_padded(kshape)[:2] >= 1), tf.reduce_all(_padded(kshape)[2:4] >= 2)),
-         "kspace_real: expected B, C >= 1 and H, W >= 2; got shape {}", lambda: [kshape]),
-        _rank_check(mask, "mask", [2, 3], "[H, W] or [B, H, W]"),
-        (lambda: _same(mshape, expected_mask()), "mask: expected shape [H, W] or [B, H, W] = {}; got {}",
-         lambda: [expected_mask(), mshape]),
-        _finite_check(kspace_real, "kspace_real"), _finite_check(kspace_imag, "kspace_imag"),
-        _finite_check(mask, "mask"),
-        (lambda: tf.reduce_all(tf.logical_or(tf.equal(mask, 0.0), tf.equal(mask, 1.0))),
-         "mask: expected values 0 or 1; got values in [{}, {}]", lambda: [tf.reduce_min(mask), tf.reduce_max(mask)]),
-    ]
-    kr, ki, m = _checked((kspace_real, kspace_imag, mask), checks)
-    kr, ki = _as_rank(kr, 4), _as_rank(ki, 4)
-    shape = tf.shape(kr)
-    return tf.complex(kr, ki), tf.broadcast_to(m, tf.stack([shape[0], shape[2], shape[3]]))
+    return _validate_kspace(kspace_real, kspace_imag, mask, coils=True)
 
 
 def acs_lines_for(width, center_fraction: float):

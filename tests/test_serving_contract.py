@@ -8,6 +8,7 @@ image of shape [B, H, W]; an invalid one an ``InvalidArgumentError`` naming the 
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -172,3 +173,28 @@ def test_masks_binary_seeded_and_at_requested_rate(kind, r, h, w, seed):
     else:  # whole columns; the centre may force a few more than W / R
         cols = m.array.any(axis=0).sum()
         assert m.array.all(axis=0).sum() == cols and cols >= w / r - 1
+
+
+def test_multicoil_signature_contract(export_dir):
+    """The multicoil signature checks its inputs like serving_default does: one-line errors naming the
+    input, a valid [B, C, H, W] call returns [B, H, W]."""
+    from kerasrecon.errors import DataError
+    from kerasrecon.export import load_export
+    from kerasrecon.reconstruct import run_serving
+
+    loaded, _ = load_export(export_dir)
+    serve = loaded.signatures["multicoil"]
+    rng = np.random.default_rng(0)
+    k = (rng.standard_normal((2, 3, 12, 10)) + 1j * rng.standard_normal((2, 3, 12, 10))).astype(np.complex64)
+    mask = make_mask("random", 2, (12, 10), 0).array
+    assert run_serving(serve, k, mask, name="mc").shape == (2, 12, 10)
+    nan = k.copy()
+    nan[1, 2, 3, 4] = np.nan
+    half = mask.copy()
+    half[0, 0] = 0.5
+    for kspace, m, needle in [(k[:, 0], mask, "kspace_real: expected rank 4 [B, C, H, W]"),
+                              (k, mask[:, :9], "mask: expected shape [H, W] or [B, H, W]"),
+                              (nan, mask, "kspace_real: expected finite values"),
+                              (k, half, "mask: expected values 0 or 1")]:
+        with pytest.raises(DataError, match=re.escape(needle)):
+            run_serving(serve, kspace, m, name="mc")
