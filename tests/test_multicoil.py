@@ -100,16 +100,32 @@ def test_untrained_multicoil_generator_is_sense_dc_of_its_input(rng):
     np.testing.assert_allclose(out[..., 0] + 1j * out[..., 1], ref, atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def fastmri_multicoil_dir(tmp_path_factory):
+    """Two multi-coil files in fastMRI's layout (4 slices, 4 coils, raw 48x40), prepared on a 32x32 grid."""
+    from tests.test_coils import write_multicoil
+
+    root = tmp_path_factory.mktemp("fastmri_mc")
+    (root / "raw").mkdir()
+    rng = np.random.default_rng(7)
+    for name in ("file_a", "file_b"):
+        write_multicoil(root / "raw" / f"{name}.h5", rng, slices=4, coils_n=4, raw=(48, 40), crop=32)
+    prepare_dataset(root / "raw", root / "prepared", crop=(32, 32), coil_maps="acs", acs_lines=8)
+    return root
+
+
 @pytest.mark.slow
-def test_fit_evaluate_multicoil_with_sense_baselines(multicoil_dir, tmp_path):
-    """A tiny run on multi-coil data, evaluated with multi-coil DC beside zero-filled and SENSE-TV, on
-    the same masks; one coil with S = 1 through the multi-coil path equals the single-coil path."""
+def test_fit_evaluate_multicoil_with_sense_baselines(fastmri_multicoil_dir, tmp_path):
+    """fastMRI multi-coil files through data prepare -> fit -> evaluate (multi-coil DC beside zero-filled
+    and SENSE-TV, same masks) -> export -> reconstruct, with no conversion; one coil with S = 1
+    through the multi-coil path equals the single-coil path."""
     pytest.importorskip("sigpy")
     from kerasrecon.api import Reconstructor
     from kerasrecon.evaluate import evaluate_run
     from kerasrecon.training.trainer import train
 
-    c = cfg(data=DataConfig(data=str(multicoil_dir[0]), patch_size=16, batch_size=2, sampling="slice",
+    prepared = fastmri_multicoil_dir / "prepared"
+    c = cfg(data=DataConfig(data=str(prepared), patch_size=16, batch_size=2, sampling="slice",
                             val_fraction=0.5), steps=4, pretrain_steps=2, checkpoint_every=2, log_every=1)
     train(c, tmp_path / "run")
     res = evaluate_run(tmp_path / "run", baselines=["tv"], baseline_grid=[0.01])
@@ -117,13 +133,13 @@ def test_fit_evaluate_multicoil_with_sense_baselines(multicoil_dir, tmp_path):
     psnr = {m: res.summary[m]["over_slices"]["psnr"]["mean"] for m in res.summary}
     assert psnr["tv"] > psnr["zero_filled"] + 1, psnr
     rec = Reconstructor.from_run(tmp_path / "run")
-    vol = load_volumes(str(multicoil_dir[0]))[1]
-    mask = make_mask("random", 4, (32, 28), 0).array
+    vol = load_volumes(str(prepared))[1]
+    mask = make_mask("random", 4, (32, 32), 0).array
     one = rec(vol.kspace * mask, mask)
-    via_coils = rec((vol.kspace * mask)[:, None], mask, maps=np.ones((4, 1, 32, 28), np.complex64))
+    via_coils = rec((vol.kspace * mask)[:, None], mask, maps=np.ones((4, 1, 32, 32), np.complex64))
     np.testing.assert_allclose(via_coils, one, rtol=1e-4, atol=1e-5)
     multi = rec(vol.measured(mask), mask, maps=vol.maps)
-    assert multi.shape == (4, 32, 28) and np.isfinite(multi).all()
+    assert multi.shape == (4, 32, 32) and np.isfinite(multi).all()
     # the export's multicoil signature: maps from the sampled centre in the graph, same network
     from kerasrecon.coils import acs_maps_np
     from kerasrecon.export import export_run
@@ -135,18 +151,15 @@ def test_fit_evaluate_multicoil_with_sense_baselines(multicoil_dir, tmp_path):
     loaded, _ = load_export(tmp_path / "export")
     measured = vol.measured(mask)
     served = run_serving(loaded.signatures["multicoil"], measured, mask, name="test")
-    maps = acs_maps_np(measured, acs=4)  # max(4, round(0.08 * 28))
+    maps = acs_maps_np(measured, acs=4)  # max(4, round(0.08 * 32)) centre columns
     np.testing.assert_allclose(served, rec(measured, mask, maps=maps), rtol=1e-3, atol=1e-4)
-    # and reconstruct writes fastMRI's layout for a multi-coil fastMRI file
-    from tests.test_coils import write_multicoil
-
-    write_multicoil(tmp_path / "file_mc.h5", np.random.default_rng(0), raw=(48, 40), crop=32)
-    (out,) = reconstruct_files(tmp_path / "export", tmp_path / "file_mc.h5", tmp_path / "file_mc_rec.h5",
-                               crop=(32, 32))
+    # and reconstruct reads the raw fastMRI file and writes fastMRI's layout
     import h5py
 
+    raw = fastmri_multicoil_dir / "raw" / "file_b.h5"
+    (out,) = reconstruct_files(tmp_path / "export", raw, tmp_path / "file_b.h5", crop=(32, 32))
     with h5py.File(out) as f:
-        assert f["reconstruction"].shape == (2, 32, 32) and np.isfinite(f["reconstruction"][()]).all()
+        assert f["reconstruction"].shape == (4, 32, 32) and np.isfinite(f["reconstruction"][()]).all()
 
 
 
