@@ -412,12 +412,15 @@ def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_
 @click.option("--acquisition", default=None, metavar="NAME",
               help="Score only volumes of this fastMRI acquisition (CORPD_FBK, CORPDFS_FBK, ...), as fastMRI's "
                    "evaluation does (default: all).")
+@click.option("--target", "target", type=click.Choice(["sense", "rss"]), default="sense", show_default=True,
+              help="Multi-coil data: score against the SENSE-combined image (what the models are trained on) or "
+                   "the coil images' root-sum-of-squares (fastMRI's multi-coil target). Single-coil: |image| either way.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Writes slices.csv and summary.json here.")
 @click.option("--force", is_flag=True, help="Overwrite slices.csv/summary.json in --out.")
 @baseline_options
 @one_line_errors
 def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, center_fraction, batch_size, acquisition,
-             out, force, **baseline):
+             target, out, force, **baseline):
     """Reconstruct held-out slices and score them (NMSE, PSNR, SSIM, HFEN) next to zero-filling.
 
     \b
@@ -428,7 +431,7 @@ def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, center_
     changes = {k: v for k, v in dict(acceleration=acceleration, kind=mask_kind, seed=mask_seed,
                                      center_fraction=center_fraction).items() if v is not None}
     res = ev.evaluate_run(model_dir, data, changes, split, batch_size, progress=_SliceProgress(),
-                          acquisition=acquisition, **_baseline_kwargs(**baseline))
+                          acquisition=acquisition, target=target, **_baseline_kwargs(**baseline))
     rows, summary, meta = res.rows, res.summary, res.meta
     ev.write_results(rows, summary, out, meta, force=force)
     _echo_summary(summary, meta)
@@ -453,7 +456,7 @@ class _SliceProgress:
 def _echo_summary(summary, meta):
     mask = meta["mask"]
     click.echo(f"R={mask['acceleration']:g} mask={mask['kind']} seed={mask['seed']} data={meta['data']} "
-               f"split={meta['split']} (mean ± std over slices)")
+               f"split={meta['split']} target={meta.get('target', '|image|')} (mean ± std over slices)")
     for method, s in summary.items():
         o = s["over_slices"]
         click.echo(f"  {method:12s} PSNR {o['psnr']['mean']:6.2f} ± {o['psnr']['std']:.2f} dB  "
@@ -561,11 +564,14 @@ def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_see
 @click.option("--force", is_flag=True, help="Overwrite comparison files in --out.")
 @click.option("--acquisition", default=None, metavar="NAME",
               help="Compare only volumes of this fastMRI acquisition (CORPD_FBK, CORPDFS_FBK, ...; default: all).")
+@click.option("--target", "target", type=click.Choice(["sense", "rss"]), default="sense", show_default=True,
+              help="Multi-coil data: score against the SENSE-combined image (what the models are trained on) or "
+                   "the coil images' root-sum-of-squares (fastMRI's multi-coil target). Single-coil: |image| either way.")
 @baseline_options
 @train_options
 @click.pass_context
 @one_line_errors
-def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out, force, acquisition, baselines,
+def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out, force, acquisition, target, baselines,
             baseline_lambdas, baseline_iters, baseline_tune_data, **options):
     """Compare runs (RUNS: fit output dirs) on the same slices and masks: table + figures.
 
@@ -579,7 +585,7 @@ def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out
 
     given = {k for k in options if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
     common = dict(split=split, batch_size=eval_batch_size, figures=not no_figures, progress=_SliceProgress(),
-                  acquisition=acquisition,
+                  acquisition=acquisition, target=target,
                   **_baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_data))
     if do_train:
         names = [n for part in [losses, *runs] for n in part.replace(",", " ").split()]

@@ -23,7 +23,7 @@ from scipy import stats
 
 from kerasrecon.config import TrainConfig
 from kerasrecon.errors import ConfigError, DataError
-from kerasrecon.evaluate import evaluate, held_out_volumes, write_results
+from kerasrecon.evaluate import target_description, evaluate, held_out_volumes, write_results
 from kerasrecon.io import atomic_file, write_text_atomic
 from kerasrecon.metrics import METRICS
 
@@ -83,7 +83,8 @@ def comparison_table(rows, reference: str, summary: dict | None = None) -> list[
 
 def _markdown(table, reference, meta) -> str:
     lines = [f"R = {meta['mask']['acceleration']:g}, mask = {meta['mask']['kind']}, mask seed = {meta['mask']['seed']}, "
-             f"data = {meta['data']} ({meta['split']}), {table[0]['n_slices']} slices; mean ± std over slices; "
+             f"data = {meta['data']} ({meta['split']}), {table[0]['n_slices']} slices, target "
+             f"{meta.get('target', '|image|')}; mean ± std over slices; "
              f"Δ = paired difference vs {reference} with 95 % CI.", "",
              "| method | PSNR (dB) | NMSE | SSIM | HFEN | ΔPSNR vs " + reference + " | ΔSSIM | s/slice |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -148,7 +149,7 @@ def draw_figures(recons, targets, rows, out: Path):
 def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mask_changes: dict | None = None,
                  batch_size: int = 4, figures: bool = True, force: bool = False, progress=None,
                  baselines=(), baseline_grid=None, baseline_iters=None, note=None,
-                 baseline_tune_data=None, acquisition: str | None = None) -> dict:
+                 baseline_tune_data=None, acquisition: str | None = None, target: str = "sense") -> dict:
     """Evaluate runs on identical slices and masks and write the comparison to ``out``.
 
     Args:
@@ -164,6 +165,7 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
         baseline_grid, baseline_iters: λ candidates and solver iterations.
         baseline_tune_data: sweep λ on this dataset's training split instead of the first run's data.
         acquisition: compare only volumes of this fastMRI acquisition (recorded in the metadata).
+        target: multi-coil data: score against ``sense`` or ``rss`` (``evaluate.evaluate``).
 
     Returns:
         ``{"table": [...], "reference": str, "meta": {...}}``.
@@ -204,10 +206,11 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
     base_fns, settings = run_baselines(baselines, first_cfg, mask_cfg, baseline_grid, baseline_iters, note,
                                        baseline_tune_data)
     fns.update({k: v for k, v in base_fns.items() if k not in fns})
-    result = evaluate(fns, volumes, mask_cfg, batch_size, progress, keep_recons=True)
+    result = evaluate(fns, volumes, mask_cfg, batch_size, progress, keep_recons=True, target=target)
     rows, summary, recons, targets = result.rows, result.summary, result.recons, result.targets
     reference = "tv" if "tv" in base_fns else "mse" if "mse" in fns else "zero_filled"
-    meta = {"data": data, "split": split, "acquisition": acquisition or "all", "runs": names, "baselines": settings,
+    meta = {"data": data, "split": split, "acquisition": acquisition or "all", "target": target_description(volumes, target),
+            "runs": names, "baselines": settings,
             "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed,
                      "center_fraction": mask_cfg.center_fraction}}
     table = comparison_table(rows, reference, summary)

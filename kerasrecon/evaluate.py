@@ -66,7 +66,7 @@ def reconstruct_volume(recon_fn: ReconFn, ev: dict, batch_size: int = 4) -> np.n
 
 
 def evaluate(recon_fns: dict[str, ReconFn], volumes: list[Volume], mask_cfg: MaskConfig, batch_size: int = 4,
-             progress=None, keep_recons: bool = False):
+             progress=None, keep_recons: bool = False, target: str = "sense"):
     """Score methods on whole slices.
 
     Args:
@@ -76,6 +76,8 @@ def evaluate(recon_fns: dict[str, ReconFn], volumes: list[Volume], mask_cfg: Mas
         batch_size: slices per generator call.
         progress: optional callable ``(done_slices, total_slices)``.
         keep_recons: also keep ``{method: {volume: recon [S, H, W]}}`` and the targets.
+        target: multi-coil volumes are scored against ``sense`` (the SENSE-combined image's magnitude)
+            or ``rss`` (the coil images' root-sum-of-squares, fastMRI's); single-coil: ``|image|`` either way.
 
     Returns:
         :class:`EvalResult` (``meta`` empty).
@@ -85,7 +87,7 @@ def evaluate(recon_fns: dict[str, ReconFn], volumes: list[Volume], mask_cfg: Mas
     total = sum(v.kspace.shape[0] for v in volumes)
     rows, per_volume, done = [], {}, 0
     recons, targets, seconds = {}, {}, {}
-    for ev in evaluation_slices(volumes, mask_cfg):
+    for ev in evaluation_slices(volumes, mask_cfg, target):
         target = ev["target"]
         data_range = float(target.max())
         t0 = time.perf_counter()
@@ -114,6 +116,13 @@ def evaluate(recon_fns: dict[str, ReconFn], volumes: list[Volume], mask_cfg: Mas
     for method, sec in seconds.items():  # wall time per slice (zero_filled: the masked input is given)
         summary[method]["seconds_per_slice"] = sec / total
     return EvalResult(rows, summary, recons=recons, targets=targets)
+
+
+def target_description(volumes, target: str) -> str:
+    """What the rows were scored against, for the results' metadata."""
+    if not any(v.multicoil for v in volumes):
+        return "|image| (single-coil)"
+    return {"sense": "|SENSE-combined image|", "rss": "RSS of the coil images (fastMRI's)"}[target]
 
 
 def _stats(values):
@@ -191,7 +200,7 @@ def run_baselines(names, cfg, mask_cfg, grid=None, iters=None, progress=None, tu
 def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = None, split: str = "val",
                  batch_size: int = 4, progress=None, keep_recons: bool = False, baselines=(),
                  baseline_grid=None, baseline_iters=None, note=None, baseline_tune_data=None,
-                 acquisition: str | None = None):
+                 acquisition: str | None = None, target: str = "sense"):
     """Evaluate a training run's newest checkpoint or an exported SavedModel (method named after its loss).
 
     Args:
@@ -205,6 +214,7 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
             with the same simulation as ``data``); its held-out part is never used.
         acquisition: score only volumes of this fastMRI acquisition (``CORPD_FBK``...), as
             fastMRI's evaluation does; recorded in the results' metadata.
+        target: ``sense`` or ``rss`` for multi-coil data (see :func:`evaluate`); recorded in the metadata.
         note: optional callable for one-line progress messages (λ sweep).
 
     Returns:
@@ -224,11 +234,13 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
     volumes = held_out_volumes(data, cfg.data.val_fraction, split, acquisition)
     base_fns, settings = run_baselines(baselines, cfg, mask_cfg, baseline_grid, baseline_iters, note,
                                        baseline_tune_data)
-    result = evaluate({cfg.loss.content: fn, **base_fns}, volumes, mask_cfg, batch_size, progress, keep_recons)
+    result = evaluate({cfg.loss.content: fn, **base_fns}, volumes, mask_cfg, batch_size, progress, keep_recons,
+                      target)
     result.meta = {"run": str(run_dir), "step": step, "loss": cfg.loss.content, "data": data, "split": split,
             "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed,
                      "center_fraction": mask_cfg.center_fraction},
-            "baselines": settings, "train_config": cfg.to_dict(), "acquisition": acquisition or "all"}
+            "baselines": settings, "train_config": cfg.to_dict(), "acquisition": acquisition or "all",
+            "target": target_description(volumes, target)}
     return result
 
 

@@ -183,3 +183,22 @@ def test_score_multicoil_outputs_with_fastmri_evaluate(tmp_path, rng):
     assert ours["nmse"] == pytest.approx(fm.nmse(rss, pred), rel=1e-4)
     assert ours["psnr"] == pytest.approx(fm.psnr(rss, pred), rel=1e-4)
     assert ours["ssim"] == pytest.approx(fm.ssim(rss, pred), rel=1e-4)
+
+
+def test_rss_target_is_fastmris(fastmri_multicoil_dir):
+    """--target rss scores against the root-sum-of-squares of the (cropped) coil images, which for a
+    fastMRI file is its reconstruction_rss; --target sense against |SENSE-combined image|."""
+    import h5py
+
+    from kerasrecon.data.pipeline import evaluation_slices
+
+    vols = load_volumes(str(fastmri_multicoil_dir / "prepared"))
+    with h5py.File(fastmri_multicoil_dir / "raw" / "file_a.h5") as f:
+        rss = f["reconstruction_rss"][()]
+    mask_cfg = MaskConfig(kind="random", acceleration=4)
+    ev_rss = next(evaluation_slices(vols, mask_cfg, target="rss"))
+    np.testing.assert_allclose(ev_rss["target"], rss, rtol=1e-4, atol=1e-5)
+    ev_sense = next(evaluation_slices(vols, mask_cfg))
+    np.testing.assert_allclose(ev_sense["target"], np.abs(vols[0].images), rtol=1e-6)
+    with pytest.raises(DataError, match="--target must be one of sense, rss"):
+        vols[0].target("esc")

@@ -262,7 +262,7 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def evaluation_slices(volumes: list[Volume], mask_cfg: MaskConfig):
+def evaluation_slices(volumes: list[Volume], mask_cfg: MaskConfig, target: str = "sense"):
     """Whole-slice evaluation inputs, one volume at a time.
 
     Yields dicts per volume with NumPy arrays: ``name``; ``mask`` (:class:`Mask`, slice shape, seed
@@ -270,7 +270,8 @@ def evaluation_slices(volumes: list[Volume], mask_cfg: MaskConfig):
     ``[S, H, W]`` (normalised; multi-coil volumes: the coils' ``[S, C, H, W]``); ``maps`` complex64
     ``[S, C, H, W]`` or ``None`` (single-coil); ``zero_filled`` complex64 ``[S, H, W]`` (normalised;
     multi-coil: SENSE-combined); ``target`` float32 ``[S, H, W]`` magnitude (original scale;
-    multi-coil: of the SENSE-combined fully sampled image).
+    multi-coil: of the SENSE-combined fully sampled image, or with ``target="rss"`` the coil images'
+    root-sum-of-squares, fastMRI's target).
     """
     masks = reference_masks(volumes, mask_cfg)
     scales = normalisation_scales(volumes, masks)
@@ -282,5 +283,5 @@ def evaluation_slices(volumes: list[Volume], mask_cfg: MaskConfig):
             "masked_kspace": vol.measured(mask.array, scale),
             "maps": vol.maps,
             "zero_filled": vol.zero_filled(mask.array, scale),
-            "target": np.abs(vol.images).astype(np.float32),
+            "target": vol.target(target),
         }

@@ -24,6 +24,7 @@ from kerasrecon.errors import DataError
 from kerasrecon.kspace import check_kspace, ifft2c_np
 
 MANIFEST = "manifest.json"
+TARGETS = ("sense", "rss")  # what multi-coil results are scored against (see Volume.target)
 FORMAT = "kerasrecon-dataset"
 
 
@@ -60,6 +61,16 @@ class Volume:
     def images(self) -> np.ndarray:
         """Fully sampled complex images ``[S, H, W]`` complex64 (the targets; multi-coil: SENSE-combined)."""
         return ifft2c_np(self.kspace)
+
+    def target(self, kind: str = "sense") -> np.ndarray:
+        """Fully sampled magnitude float32 ``[S, H, W]`` to score against: ``sense`` — of the (SENSE-combined)
+        image; ``rss`` — the root-sum-of-squares of the coil images, fastMRI's multi-coil target (for a
+        single-coil volume both are ``|image|``)."""
+        if kind not in TARGETS:
+            raise DataError(f"--target must be one of {', '.join(TARGETS)}. Received: {kind!r}")
+        if kind == "rss" and self.multicoil:
+            return np.sqrt(np.sum(np.abs(ifft2c_np(self.coil_kspace)) ** 2, axis=1)).astype(np.float32)
+        return np.abs(self.images).astype(np.float32)
 
     def measured(self, mask: np.ndarray, scale=None):
         """What a scanner with this sampling ``mask`` (``[H, W]`` or ``[S, H, W]``) measures, scaled per
