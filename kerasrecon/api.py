@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasrecon.errors import DataError
-from kerasrecon.kspace import check_kspace, ifft2c_np, normalise_np, to_channels
+from kerasrecon.kspace import check_kspace, ifft2c_np, normalise_np, sense_adjoint_np, to_channels
 
 
 def _check_mask(mask, shape):
@@ -100,15 +100,12 @@ class Reconstructor:
         multicoil_generator = []
 
         def call_multicoil(kspace, mask, maps):
-            if not multicoil_generator:  # the same weights in the multi-coil graph, built once
-                from kerasrecon.models.generator import build_generator
+            if not multicoil_generator:  # built once
+                from kerasrecon.models.generator import multicoil_twin
 
-                m = cfg.model
-                g = build_generator(m.blocks, m.filters, m.noise_lambda, cascades=m.cascades, multicoil=True)
-                g.set_weights(generator.get_weights())
-                multicoil_generator.append(g)
+                multicoil_generator.append(multicoil_twin(generator, cfg.model))
             masked = kspace * mask[:, None]
-            zf, scale = normalise_np(np.sum(np.conj(maps) * ifft2c_np(masked), axis=1))
+            zf, scale = normalise_np(sense_adjoint_np(masked, maps, mask))
             out = np.asarray(multicoil_generator[0]({
                 "zero_filled": to_channels(zf), "masked_kspace": to_channels(masked * scale[:, None, None, None]),
                 "mask": mask.astype(np.float32), "maps": to_channels(maps)}, training=False))

@@ -90,12 +90,12 @@ def recon_fn(method: str, lam: float, iters: int = DEFAULT_ITERS):
     for every image, as for the models), solves, and returns the magnitude float32 ``[B, H, W]`` at
     the input's scale.
     """
-    from kerasrecon.kspace import ifft2c_np, normalise_np
+    from kerasrecon.kspace import ifft2c_np, normalise_np, sense_adjoint_np
 
     def fn(kspace, mask, batch_size=None, maps=None):
         kspace, mask = np.asarray(kspace), np.asarray(mask)
         masked = kspace * (mask if maps is None else mask[:, None])
-        zero_filled = ifft2c_np(masked) if maps is None else np.sum(np.conj(maps) * ifft2c_np(masked), axis=1)
+        zero_filled = ifft2c_np(masked) if maps is None else sense_adjoint_np(masked, maps, mask)
         _, scale = normalise_np(zero_filled)
         out = solve(method, masked * scale.reshape((-1,) + (1,) * (masked.ndim - 1)), mask, lam, iters, maps)
         return (np.abs(out) / scale[:, None, None]).astype(np.float32)

@@ -35,7 +35,7 @@ import tensorflow as tf
 from kerasrecon import __version__
 from kerasrecon.errors import ConfigError
 from kerasrecon.kspace import NORMALISE_EPS as EPS  # one floor for training, evaluation and serving
-from kerasrecon.kspace import from_channels, ifft2c, to_channels
+from kerasrecon.kspace import from_channels, ifft2c, sense_adjoint, to_channels
 
 METADATA_FILE = "kerasrecon.json"
 NORMALISATION = "per slice: x / max|zero_filled| before the generator, multiplied back after"
@@ -243,7 +243,7 @@ class ReconModule(tf.Module):
         cols = tf.range(w)
         region = tf.cast((cols >= w // 2 - acs // 2) & (cols < w // 2 - acs // 2 + acs), tf.float32)
         maps = acs_maps_ch(to_channels(masked), tf.broadcast_to(region[None, None, :], tf.shape(mask)))
-        zero_filled = tf.reduce_sum(tf.math.conj(from_channels(maps)) * ifft2c(masked), axis=1)
+        zero_filled = sense_adjoint(masked, from_channels(maps))
         return self._run(zero_filled, masked, mask, maps)
 
     @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="zero_filled")])
@@ -283,11 +283,9 @@ def export_run(run_dir, out, force: bool = False) -> Path:
         "train_config": cfg.to_dict(), "normalisation": NORMALISATION, "kspace_convention": CONVENTION,
         "signatures": SIGNATURES, "input_contract": INPUT_CONTRACT,
     }
-    from kerasrecon.models.generator import build_generator
+    from kerasrecon.models.generator import multicoil_twin
 
-    m = cfg.model
-    multicoil = build_generator(m.blocks, m.filters, m.noise_lambda, cascades=m.cascades, multicoil=True)
-    multicoil.set_weights(generator.get_weights())  # one network, two graphs
+    multicoil = multicoil_twin(generator, cfg.model)
     from kerasrecon.masks import resolved_center_fraction
 
     fraction = resolved_center_fraction(cfg.mask.kind, cfg.mask.center_fraction)

@@ -197,6 +197,13 @@ def ifft2c(kspace):
     return tf.signal.fftshift(x, axes=AXES) / _ortho_scale(kspace)
 
 
+def sense_adjoint(masked_kspace, maps):
+    """``Σ_c conj(S_c) · Fᴴ y_c`` with ``tf.signal`` (the TensorFlow twin of ``sense_adjoint_np`` for
+    already masked k-space): complex64 ``[..., C, H, W]`` k-space and maps -> ``[..., H, W]``."""
+    tf = _tf()
+    return tf.reduce_sum(tf.math.conj(maps) * ifft2c(masked_kspace), axis=-3)
+
+
 def _ortho_scale(x):
     """1/sqrt(H*W) as a complex scalar of ``x``'s dtype (ifft2d already divides by H*W)."""
     tf = _tf()

@@ -36,7 +36,7 @@ import numpy as np
 from kerasrecon.config import MaskConfig, TrainConfig
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import ConfigError, DataError
-from kerasrecon.kspace import fft2c_np, ifft2c_np, normalise_np, to_channels
+from kerasrecon.kspace import fft2c_np, ifft2c_np, normalise_np, sense_adjoint_np, to_channels
 from kerasrecon.masks import Mask, make_mask
 
 PER_SAMPLE_SEED_OFFSET = 100_000  # per-sample bank masks never reuse a per-volume reference seed
@@ -158,7 +158,7 @@ def numpy_element(plan: SamplingPlan, i: int):
     window = (slice(top, top + p), slice(left, left + p))
     patch = plan.targets[s][window]
     if plan.maps is not None:  # multi-coil: SENSE-combined zero-filled window, DC at evaluation only
-        zero_filled = np.sum(np.conj(plan.maps[s]) * ifft2c_np(plan.coil_kspace[s] * mask), axis=0)[window]
+        zero_filled = sense_adjoint_np(plan.coil_kspace[s][None], plan.maps[s][None], mask)[0][window]
         masked, mask = np.zeros((p, p), np.complex64), np.zeros((p, p), np.float32)
     elif plan.whole_slice:
         masked = plan.kspace[s] * mask
@@ -223,7 +223,7 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
     """
     import tensorflow as tf
 
-    from kerasrecon.kspace import fft2c, ifft2c, to_channels as to_channels_tf
+    from kerasrecon.kspace import fft2c, ifft2c, sense_adjoint, to_channels as to_channels_tf
 
     plan = sampling_plan(volumes, cfg)
     p = plan.p
@@ -240,8 +240,7 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
         mask = bank_t[m]
         patch = tf.slice(targets_t[s], [top, left], [p, p])
         if plan.maps is not None:
-            coil_images = ifft2c(coil_t[s] * tf.cast(mask, tf.complex64))
-            zero_filled = tf.slice(tf.reduce_sum(tf.math.conj(maps_t[s]) * coil_images, axis=0), [top, left], [p, p])
+            zero_filled = tf.slice(sense_adjoint(coil_t[s] * tf.cast(mask, tf.complex64), maps_t[s]), [top, left], [p, p])
             masked, mask = tf.zeros([p, p], tf.complex64), tf.zeros([p, p], tf.float32)
         elif plan.whole_slice:
             masked = kspace_t[s] * tf.cast(mask, tf.complex64)

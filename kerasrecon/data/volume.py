@@ -19,9 +19,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from kerasrecon.coils import rss_np
 from kerasrecon.data.fastmri import attr_value
 from kerasrecon.errors import DataError
-from kerasrecon.kspace import check_kspace, ifft2c_np
+from kerasrecon.kspace import check_kspace, ifft2c_np, sense_adjoint_np
 
 MANIFEST = "manifest.json"
 TARGETS = ("sense", "rss")  # what multi-coil results are scored against (see Volume.target)
@@ -69,7 +70,7 @@ class Volume:
         if kind not in TARGETS:
             raise DataError(f"--target must be one of {', '.join(TARGETS)}. Received: {kind!r}")
         if kind == "rss" and self.multicoil:
-            return np.sqrt(np.sum(np.abs(ifft2c_np(self.coil_kspace)) ** 2, axis=1)).astype(np.float32)
+            return rss_np(ifft2c_np(self.coil_kspace))
         return np.abs(self.images).astype(np.float32)
 
     def measured(self, mask: np.ndarray, scale=None):
@@ -87,10 +88,10 @@ class Volume:
     def zero_filled(self, mask: np.ndarray, scale=None) -> np.ndarray:
         """The zero-filled image under ``mask``: ``Fᴴ(M ⊙ k)``, multi-coil the SENSE combination
         ``Σ_c conj(S_c) Fᴴ(M ⊙ y_c)``. complex64 ``[S, H, W]`` (scaled like :meth:`measured`)."""
-        coil_images = ifft2c_np(self.measured(mask, scale))
+        measured = self.measured(mask, scale)
         if not self.multicoil:
-            return coil_images.astype(np.complex64)
-        return np.sum(np.conj(self.maps) * coil_images, axis=1).astype(np.complex64)
+            return ifft2c_np(measured).astype(np.complex64)
+        return sense_adjoint_np(measured, self.maps, mask).astype(np.complex64)
 
     def slices(self, rows, name: str | None = None) -> "Volume":
         """The volume restricted to slices ``rows`` (a slice or index array), every field kept."""

@@ -155,6 +155,15 @@ def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FIL
     return keras.Model(inputs, image, name="generator")
 
 
+def multicoil_twin(generator, model_cfg) -> keras.Model:
+    """The multi-coil graph (``build_generator(multicoil=True)``) of a trained single-coil generator:
+    the same architecture from ``model_cfg`` (a ``ModelConfig``), the same weights."""
+    m = model_cfg
+    twin = build_generator(m.blocks, m.filters, m.noise_lambda, cascades=m.cascades, multicoil=True)
+    twin.set_weights(generator.get_weights())
+    return twin
+
+
 def _stage(image_in, measured, blocks, filters, noise_lambda, data_consistency, prefix, dtype=None):
     """One residual network + DC: float32 ``[B, H, W, 2]`` image -> refined image (same shape).
     ``measured``: the DC layer's other inputs, ``[masked_kspace, mask]`` or ``[..., maps]``."""
