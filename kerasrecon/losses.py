@@ -62,13 +62,17 @@ def build_vgg_features(weights: str = "imagenet", dtype=None) -> keras.Model:
 
 
 def _build_vgg(weights: str) -> keras.Model:
+    # The input in the policy's wide dtype (float64 under float64; float32 otherwise): keras.applications
+    # declares a float32 Input, which would round a float64 reference's VGG input to float32.
+    wide = "float64" if keras.config.dtype_policy().compute_dtype == "float64" else "float32"
     shape = (None, None, 3)
+    inp = keras.Input(shape, dtype=wide)
     if weights == "none":
         log.warning("--vgg-weights none: the feature loss uses a RANDOM VGG19; results are not meaningful")
-        vgg = keras.applications.VGG19(include_top=False, weights=None, input_shape=shape)
+        vgg = keras.applications.VGG19(include_top=False, weights=None, input_tensor=inp)
     elif weights == "imagenet":
         try:
-            vgg = keras.applications.VGG19(include_top=False, weights="imagenet", input_shape=shape)
+            vgg = keras.applications.VGG19(include_top=False, weights="imagenet", input_tensor=inp)
         except Exception as exc:  # Keras raises a bare Exception("URL fetch failure on ...") offline
             raise ConfigError(
                 f"--vgg-weights imagenet: {VGG_NOTOP_FILE} is not in the Keras cache ({keras_cache_file()}) "
@@ -78,13 +82,13 @@ def _build_vgg(weights: str) -> keras.Model:
         path = Path(weights)
         if not path.is_file():
             raise ConfigError(f"--vgg-weights {weights}: file not found (expected {VGG_NOTOP_FILE}, 'imagenet' or 'none')")
-        vgg = keras.applications.VGG19(include_top=False, weights=None, input_shape=shape)
+        vgg = keras.applications.VGG19(include_top=False, weights=None, input_tensor=inp)
         try:
             vgg.load_weights(str(path))
         except Exception as exc:
             raise ConfigError(f"--vgg-weights {weights}: cannot load VGG19 no-top weights ({exc.__class__.__name__}: "
                               f"{str(exc).splitlines()[0][:120]})") from None
-    features = keras.Model(vgg.input, vgg.get_layer(VGG_LAYER).output, name="vgg19_phi54")
+    features = keras.Model(inp, vgg.get_layer(VGG_LAYER).output, name="vgg19_phi54")
     features.trainable = False
     return features
 

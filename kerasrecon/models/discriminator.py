@@ -38,9 +38,9 @@ def build_discriminator(patch_size: int = 96, channels: int = 1, dtype=None) -> 
 
     Returns:
         ``keras.Model`` named ``discriminator``: float32 ``[B, patch, patch, channels]`` ->
-        float32 ``[B, 1]`` probability that the input is a fully sampled image.
+        float32 ``[B, 1]`` probability (both float64 under a float64 policy) that the input is a fully sampled image.
     """
-    inp = keras.Input((patch_size, patch_size, channels), name="image")
+    inp = keras.Input((patch_size, patch_size, channels), name="image", dtype=wide_dtype(dtype))
     x = inp
     for i, (f, s) in enumerate(zip(D_FILTERS, D_STRIDES), start=1):
         # Convs followed by BN carry no bias (BN's β replaces it); the first conv keeps its bias.

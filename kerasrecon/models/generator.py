@@ -131,21 +131,22 @@ def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FIL
 
     Returns:
         ``keras.Model`` named ``generator`` with inputs ``{"zero_filled": [B, H, W, 2],
-        "masked_kspace": [B, H, W, 2], "mask": [B, H, W]}`` (float32) and output the complex image as
-        float32 ``[B, H, W, 2]``.
+        "masked_kspace": [B, H, W, 2], "mask": [B, H, W]}`` (float32; float64 under a float64 policy) and
+        output the complex image as float32 ``[B, H, W, 2]`` (float64 under a float64 policy).
 
     Example:
         >>> g = build_generator(blocks=2)
         >>> g({"zero_filled": x, "masked_kspace": k, "mask": m}).shape  # [B, H, W, 2]
     """
-    zero_filled = keras.Input((None, None, 2), name="zero_filled")
+    wide = wide_dtype(dtype)  # a float64 reference must not round its inputs to float32
+    zero_filled = keras.Input((None, None, 2), name="zero_filled", dtype=wide)
     coil_shape = (None,) if multicoil else ()
-    masked_kspace = keras.Input((*coil_shape, None, None, 2), name="masked_kspace")
-    mask = keras.Input((None, None), name="mask")
+    masked_kspace = keras.Input((*coil_shape, None, None, 2), name="masked_kspace", dtype=wide)
+    mask = keras.Input((None, None), name="mask", dtype=wide)
     inputs = {"zero_filled": zero_filled, "masked_kspace": masked_kspace, "mask": mask}
     dc_extra = []
     if multicoil:
-        inputs["maps"] = keras.Input((None, None, None, 2), name="maps")
+        inputs["maps"] = keras.Input((None, None, None, 2), name="maps", dtype=wide)
         dc_extra = [inputs["maps"]]
     image = zero_filled
     for k in range(cascades):
