@@ -190,8 +190,8 @@ def data():
 @click.option("--sim-seed", type=int, default=0, show_default=True, help="Seed of phase and noise (volume i: (seed, i)).")
 @click.option("--coils", type=int, default=1, show_default=True,
               help="Image sources: measure through C simulated birdcage coils (noise per coil); maps are then "
-                   "estimated from those data (--coil-maps) and the volume is SENSE-combined. Train with "
-                   "--sampling slice.")
+                   "estimated from those data (--coil-maps) and the volume is SENSE-combined; fit trains with "
+                   "multi-coil data consistency.")
 @click.option("--acquisition", default=None, metavar="NAME",
               help="Keep only fastMRI files with this acquisition attribute (CORPD_FBK, CORPDFS_FBK, ...).")
 @click.option("--coil-maps", type=click.Choice(["acs", "espirit"]), default="acs", show_default=True,
@@ -262,7 +262,9 @@ def train_options(fn):
         click.option("--sampling", type=click.Choice(SAMPLINGS), default=DEFAULTS.data.sampling, show_default=True,
                      help="patch: undersample each patch on its own grid (the thesis); slice: undersample the whole "
                           "slice, then crop (the aliasing seen at inference; DC off in training unless "
-                          "--patch-size covers the slice)."),
+                          "--patch-size covers the slice). Multi-coil data: patch measures the patch's coil "
+                          "images on its own grid (multi-coil DC in training); slice crops the slice's SENSE "
+                          "zero-filled image."),
         click.option("--cascades", type=int, default=DEFAULTS.model.cascades, show_default=True,
                      help="K generator + data-consistency stages in series (cascaded DC network; 1 = the thesis)."),
         click.option("--strategy", type=click.Choice(STRATEGIES), default=DEFAULTS.strategy,

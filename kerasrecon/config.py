@@ -57,7 +57,9 @@ class DataConfig:
             consistency in training) or ``slice`` (undersample the whole slice with a slice-shaped
             mask, then crop the same window from zero-filled input and target: the aliasing the
             network learns is the aliasing it meets at inference; the patch's DC is then off in
-            training — the mask fed is zeros — unless the patch is the whole slice).
+            training — the mask fed is zeros — unless the patch is the whole slice). Multi-coil
+            data: ``patch`` measures the window's coil images on the p×p grid and trains with exact
+            multi-coil DC; ``slice`` feeds windows of the slice's SENSE-combined zero-filled image.
     """
 
     data: str = "demo"

@@ -23,8 +23,18 @@ Training samples (deterministic given ``TrainConfig.seed``; element ``i`` is a p
    slice, where they are the slice's own and DC is exact. At evaluation and serving DC always runs
    on the whole slice.
 
+Multi-coil volumes (``coil_kspace`` and ``maps`` ``[C, H, W]`` per slice; the target is the
+SENSE-combined image): with ``sampling="patch"`` the window's coil images ``S_c[window] · crop`` are
+measured on the p×p grid (``y_c = M ⊙ fft2c(S_c · crop)``) and the input is their SENSE-combined
+zero-filled image ``Σ_c conj(S_c) ifft2c(y_c)``; with ``sampling="slice"`` it is the window of the
+whole slice's SENSE-combined zero-filled image of the measured coils. Where DC is exact (patches, or
+windows that are the whole slice) the elements carry the coils (``masked_kspace`` ``[C, p, p, 2]``
+and ``maps`` ``[C, p, p, 2]``) and the generator is the multi-coil graph (same weights); otherwise
+the single-coil format with zero mask (DC the identity).
+
 Elements: ``({"zero_filled": [p, p, 2] f32, "masked_kspace": [p, p, 2] f32, "mask": [p, p] f32},
-target [p, p, 1] f32 magnitude)``, batched to ``[B, ...]``.
+target [p, p, 1] f32 magnitude)``, batched to ``[B, ...]``; multi-coil with exact DC adds
+``"maps": [C, p, p, 2] f32`` and ``masked_kspace`` is ``[C, p, p, 2]``.
 """
 
 from __future__ import annotations
@@ -75,8 +85,9 @@ class SamplingPlan:
     ``targets`` complex64 ``[N, H, W]`` (each slice scaled by its normalisation factor), ``kspace``
     their k-space (whole-slice sampling only), ``bank`` float32 ``[M, gh, gw]`` masks (slice- or
     patch-shaped), ``mask_of_slice`` int ``[N]`` (the bank index of each slice's reference mask).
-    Multi-coil data: ``coil_kspace`` (scaled) and ``maps`` complex64 ``[N, C, H, W]``; the input is then
-    the SENSE-combined zero-filled image of the undersampled coils.
+    Multi-coil data: ``maps`` complex64 ``[N, C, H, W]`` and, for whole-slice sampling, ``coil_kspace``
+    (scaled, same shape); the input is then the SENSE-combined zero-filled image of the undersampled
+    coils (``coil_inputs``: the elements carry the coils and maps, for exact multi-coil DC in training).
     """
 
     p: int
@@ -93,12 +104,16 @@ class SamplingPlan:
     coil_kspace: np.ndarray | None = None
     maps: np.ndarray | None = None
 
+    @property
+    def coil_inputs(self) -> bool:
+        return self.maps is not None and self.exact_dc
+
 
 def sampling_plan(volumes: list[Volume], cfg: TrainConfig) -> SamplingPlan:
     """The :class:`SamplingPlan` of ``cfg`` on ``volumes`` (checks the volumes first)."""
     p = cfg.data.patch_size
     h, w = check_training_volumes(volumes, p)
-    multicoil = check_coils(volumes, cfg)
+    multicoil = check_coils(volumes)
     ref = reference_masks(volumes, cfg.mask)
     scales = normalisation_scales(volumes, ref)
     targets = np.concatenate([v.images * s[:, None, None] for v, s in zip(volumes, scales)]).astype(np.complex64)
@@ -117,25 +132,33 @@ def sampling_plan(volumes: list[Volume], cfg: TrainConfig) -> SamplingPlan:
               if whole_slice else None)
     coil_kspace = maps = None
     if multicoil:
-        coil_kspace = np.concatenate([v.coil_kspace * s[:, None, None, None] for v, s in zip(volumes, scales)])
+        if whole_slice:  # patches are measured from the scaled SENSE target and the window's maps
+            coil_kspace = np.concatenate([v.coil_kspace * s[:, None, None, None] for v, s in zip(volumes, scales)])
         maps = np.concatenate([v.maps for v in volumes])
-    exact_dc = not multicoil and (not whole_slice or (p == h and p == w))
+    exact_dc = not whole_slice or (p == h and p == w)
     return SamplingPlan(p, h, w, int(cfg.seed), targets, kspace, bank, vol_of_slice.astype(np.int64),
                         cfg.mask.per_sample, whole_slice, exact_dc, coil_kspace, maps)
 
 
-def check_coils(volumes: list[Volume], cfg: TrainConfig) -> bool:
+def check_coils(volumes: list[Volume]) -> bool:
     """True for multi-coil training data; raises unless all volumes agree (single-coil, or multi-coil
-    with one coil count) and multi-coil data is sampled as whole slices."""
+    with one coil count)."""
     kinds = {v.coils if v.multicoil else 0 for v in volumes}
     if len(kinds) > 1:
         names = ", ".join(f"{k} coils" if k else "single-coil" for k in sorted(kinds))
         raise DataError(f"the training volumes mix coil counts ({names}); "
                         "train on single-coil and multi-coil data separately")
-    if kinds != {0} and cfg.data.sampling != "slice":
-        raise ConfigError("multi-coil data is undersampled coil by coil on whole slices: use --sampling slice "
-                          "(the network sees the SENSE-combined zero-filled window; DC runs at evaluation)")
     return kinds != {0}
+
+
+def coil_inputs(volumes: list[Volume], cfg: TrainConfig) -> bool:
+    """Whether the training elements of ``volumes`` under ``cfg`` carry coils and maps (multi-coil data
+    where DC is exact in training: ``--sampling patch``, or windows that are the whole slice); the
+    generator is then built with ``multicoil=True``."""
+    if not check_coils(volumes):
+        return False
+    h, w = volumes[0].kspace.shape[1:]
+    return cfg.data.sampling == "patch" or cfg.data.patch_size == h == w
 
 
 def element_indices(plan: SamplingPlan, i: int) -> np.ndarray:
@@ -157,9 +180,19 @@ def numpy_element(plan: SamplingPlan, i: int):
     p, mask = plan.p, plan.bank[m]
     window = (slice(top, top + p), slice(left, left + p))
     patch = plan.targets[s][window]
-    if plan.maps is not None:  # multi-coil: SENSE-combined zero-filled window, DC at evaluation only
-        zero_filled = sense_adjoint_np(plan.coil_kspace[s][None], plan.maps[s][None], mask)[0][window]
-        masked, mask = np.zeros((p, p), np.complex64), np.zeros((p, p), np.float32)
+    if plan.maps is not None:
+        maps = plan.maps[s][(slice(None), *window)]
+        if plan.whole_slice:  # the window of the slice's SENSE-combined zero-filled image
+            masked = plan.coil_kspace[s] * mask
+            zero_filled = sense_adjoint_np(masked[None], plan.maps[s][None], mask)[0][window]
+        else:  # the window's coil images measured on the p×p grid
+            masked = fft2c_np(maps * patch) * mask
+            zero_filled = sense_adjoint_np(masked[None], maps[None], mask)[0]
+        if plan.coil_inputs:
+            inputs = {"zero_filled": to_channels(zero_filled), "masked_kspace": to_channels(masked),
+                      "mask": np.ascontiguousarray(mask, np.float32), "maps": to_channels(maps)}
+            return inputs, np.abs(patch)[..., None].astype(np.float32)
+        masked, mask = np.zeros((p, p), np.complex64), np.zeros((p, p), np.float32)  # DC the identity
     elif plan.whole_slice:
         masked = plan.kspace[s] * mask
         zero_filled = ifft2c_np(masked)[window]
@@ -230,7 +263,7 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
     targets_t = tf.constant(plan.targets)
     kspace_t = tf.constant(plan.kspace) if plan.whole_slice else None
     bank_t = tf.constant(plan.bank)
-    coil_t = tf.constant(plan.coil_kspace) if plan.maps is not None else None
+    coil_t = tf.constant(plan.coil_kspace) if plan.coil_kspace is not None else None
     maps_t = tf.constant(plan.maps) if plan.maps is not None else None
 
     def sample(i):
@@ -240,7 +273,17 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
         mask = bank_t[m]
         patch = tf.slice(targets_t[s], [top, left], [p, p])
         if plan.maps is not None:
-            zero_filled = tf.slice(sense_adjoint(coil_t[s] * tf.cast(mask, tf.complex64), maps_t[s]), [top, left], [p, p])
+            maps = tf.slice(maps_t[s], [0, top, left], [-1, p, p])
+            if plan.whole_slice:
+                masked = coil_t[s] * tf.cast(mask, tf.complex64)
+                zero_filled = tf.slice(sense_adjoint(masked, maps_t[s]), [top, left], [p, p])
+            else:
+                masked = fft2c(maps * patch) * tf.cast(mask, tf.complex64)
+                zero_filled = sense_adjoint(masked, maps)
+            if plan.coil_inputs:
+                inputs = {"zero_filled": to_channels_tf(zero_filled), "masked_kspace": to_channels_tf(masked),
+                          "mask": mask, "maps": to_channels_tf(maps)}
+                return inputs, tf.abs(patch)[..., None]
             masked, mask = tf.zeros([p, p], tf.complex64), tf.zeros([p, p], tf.float32)
         elif plan.whole_slice:
             masked = kspace_t[s] * tf.cast(mask, tf.complex64)

@@ -21,7 +21,7 @@ from keras import ops
 
 from kerasrecon.config import TrainConfig
 from kerasrecon.data import load_volumes, split_volumes
-from kerasrecon.data.pipeline import check_training_volumes, numpy_batches
+from kerasrecon.data.pipeline import check_training_volumes, coil_inputs, numpy_batches
 from kerasrecon.errors import ConfigError, KerasReconError
 from kerasrecon.io import LOCK_FILE, RunLock, write_text_atomic
 from kerasrecon.kspace import magnitude
@@ -62,16 +62,18 @@ class TrainResult:
     gan: ReconGAN = field(default=None, repr=False)
 
 
-def build_gan(cfg: TrainConfig) -> ReconGAN:
+def build_gan(cfg: TrainConfig, multicoil: bool = False) -> ReconGAN:
     """Build G, D, VGG (if the loss needs it) and the compiled ``ReconGAN`` (call inside a strategy scope).
 
     The models get the dtype policy of ``cfg.precision`` (no global policy is set, no RNG seeded:
     ``train()`` seeds); under ``mixed_float16`` both Adam optimizers are wrapped in
-    ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling).
+    ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling). ``multicoil``: the generator is
+    the multi-coil graph (inputs with coils and maps; ``data.pipeline.coil_inputs``), whose weights
+    are those of the single-coil graph (checkpoints load into either).
     """
     policy = resolve_precision(cfg.precision)
     g = build_generator(cfg.model.blocks, cfg.model.filters, cfg.model.noise_lambda, cascades=cfg.model.cascades,
-                        dtype=policy)
+                        dtype=policy, multicoil=multicoil)
     d = build_discriminator(cfg.data.patch_size, dtype=policy)
     vgg = build_vgg_features(cfg.loss.vgg_weights, dtype=policy) if cfg.loss.content != "mse" else None
     content = ContentLoss(cfg.loss.content, vgg, cfg.loss.mse_weight, cfg.loss.feature_weight)
@@ -121,7 +123,8 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     check_training_volumes(train_vols, cfg.data.patch_size)
     keras.utils.set_random_seed(cfg.seed)  # weights, dropout-free layers' RNG, patch order: all from --seed
     with runner.scope():
-        gan = build_gan(cfg)  # also loads the VGG19 weights (--vgg-weights errors surface here)
+        # also loads the VGG19 weights (--vgg-weights errors surface here)
+        gan = build_gan(cfg, multicoil=coil_inputs(train_vols, cfg))
     with contextlib.ExitStack() as stack:
         if chief:  # only the chief locks, checks, creates and writes the run directory
             _create_run_dir(out)
