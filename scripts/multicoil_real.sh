@@ -36,4 +36,7 @@ for S in slice patch; do
   t0=$SECONDS; $K fit $COMMON --sampling $S --out runs/MC4_$S --force > fit_MC4_$S.log 2>&1
   echo "MC4_$S: $((SECONDS - t0)) s" | tee -a fit_times.txt
 done
-cmp mc_real_R4 runs/MC4_patch runs/MC4_slice --baseline-tune-data mc_real_train
+# Factor: the single-coil R = 4 recipe's patch size and length (48x48, 5000 steps; flags given later win).
+t0=$SECONDS; $K fit $COMMON --sampling patch --patch-size 48 --pretrain-steps 5000 --out runs/MC4_patch48 --force \
+  > fit_MC4_patch48.log 2>&1; echo "MC4_patch48: $((SECONDS - t0)) s" | tee -a fit_times.txt
+cmp mc_real_R4 runs/MC4_patch runs/MC4_slice runs/MC4_patch48 --baseline-tune-data mc_real_train
