@@ -115,7 +115,8 @@ class TrainConfig:
         pretrain_steps: MSE-only generator warm-start steps before the GAN steps.
         learning_rate, beta_1: Adam settings for both G and D.
         lr_schedule: ``constant`` (the thesis) or ``cosine`` (decay from ``learning_rate`` to 1 % of it
-            over ``pretrain_steps + steps`` updates; short runs can start higher and still settle).
+            over ``pretrain_steps + steps`` updates; short runs can start higher and still settle; the
+            discriminator, which steps only in the GAN phase, reads it at the global step).
         seed: seed of patches, weight initialisation and shuffling.
         strategy: ``auto`` | ``none`` | ``mirrored`` | ``multiworker`` (cluster from TF_CONFIG).
         precision: ``auto`` | ``float32`` | ``mixed_float16`` | ``mixed_bfloat16``.

@@ -10,10 +10,25 @@ def test_mse_and_bce_by_hand():
     t = np.zeros((2, 2, 2, 1), np.float32)
     r = np.array([[[1, 1], [1, 1]], [[0, 0], [0, 2]]], np.float32)[..., None]
     np.testing.assert_allclose(losses.mse_loss(t, r).numpy(), [1.0, 1.0])
-    p = np.array([[0.25], [0.5]], np.float32)
-    np.testing.assert_allclose(losses.adversarial_loss(p).numpy(), -np.log([0.25, 0.5]), rtol=1e-6)
-    np.testing.assert_allclose(losses.discriminator_loss(p, p).numpy(),
+    # D returns logits: sigmoid(log(1/3)) = 0.25, sigmoid(0) = 0.5
+    z = np.array([[np.log(1 / 3)], [0.0]], np.float32)
+    np.testing.assert_allclose(losses.adversarial_loss(z).numpy(), -np.log([0.25, 0.5]), rtol=1e-6)
+    np.testing.assert_allclose(losses.discriminator_loss(z, z).numpy(),
                                -np.log([0.25, 0.5]) - np.log([0.75, 0.5]), rtol=1e-6)
+
+
+def test_bce_keeps_its_gradient_when_the_discriminator_is_sure():
+    """A saturated D (|logit| 30: sigmoid rounds to 0 or 1 in float32) still gets the cross-entropy's
+    gradient, sigmoid(z) - label, instead of the zero of clipped probabilities."""
+    import tensorflow as tf
+
+    real, fake = tf.Variable([[-30.0]]), tf.Variable([[30.0]])  # reals called fake, fakes called real
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(losses.discriminator_loss(real, fake))
+    g_real, g_fake = (g.numpy().item() for g in tape.gradient(loss, [real, fake]))
+    assert loss.numpy() == pytest.approx(60.0, rel=1e-6)  # -log(sigmoid(-30)) + -log(1 - sigmoid(30))
+    assert g_real == pytest.approx(-1.0, abs=1e-6) and g_fake == pytest.approx(1.0, abs=1e-6)  # sigmoid(z) - label
+    np.testing.assert_allclose(losses.adversarial_loss(np.array([[-30.0]], np.float32)).numpy(), [30.0], rtol=1e-6)
 
 
 def test_feature_loss_matches_manual_vgg_pipeline(rng):

@@ -79,10 +79,15 @@ def test_serialisation_round_trip(tmp_path, rng):
     assert [lay.name for lay in g2.layers] == [lay.name for lay in g.layers]
 
 
-def test_discriminator_output_is_probability(rng):
+def test_discriminator_output_is_the_last_dense_layers_logit(rng):
+    """D returns the logit z of its last Dense layer (no sigmoid in the model; the losses apply it)."""
     d = build_discriminator(32)
-    p = d(rng.random((3, 32, 32, 1)).astype(np.float32)).numpy()
-    assert p.shape == (3, 1) and np.all((p > 0) & (p < 1))
+    x = rng.random((3, 32, 32, 1)).astype(np.float32)
+    z = d(x).numpy()
+    hidden = keras.Model(d.input, d.get_layer("d_lrelu_dense").output)(x).numpy()
+    kernel, bias = d.get_layer("d_prob").get_weights()
+    assert z.shape == (3, 1) and d.get_layer("d_prob").activation.__name__ == "linear"
+    np.testing.assert_allclose(z, hidden @ kernel + bias, rtol=1e-4, atol=1e-5)
 
 
 def test_cascades_params_names_and_data_consistency(rng):

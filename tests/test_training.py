@@ -196,6 +196,11 @@ def test_cosine_schedule_follows_the_formula_across_resume(tmp_path):
     assert float(gan.g_optimizer.learning_rate) == pytest.approx(1e-5, rel=1e-4)
     gan.g_optimizer.iterations.assign(2)  # a third of the way: ½(1 + cos(π/3)) = 0.75
     assert float(gan.g_optimizer.learning_rate) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.75), rel=1e-5)
+    # D steps only in the GAN phase (2 updates) and reads the curve at the global step 4 + its own
+    assert int(gan.d_optimizer.iterations.numpy()) == 2
+    assert float(gan.d_optimizer.learning_rate) == pytest.approx(expected, rel=1e-5)
+    gan.d_optimizer.iterations.assign(0)  # the first GAN step: t = 4 of 6, ½(1 + cos(2π/3)) = 0.25
+    assert float(gan.d_optimizer.learning_rate) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.25), rel=1e-5)
 
 
 def test_optimizer_state_is_keyed_by_variable_path(tmp_path):

@@ -1,5 +1,10 @@
 """SRGAN discriminator: 8 Conv3×3 (64, 64, 128, 128, 256, 256, 512, 512; strides 1, 2, 1, 2, …),
 LeakyReLU 0.2, BN after every conv but the first, no max-pool, Dense 1024 + LeakyReLU, Dense 1 + sigmoid.
+
+The model returns the logit z of the last Dense layer; the sigmoid, D = sigmoid(z), is applied where
+a probability is needed (``losses.bce`` takes the logit, ``ReconGAN.loss_terms`` reports sigmoid(z)),
+so the cross-entropy never sees a saturated probability (see ``kerasrecon.losses``). The layer keeps
+its name ``d_prob`` so that earlier checkpoints load and resume.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ def build_discriminator(patch_size: int = 96, channels: int = 1, dtype=None) -> 
 
     Returns:
         ``keras.Model`` named ``discriminator``: float32 ``[B, patch, patch, channels]`` ->
-        float32 ``[B, 1]`` probability (both float64 under a float64 policy) that the input is a fully sampled image.
+        float32 ``[B, 1]`` logit of the probability that the input is fully sampled, ``D = sigmoid(logit)``
+        (both float64 under a float64 policy) that the input is a fully sampled image.
     """
     inp = keras.Input((patch_size, patch_size, channels), name="image", dtype=wide_dtype(dtype))
     x = inp
@@ -52,5 +58,5 @@ def build_discriminator(patch_size: int = 96, channels: int = 1, dtype=None) -> 
     x = layers.Flatten(name="d_flatten", dtype=dtype)(x)
     x = layers.Dense(D_DENSE, name="d_dense1", dtype=dtype)(x)
     x = LeakyReLU(negative_slope=LEAKY_SLOPE, name="d_lrelu_dense", dtype=dtype)(x)
-    out = layers.Dense(1, activation="sigmoid", dtype=wide_dtype(dtype), name="d_prob")(x)  # float32 under mixed
+    out = layers.Dense(1, dtype=wide_dtype(dtype), name="d_prob")(x)  # the logit; float32 under mixed
     return keras.Model(inp, out, name="discriminator")

@@ -81,5 +81,5 @@ class ReconGAN:
         terms["content"] = self.content_loss(target, recon)
         out = {k: float(ops.mean(v)) for k, v in terms.items()}
         out["g_loss"] = out["content"] + self.adv_weight * out["adversarial"]
-        out["d_real"], out["d_fake"] = float(ops.mean(real)), float(ops.mean(fake))
+        out["d_real"], out["d_fake"] = (float(ops.mean(ops.sigmoid(z))) for z in (real, fake))
         return out

@@ -52,9 +52,9 @@ def step_values(gan: ReconGAN, data):
         recon = magnitude(g(inputs, training=True))
         with g_tape.stop_recording():
             with tf.GradientTape() as d_tape:
-                real_prob = d(target, training=True)
-                fake_prob = d(tf.stop_gradient(recon), training=True)
-                d_loss = _average(discriminator_loss(real_prob, fake_prob), batch)
+                real_logit = d(target, training=True)
+                fake_logit = d(tf.stop_gradient(recon), training=True)
+                d_loss = _average(discriminator_loss(real_logit, fake_logit), batch)
                 d_scaled = _scaled(gan.d_optimizer, d_loss)
             _apply(gan.d_optimizer, d_tape, d_scaled, d.trainable_variables)
         content = _average(gan.content_loss(target, recon), batch)

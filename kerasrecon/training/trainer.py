@@ -62,6 +62,26 @@ class TrainResult:
     gan: ReconGAN = field(default=None, repr=False)
 
 
+@keras.saving.register_keras_serializable(package="kerasrecon")
+class OffsetSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """``schedule(step + offset)``: the discriminator's optimizer counts only GAN steps, so with
+    ``--lr-schedule cosine`` it reads the schedule at the run's global step (``pretrain_steps`` ahead),
+    as the generator does, instead of restarting at the full learning rate when the GAN phase begins."""
+
+    def __init__(self, schedule, offset: int):
+        self.schedule, self.offset = schedule, int(offset)
+
+    def __call__(self, step):
+        return self.schedule(ops.add(step, self.offset))
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule), "offset": self.offset}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["offset"])
+
+
 def build_gan(cfg: TrainConfig, multicoil: bool = False) -> ReconGAN:
     """Build G, D, VGG (if the loss needs it) and the compiled ``ReconGAN`` (call inside a strategy scope).
 
@@ -78,14 +98,16 @@ def build_gan(cfg: TrainConfig, multicoil: bool = False) -> ReconGAN:
     vgg = build_vgg_features(cfg.loss.vgg_weights, dtype=policy) if cfg.loss.content != "mse" else None
     content = ContentLoss(cfg.loss.content, vgg, cfg.loss.mse_weight, cfg.loss.feature_weight)
     gan = ReconGAN(g, d, content, cfg.loss.adv_weight)
-    def adam():
+    def adam(offset=0):
         lr = cfg.learning_rate
         if cfg.lr_schedule == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(cfg.pretrain_steps + cfg.steps, 1), alpha=0.01)
+            lr = OffsetSchedule(lr, offset) if offset else lr
         opt = keras.optimizers.Adam(learning_rate=lr, beta_1=cfg.beta_1)
         return keras.optimizers.LossScaleOptimizer(opt) if policy == "mixed_float16" else opt
 
-    gan.compile(g_optimizer=adam(), d_optimizer=adam())
+    # D only steps in the GAN phase: its schedule is read at the global step, pretrain_steps + its own.
+    gan.compile(g_optimizer=adam(), d_optimizer=adam(offset=cfg.pretrain_steps))
     gan.build_optimizers()
     return gan
 

@@ -85,11 +85,14 @@ def test_losses_match_numpy(rng):
     r = rng.random((3, 4, 4, 1)).astype(np.float32)
     np.testing.assert_allclose(ops.convert_to_numpy(losses.mse_loss(t, r)), np.mean((t - r) ** 2, axis=(1, 2, 3)),
                                rtol=1e-6)
-    p = np.array([[0.2], [0.9], [1.0]], np.float32)
-    clipped = np.clip(p.ravel(), 1e-7, 1 - 1e-7)
-    np.testing.assert_allclose(ops.convert_to_numpy(losses.adversarial_loss(p)), -np.log(clipped), rtol=1e-5)
-    np.testing.assert_allclose(ops.convert_to_numpy(losses.discriminator_loss(p, p)),
-                               -np.log(clipped) - np.log(1 - clipped), rtol=1e-4)
+    z = np.array([[-1.5], [2.0], [40.0]], np.float32)  # logits; 40: sigmoid is 1 in float32
+    # p = sigmoid(z): -log p = log(1 + exp(-z)), -log(1 - p) = z + log(1 + exp(-z)) (log1p forms: in
+    # float64, p rounds to 1 at z = 40)
+    zz = z.ravel().astype(np.float64)
+    minus_log_p = np.log1p(np.exp(-zz))
+    np.testing.assert_allclose(ops.convert_to_numpy(losses.adversarial_loss(z)), minus_log_p, rtol=1e-5)
+    np.testing.assert_allclose(ops.convert_to_numpy(losses.discriminator_loss(z, z)),
+                               minus_log_p + zz + minus_log_p, rtol=1e-5)
 
 
 def test_feature_loss_matches_numpy(rng):
