@@ -66,11 +66,12 @@ def build_vgg_features(weights: str = "imagenet", dtype=None) -> keras.Model:
 
 
 def _build_vgg(weights: str) -> keras.Model:
-    # The input in the policy's wide dtype (float64 under float64; float32 otherwise): keras.applications
-    # declares a float32 Input, which would round a float64 reference's VGG input to float32.
-    wide = "float64" if keras.config.dtype_policy().compute_dtype == "float64" else "float32"
+    from kerasrecon.models.generator import wide_dtype
+
+    # The input in the (build-time global) policy's wide dtype: keras.applications declares a float32
+    # Input, which would round a float64 reference's VGG input to float32.
     shape = (None, None, 3)
-    inp = keras.Input(shape, dtype=wide)
+    inp = keras.Input(shape, dtype=wide_dtype())
     if weights == "none":
         log.warning("--vgg-weights none: the feature loss uses a RANDOM VGG19; results are not meaningful")
         vgg = keras.applications.VGG19(include_top=False, weights=None, input_tensor=inp)

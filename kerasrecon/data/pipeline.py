@@ -135,9 +135,8 @@ def sampling_plan(volumes: list[Volume], cfg: TrainConfig) -> SamplingPlan:
         if whole_slice:  # patches are measured from the scaled SENSE target and the window's maps
             coil_kspace = np.concatenate([v.coil_kspace * s[:, None, None, None] for v, s in zip(volumes, scales)])
         maps = np.concatenate([v.maps for v in volumes])
-    exact_dc = not whole_slice or (p == h and p == w)
     return SamplingPlan(p, h, w, int(cfg.seed), targets, kspace, bank, vol_of_slice.astype(np.int64),
-                        cfg.mask.per_sample, whole_slice, exact_dc, coil_kspace, maps)
+                        cfg.mask.per_sample, whole_slice, exact_dc(cfg, h, w), coil_kspace, maps)
 
 
 def check_coils(volumes: list[Volume]) -> bool:
@@ -151,14 +150,16 @@ def check_coils(volumes: list[Volume]) -> bool:
     return kinds != {0}
 
 
+def exact_dc(cfg: TrainConfig, h: int, w: int) -> bool:
+    """Whether DC is exact in training on ``h × w`` slices: patches on their own grid, or windows
+    that are the whole slice (elsewhere the window's k-space is not the slice's)."""
+    return cfg.data.sampling != "slice" or cfg.data.patch_size == h == w
+
+
 def coil_inputs(volumes: list[Volume], cfg: TrainConfig) -> bool:
     """Whether the training elements of ``volumes`` under ``cfg`` carry coils and maps (multi-coil data
-    where DC is exact in training: ``--sampling patch``, or windows that are the whole slice); the
-    generator is then built with ``multicoil=True``."""
-    if not check_coils(volumes):
-        return False
-    h, w = volumes[0].kspace.shape[1:]
-    return cfg.data.sampling == "patch" or cfg.data.patch_size == h == w
+    with :func:`exact_dc`); the generator is then built with ``multicoil=True``."""
+    return check_coils(volumes) and exact_dc(cfg, *volumes[0].kspace.shape[1:])
 
 
 def element_indices(plan: SamplingPlan, i: int) -> np.ndarray:

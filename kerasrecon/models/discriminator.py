@@ -43,8 +43,8 @@ def build_discriminator(patch_size: int = 96, channels: int = 1, dtype=None) -> 
 
     Returns:
         ``keras.Model`` named ``discriminator``: float32 ``[B, patch, patch, channels]`` ->
-        float32 ``[B, 1]`` logit of the probability that the input is fully sampled, ``D = sigmoid(logit)``
-        (both float64 under a float64 policy) that the input is a fully sampled image.
+        float32 ``[B, 1]`` logit z of the probability ``D = sigmoid(z)`` that the input is a fully sampled
+        image (both float64 under a float64 policy).
     """
     inp = keras.Input((patch_size, patch_size, channels), name="image", dtype=wide_dtype(dtype))
     x = inp
