@@ -10,10 +10,12 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
+from kerasrecon_cli.entry import Interrupted, interrupted_exit, on_sigterm
 from kerasrecon import __version__
 from kerasrecon.errors import KerasReconError
 from kerasrecon.config import (CONTENT_LOSS_NAMES, LR_SCHEDULES, PRECISIONS, SAMPLINGS, STRATEGIES,
@@ -29,18 +31,28 @@ CENTER_HELP = ("Fully sampled centre: fraction of the columns of a line mask (fa
 DEFAULTS = TrainConfig()
 
 
-class Interrupted(BaseException):
-    """SIGTERM arrived: unwinds like KeyboardInterrupt, so temporary files are removed on the way out."""
-
-
 def one_line_errors(fn):
     """Turn library errors and OS errors into ``kerasrecon: error: ...`` and exit code 2; an interrupt
     (SIGINT/SIGTERM) into one line and exit 130/143 after the library has removed its temporary files."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        # Python warnings (NumPy overflow on hostile input, ...) are held back: a failing command prints
+        # its one error line only; a succeeding one shows them when it ends.
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException:
+                caught.clear()
+                raise
+        for w in caught:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        return result
+
+    @functools.wraps(fn)
+    def guarded(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            return wrapper(*args, **kwargs)
         except KerasReconError as exc:
             _fail(str(exc))
         except (OSError, PermissionError) as exc:
@@ -51,7 +63,7 @@ def one_line_errors(fn):
         except Interrupted:
             _fail("terminated (SIGTERM); nothing half-written was kept", status=143)
 
-    return wrapper
+    return guarded
 
 
 def _fail(message: str, status: int = 2):
@@ -59,9 +71,7 @@ def _fail(message: str, status: int = 2):
     sys.exit(status)
 
 
-def _on_sigterm(signum, frame):
-    raise Interrupted()
-
+SUPPORTED_BACKENDS = ("tensorflow", "jax")
 
 # Commands that load TensorFlow, whose C++ runtime prints start-up lines that no variable silences.
 TF_COMMANDS = {"data", "fit", "evaluate", "compare", "export", "reconstruct"}
@@ -77,8 +87,9 @@ def _keras_backend() -> str:
     home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
     try:
         with open(os.path.join(home, "keras.json")) as f:
-            return json.load(f).get("backend", "tensorflow")
-    except (OSError, ValueError):
+            backend = json.load(f).get("backend", "tensorflow")
+        return backend if isinstance(backend, str) else "tensorflow"
+    except (OSError, ValueError, AttributeError):  # Keras itself falls back to its default then
         return "tensorflow"
 
 
@@ -106,6 +117,8 @@ def _import_tensorflow_quietly(verbose: bool):
         os.dup2(capture.fileno(), 2)
         try:
             import tensorflow  # noqa: F401
+        except (KeyboardInterrupt, Interrupted):
+            raise  # a signal, not a failed import: main() prints its one line
         except BaseException:
             os.dup2(saved, 2)
             capture.seek(0)
@@ -145,23 +158,11 @@ def cli(verbose):
 @one_line_errors
 def mask(kind, acceleration, shape, seed, center_fraction, out, force):
     """Draw a seeded sampling mask and print its id (achieved R, sha256)."""
-    from kerasrecon.masks import make_mask
+    from kerasrecon.masks import check_mask_output, make_mask, save_mask
 
-    out = Path(out)
-    if out.suffix.lower() not in (".npy", ".png"):
-        raise KerasReconError(f"--out {out}: expected a .npy or .png file name")
-    if out.exists() and not force:
-        raise KerasReconError(f"--out {out}: exists; pass --force to overwrite")
+    check_mask_output(out, force)  # before the (slow) draw
     m = make_mask(kind, acceleration, shape, seed, center_fraction)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".npy":
-        import numpy as np
-
-        np.save(out, m.array)
-    else:
-        from skimage import io
-
-        io.imsave(out, (m.array * 255).astype("uint8"), check_contrast=False)
+    save_mask(m, out, force=force)
     click.echo(json.dumps({**m.id, "out": str(out)}))
 
 
@@ -201,14 +202,15 @@ def data():
                    "SENSE-combined image; coil k-space and maps are stored beside it.")
 @click.option("--acs-lines", type=int, default=24, show_default=True,
               help="Multi-coil: centre phase-encode columns the maps are estimated from.")
+@click.option("--force", is_flag=True, help="Replace OUT when it holds a dataset prepared before (never another directory).")
 @one_line_errors
 def prepare(src, out, dataset, crop, phase, phase_range, noise, kspace_crop, sim_seed, coils, acquisition, coil_maps,
-            acs_lines):
+            acs_lines, force):
     """Convert SRC (a file, or a directory of .npy/.npz/.h5 files and PNG/DICOM folders) into dataset OUT.
 
     SRC 'demo' prepares the embedded demo images (e.g. with --phase smooth --noise 0.01).
     OUT gets one <volume>.h5 (k-space complex64 [S, H, W]) per source and a manifest.json; OUT must
-    not exist or be empty. Multi-coil fastMRI files ([S, C, H, W]) are SENSE-combined with estimated
+    not exist or be empty (or, with --force, hold a dataset prepared before). Multi-coil fastMRI files ([S, C, H, W]) are SENSE-combined with estimated
     coil maps (--coil-maps); training and evaluation then use the combined image.
     """
     from kerasrecon.data.images import prepare_dataset
@@ -217,7 +219,7 @@ def prepare(src, out, dataset, crop, phase, phase_range, noise, kspace_crop, sim
     sim = Simulation(phase=phase, phase_range=phase_range, noise=noise,
                      kspace_crop=tuple(kspace_crop) if kspace_crop else None, seed=sim_seed, coils=coils)
     manifest = prepare_dataset(src, out, dataset=dataset, crop=crop, simulation=sim, acquisition=acquisition,
-                               coil_maps=coil_maps, acs_lines=acs_lines)
+                               coil_maps=coil_maps, acs_lines=acs_lines, force=force)
     for v in manifest["volumes"]:
         click.echo(f"{v['file']}: {v['kind']} {v['shape']} from {v['source']}")
     click.echo(f"wrote {len(manifest['volumes'])} volume(s) to {out}")
@@ -430,6 +432,7 @@ def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, center_
     """
     from kerasrecon import evaluate as ev
 
+    ev.check_results_out(out, force, inputs=[("--model", model_dir), ("--data", data)])
     changes = {k: v for k, v in dict(acceleration=acceleration, kind=mask_kind, seed=mask_seed,
                                      center_fraction=center_fraction).items() if v is not None}
     res = ev.evaluate_run(model_dir, data, changes, split, batch_size, progress=_SliceProgress(),
@@ -477,15 +480,18 @@ def _echo_summary(summary, meta):
 @click.option("--target-key", type=click.Choice(["reconstruction_esc", "reconstruction_rss"]), default=None,
               help="Target dataset (default: the one each file has).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the scores as JSON here.")
+@click.option("--force", is_flag=True, help="Replace an existing --out file.")
 @one_line_errors
-def score(predictions, targets, acquisition, target_key, out):
+def score(predictions, targets, acquisition, target_key, out, force):
     """Score prediction files against fastMRI targets, as fastMRI's evaluate.py does (per volume).
 
     Prints fastMRI's summary (mean +/- 2·std over volumes) beside kerasrecon's (mean ± std, n).
     """
     from kerasrecon.evaluate import score_predictions
-    from kerasrecon.io import write_text_atomic
+    from kerasrecon.io import check_output, write_text_atomic
 
+    if out:
+        check_output(out, "--out", inputs=[("--predictions", predictions), ("--targets", targets)], force=force)
     res = score_predictions(predictions, targets, acquisition=acquisition, target_key=target_key)
     n = res["summary"]["psnr"]["n"]
     click.echo(f"{n} volume(s), target {res['target_key']}" + (f", acquisition {acquisition}" if acquisition else ""))
@@ -615,9 +621,16 @@ def main(argv=None):
     import signal
 
     args = sys.argv[1:] if argv is None else list(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    if TF_COMMANDS & set(args) and not {"-h", "--help", "--version"} & set(args):
-        _import_tensorflow_quietly(verbose=bool({"-v", "--verbose"} & set(args)))
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        if TF_COMMANDS & set(args) and not {"-h", "--help", "--version"} & set(args):
+            backend = _keras_backend()
+            if backend not in SUPPORTED_BACKENDS:
+                _fail(f"KERAS_BACKEND={backend}: kerasrecon runs on {' or '.join(SUPPORTED_BACKENDS)} "
+                      "(set KERAS_BACKEND to one of them)")
+            _import_tensorflow_quietly(verbose=bool({"-v", "--verbose"} & set(args)))
+    except (KeyboardInterrupt, Interrupted) as exc:
+        interrupted_exit(exc)
     cli(args=args, prog_name="kerasrecon")
 
 

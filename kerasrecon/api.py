@@ -22,7 +22,10 @@ from kerasrecon.kspace import check_kspace, ifft2c_np, normalise_np, sense_adjoi
 
 def _check_mask(mask, shape):
     """mask 0/1 ``[H, W]`` or ``[S, H, W]`` -> float32 broadcast to ``shape`` ``(S, H, W)``."""
-    mask = np.asarray(mask, np.float32)
+    mask = np.asarray(mask)
+    if np.iscomplexobj(mask) or not (np.issubdtype(mask.dtype, np.number) or mask.dtype == bool):
+        raise DataError(f"mask: expected real 0/1 values. Received: dtype={mask.dtype}")
+    mask = mask.astype(np.float32)
     if mask.shape not in (shape[1:], shape):
         raise DataError(f"mask: expected shape {shape[1:]} or {shape}. Received: {mask.shape}")
     if not np.all(np.isfinite(mask)) or not np.all((mask == 0) | (mask == 1)):
@@ -40,9 +43,9 @@ def _check_complex(kspace):
 def _as_batch(kspace, mask):
     kspace = np.asarray(kspace)
     single = kspace.ndim == 2
-    if kspace.ndim not in (2, 3):
-        raise DataError(f"kspace: expected complex [S, H, W] or [H, W] (multi-coil [S, C, H, W] with maps=). "
-                        f"Received: shape={kspace.shape}")
+    if kspace.ndim not in (2, 3) or (kspace.ndim == 3 and kspace.shape[0] < 1) or min(kspace.shape[-2:]) < 2:
+        raise DataError(f"kspace: expected complex [S, H, W] or [H, W] with S >= 1 and H, W >= 2 (multi-coil "
+                        f"[S, C, H, W] with maps=). Received: shape={kspace.shape}")
     kspace = _check_complex(kspace[None] if single else kspace)
     return kspace, _check_mask(mask, kspace.shape), single
 
@@ -51,14 +54,26 @@ def _as_batch_multicoil(kspace, mask, maps):
     """kspace and maps complex ``[S, C, H, W]`` (or ``[C, H, W]``), mask ``[H, W]`` or ``[S, H, W]``.
     Returns (kspace, mask ``[S, H, W]``, maps, single)."""
     kspace, maps = np.asarray(kspace), np.asarray(maps)
-    if kspace.ndim not in (3, 4) or maps.shape != kspace.shape:
-        raise DataError(f"multi-coil: kspace and maps must be complex [S, C, H, W] (or [C, H, W]) of one shape. "
-                        f"Received: kspace {kspace.shape}, maps {maps.shape}")
+    if kspace.ndim not in (3, 4) or maps.shape != kspace.shape or 0 in kspace.shape or min(kspace.shape[-2:]) < 2:
+        raise DataError(f"multi-coil: kspace and maps must be complex [S, C, H, W] (or [C, H, W]) of one shape with "
+                        f"S, C >= 1 and H, W >= 2. Received: kspace {kspace.shape}, maps {maps.shape}")
     single = kspace.ndim == 3
     kspace, maps = (kspace[None], maps[None]) if single else (kspace, maps)
     kspace = _check_complex(kspace)
+    check_kspace(maps, name="maps")
     s, _, h, w = kspace.shape
     return kspace, _check_mask(mask, (s, h, w)), maps.astype(np.complex64), single
+
+
+def _path_argument(path, option: str) -> Path:
+    """``path`` as a ``Path``; ``DataError`` naming ``option`` when it is not a path or is not a directory."""
+    import os
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise DataError(f"{option}: expected a directory path (str or os.PathLike). Received: {type(path).__name__}")
+    if not Path(path).is_dir():
+        raise DataError(f"{option} {path}: not a directory (expected a run from 'kerasrecon fit' or an export)")
+    return Path(path)
 
 
 class Reconstructor:
@@ -86,6 +101,7 @@ class Reconstructor:
         from kerasrecon.io import RunLock
         from kerasrecon.training.checkpoint import load_generator
 
+        run_dir = _path_argument(run_dir, option)
         with RunLock(run_dir, exclusive=False, option=option):
             cfg, generator, step = load_generator(run_dir)
 
@@ -120,21 +136,23 @@ class Reconstructor:
         from kerasrecon.export import load_export
         from kerasrecon.reconstruct import run_serving
 
+        path = _path_argument(path, "--model")
         loaded, meta = load_export(path)
         serve = loaded.signatures["serving_default"]
 
         def call(kspace, mask):
             return run_serving(serve, kspace, np.ascontiguousarray(mask), name=f"--model {path}")
 
-        return cls(call, TrainConfig.from_dict(meta["train_config"]), meta.get("step"), path)
+        return cls(call, TrainConfig.from_dict(meta["train_config"], f"--model {path}: train_config"), meta.get("step"), path)
 
     @classmethod
     def load(cls, path) -> "Reconstructor":
         """``from_export`` for a SavedModel directory, else ``from_run``."""
+        path = _path_argument(path, "--model")
         return cls.from_export(path) if (Path(path) / "saved_model.pb").is_file() else cls.from_run(path)
 
     def __call__(self, kspace, mask, batch_size: int = 8, maps=None) -> np.ndarray:
-        if batch_size < 1:
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise DataError(f"batch_size must be >= 1. Received: {batch_size}")
         if maps is None:
             kspace, mask, single = _as_batch(kspace, mask)
@@ -148,6 +166,9 @@ class Reconstructor:
             parts = [self._call_multicoil(kspace[i:i + batch_size], mask[i:i + batch_size], maps[i:i + batch_size])
                      for i in range(0, kspace.shape[0], batch_size)]
         out = np.concatenate(parts).astype(np.float32)
+        if not np.all(np.isfinite(out)):  # float32 arithmetic overflowed (k-space near 3e38): never a silent NaN
+            raise DataError("kspace: the reconstruction is not finite (values too large for float32 arithmetic); "
+                            "rescale the k-space")
         return out[0] if single else out
 
     def __repr__(self):

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from kerasrecon.errors import ConfigError, DataError
+from kerasrecon.kspace import check_kspace
 
 BASELINES = ("zero_filled", "tv", "l1wavelet")
 SOLVERS = ("tv", "l1wavelet")
@@ -65,13 +66,32 @@ def solve(method: str, masked_kspace: np.ndarray, mask: np.ndarray, lam: float,
 
     if method not in SOLVERS:
         raise ConfigError(f"--baselines: unknown solver {method!r}; expected one of {SOLVERS}")
-    if lam <= 0 or iters < 1:
-        raise ConfigError(f"--baseline-lambdas must be > 0 and --baseline-iters >= 1. Received: {lam}, {iters}")
+    if not (isinstance(lam, (int, float, np.floating)) and np.isfinite(lam) and lam > 0):
+        raise ConfigError(f"--baseline-lambdas must be finite numbers > 0. Received: {lam!r}")
+    if not isinstance(iters, (int, np.integer)) or isinstance(iters, bool) or iters < 1:
+        raise ConfigError(f"--baseline-iters must be an integer >= 1. Received: {iters!r}")
     masked_kspace = np.asarray(masked_kspace)
+    rank = 3 if maps is None else 4
+    if masked_kspace.ndim != rank or 0 in masked_kspace.shape or min(masked_kspace.shape[-2:]) < 2:
+        raise DataError(f"masked_kspace: expected complex {'[S, H, W]' if maps is None else '[S, C, H, W] (with maps)'} "
+                        f"with S, C >= 1 and H, W >= 2. Received: shape={masked_kspace.shape}")
+    check_kspace(masked_kspace, name="masked_kspace")
     if maps is None:
         masked_kspace, maps = masked_kspace[:, None], np.ones_like(masked_kspace[:, None])
+    else:
+        maps = np.asarray(maps)
+        if maps.shape != masked_kspace.shape:
+            raise DataError(f"maps: expected the shape of masked_kspace {masked_kspace.shape}. Received: {maps.shape}")
+        check_kspace(maps, name="maps")
     s, _, h, w = masked_kspace.shape
-    masks = np.broadcast_to(np.asarray(mask, np.float32), (s, h, w))
+    mask = np.asarray(mask)
+    if mask.shape not in ((h, w), (s, h, w)) or not np.issubdtype(mask.dtype, np.number) and mask.dtype != bool:
+        raise DataError(f"mask: expected 0/1 of shape {(h, w)} or {(s, h, w)}. Received: shape={mask.shape}, "
+                        f"dtype={mask.dtype}")
+    mask = mask.astype(np.float32)
+    if not np.all((mask == 0) | (mask == 1)):
+        raise DataError("mask: expected only 0 and 1 (NaN, 0.5 or other values found)")
+    masks = np.broadcast_to(mask, (s, h, w))
     solver = app.TotalVariationRecon if method == "tv" else app.L1WaveletRecon
     out = np.empty((s, h, w), np.complex64)
     for i in range(s):

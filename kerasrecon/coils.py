@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from kerasrecon.errors import ConfigError, DataError
-from kerasrecon.kspace import ifft2c_np
+from kerasrecon.kspace import check_kspace, ifft2c_np
 
 MAP_THRESHOLD = 0.05  # maps are zero where the low-resolution RSS is below this fraction of its peak
 
@@ -127,6 +127,13 @@ def estimate_maps(kspace: np.ndarray, method: str, acs: int) -> np.ndarray:
     ``acs``; ``acs`` centre columns are the calibration region). Returns complex64 ``[S, C, H, W]``."""
     if method not in COIL_MAP_METHODS:
         raise ConfigError(f"--coil-maps must be one of {', '.join(COIL_MAP_METHODS)}. Received: {method!r}")
+    kspace = np.asarray(kspace)
+    if kspace.ndim != 4 or 0 in kspace.shape or min(kspace.shape[-2:]) < 2:
+        raise DataError(f"kspace: expected multi-coil complex [S, C, H, W] with S, C >= 1 and H, W >= 2. "
+                        f"Received: shape={kspace.shape}")
+    check_kspace(kspace, name="kspace")
+    if not isinstance(acs, (int, np.integer)) or isinstance(acs, bool) or not 1 <= acs <= kspace.shape[-1]:
+        raise ConfigError(f"--acs-lines must be an integer in [1, W = {kspace.shape[-1]}]. Received: {acs!r}")
     if method == "acs":
         return acs_maps_np(kspace, acs)
     return np.stack([espirit_maps(k, calib_width=acs) for k in kspace])
@@ -153,4 +160,5 @@ def acs_maps_ch(masked_kspace, region, eps: float = 1e-6):
     rss = ops.sqrt(ops.sum(ops.square(low), axis=(1, 4), keepdims=True))  # [B, 1, H, W, 1]
     peak = ops.max(rss, axis=(2, 3), keepdims=True)
     keep = ops.cast(rss > MAP_THRESHOLD * peak, low.dtype)
-    return low / ops.maximum(rss, eps * peak) * keep
+    # all-zero data (nothing measured): maps 0, not 0/0 = NaN (the NumPy twin does the same)
+    return low / ops.maximum(rss, ops.maximum(eps * peak, 1e-30)) * keep

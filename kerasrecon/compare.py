@@ -16,19 +16,21 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
 from kerasrecon.config import TrainConfig
-from kerasrecon.errors import ConfigError, DataError
+from kerasrecon.errors import ConfigError
 from kerasrecon.evaluate import target_description, evaluate, held_out_volumes, write_results
-from kerasrecon.io import atomic_file, write_text_atomic
+from kerasrecon.io import atomic_file, check_output, check_outputs_in, write_text_atomic
 from kerasrecon.metrics import METRICS
 
 CI_LEVEL = 0.95
 OUTPUTS = ("table.csv", "table.md", "slices.csv", "summary.json", "examples.png", "psnr.png")
+TRAINED_RUNS = "runs"  # compare --train keeps its runs in OUT/runs/<loss>
 
 
 def _require_matplotlib():
@@ -133,7 +135,8 @@ def draw_figures(recons, targets, rows, out: Path):
         ax.axis("off")
     fig.suptitle(f"{volume}, slice {s}")
     fig.tight_layout()
-    fig.savefig(out / "examples.png", dpi=72)
+    with atomic_file(out / "examples.png", "compare") as tmp:
+        fig.savefig(tmp, dpi=72, format="png")
     plt.close(fig)
 
     names = list(dict.fromkeys(r["method"] for r in rows))
@@ -142,7 +145,8 @@ def draw_figures(recons, targets, rows, out: Path):
     ax.set_xticks(range(1, len(names) + 1), names)
     ax.set_ylabel("PSNR (dB), per slice")
     fig.tight_layout()
-    fig.savefig(out / "psnr.png", dpi=90)
+    with atomic_file(out / "psnr.png", "compare") as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
 
 
@@ -183,10 +187,7 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
         seen[key] = r
     if batch_size < 1:
         raise ConfigError(f"--eval-batch-size must be >= 1. Received: {batch_size}")
-    out = Path(out)
-    existing = [n for n in OUTPUTS if (out / n).exists()]
-    if existing and not force:
-        raise DataError(f"--out {out}: {', '.join(existing)} exist; pass --force to overwrite")
+    out = check_compare_out(out, force, run_dirs, data)
     if figures:
         _require_matplotlib()
     loaded = [Reconstructor.from_run(r, option="RUNS") for r in run_dirs]
@@ -226,6 +227,18 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
     return {"table": table, "reference": reference, "meta": meta}
 
 
+def check_compare_out(out, force: bool, run_dirs=(), data=None) -> Path:
+    """Validate ``compare --out`` before anything runs (output policy, :func:`kerasrecon.io.check_output`):
+    no link, no overlap with the runs or data read — except the runs ``--train`` keeps in
+    ``OUT/runs/`` —, existing comparison files only with ``force``."""
+    out = Path(out)
+    own = Path(os.path.realpath(out)) / TRAINED_RUNS
+    inputs = [("RUNS", r) for r in run_dirs if own not in Path(os.path.realpath(r)).parents]
+    check_output(out, "--out", inputs=inputs + [("--data", data)], kind="folder")
+    check_outputs_in(out, OUTPUTS, "--out", force=force)
+    return out
+
+
 def train_and_compare(base: TrainConfig, losses, out, force: bool = False, progress_factory=None, **compare_kw):
     """Train one run per loss (same seed, data and settings) under ``out/runs/<loss>``, then compare.
 
@@ -235,10 +248,11 @@ def train_and_compare(base: TrainConfig, losses, out, force: bool = False, progr
 
     if not losses:
         raise ConfigError("--losses needs at least one of mse, feature, hybrid")
+    check_compare_out(out, force, data=base.data.data)  # before hours of training
     run_dirs = []
     for loss in losses:
         cfg = dataclasses.replace(base, loss=dataclasses.replace(base.loss, content=loss))
-        run_dir = Path(out) / "runs" / loss
+        run_dir = Path(out) / TRAINED_RUNS / loss
         train(cfg, run_dir, progress=progress_factory() if progress_factory else None)
         run_dirs.append(run_dir)
     return compare_runs(run_dirs, out, force=force, **compare_kw)

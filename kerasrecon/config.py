@@ -155,36 +155,76 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        """Inverse of ``to_dict``; raises ``ConfigError`` on unknown keys."""
-        sub = {"mask": MaskConfig, "data": DataConfig, "model": ModelConfig, "loss": LossConfig}
-        kwargs = {}
-        top = {f.name for f in dataclasses.fields(cls)}
-        for key, value in d.items():
-            if key not in top:
-                raise ConfigError(f"unknown config key {key!r}; expected one of {sorted(top)}")
-            if key in sub:
-                names = {f.name for f in dataclasses.fields(sub[key])}
-                unknown = set(value) - names
-                if unknown:
-                    raise ConfigError(f"unknown {key} config keys {sorted(unknown)}; expected {sorted(names)}")
-                value = sub[key](**value)
-            kwargs[key] = value
-        return cls(**kwargs)
+    def from_dict(cls, d, where: str = "config") -> "TrainConfig":
+        """Inverse of ``to_dict``: structure and types checked (:mod:`kerasrecon.schema`), then ranges.
+
+        Raises:
+            DataError: naming ``where`` (e.g. ``RUN/config.json``) and the key: not an object, an
+                unknown or missing key, a value of the wrong type (``"blocks": 1.5``) or out of range.
+        """
+        from kerasrecon.schema import from_dict
+
+        return from_dict(cls, d, where)
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
-        """Parse JSON written by ``to_json``."""
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, text, where: str = "config") -> "TrainConfig":
+        """Parse JSON written by ``to_json`` (``DataError`` naming ``where`` on bad UTF-8/JSON/schema)."""
+        from kerasrecon.schema import parse_json
+
+        return cls.from_dict(parse_json(text, where, "a kerasrecon run config"), where)
+
+
+# Seeds feed NumPy's legacy seeding (keras.utils.set_random_seed), TensorFlow and JAX PRNG keys; all
+# accept [0, 2**31 - 1], and mask seeds are offset by slice and bank indices (+ 100000 + j) within it.
+MAX_SEED = 2**31 - 1 - 200_000
+
+
+# The fit option of each config field (for messages; cli/main.py defines the options themselves).
+OPTIONS = {
+    "mask.kind": "--mask", "mask.acceleration": "--acceleration", "mask.seed": "--mask-seed",
+    "mask.center_fraction": "--center-fraction", "mask.per_sample": "--mask-per-sample",
+    "mask.bank_size": "--mask-bank-size", "data.data": "--data", "data.patch_size": "--patch-size",
+    "data.batch_size": "--batch-size", "data.val_fraction": "--val-fraction", "data.sampling": "--sampling",
+    "model.blocks": "--blocks", "model.filters": "--filters", "model.noise_lambda": "--noise-lambda",
+    "model.cascades": "--cascades", "loss.content": "--loss", "loss.mse_weight": "--alpha",
+    "loss.feature_weight": "--beta", "loss.adv_weight": "--adv-weight", "loss.vgg_weights": "--vgg-weights",
+    "steps": "--steps", "pretrain_steps": "--pretrain-steps", "learning_rate": "--lr", "lr_schedule": "--lr-schedule",
+    "beta_1": "--beta1", "seed": "--seed", "strategy": "--strategy", "precision": "--precision", "jit": "--jit",
+    "collective_timeout_s": "--collective-timeout", "checkpoint_every": "--checkpoint-every",
+    "log_every": "--log-every",
+}
+
+
+def _check_types(obj, prefix: str = ""):
+    """Every field of dataclass ``obj`` (nested ones too) against its annotation (one rule with the JSON
+    readers: :func:`kerasrecon.schema.check_value`); ``ConfigError`` naming the field."""
+    import typing
+
+    from kerasrecon.errors import DataError
+    from kerasrecon.schema import check_value
+
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, name = getattr(obj, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            _check_types(value, name + ".")
+            continue
+        try:
+            check_value(value, hints[f.name], OPTIONS.get(name, name), "")
+        except DataError as exc:
+            raise ConfigError(str(exc).replace(": the document must", " must", 1)) from None
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Raise ``ConfigError`` naming the option if any value is out of range."""
+    """Raise ``ConfigError`` naming the option if any value has the wrong type or is out of range."""
     from kerasrecon.masks import MASK_KINDS
 
+    _check_types(cfg)
     checks = [
         (cfg.mask.kind in MASK_KINDS, "--mask", f"one of {MASK_KINDS}", cfg.mask.kind),
         (cfg.mask.acceleration >= 1, "--acceleration", ">= 1", cfg.mask.acceleration),
+        (0 <= cfg.mask.seed <= MAX_SEED, "--mask-seed", f"in [0, {MAX_SEED}]", cfg.mask.seed),
+        (0 <= cfg.seed <= MAX_SEED, "--seed", f"in [0, {MAX_SEED}]", cfg.seed),
         (cfg.mask.center_fraction is None or 0 <= cfg.mask.center_fraction < 1, "--center-fraction", "in [0, 1)",
          cfg.mask.center_fraction),
         (cfg.mask.bank_size >= 1, "--mask-bank-size", ">= 1", cfg.mask.bank_size),

@@ -11,3 +11,9 @@ class DataError(KerasReconError):
 
 class ConfigError(KerasReconError):
     """An option or configuration value is invalid or conflicts with an existing run."""
+
+
+class OutputError(ConfigError, DataError):
+    """An output cannot be written as asked: a link, an overlap with an input, an existing result without
+    ``--force``, or a write that failed (full disk); nothing under the output's name was changed. (Both a
+    ``ConfigError`` and a ``DataError``: the commands raised either for these cases before.)"""

@@ -22,8 +22,8 @@ from kerasrecon.config import MaskConfig
 from kerasrecon.data.pipeline import evaluation_slices
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import DataError
-from kerasrecon.io import atomic_file
-from kerasrecon.metrics import METRICS, all_metrics, hfen, nmse, psnr
+from kerasrecon.io import atomic_file, check_output, check_outputs_in
+from kerasrecon.metrics import METRICS, SSIM_WINDOW, all_metrics, hfen, nmse, psnr
 
 ROW_FIELDS = ["method", "volume", "slice", *METRICS, "mask_kind", "acceleration", "center_fraction",
               "achieved_acceleration", "mask_seed", "mask_sha256"]
@@ -143,21 +143,27 @@ def summarise(rows, per_volume) -> dict:
     return out
 
 
+RESULT_FILES = ("slices.csv", "summary.json")
+
+
+def check_results_out(out, force: bool = False, inputs=()) -> list[Path]:
+    """Validate ``--out`` of ``evaluate``/``compare`` before anything runs (output policy: no link, no
+    overlap with ``inputs`` — the run or export and data read —, existing result files only with
+    ``force``). Returns the result files' paths."""
+    check_output(out, "--out", inputs=inputs, kind="folder")
+    return check_outputs_in(out, RESULT_FILES, "--out", force=force)
+
+
 def write_results(rows, summary, out, meta: dict, force: bool = False):
     """Write ``out/slices.csv`` and ``out/summary.json``; refuse to overwrite unless ``force``."""
     out = Path(out)
-    targets = [out / "slices.csv", out / "summary.json"]
-    existing = [str(p) for p in targets if p.exists()]
-    if existing and not force:
-        raise DataError(f"--out {out}: {', '.join(existing)} exist; pass --force to overwrite")
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out}: exists and is not a directory")
-    with atomic_file(targets[0], "evaluate") as tmp:
+    targets = check_results_out(out, force)
+    with atomic_file(targets[0], "evaluate", option="--out") as tmp:
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=ROW_FIELDS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-    with atomic_file(targets[1], "evaluate") as tmp:
+    with atomic_file(targets[1], "evaluate", option="--out") as tmp:
         tmp.write_text(json.dumps({"meta": meta, "methods": summary}, indent=2))
     return targets
 
@@ -245,6 +251,7 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
 
 
 TARGET_KEYS = ("reconstruction_esc", "reconstruction_rss")
+SCORE_MIN_SHAPE = (1, SSIM_WINDOW, SSIM_WINDOW)  # SSIM's window (fastMRI's and skimage's 7×7) must fit
 
 
 def score_predictions(predictions, targets, acquisition: str | None = None, target_key: str | None = None) -> dict:
@@ -266,9 +273,8 @@ def score_predictions(predictions, targets, acquisition: str | None = None, targ
         "fastmri": {metric: "mean +/- 2·std"}, "target_key": str}`` — the last is fastMRI's summary
         convention (its ``Metrics.__repr__``), over volumes.
     """
-    import h5py
-
-    from kerasrecon.data.fastmri import attr_value, center_crop
+    from kerasrecon.data import h5
+    from kerasrecon.data.fastmri import center_crop
     from kerasrecon.metrics import nmse, psnr, ssim
 
     pred_dir, target_dir = Path(predictions), Path(targets)
@@ -279,23 +285,25 @@ def score_predictions(predictions, targets, acquisition: str | None = None, targ
         raise DataError(f"--target-key must be one of {', '.join(TARGET_KEYS)}. Received: {target_key!r}")
     per_volume, keys = {}, set()
     for tfile in sorted(target_dir.glob("*.h5")):
-        with h5py.File(tfile, "r") as t:
-            acq = str(attr_value(t.attrs, "acquisition", ""))
+        with h5.open_file(tfile, "--targets") as t:
+            acq = h5.attribute(t.attrs, "acquisition", tfile, str, "")
             if acquisition and acq != acquisition:
                 continue
             key = target_key or next((k for k in TARGET_KEYS if k in t), None)
             if key is None or key not in t:
                 raise DataError(f"{tfile}: no {target_key or ' or '.join(TARGET_KEYS)} dataset (not a fastMRI target file)")
-            target = t[key][()]
+            target = h5.dataset(t, key, tfile, "real", (3,), min_shape=SCORE_MIN_SHAPE, layout="[slices, H, W]")[()]
         pfile = pred_dir / tfile.name
         if not pfile.is_file():
             raise DataError(f"--predictions {pred_dir}: no {tfile.name} for target {tfile}")
-        with h5py.File(pfile, "r") as p:
-            if "reconstruction" not in p:
-                raise DataError(f"{pfile}: no 'reconstruction' dataset (expected [slices, h, w])")
-            pred = p["reconstruction"][()]
+        with h5.open_file(pfile, "--predictions") as p:
+            pred = h5.dataset(p, "reconstruction", pfile, "real", (3,), min_shape=SCORE_MIN_SHAPE,
+                              layout="magnitude [slices, h, w]")[()]
         if pred.shape[0] != target.shape[0]:
             raise DataError(f"{pfile}: {pred.shape[0]} slices, target {tfile} has {target.shape[0]}")
+        for name, arr in ((pfile, pred), (tfile, target)):
+            if not np.all(np.isfinite(arr)):
+                raise DataError(f"{name}: holds NaN/Inf values")
         target = center_crop(target, (pred.shape[-1], pred.shape[-1]))
         pred = center_crop(pred, (target.shape[-1], target.shape[-1]))
         keys.add(key)

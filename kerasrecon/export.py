@@ -27,12 +27,14 @@ the signature documentation and the input contract.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import tensorflow as tf
 
 from kerasrecon import __version__
+from kerasrecon.config import TrainConfig
 from kerasrecon.errors import ConfigError
 from kerasrecon.kspace import NORMALISE_EPS as EPS  # one floor for training, evaluation and serving
 from kerasrecon.kspace import from_channels, ifft2c, sense_adjoint, to_channels
@@ -262,8 +264,8 @@ def export_run(run_dir, out, force: bool = False) -> Path:
 
     Args:
         run_dir: a ``kerasrecon fit`` output directory.
-        out: export directory; must not exist or be empty unless ``force``.
-        force: replace a non-empty ``out``.
+        out: export directory; must not exist or be empty, must not overlap ``run_dir``.
+        force: replace an existing export at ``out`` (never a directory that is not one).
 
     Returns:
         ``out`` as a Path.
@@ -271,11 +273,10 @@ def export_run(run_dir, out, force: bool = False) -> Path:
     from kerasrecon.io import RunLock, atomic_dir
     from kerasrecon.training.checkpoint import load_generator
 
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise ConfigError(f"--out {out}: exists and is not empty; pass --force to replace it")
-    if out.resolve() == Path(run_dir).resolve() or Path(run_dir).resolve() in out.resolve().parents:
-        raise ConfigError(f"--out {out}: must not be the run directory {run_dir} or inside it")
+    from kerasrecon.io import check_output
+
+    out = check_output(out, "--out", inputs=[("RUN_DIR", run_dir)], force=force, kind="dir",
+                       replaceable=is_export, what="a kerasrecon export")
     with RunLock(run_dir, exclusive=False, option="RUN_DIR"):
         cfg, generator, step = load_generator(run_dir)
     metadata = {
@@ -291,7 +292,7 @@ def export_run(run_dir, out, force: bool = False) -> Path:
     fraction = resolved_center_fraction(cfg.mask.kind, cfg.mask.center_fraction)
     metadata["multicoil_acs"] = f"centre columns: max(4, round({fraction} * W))"
     module = ReconModule(generator, metadata, multicoil, fraction)
-    with atomic_dir(out, "export", replace=force) as tmp:
+    with atomic_dir(out, "export", replace=force, option="--out") as tmp:
         tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve,
                                                           "from_zero_filled": module.from_zero_filled,
                                                           "multicoil": module.multicoil})
@@ -301,6 +302,13 @@ def export_run(run_dir, out, force: bool = False) -> Path:
 
 
 SERVING_INPUTS = {"kspace_real", "kspace_imag", "mask"}
+
+
+def is_export(path) -> bool:
+    """True when directory ``path`` holds a kerasrecon export (``saved_model.pb`` and its metadata file),
+    the only kind of directory ``export --force`` replaces."""
+    path = Path(path)
+    return (path / "saved_model.pb").is_file() and (path / "assets" / METADATA_FILE).is_file()
 
 
 def load_export(path):
@@ -323,9 +331,23 @@ def load_export(path):
     if inputs != SERVING_INPUTS or not hasattr(loaded, "metadata_json"):
         raise ConfigError(f"--model {path}: not a kerasrecon export; expected serving_default({', '.join(sorted(SERVING_INPUTS))}) "
                           f"and metadata_json, got serving_default({', '.join(sorted(inputs)) or 'missing'})")
+    from kerasrecon.schema import from_dict, parse_json
+
+    where = f"--model {path}: metadata_json"
     try:
-        meta = json.loads(loaded.metadata_json.numpy().decode())
-        meta["train_config"]["loss"]["content"]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise ConfigError(f"--model {path}: metadata_json is not kerasrecon export metadata") from None
+        raw = loaded.metadata_json.numpy()
+    except AttributeError:
+        raise ConfigError(f"{where} is not a string variable") from None
+    meta = parse_json(raw, where, "kerasrecon export metadata")
+    from_dict(ExportMetadata, meta, where, extra="ignore")  # structure and types; the dict is what callers use
     return loaded, meta
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportMetadata:
+    """The export metadata fields a reader relies on (``metadata_json`` and ``assets/kerasrecon.json``
+    carry more: versions, signatures, the input contract)."""
+
+    train_config: TrainConfig
+    step: int | None = None
+    kerasrecon_version: str | None = None

@@ -1,4 +1,16 @@
-"""Crash-safe file system helpers: atomic directories and files, checksums, run-directory locks.
+"""The output policy, crash-safe writes, checksums and run-directory locks.
+
+**Output policy.** Every command that writes goes through :func:`check_output` before it creates
+anything, with every argument already validated:
+
+* an output that is a symbolic link is refused (kerasrecon never writes through a link, and the
+  run lock is opened with ``O_NOFOLLOW``);
+* an output that equals, contains or lies inside an input or run the command reads is refused
+  (resolved paths are compared, so ``..`` and links in parent folders cannot hide the overlap);
+* an existing output is refused unless ``--force``; ``--force`` has one meaning everywhere: replace
+  what this command would write (a file it writes, or a directory that holds a previous result of the
+  same command), never delete anything else;
+* two outputs of one command that map to the same name are refused (:func:`check_distinct`).
 
 Every command that writes something a user keeps (prepared datasets, exports, reconstructions,
 checkpoints) writes it next to its final place under a temporary name and renames it when complete,
@@ -25,9 +37,102 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from kerasrecon.errors import ConfigError
+from kerasrecon.errors import ConfigError, OutputError
 
 LOCK_FILE = ".lock"
+
+
+def _real(path) -> Path:
+    """``path`` with every symbolic link and ``..`` resolved (also for paths that do not exist yet)."""
+    return Path(os.path.realpath(os.path.abspath(os.fspath(path))))
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def check_output(path, option: str, *, inputs=(), force: bool = False, kind: str = "file",
+                 replaceable=None, what: str = "") -> Path:
+    """Validate one output of a command before anything is created; returns it as a ``Path``.
+
+    Args:
+        path: the file or directory the command will write.
+        option: how messages name it (``--out``, ``OUT``, ``--output``).
+        inputs: ``(label, path)`` pairs of everything the command reads (files, directories, runs);
+            ``None`` paths and ``demo`` are skipped.
+        force: the command's ``--force``: an existing output may be replaced.
+        kind: ``file`` (replaced as a whole), ``dir`` (a directory the command creates as a whole:
+            must not exist, be empty, or with ``force`` satisfy ``replaceable``) or ``folder`` (a
+            directory the command writes named files into; the files are checked one by one).
+        replaceable: for ``kind="dir"``: ``callable(Path) -> bool``, true when an existing directory
+            holds a previous result of this command (only such a directory is replaced by ``force``).
+        what: for messages, what ``replaceable`` recognises (``a kerasrecon export``).
+
+    Raises:
+        OutputError: one line naming ``option``: a link, an overlap with an input, an existing output
+            without ``force``, or (``kind="dir"``) a directory ``force`` may not replace.
+    """
+    path = Path(path)
+    if os.path.islink(path):
+        raise OutputError(f"{option} {path}: is a symbolic link; kerasrecon does not write through links "
+                          "(give the link's target, or another path)")
+    real = _real(path)
+    for label, inp in inputs:
+        if inp is None or str(inp) == "demo":
+            continue
+        other = _real(inp)
+        if _within(real, other) or _within(other, real):
+            relation = ("is" if real == other else "lies inside" if _within(real, other) else "contains")
+            raise OutputError(f"{option} {path}: {relation} {label} {inp}, which this command reads; "
+                              "choose an output outside it")
+    parent = real.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{option} {path}: {parent} is a file, not a directory")
+    if not path.exists():
+        return path
+    if kind == "file":
+        if path.is_dir():
+            raise OutputError(f"{option} {path}: is a directory; expected a file name")
+        if not force:
+            raise OutputError(f"{option} {path}: exists; pass --force to replace it")
+        return path
+    if not path.is_dir():
+        raise OutputError(f"{option} {path}: exists and is not a directory")
+    if kind == "dir" and any(path.iterdir()):
+        if not force:
+            raise OutputError(f"{option} {path}: exists and is not empty; pass --force to replace it")
+        if replaceable is None or not replaceable(path):
+            raise OutputError(f"{option} {path}: is not {what or 'a previous result of this command'}; --force "
+                              "replaces only that, never other files (choose a new path)")
+    return path
+
+
+def check_outputs_in(folder, names, option: str, force: bool = False) -> list[Path]:
+    """The files ``folder/name`` a command will write into an existing or new ``folder``: each checked as
+    a ``kind="file"`` output (no link, exists only with ``force``); returns them."""
+    folder = Path(folder)
+    paths = [folder / n for n in names]
+    for p in paths:
+        check_output(p, option, force=force)
+    return paths
+
+
+def check_distinct(pairs, option: str):
+    """Refuse two outputs of one command that map to the same file.
+
+    Args:
+        pairs: ``(source, output path)`` pairs.
+        option: how the message names the output (``--output``).
+    """
+    seen = {}
+    for src, out in pairs:
+        key = _real(out)
+        if key in seen:
+            raise OutputError(f"{option} {out}: both {seen[key]} and {src} would be written there; "
+                              "rename one of them or reconstruct them separately")
+        seen[key] = src
 
 
 def _umask() -> int:
@@ -79,7 +184,7 @@ def _remove(path: Path):
 
 
 @contextlib.contextmanager
-def atomic_dir(final, kind: str, replace: bool = False):
+def atomic_dir(final, kind: str, replace: bool = False, option: str = ""):
     """Build a directory under a temporary name and move it to ``final`` when the block succeeds.
 
     Args:
@@ -87,51 +192,90 @@ def atomic_dir(final, kind: str, replace: bool = False):
         kind: short name of the producer (``prepare``, ``export``...), used in the temporary name.
         replace: replace an existing ``final`` (the caller has checked ``--force``); otherwise an
             existing empty directory is replaced and anything else is an error.
+        option: how a write error names ``final`` (``OUT``, ``--out``).
 
     Yields:
         the temporary directory (same file system as ``final``). On any exception (also
         ``KeyboardInterrupt``/``SystemExit``) it is removed and ``final`` is untouched.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(final.parent, kind)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{kind}-{os.getpid()}-", dir=final.parent))
+    if final.is_symlink():
+        raise OutputError(f"{final}: is a symbolic link; kerasrecon does not write through links")
+    with _named_os_errors(final, option):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(final.parent, kind)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{kind}-{os.getpid()}-", dir=final.parent))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())
-        yield tmp
-        if final.exists() or final.is_symlink():
-            if replace:
-                _remove(final)
-            elif final.is_dir() and not any(final.iterdir()):
-                final.rmdir()
-            else:
-                raise ConfigError(f"{final}: appeared while it was being written; nothing was replaced")
-        os.replace(tmp, final)
+        with _named_os_errors(final, option):
+            os.chmod(tmp, 0o777 & ~_umask())
+            yield tmp
+            if final.exists() or final.is_symlink():
+                if replace and not final.is_symlink():
+                    _remove(final)
+                elif final.is_dir() and not final.is_symlink() and not any(final.iterdir()):
+                    final.rmdir()
+                else:
+                    raise ConfigError(f"{final}: appeared while it was being written; nothing was replaced")
+            os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
 @contextlib.contextmanager
-def atomic_file(final, kind: str = "write"):
+def atomic_file(final, kind: str = "write", option: str = ""):
     """Write a file under a temporary sibling name, fsync it and rename it to ``final`` on success.
 
-    Yields the temporary path; it is removed if the block raises.
+    Yields the temporary path; it is removed if the block raises. A write error (full disk) becomes
+    one ``OutputError`` line naming ``option`` and ``final``.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(final.parent, kind)
-    fd, name = tempfile.mkstemp(prefix=f".{kind}-{os.getpid()}-", suffix=final.suffix, dir=final.parent)
-    os.close(fd)
+    if final.is_symlink():
+        raise OutputError(f"{final}: is a symbolic link; kerasrecon does not write through links")
+    with _named_os_errors(final, option):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(final.parent, kind)
+        fd, name = tempfile.mkstemp(prefix=f".{kind}-{os.getpid()}-", suffix=final.suffix, dir=final.parent)
+        os.close(fd)
     tmp = Path(name)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
+        with _named_os_errors(final, option):
+            os.chmod(tmp, 0o666 & ~_umask())
+            yield tmp
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            if final.is_symlink():
+                raise OutputError(f"{final}: became a symbolic link while it was being written; nothing was replaced")
+            os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+_WRITE_ERRORS = ("No space left on device", "File too large", "Disk quota exceeded", "Read-only file system",
+                 "Permission denied")
+
+
+@contextlib.contextmanager
+def _named_os_errors(final: Path, option: str = ""):
+    """Turn an ``OSError`` (full disk, quota, permissions; h5py and TensorFlow wrap some of them) raised
+    while ``final`` is written into one ``OutputError`` line naming ``final``."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        other = getattr(exc, "filename", None)
+        if other and not str(other).startswith(str(final.parent)):  # an input failed, not the output
+            raise OutputError(f"{other}: {reason} (while writing {final}; nothing was written under that name)") from None
+        raise OutputError(f"{option + ' ' if option else ''}{final}: cannot write ({reason}); nothing was written "
+                          "under that name") from None
+    except Exception as exc:  # TensorFlow reports ENOSPC/EFBIG as tf.errors.*Error naming the file, not OSError
+        text = str(exc)
+        if exc.__class__.__module__.startswith("tensorflow") and str(final.parent) in text:
+            known = [r for r in _WRITE_ERRORS if r.lower() in text.lower()]
+            reason = known[0] if known else exc.__class__.__name__
+            raise OutputError(f"{option + ' ' if option else ''}{final}: cannot write ({reason}); nothing was "
+                              "written under that name") from None
         raise
 
 
@@ -170,9 +314,14 @@ class RunLock:
         path = self.run_dir / LOCK_FILE
         if not self.exclusive and not (self.run_dir / "config.json").is_file():
             return self  # not a run: the reader's own checks say so in their words
+        if os.path.islink(path):  # never follow it: the lock would truncate the link's target
+            raise ConfigError(f"{self.option} {self.run_dir}: {LOCK_FILE} is a symbolic link; remove it "
+                              "(kerasrecon keeps its own lock file there)")
         try:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666 & ~_umask())
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ConfigError(f"{self.option} {self.run_dir}: {LOCK_FILE} is a symbolic link; remove it") from None
             if self.exclusive:
                 raise ConfigError(f"{self.option} {self.run_dir}: cannot create {LOCK_FILE} "
                                   f"({exc.strerror or exc})") from None

@@ -147,6 +147,11 @@ def check_kspace(kspace, name: str = "kspace") -> None:
     if not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise DataError(f"{name} contains {bad} NaN/Inf values; expected finite k-space")
+    if arr.dtype != np.complex64 and arr.size:  # kerasrecon computes in complex64: the values must fit
+        peak = max(float(np.max(np.abs(arr.real))), float(np.max(np.abs(arr.imag))))
+        if peak > float(np.finfo(np.float32).max):
+            raise DataError(f"{name} holds values up to {peak:.3g}, beyond complex64's range "
+                            f"({float(np.finfo(np.float32).max):.3g}); rescale it")
 
 
 def check_mask(mask, shape, name: str = "mask") -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -325,3 +326,39 @@ def make_mask(kind: str, acceleration: float, shape, seed: int, center_fraction:
     if kind == "poisson":
         return PoissonMask(acceleration=acceleration, calib_fraction=fraction)(shape=shape, seed=seed)
     return MASK_CLASSES[kind](acceleration=acceleration, center_fraction=fraction)(shape=shape, seed=seed)
+
+
+MASK_FILE_SUFFIXES = (".npy", ".png")
+
+
+def check_mask_output(out, force: bool = False) -> Path:
+    """Validate a mask file name before anything is drawn or written (suffix, output policy)."""
+    from kerasrecon.io import check_output
+
+    out = Path(out)
+    if out.suffix.lower() not in MASK_FILE_SUFFIXES:
+        raise ConfigError(f"--out {out}: expected a .npy or .png file name")
+    return check_output(out, "--out", force=force)
+
+
+def save_mask(mask: Mask, out, force: bool = False):
+    """Write ``mask.array`` to ``out`` through the output policy (:func:`kerasrecon.io.check_output`: no
+    link, no overwrite without ``force``; temporary file, then rename, so a full disk leaves nothing
+    under ``out``).
+
+    Args:
+        mask: the :class:`Mask`.
+        out: ``.npy`` (float32 {0, 1} ``[H, W]``) or ``.png`` (uint8, white = sampled).
+        force: replace an existing ``out``.
+    """
+    from kerasrecon.io import atomic_file
+
+    out = check_mask_output(out, force)
+    with atomic_file(out, "mask", option="--out") as tmp:
+        if out.suffix.lower() == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, mask.array.astype(np.float32))
+        else:
+            from skimage import io as skio
+
+            skio.imsave(tmp, (mask.array * 255).astype("uint8"), check_contrast=False)  # tmp keeps the suffix

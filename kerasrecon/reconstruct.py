@@ -20,7 +20,7 @@ mask id and the model's training metadata.
 from __future__ import annotations
 
 import dataclasses
-
+import io
 import json
 from pathlib import Path
 
@@ -28,9 +28,10 @@ import h5py
 import numpy as np
 
 from kerasrecon.config import MaskConfig
+from kerasrecon.data import h5
 from kerasrecon.data.fastmri import CROP, center_crop, to_training_grid
 from kerasrecon.errors import DataError
-from kerasrecon.io import atomic_file
+from kerasrecon.io import atomic_file, check_distinct, check_output
 from kerasrecon.kspace import check_kspace
 from kerasrecon.masks import Mask, make_mask, mask_hash
 
@@ -56,12 +57,15 @@ class _NpyKspace:
     """A ``.npy`` of complex k-space seen through the small h5py.File interface used below."""
 
     def __init__(self, path: Path):
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise DataError(f"{path}: cannot read .npy ({str(exc).splitlines()[0] if str(exc) else 'empty file'})") from None
+        from kerasrecon.data.images import read_npy
+
+        arr = read_npy(path)
         if not np.iscomplexobj(arr):
             raise DataError(f"{path}: expected complex k-space [S, H, W] or [H, W]. Received: dtype={arr.dtype}")
+        if arr.ndim not in (2, 3, 4) or (arr.ndim > 2 and arr.shape[0] < 1) or min(arr.shape[-2:]) < 2 \
+                or (arr.ndim == 4 and arr.shape[1] < 1):
+            raise DataError(f"{path}: expected complex k-space [S, H, W], [H, W] or multi-coil [S, C, H, W] with "
+                            f"S, C >= 1 and H, W >= 2. Received: shape={arr.shape}")
         self.data = {"kspace": arr[None] if arr.ndim == 2 else arr}
         self.attrs = {}
 
@@ -84,7 +88,7 @@ def kspace_padding(f):
     files zero-pad the rest). ``None`` without a readable header."""
     import xml.etree.ElementTree as ET
 
-    if "ismrmrd_header" not in f:
+    if "ismrmrd_header" not in f or not isinstance(f["ismrmrd_header"], h5py.Dataset):
         return None
     try:
         root = ET.fromstring(bytes(np.asarray(f["ismrmrd_header"][()]).tobytes()).rstrip(b"\0"))
@@ -92,7 +96,7 @@ def kspace_padding(f):
         enc_y = int(root.find("m:encoding/m:encodedSpace/m:matrixSize/m:y", ns).text)
         limits = root.find("m:encoding/m:encodingLimits/m:kspace_encoding_step_1", ns)
         center, maximum = int(limits.find("m:center", ns).text), int(limits.find("m:maximum", ns).text)
-    except (ET.ParseError, AttributeError, TypeError, ValueError):
+    except (ET.ParseError, AttributeError, TypeError, ValueError, OSError):
         return None
     left = enc_y // 2 - center
     return left, left + maximum + 1
@@ -102,7 +106,8 @@ def _file_mask(f, shape, mask_cfg: MaskConfig, name: str, padding=None):
     """(mask array [H, W] float32, id dict). ``padding``: ``(left, right)``: columns outside are
     zero-padding in the file and are not sampled (fastMRI's VarNet transform does the same)."""
     if "mask" in f:
-        cols = np.asarray(f["mask"][()]).astype(np.float32).reshape(-1)
+        cols = np.asarray(h5.dataset(f, "mask", name, "mask", (1,), layout="[W] (sampled columns)")[()]
+                          ).astype(np.float32).reshape(-1)
         if cols.size != shape[1]:
             raise DataError(f"{name}: 'mask' has {cols.size} entries, k-space has {shape[1]} columns")
         if not np.all(np.isfinite(cols)) or not np.all((cols == 0) | (cols == 1)):
@@ -111,7 +116,7 @@ def _file_mask(f, shape, mask_cfg: MaskConfig, name: str, padding=None):
         if cols.sum() == 0:
             raise DataError(f"{name}: 'mask' samples nothing (all zeros)")
         arr = np.repeat(cols[None], shape[0], axis=0)
-        return arr, {"mask_kind": "file", "acceleration": float(f.attrs.get("acceleration", 0) or 0),
+        return arr, {"mask_kind": "file", "acceleration": h5.attribute(f.attrs, "acceleration", name, float, 0.0),
                      "achieved_acceleration": round(arr.size / max(arr.sum(), 1), 4), "mask_seed": -1,
                      "mask_sha256": mask_hash(arr)}
     m: Mask = make_mask(mask_cfg.kind, mask_cfg.acceleration, shape, mask_cfg.seed, mask_cfg.center_fraction)
@@ -121,6 +126,9 @@ def _file_mask(f, shape, mask_cfg: MaskConfig, name: str, padding=None):
     arr = m.array.copy()
     arr[:, :max(left, 0)] = 0
     arr[:, max(right, 0):] = 0
+    if not arr.any():
+        raise DataError(f"{name}: the ISMRMRD header's padding ({left}, {right}) leaves no measured column of "
+                        f"{shape[1]}; the header does not fit this k-space")
     return arr, {**m.id, "achieved_acceleration": round(arr.size / max(arr.sum(), 1), 4), "mask_sha256": mask_hash(arr),
                  "padding": [int(left), int(right)]}
 
@@ -156,6 +164,16 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
     if crop is not None and min(crop) < 1:
         raise DataError(f"--crop: expected H W >= 1. Received: {' '.join(str(c) for c in crop)}")
     files = _inputs(Path(input_path))
+    output = Path(output)
+    inputs = [("--model", model_dir), ("--input", input_path)]
+    if Path(input_path).is_dir():
+        check_output(output, "--output", inputs=inputs, kind="folder")
+        targets = [output / (f.stem + ".h5") for f in files]
+        check_distinct(zip(files, targets), "--output")
+    else:
+        targets = [output]
+    for t in targets:
+        check_output(t, "--output", inputs=inputs, force=force)
     loaded, meta = load_export(model_dir)
     if mask_cfg is None:
         trained = meta["train_config"].get("mask", {})
@@ -164,24 +182,15 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
     if mask_changes:
         mask_cfg = dataclasses.replace(mask_cfg, **mask_changes)
     serve = loaded.signatures["serving_default"]
-    output = Path(output)
-    targets = [output / (f.stem + ".h5") for f in files] if Path(input_path).is_dir() else [output]
-    existing = [str(t) for t in targets if t.exists()]
-    if existing and not force:
-        raise DataError(f"--output: {existing[0]} exists; pass --force to overwrite")
     written = []
     for src, dst in zip(files, targets):
-        try:
-            f = _NpyKspace(src) if src.suffix.lower() == ".npy" else h5py.File(src, "r")
-        except OSError as exc:
-            raise DataError(f"{src}: not a readable HDF5 file ({exc})") from None
+        f = _NpyKspace(src) if src.suffix.lower() == ".npy" else h5.open_file(src, "--input")
         with f:
-            if "kspace" not in f or f["kspace"].ndim not in (3, 4):
-                got = f"shape {f['kspace'].shape}" if "kspace" in f else "no 'kspace'"
-                raise DataError(f"{src}: expected dataset 'kspace' complex [slices, H, W] or multi-coil "
-                                f"[slices, coils, H, W]; got {got}")
-            if f["kspace"].shape[0] < 1 or min(f["kspace"].shape[-2:]) < 2:
-                raise DataError(f"{src}: 'kspace' must have >= 1 slice of H, W >= 2; got shape {f['kspace'].shape}")
+            if not isinstance(f, _NpyKspace):
+                h5.dataset(f, "kspace", src, "complex", (3, 4), min_shape=(1, 2, 2),
+                           layout="[slices, H, W] or multi-coil [slices, coils, H, W]")
+            if f["kspace"].ndim == 4 and f["kspace"].shape[1] < 1:
+                raise DataError(f"{src}: 'kspace' has no coils. Received: shape {f['kspace'].shape}")
             serve_file = serve
             if f["kspace"].ndim == 4:
                 if "multicoil" not in loaded.signatures:
@@ -213,18 +222,19 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
                 recons.append(center_crop(img, out_crop) if out_crop else img)
                 if progress:
                     progress(min(i + batch_size, n), n)
-        try:
-            with atomic_file(dst, "reconstruct") as tmp:
-                with h5py.File(tmp, "w") as g:
-                    g.create_dataset("reconstruction", data=np.concatenate(recons).astype(np.float32))
-                    for k, v in ident.items():
-                        g.attrs[k] = v
-                    g.attrs["source"] = str(src)
-                    g.attrs["model"] = json.dumps({"step": meta.get("step"),
-                                                   "loss": meta["train_config"]["loss"]["content"],
-                                                   "kerasrecon_version": meta.get("kerasrecon_version")})
-        except OSError as exc:
-            raise DataError(f"--output {dst}: cannot write ({exc.__class__.__name__}: {exc.strerror or exc})") from None
+        # Built in memory, written with plain file I/O (a libhdf5 write error on a full disk leaves a
+        # half-closed file behind); atomic_file names --output in the one error line.
+        buf = io.BytesIO()
+        with h5py.File(buf, "w") as g:
+            g.create_dataset("reconstruction", data=np.concatenate(recons).astype(np.float32))
+            for k, v in ident.items():
+                g.attrs[k] = v
+            g.attrs["source"] = str(src)
+            g.attrs["model"] = json.dumps({"step": meta.get("step"),
+                                           "loss": meta["train_config"]["loss"]["content"],
+                                           "kerasrecon_version": meta.get("kerasrecon_version")})
+        with atomic_file(dst, "reconstruct", option="--output") as tmp, open(tmp, "wb") as fh:
+            fh.write(buf.getbuffer())
         written.append(dst)
     return written
 

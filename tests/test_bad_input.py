@@ -20,11 +20,13 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
 
 from kerasrecon.io import LOCK_FILE, RunLock
 from kerasrecon.training import checkpoint as ckpt
 from kerasrecon_cli.main import cli
 from tests.test_data import write_dicom
+from tests.helpers.hostile_files import h5_entries, write_h5
 
 TINY = ["--batch-size", "2", "--patch-size", "32", "--blocks", "1", "--filters", "8", "--loss", "mse"]
 KERASRECON = [sys.executable, "-m", "kerasrecon_cli.main"]
@@ -223,13 +225,13 @@ def _kspace_file(path, kspace, mask=None):
 
 
 @pytest.mark.parametrize("kind, needle", [
-    ("zero_slices", "'kspace' must have >= 1 slice"),
+    ("zero_slices", "Received: shape (0, 32, 32) (an empty axis)"),
     ("nan_mask", "'mask' must hold only 0 and 1"),
     ("mask_half", "'mask' must hold only 0 and 1"),
     ("huge_kspace", "the reconstruction is not finite"),
     ("foreign_model", "not a kerasrecon export"),
     ("batch_size_zero", "--batch-size must be >= 1"),
-    ("multicoil", "expected dataset 'kspace' complex [slices, H, W] or multi-coil [slices, coils, H, W]; got shape (2, 1, 4, 32, 32)"),
+    ("multicoil", "'kspace' must be complex [slices, H, W] or multi-coil [slices, coils, H, W]. Received: shape (2, 1, 4, 32, 32)"),
 ])
 def test_reconstruct_bad_input(kind, needle, trained, foreign_savedmodel, tmp_path):
     model = foreign_savedmodel if kind == "foreign_model" else trained / "export"
@@ -435,3 +437,64 @@ def test_sigterm_during_prepare_cleans_up(tmp_path, rng):
     assert proc.returncode == 143, err
     assert "terminated (SIGTERM)" in err
     assert not list(tmp_path.glob(".prepare-*")) and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------- process level (issue: reliability II)
+ENTRY = [sys.executable, "-m", "kerasrecon_cli.entry"]
+
+
+@pytest.mark.parametrize("backend", ["torch", "bogus"])
+def test_unsupported_keras_backend_is_one_line(backend, tmp_path):
+    res = subprocess.run(ENTRY + ["fit", "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "KERAS_BACKEND": backend})
+    assert res.returncode == 2, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"KERAS_BACKEND={backend}" in lines[0] and "tensorflow or jax" in lines[0], res.stderr
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_during_the_tensorflow_import_is_one_line(sig, status, tmp_path):
+    proc = subprocess.Popen(ENTRY + ["fit", "--out", str(tmp_path / "r")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # importing NumPy, Keras and TensorFlow takes several seconds on these machines
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == status, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("kerasrecon: error:"), err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_export_and_reconstruct_on_full_disk_are_one_line(trained, tmp_path):
+    out = tmp_path / "export"
+    res = subprocess.run(KERASRECON + ["export", str(trained / "run"), "--out", str(out)], capture_output=True,
+                         text=True, timeout=300, preexec_fn=_limited(20_000))
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2 and len(lines) == 1 and f"--out {out}" in lines[0], res.stderr
+    assert not out.exists() and not list(tmp_path.glob(".export-*"))
+    src = _kspace_file(tmp_path / "in.h5", np.ones((4, 64, 64), np.complex64), np.ones(64, np.float32))
+    res = subprocess.run(KERASRECON + ["reconstruct", "--model", str(trained / "export"), "--input", str(src),
+                                       "--output", str(tmp_path / "out.h5")], capture_output=True, text=True,
+                         timeout=300, preexec_fn=_limited(20_000))
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2 and len(lines) == 1 and "--output" in lines[0], res.stderr
+    assert not (tmp_path / "out.h5").exists() and not list(tmp_path.glob(".reconstruct-*"))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(spec=h5_entries())
+def test_random_hdf5_files_through_reconstruct(spec, trained, tmp_path_factory):
+    """Generated HDF5 trees (see tests/test_file_fuzz.py) into ``reconstruct``: a finite result or one line."""
+    root = tmp_path_factory.mktemp("rec_fuzz")
+    write_h5(root / "in.h5", *spec, np.random.default_rng(0))
+    before = snapshot(root, trained / "export")
+    res = run("reconstruct", "--model", trained / "export", "--input", root / "in.h5", "--output", root / "out.h5")
+    assert res.exit_code in (0, 2) and "Traceback" not in res.output, (res.output, res.exception)
+    if res.exit_code == 2:
+        assert len([line for line in res.stderr.splitlines() if line.strip()]) == 1, res.stderr
+    else:
+        with h5py.File(root / "out.h5", "r") as f:
+            assert np.all(np.isfinite(f["reconstruction"][()]))
+    assert {k: v for k, v in snapshot(root, trained / "export").items() if not k.endswith("out.h5")} == before

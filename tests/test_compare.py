@@ -78,5 +78,6 @@ def test_compare_refuses_overwrite_and_bad_runs(runs, tmp_path):
     with pytest.raises(DataError, match="--force"):
         compare_runs(dirs, tmp_path)
     assert (tmp_path / "table.md").read_text() == "mine"
+    (tmp_path / "plain").mkdir()
     with pytest.raises(DataError, match="not a kerasrecon run"):
-        compare_runs([tmp_path], tmp_path / "o")
+        compare_runs([tmp_path / "plain"], tmp_path / "o")

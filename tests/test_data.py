@@ -87,7 +87,7 @@ def test_prepare_fastmri_and_refuses_overwrite(tmp_path, rng):
     prepare_dataset(tmp_path / "f.h5", tmp_path / "out", crop=(32, 32))
     assert load_volumes(str(tmp_path / "out"))[0].shape == (2, 32, 32)
     before = (tmp_path / "out" / "f.h5").read_bytes()
-    with pytest.raises(DataError, match="not an empty directory"):
+    with pytest.raises(DataError, match="not empty; pass --force"):
         prepare_dataset(tmp_path / "f.h5", tmp_path / "out")
     assert (tmp_path / "out" / "f.h5").read_bytes() == before
 

@@ -16,23 +16,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 
+from kerasrecon.data import h5
 from kerasrecon.errors import DataError
 from kerasrecon.kspace import check_kspace, fft2c_np, ifft2c_np
 
 CROP = (320, 320)
-FASTMRI_ATTRS = ("acquisition", "max", "norm", "patient_id")
 
 
-def attr_value(attrs, key: str, default=None):
-    """An HDF5 attribute as a plain Python value (bytes decoded, NumPy scalars unwrapped), or ``default``."""
-    if key not in attrs:
-        return default
-    value = attrs[key]
-    value = value.decode() if isinstance(value, bytes) else value
-    return value.item() if hasattr(value, "item") else value
+# fastMRI's header attributes and their types (kerasrecon.data.h5.attribute checks them).
+ATTR_TYPES = {"acquisition": str, "max": float, "norm": float, "patient_id": str}
 
 
 def to_training_grid(kspace: np.ndarray, crop=CROP) -> np.ndarray:
@@ -64,24 +58,22 @@ class FastMRIFile:
     def __init__(self, path, crop=CROP):
         self.path = Path(path)
         self.crop = tuple(crop)
+        self._f = h5.open_file(self.path)
         try:
-            self._f = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise DataError(f"{self.path}: not a readable HDF5 file ({exc})") from None
-        if "kspace" not in self._f:
+            shape = h5.dataset(self._f, "kspace", self.path, "complex", (3, 4), min_shape=(1, 2, 2),
+                               layout="[slices, H, W] (single-coil) or [slices, coils, H, W] (multi-coil)").shape
+            if len(shape) == 4 and shape[1] < 1:
+                raise DataError(f"{self.path}: 'kspace' has no coils. Received: shape={shape}")
+            for key in ("reconstruction_esc", "reconstruction_rss"):
+                h5.dataset(self._f, key, self.path, "real", (3,), required=False, layout="[slices, H, W]")
+            self.attrs = dict(self._f.attrs)
+            self._metadata = {key: h5.attribute(self.attrs, key, self.path, kind)
+                              for key, kind in ATTR_TYPES.items() if key in self.attrs}
+        except BaseException:
             self._f.close()
-            raise DataError(f"{self.path}: missing dataset 'kspace' (expected complex64 [slices, H, W])")
-        shape, dtype = self._f["kspace"].shape, self._f["kspace"].dtype
-        if len(shape) not in (3, 4) or not np.issubdtype(dtype, np.complexfloating):
-            self._f.close()
-            raise DataError(f"{self.path}: 'kspace' must be complex [slices, H, W] (single-coil) or "
-                            f"[slices, coils, H, W] (multi-coil). Received: shape={shape}, dtype={dtype}")
-        if shape[0] < 1:
-            self._f.close()
-            raise DataError(f"{self.path}: 'kspace' has no slices. Received: shape={shape}")
+            raise
         self.coils = shape[1] if len(shape) == 4 else 1
         self.multicoil = len(shape) == 4
-        self.attrs = dict(self._f.attrs)
         # fastMRI's test and challenge files are undersampled: they carry the sampling pattern as a
         # ``mask`` dataset (and no reconstruction). They are inputs to `reconstruct`, never ground truth.
         self.undersampled = "mask" in self._f
@@ -89,7 +81,7 @@ class FastMRIFile:
     def metadata(self) -> dict:
         """The file's fastMRI header attributes that travel with a prepared volume: ``acquisition``
         (e.g. ``CORPD_FBK``), ``max``, ``norm``, ``patient_id`` — those present, as plain Python values."""
-        return {key: attr_value(self.attrs, key) for key in FASTMRI_ATTRS if key in self.attrs}
+        return dict(self._metadata)
 
     def __enter__(self):
         return self

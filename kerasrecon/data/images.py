@@ -17,7 +17,7 @@ import numpy as np
 from kerasrecon.data.fastmri import FastMRIFile, center_crop
 from kerasrecon.data.volume import FORMAT, MANIFEST
 from kerasrecon.errors import DataError
-from kerasrecon.io import atomic_dir
+from kerasrecon.io import atomic_dir, check_output
 from kerasrecon.kspace import fft2c_np, ifft2c_np
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,8 @@ def read_image_stack(path, dataset: str | None = None) -> np.ndarray:
             present; an ``.npz`` holding a single array uses it).
 
     Returns:
-        ``[S, H, W]`` float32 (magnitude) or complex64.
+        ``[S, H, W]`` float64 (magnitude) or complex128, finite (float64 keeps any finite source value;
+        ``data prepare`` scales to a peak of 1 before the complex64 cast).
     """
     path = Path(path)
     if path.is_dir():
@@ -47,16 +48,13 @@ def read_image_stack(path, dataset: str | None = None) -> np.ndarray:
             shapes = sorted({im.shape for im in images})
             if len(shapes) > 1:
                 raise DataError(f"{path}: PNG slices of one volume must have one size. Received sizes {shapes}")
-            return np.stack(images)
+            return _as_stack(np.stack(images), path)
         if dcms:
-            return _read_dicom_series(dcms)
+            return _as_stack(_read_dicom_series(dcms), path)
         raise DataError(f"{path}: directory holds no .png or .dcm slices")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty (0-byte) file
-            raise DataError(f"{path}: cannot read .npy ({str(exc).splitlines()[0] if str(exc) else 'empty file'})") from None
+        arr = read_npy(path)
     elif suffix == ".npz":
         arr = _read_npz_images(path, dataset)
     elif suffix == ".h5":
@@ -70,16 +68,47 @@ def read_image_stack(path, dataset: str | None = None) -> np.ndarray:
     return _as_stack(arr, path)
 
 
+MAX_ARRAY_BYTES = 16 << 30  # 16 GiB: larger than any MR volume these commands read whole
+
+
+def read_npy(path, max_bytes: int = MAX_ARRAY_BYTES) -> np.ndarray:
+    """Load a ``.npy`` file without pickles, checking the size its header claims *before* allocating
+    (a damaged or hostile header cannot ask for terabytes). ``DataError`` naming the file otherwise."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            fmt = np.lib.format
+            version = fmt.read_magic(fh)
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read_header(fh)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:  # EOFError: an empty file
+        raise DataError(f"{path}: cannot read .npy ({str(exc).splitlines()[0] if str(exc) else 'empty file'})") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: .npy holds Python objects (dtype {dtype}); expected a numeric array")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes > max_bytes:
+        raise DataError(f"{path}: header claims shape {tuple(shape)} {dtype} ({nbytes / 2**30:.3g} GiB); more than "
+                        f"the {max_bytes / 2**30:.0f} GiB limit for one volume")
+    if nbytes > path.stat().st_size:
+        raise DataError(f"{path}: header claims shape {tuple(shape)} {dtype} ({nbytes} bytes) but the file holds "
+                        f"{path.stat().st_size} bytes (truncated?)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read .npy ({str(exc).splitlines()[0] if str(exc) else 'empty file'})") from None
+
+
 def _as_stack(arr: np.ndarray, path) -> np.ndarray:
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise DataError(f"{path}: expected numeric images [S, H, W] or [H, W]. Received: dtype={arr.dtype}")
     if arr.ndim == 2:
         arr = arr[None]
-    if arr.ndim != 3 or min(arr.shape[1:]) < 8:
-        raise DataError(f"{path}: expected images [S, H, W] or [H, W] with H, W >= 8. Received: shape={arr.shape}")
+    if arr.ndim != 3 or min(arr.shape[1:]) < 8 or arr.shape[0] < 1:
+        raise DataError(f"{path}: expected images [S, H, W] or [H, W] with S >= 1 and H, W >= 8. "
+                        f"Received: shape={arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise DataError(f"{path}: images contain NaN/Inf")
-    return arr.astype(np.complex64 if np.iscomplexobj(arr) else np.float32)
+    return arr.astype(np.complex128 if np.iscomplexobj(arr) else np.float64)
 
 
 def _read_npz_images(path, dataset):
@@ -96,15 +125,22 @@ def _read_npz_images(path, dataset):
 
 
 def _read_h5_images(path, dataset):
-    try:
-        with h5py.File(path, "r") as f:
-            keys = [dataset] if dataset else [k for k in H5_IMAGE_KEYS if k in f]
-            if not keys or keys[0] not in f:
-                raise DataError(f"{path}: no image dataset (looked for {dataset or H5_IMAGE_KEYS}); "
-                                f"found {sorted(f.keys())}; pass --dataset NAME")
-            return f[keys[0]][()]
-    except OSError as exc:
-        raise DataError(f"{path}: not a readable HDF5 file ({exc})") from None
+    from kerasrecon.data import h5
+
+    with h5.open_file(path) as f:
+        keys = [dataset] if dataset else [k for k in H5_IMAGE_KEYS if k in f]
+        if not keys or keys[0] not in f:
+            raise DataError(f"{path}: no image dataset (looked for {dataset or H5_IMAGE_KEYS}); "
+                            f"found {sorted(f.keys())}; pass --dataset NAME")
+        ds = h5.dataset(f, keys[0], path, "numeric", (2, 3), layout="images [S, H, W] or [H, W]")
+        nbytes = int(np.prod(ds.shape, dtype=object)) * ds.dtype.itemsize
+        if nbytes > MAX_ARRAY_BYTES:
+            raise DataError(f"{path}: {keys[0]!r} is {nbytes / 2**30:.3g} GiB; more than the "
+                            f"{MAX_ARRAY_BYTES / 2**30:.0f} GiB limit for one volume")
+        try:
+            return ds[()]
+        except OSError as exc:
+            raise DataError(f"{path}: {keys[0]!r} cannot be read (truncated/corrupt?): {exc}") from None
 
 
 def _read_png(path):
@@ -150,6 +186,18 @@ def _read_dicom_series(files):
     return np.stack(slices)
 
 
+def is_prepared_dataset(path) -> bool:
+    """True when directory ``path`` holds a dataset written by ``data prepare`` (its manifest names the
+    format): the only kind of directory ``data prepare --force`` replaces."""
+    from kerasrecon.schema import read_json
+
+    try:
+        meta = read_json(Path(path) / MANIFEST)
+    except DataError:
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
 def is_fastmri(path: Path) -> bool:
     """True for an ``.h5`` file with a ``kspace`` dataset (checked further by ``FastMRIFile``)."""
     if path.suffix.lower() != ".h5":
@@ -193,12 +241,13 @@ def _with_acquisition(sources, acquisition: str):
 
 
 def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=None,
-                    acquisition: str | None = None, coil_maps: str = "acs", acs_lines: int = 24) -> dict:
+                    acquisition: str | None = None, coil_maps: str = "acs", acs_lines: int = 24,
+                    force: bool = False) -> dict:
     """Convert image stacks or fastMRI files into a prepared dataset directory.
 
     Args:
         src: a file or a directory of ``.npy``/``.h5`` files and PNG/DICOM folders (one volume each).
-        out: output directory; must not exist or be empty (nothing is overwritten).
+        out: output directory; must not exist or be empty, must not overlap ``src``.
         dataset: HDF5 image dataset name for non-fastMRI ``.h5`` files.
         crop: optional (h, w) centre crop applied to every image (fastMRI default 320×320).
         simulation: optional :class:`kerasrecon.data.simulate.Simulation` (smooth phase, k-space
@@ -210,6 +259,7 @@ def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=
             volume's k-space is that of the SENSE-combined image ``Σ_c conj(S_c) x_c``; the coil
             k-space ``[S, C, H, W]`` and the maps are stored beside it (datasets ``coil_kspace``, ``maps``).
         acs_lines: centre phase-encode columns used to estimate the maps (ESPIRiT's calibration width).
+        force: replace an existing prepared dataset at ``out`` (never a directory that is not one).
 
     Returns:
         the manifest dict (also written to ``out/manifest.json``).
@@ -221,8 +271,8 @@ def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=
     src, out = Path(src), Path(out)
     if crop is not None and (len(crop) != 2 or min(int(c) for c in crop) < 8):
         raise DataError(f"--crop: expected H W >= 8. Received: {' '.join(str(c) for c in crop)}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"OUT {out}: exists and is not an empty directory; choose a new path")
+    check_output(out, "OUT", inputs=[("SRC", None if demo else src)], force=force, kind="dir",
+                 replaceable=is_prepared_dataset, what="a prepared dataset (manifest.json)")
     from kerasrecon.coils import COIL_MAP_METHODS
 
     if coil_maps not in COIL_MAP_METHODS:
@@ -233,7 +283,7 @@ def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=
     if acquisition:
         sources = _with_acquisition(sources, acquisition)
     try:
-        with atomic_dir(out, "prepare") as tmp:
+        with atomic_dir(out, "prepare", replace=force, option="OUT") as tmp:
             volumes = [_prepare_one(p, tmp, dataset, crop, simulation, i, (coil_maps, acs_lines))
                        for i, p in enumerate(sources)]
             manifest = {"format": FORMAT, "version": 1, "source": str(src),
@@ -243,6 +293,18 @@ def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=
     except OSError as exc:  # ENOSPC, EACCES, ... (h5py wraps some of them); nothing is left behind
         raise DataError(f"OUT {out}: cannot write ({exc.strerror or str(exc).splitlines()[0]})") from None
     return manifest
+
+
+def check_written(array: np.ndarray, where: str):
+    """Refuse an array about to be written to a prepared volume (complex64, as stored) that holds NaN/Inf,
+    is all zero, or has no slice/coil: every source kind goes through this after its last cast."""
+    if array.size == 0 or 0 in array.shape:
+        raise DataError(f"{where}: empty (shape {array.shape}); expected at least one slice (and coil)")
+    if not np.all(np.isfinite(array)):
+        raise DataError(f"{where}: not finite after conversion to complex64 (values beyond float32's range "
+                        "or NaN in the source)")
+    if not np.any(array):
+        raise DataError(f"{where}: all zero; nothing to reconstruct")
 
 
 def _sense_combined(coil_kspace: np.ndarray, method: str, acs_lines: int, attrs: dict):
@@ -285,10 +347,13 @@ def _prepare_one(path, tmp: Path, dataset, crop, simulation, index, coil_options
         images = read_image_stack(path, dataset) if images is None else images
         if crop:
             images = center_crop(images, crop)
+        images = images.astype(np.complex128 if np.iscomplexobj(images) else np.float64)
         peak = float(np.abs(images).max())
-        if peak <= 0:
+        if not peak > 0:
             raise DataError(f"{path}: all images are zero")
         scale = 1.0 / peak
+        if not np.isfinite(scale):  # a peak below ~1e-308 (denormal): no float can carry the volume
+            raise DataError(f"{path}: images peak at {peak:.3g}; too small to scale to 1")
         kind = "complex-images" if np.iscomplexobj(images) else "magnitude-images"
         if simulation.active:
             kspace, kind = simulate_kspace(images * scale, simulation, index), kind + "+simulated"
@@ -297,6 +362,8 @@ def _prepare_one(path, tmp: Path, dataset, crop, simulation, index, coil_options
                 kind += f"+{simulation.coils}coils"
         else:
             kspace = fft2c_np((images * scale).astype(np.complex64))
+    for key, value in (("k-space", kspace), *extra_data.items()):  # what is written, after every cast
+        check_written(value.astype(np.complex64), f"{path}: {key}")
     target = tmp / f"{name}.h5"
     if target.exists():
         raise DataError(f"{path}: two sources map to the same volume name {name!r}")

@@ -58,8 +58,10 @@ class Simulation:
             raise DataError(f"--phase must be one of {PHASES}. Received: {self.phase!r}")
         if not (self.noise >= 0 and np.isfinite(self.noise)):
             raise DataError(f"--noise must be a finite number >= 0. Received: {self.noise}")
-        if not self.phase_range > 0:
-            raise DataError(f"--phase-range must be > 0. Received: {self.phase_range}")
+        if not (self.phase_range > 0 and np.isfinite(self.phase_range)):
+            raise DataError(f"--phase-range must be a finite number > 0. Received: {self.phase_range}")
+        if not (isinstance(self.seed, (int, np.integer)) and 0 <= self.seed < 2**63):
+            raise DataError(f"--sim-seed must be an integer >= 0. Received: {self.seed}")
         if self.kspace_crop is not None and (len(self.kspace_crop) != 2 or min(self.kspace_crop) < 8):
             raise DataError(f"--kspace-crop: expected H W >= 8. Received: {self.kspace_crop}")
         if not (isinstance(self.coils, (int, np.integer)) and 1 <= self.coils <= 64):

@@ -11,16 +11,15 @@ Prepared dataset directory (written by ``kerasrecon data prepare``)::
 
 from __future__ import annotations
 
-import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from kerasrecon.coils import rss_np
-from kerasrecon.data.fastmri import attr_value
+from kerasrecon.data import h5
 from kerasrecon.errors import DataError
 from kerasrecon.kspace import check_kspace, ifft2c_np, sense_adjoint_np
 
@@ -108,18 +107,15 @@ class Volume:
 def read_prepared_volume(path: Path) -> Volume:
     """Read one ``<name>.h5`` of a prepared dataset. Raises ``DataError`` naming the file."""
     try:
-        with h5py.File(path, "r") as f:
-            if "kspace" not in f:
-                raise DataError(f"{path}: missing dataset 'kspace' (expected complex64 [S, H, W])")
-            kspace = f["kspace"][()]
-            source = str(f.attrs.get("source", path))
-            acquisition = str(attr_value(f.attrs, "acquisition", ""))
-            coil_kspace = f["coil_kspace"][()] if "coil_kspace" in f else None
-            maps = f["maps"][()] if "maps" in f else None
+        with h5.open_file(path) as f:
+            kspace = h5.dataset(f, "kspace", path, "complex", (3,), min_shape=(1, 2, 2), layout="[S, H, W]")[()]
+            source = h5.attribute(f.attrs, "source", path, str, str(path))
+            acquisition = h5.attribute(f.attrs, "acquisition", path, str, "")
+            coil_kspace, maps = (h5.dataset(f, name, path, "complex", (4,), required=False, min_shape=(1, 1, 2, 2),
+                                            layout="[S, C, H, W]") for name in ("coil_kspace", "maps"))
+            coil_kspace, maps = (None if d is None else d[()] for d in (coil_kspace, maps))
     except (OSError, KeyError) as exc:
         raise DataError(f"{path}: cannot read HDF5 file ({exc.__class__.__name__}: {exc})") from None
-    if kspace.ndim != 3:
-        raise DataError(f"{path}: 'kspace' must be [S, H, W]. Received: shape={kspace.shape}")
     check_kspace(kspace, name=f"{path}:kspace")
     if (coil_kspace is None) != (maps is None) or (coil_kspace is not None and (
             coil_kspace.ndim != 4 or coil_kspace.shape != maps.shape
@@ -152,13 +148,53 @@ def load_prepared(data: str) -> list[Volume]:
         if not files:
             raise DataError(f"--data {data}: empty (no {MANIFEST} and no .h5 files)")
         raise DataError(f"--data {data}: no {MANIFEST}; run 'kerasrecon data prepare {data} OUT' first")
-    try:
-        meta = json.loads(manifest.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{manifest}: not valid JSON ({exc})") from None
-    if meta.get("format") != FORMAT or not meta.get("volumes"):
+    return [read_prepared_volume(path) for path in read_manifest(root)]
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One volume of ``manifest.json`` (other keys, such as ``kind`` or fastMRI attributes, are kept in
+    the file but not needed to read it)."""
+
+    file: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """``manifest.json`` of a prepared dataset: the fields a reader relies on."""
+
+    format: str
+    volumes: list[ManifestEntry]
+    version: int = 1
+
+
+def read_manifest(root) -> list[Path]:
+    """The volume files named by ``root/manifest.json``, structure checked (:mod:`kerasrecon.schema`).
+
+    Every entry must name a file directly inside ``root`` (no folders, no ``..``, no absolute path, no
+    link leading out): a manifest cannot make kerasrecon read files outside its dataset.
+
+    Raises:
+        DataError: naming the manifest and the offending entry.
+    """
+    from kerasrecon.schema import from_dict, read_json
+
+    root = Path(root)
+    manifest = root / MANIFEST
+    meta = from_dict(Manifest, read_json(manifest, "a kerasrecon dataset manifest"), str(manifest), extra="ignore")
+    if meta.format != FORMAT or not meta.volumes:
         raise DataError(f"{manifest}: expected format {FORMAT!r} with at least one volume")
-    return [read_prepared_volume(root / v["file"]) for v in meta["volumes"]]
+    real_root = Path(os.path.realpath(root))
+    paths = []
+    for i, entry in enumerate(meta.volumes):
+        name = entry.file
+        path = root / name
+        if (not name or Path(name).name != name or name in (".", "..")
+                or Path(os.path.realpath(path)).parent != real_root):
+            raise DataError(f"{manifest}: volumes[{i}].file {name!r} must name a file inside {root} "
+                            "(a plain file name; no folders, '..' or links leading out)")
+        paths.append(path)
+    return paths
 
 
 def filter_acquisition(volumes: list[Volume], acquisition: str | None, option: str = "--acquisition") -> list[Volume]:

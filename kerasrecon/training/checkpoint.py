@@ -19,6 +19,7 @@ checksums, load, and hold finite values wins; a damaged newer one is reported in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -165,6 +166,14 @@ def _checkpoint_dirs(root: Path) -> list[tuple[int, Path]]:
     return sorted(out, reverse=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class CheckpointState:
+    """``ckpt-N/state.json``: the step and the SHA-256 of each file (absent in checkpoints of 0.1)."""
+
+    step: int
+    sha256: dict[str, str] | None = None
+
+
 def verify_checkpoint(path) -> str | None:
     """Why the checkpoint directory ``path`` is damaged, or ``None`` when its files match their SHA-256.
 
@@ -172,14 +181,15 @@ def verify_checkpoint(path) -> str | None:
     their files are present; their values are still checked when loaded.
     """
     path = Path(path)
-    try:
-        state = json.loads((path / STATE).read_text())
-        int(state["step"])
-    except FileNotFoundError:
+    from kerasrecon.schema import from_dict, read_json
+
+    if not (path / STATE).is_file():
         return f"{STATE} missing (incomplete)"
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"{STATE} unreadable"
-    digests = state.get("sha256")
+    try:
+        state = from_dict(CheckpointState, read_json(path / STATE, "checkpoint state"), STATE)
+    except DataError as exc:
+        return f"{STATE} unreadable ({str(exc).split(': ', 1)[-1]})"
+    digests = state.sha256
     for f in FILES:
         if not (path / f).is_file():
             return f"{f} missing"
@@ -268,10 +278,9 @@ def read_config(run_dir) -> TrainConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise DataError(f"{run_dir}: not a kerasrecon run (no {CONFIG_FILE})")
-    try:
-        return TrainConfig.from_json(path.read_text())
-    except (ValueError, TypeError, OSError) as exc:  # JSONDecodeError, unknown keys, wrong types
-        raise DataError(f"{path}: not a valid kerasrecon config ({str(exc).splitlines()[0][:120]})") from None
+    from kerasrecon.schema import read_json
+
+    return TrainConfig.from_dict(read_json(path, "a kerasrecon run config"), str(path))
 
 
 # Fields that may change between a run and its resumption.

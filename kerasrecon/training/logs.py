@@ -13,6 +13,7 @@ batch at each checkpoint. A resumed run appends new event files; later values of
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,8 @@ class ScalarWriter:
             self._writer = tf.summary.create_file_writer(str(self.log_dir))
         elif enabled:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.log_dir / JSONL, "a")
+            fd = os.open(self.log_dir / JSONL, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+            self._file = os.fdopen(fd, "a")  # O_NOFOLLOW: a planted link cannot redirect the log
 
     def scalars(self, step: int, values: dict):
         """Log ``{tag: float}`` at ``step``."""

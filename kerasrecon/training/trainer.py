@@ -23,7 +23,7 @@ from kerasrecon.config import TrainConfig
 from kerasrecon.data import load_volumes, split_volumes
 from kerasrecon.data.pipeline import check_training_volumes, coil_inputs, numpy_batches
 from kerasrecon.errors import ConfigError, KerasReconError
-from kerasrecon.io import LOCK_FILE, RunLock, write_text_atomic
+from kerasrecon.io import LOCK_FILE, RunLock, check_output, write_text_atomic
 from kerasrecon.kspace import magnitude
 from kerasrecon.losses import ContentLoss, build_vgg_features
 from kerasrecon.metrics_ops import batch_psnr
@@ -135,14 +135,15 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     runner = make_runner(cfg, strategy)
     resolve_precision(cfg.precision)  # a precision this backend cannot run is refused before anything else
     chief = runner.chief
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a directory")
+    vgg = cfg.loss.vgg_weights if cfg.loss.vgg_weights not in ("imagenet", "none") else None
+    check_output(out, "--out", inputs=[("--data", cfg.data.data), ("--vgg-weights", vgg)], kind="folder")
     replicas = runner.replicas
     if cfg.data.batch_size % replicas:
         raise ConfigError(f"--batch-size {cfg.data.batch_size} is not divisible by the {replicas} replicas")
     # Everything that can be checked is checked before --out is created or touched.
     train_vols, val_vols = split_volumes(load_volumes(cfg.data.data), cfg.data.val_fraction)
     check_training_volumes(train_vols, cfg.data.patch_size)
+    preview = _preview_batch(val_vols or train_vols, cfg) if chief else None  # masks drawn: -R, seeds checked
     keras.utils.set_random_seed(cfg.seed)  # weights, dropout-free layers' RNG, patch order: all from --seed
     with runner.scope():
         # also loads the VGG19 weights (--vgg-weights errors surface here)
@@ -159,7 +160,7 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
         start = (ckpt.restore_latest(out, gan) or 0) if (out / ckpt.CONFIG_FILE).exists() else 0
         if start:
             log.info("resuming %s at step %d", out, start)
-        return _train_loop(cfg, out, gan, runner, train_vols, val_vols, start, total, progress)
+        return _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progress)
 
 
 _OWN_FILES = {LOCK_FILE, ".write-test"}
@@ -177,11 +178,10 @@ def _last(last_saved: int) -> str:
     return str(last_saved) if last_saved > 0 else "none"
 
 
-def _train_loop(cfg, out, gan, runner, train_vols, val_vols, start, total, progress) -> TrainResult:
+def _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progress) -> TrainResult:
     chief = runner.chief
     if chief:
         write_text_atomic(out / ckpt.CONFIG_FILE, cfg.to_json())
-        preview = _preview_batch(val_vols or train_vols, cfg)
     writer = ScalarWriter(out / "tensorboard", enabled=chief)
     runner.prepare(gan, cfg)
     iterator = runner.batches(train_vols, cfg, start)

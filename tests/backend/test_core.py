@@ -232,3 +232,12 @@ def test_acs_maps_in_graph_equal_numpy(rng):
     out = unch(acs_maps_ch(ch(kspace), acs_region((h, w), 8)))
     np.testing.assert_allclose(out, ref, atol=2e-5)
     np.testing.assert_allclose(np.sum(np.abs(out) ** 2, axis=1)[np.abs(ref).sum(1) > 0], 1.0, atol=1e-4)
+
+
+def test_acs_maps_of_all_zero_data_are_zero_not_nan():
+    """Nothing measured (all-zero k-space or mask): maps 0 on both twins, as the multi-coil signature needs."""
+    from kerasrecon.coils import acs_maps_ch, acs_maps_np, acs_region
+
+    kspace = np.zeros((1, 4, 12, 10), np.complex64)
+    np.testing.assert_array_equal(acs_maps_np(kspace, acs=4), 0)
+    np.testing.assert_array_equal(unch(acs_maps_ch(ch(kspace), acs_region((12, 10), 4))), 0)
