@@ -1,6 +1,6 @@
 """The ``kerasrecon`` command line (``cli/main.py``), kept outside the library package on purpose.
 
-The product owner asked for a top-level ``cli/`` beside ``kerasrecon/``; it is installed as the
+The command line lives in a top-level ``cli/`` beside ``kerasrecon/``; it is installed as the
 package ``kerasrecon_cli`` (``setup.cfg``: ``package_dir``), so the import name cannot clash with
 other projects' ``cli`` packages. Keeping it out of ``kerasrecon/`` keeps the rule testable: the
 library imports and runs without click (``tests/cli/test_mask_data_cli.py`` checks it), and the CLI

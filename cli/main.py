@@ -513,6 +513,7 @@ def export(run_dir, out, force):
 
     \b
     Signatures: serving_default(kspace_real, kspace_imag [B,H,W], mask [B,H,W]|[H,W]) -> image, complex_image
+                multicoil(kspace_real, kspace_imag [B,C,H,W], mask [B,H,W]|[H,W]) -> image, complex_image
                 from_zero_filled(zero_filled [B,H,W,2]) -> image, complex_image
     Inspect with: saved_model_cli show --dir OUT --all
     """

@@ -119,7 +119,8 @@ class TrainConfig:
             discriminator, which steps only in the GAN phase, reads it at the global step).
         seed: seed of patches, weight initialisation and shuffling.
         strategy: ``auto`` | ``none`` | ``mirrored`` | ``multiworker`` (cluster from TF_CONFIG).
-        precision: ``auto`` | ``float32`` | ``mixed_float16`` | ``mixed_bfloat16``.
+        precision: ``auto`` | ``float32`` | ``mixed_float16`` | ``mixed_bfloat16`` | ``float64`` (reference
+            arithmetic for numerical checks; TensorFlow only).
         jit: XLA-compile the train step; ``None`` = auto (on for GPUs).
         collective_timeout_s: multi-worker collectives fail after this many seconds (dead worker).
         checkpoint_every: steps between checkpoints.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kerasrecon vs compressed sensing (issue 10): the README's "Results against compressed sensing".
+# kerasrecon vs compressed sensing: the README's "Results against compressed sensing".
 #   real MR of other anatomies/scanners (scripts/real_mr_set.py) and the demo template,
 #   noise-free and realistic (smooth random phase + complex k-space noise σ = 1 % of the peak),
 #   R = 4 and R = 8, 2-D Poisson masks, mask seed 0, training seed 0.

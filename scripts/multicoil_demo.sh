@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Multi-coil demo measurement (issue 13): 8 simulated coils, smooth phase, noise 0.005 per coil.
+# Multi-coil demo measurement: 8 simulated coils, smooth phase, noise 0.005 per coil.
 set -euo pipefail
 B=.venv/bin/kerasrecon
 O=${MC_OUT:-multicoil_out}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Multi-coil on real MR of other anatomies (issue 13, README "Multi-coil ... other anatomies"):
+# Multi-coil on real MR of other anatomies (README "Multi-coil ... other anatomies"):
 #   the real volumes of scripts/cs_comparison.sh measured through 8 simulated coils (smooth phase,
 #   noise 0.005 per coil, ACS maps from the simulated data), R = 4 2-D Poisson, mask seed 0, seed 0.
 #   Models train on the brain EPI/DWI volumes; the 13 slices of other anatomies are evaluated;

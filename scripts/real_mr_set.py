@@ -1,4 +1,4 @@
-"""Build the real-MR evaluation/training stacks used for the issue-10 results (not shipped in the wheel).
+"""Build the real-MR evaluation/training stacks used for the README's results against compressed sensing (not shipped in the wheel).
 
 Every image is a real scanner image that ships inside a PyPI package (no download at run time:
 ``pip install nibabel dipy pydicom-data`` once, from the package registry). Sources and licences:

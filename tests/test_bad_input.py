@@ -439,7 +439,7 @@ def test_sigterm_during_prepare_cleans_up(tmp_path, rng):
     assert not list(tmp_path.glob(".prepare-*")) and not (tmp_path / "out").exists()
 
 
-# ------------------------------------------------------------------------- process level (issue: reliability II)
+# ------------------------------------------------------------------------- process level: backends, signals, full disk
 ENTRY = [sys.executable, "-m", "kerasrecon_cli.entry"]
 
 

@@ -120,9 +120,6 @@ def simulate_kspace(images: np.ndarray, sim: Simulation, volume_index: int = 0) 
     x = np.asarray(images).astype(np.complex64)
     if sim.phase == "smooth":
         x = x * np.exp(1j * smooth_phase(x.shape, rng, sim.phase_range)).astype(np.complex64)
-    if sim.coils > 1:
-        from kerasrecon.coils import birdcage_maps
-
     x_noise_ref = x  # σ is relative to the object's peak, per coil as for one coil
     if sim.coils > 1:
         from kerasrecon.coils import birdcage_maps

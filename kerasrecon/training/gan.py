@@ -23,7 +23,6 @@ from keras import ops
 from kerasrecon.kspace import magnitude
 from kerasrecon.losses import ContentLoss, adversarial_loss, feature_loss, mse_loss
 
-LOG_KEYS = ("d_loss", "g_loss", "content", "adversarial", "psnr")
 PRETRAIN_KEYS = ("g_loss", "content", "psnr")
 
 

@@ -163,7 +163,7 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
         return _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progress)
 
 
-_OWN_FILES = {LOCK_FILE, ".write-test"}
+_OWN_FILES = {LOCK_FILE}
 
 
 def _create_run_dir(out: Path):
