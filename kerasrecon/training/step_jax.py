@@ -24,9 +24,9 @@ import jax
 from keras import ops
 
 from kerasrecon.kspace import magnitude
-from kerasrecon.losses import ContentLoss, adversarial_loss, discriminator_loss, mse_loss
+from kerasrecon.losses import ContentLoss
 from kerasrecon.metrics_ops import batch_psnr
-from kerasrecon.training.gan import ReconGAN
+from kerasrecon.training.gan import ReconGAN, discriminator_objective, generator_objective, pretrain_objective
 
 
 @jax.tree_util.register_pytree_node_class
@@ -120,7 +120,7 @@ class JaxStep:
         def d_loss_fn(d_train):
             real, d_fixed = d.stateless_call(d_train, state.d_fixed, target, training=True)
             fake, d_fixed = d.stateless_call(d_train, d_fixed, jax.lax.stop_gradient(recon), training=True)
-            return ops.mean(discriminator_loss(real, fake)), d_fixed
+            return discriminator_objective(real, fake), d_fixed
 
         (d_loss, d_fixed), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state.d_train)
         d_train, d_opt = gan.d_optimizer.stateless_apply(state.d_opt, d_grads, state.d_train)
@@ -128,16 +128,14 @@ class JaxStep:
         content_loss = self._content(state.vgg)
 
         def g_loss_fn(recon_):
-            content = ops.mean(content_loss(target, recon_))
             fake, d_fixed_ = d.stateless_call(d_train, d_fixed, recon_, training=True)
-            adv = ops.mean(adversarial_loss(fake))
-            return content + gan.adv_weight * adv, (content, adv, d_fixed_)
+            terms = generator_objective(target, recon_, fake, content_loss, gan.adv_weight)
+            return terms["g_loss"], (terms, d_fixed_)
 
-        (g_loss, (content, adv, d_fixed)), dl_drecon = jax.value_and_grad(g_loss_fn, has_aux=True)(recon)
+        (_, (terms, d_fixed)), dl_drecon = jax.value_and_grad(g_loss_fn, has_aux=True)(recon)
         (g_grads,) = g_vjp(dl_drecon)
         g_train, g_opt = gan.g_optimizer.stateless_apply(state.g_opt, g_grads, state.g_train)
-        logs = {"d_loss": d_loss, "g_loss": g_loss, "content": content, "adversarial": adv,
-                "psnr": ops.mean(batch_psnr(target, recon))}
+        logs = {"d_loss": d_loss, **terms, "psnr": ops.mean(batch_psnr(target, recon))}
         return TrainState(g_train, g_fixed, d_train, d_fixed, g_opt, d_opt, state.vgg), logs
 
     def _pretrain(self, state: TrainState, batch):
@@ -147,11 +145,11 @@ class JaxStep:
         def loss_fn(g_train):
             out, g_fixed = g.stateless_call(g_train, state.g_fixed, inputs, training=True)
             recon = magnitude(out)
-            return ops.mean(mse_loss(target, recon)), (g_fixed, recon)
+            terms = pretrain_objective(target, recon)
+            return terms["g_loss"], (g_fixed, recon, terms)
 
-        (loss, (g_fixed, recon)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_train)
+        (_, (g_fixed, recon, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_train)
         g_train, g_opt = gan.g_optimizer.stateless_apply(state.g_opt, grads, state.g_train)
-        zero = ops.zeros_like(loss)
-        logs = {"d_loss": zero, "g_loss": loss, "content": loss, "adversarial": zero,
-                "psnr": ops.mean(batch_psnr(target, recon))}
+        zero = ops.zeros_like(terms["g_loss"])
+        logs = {"d_loss": zero, **terms, "adversarial": zero, "psnr": ops.mean(batch_psnr(target, recon))}
         return TrainState(g_train, g_fixed, state.d_train, state.d_fixed, g_opt, state.d_opt, state.vgg), logs

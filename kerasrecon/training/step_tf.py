@@ -13,9 +13,8 @@ import keras
 import tensorflow as tf
 
 from kerasrecon.kspace import magnitude
-from kerasrecon.losses import adversarial_loss, discriminator_loss, mse_loss
 from kerasrecon.metrics_ops import batch_psnr
-from kerasrecon.training.gan import ReconGAN
+from kerasrecon.training.gan import ReconGAN, discriminator_objective, generator_objective, pretrain_objective
 
 SHARE_KEYS = ("d_loss", "g_loss", "content", "adversarial")  # summed over replicas; psnr is averaged
 
@@ -47,6 +46,7 @@ def step_values(gan: ReconGAN, data):
     """
     inputs, target = data
     batch = tf.shape(target)[0]
+    share = lambda per_example: _average(per_example, batch)  # noqa: E731  (this replica's share)
     g, d = gan.generator, gan.discriminator
     with tf.GradientTape() as g_tape:
         recon = magnitude(g(inputs, training=True))
@@ -54,16 +54,13 @@ def step_values(gan: ReconGAN, data):
             with tf.GradientTape() as d_tape:
                 real_logit = d(target, training=True)
                 fake_logit = d(tf.stop_gradient(recon), training=True)
-                d_loss = _average(discriminator_loss(real_logit, fake_logit), batch)
+                d_loss = discriminator_objective(real_logit, fake_logit, share)
                 d_scaled = _scaled(gan.d_optimizer, d_loss)
             _apply(gan.d_optimizer, d_tape, d_scaled, d.trainable_variables)
-        content = _average(gan.content_loss(target, recon), batch)
-        adv = _average(adversarial_loss(d(recon, training=True)), batch)
-        g_loss = content + gan.adv_weight * adv
-        g_scaled = _scaled(gan.g_optimizer, g_loss)
+        terms = generator_objective(target, recon, d(recon, training=True), gan.content_loss, gan.adv_weight, share)
+        g_scaled = _scaled(gan.g_optimizer, terms["g_loss"])
     _apply(gan.g_optimizer, g_tape, g_scaled, g.trainable_variables)
-    return {"d_loss": d_loss, "g_loss": g_loss, "content": content, "adversarial": adv,
-            "psnr": tf.reduce_mean(batch_psnr(target, recon))}
+    return {"d_loss": d_loss, **terms, "psnr": tf.reduce_mean(batch_psnr(target, recon))}
 
 
 def pretrain_values(gan: ReconGAN, data):
@@ -73,12 +70,11 @@ def pretrain_values(gan: ReconGAN, data):
     batch = tf.shape(target)[0]
     with tf.GradientTape() as tape:
         recon = magnitude(gan.generator(inputs, training=True))
-        loss = _average(mse_loss(target, recon), batch)
-        scaled = _scaled(gan.g_optimizer, loss)
+        terms = pretrain_objective(target, recon, lambda per_example: _average(per_example, batch))
+        scaled = _scaled(gan.g_optimizer, terms["g_loss"])
     _apply(gan.g_optimizer, tape, scaled, gan.generator.trainable_variables)
-    zero = tf.zeros_like(loss)
-    return {"d_loss": zero, "g_loss": loss, "content": loss, "adversarial": zero,
-            "psnr": tf.reduce_mean(batch_psnr(target, recon))}
+    zero = tf.zeros_like(terms["g_loss"])
+    return {"d_loss": zero, **terms, "adversarial": zero, "psnr": tf.reduce_mean(batch_psnr(target, recon))}
 
 
 def make_distributed_step(gan: ReconGAN, strategy, pretrain: bool = False, jit: bool = False):

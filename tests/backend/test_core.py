@@ -241,3 +241,22 @@ def test_acs_maps_of_all_zero_data_are_zero_not_nan():
     kspace = np.zeros((1, 4, 12, 10), np.complex64)
     np.testing.assert_array_equal(acs_maps_np(kspace, acs=4), 0)
     np.testing.assert_array_equal(unch(acs_maps_ch(ch(kspace), acs_region((12, 10), 4))), 0)
+
+
+def test_gan_objectives_by_hand():
+    """The one home of the GAN objective: hand-computed BCE terms, λ weighting and the batch reduction."""
+    from kerasrecon.losses import ContentLoss
+    from kerasrecon.training.gan import discriminator_objective, generator_objective, pretrain_objective
+
+    p = np.array([0.25, 0.5], np.float32)
+    logit = np.log(p / (1 - p)).reshape(2, 1)  # D's probabilities 0.25 and 0.5
+    target = np.zeros((2, 4, 4, 1), np.float32)
+    recon = np.stack([np.full((4, 4, 1), 0.1), np.full((4, 4, 1), 0.3)]).astype(np.float32)
+    terms = generator_objective(target, recon, logit, ContentLoss("mse"), adv_weight=0.5)
+    mse, adv = np.mean([0.01, 0.09]), np.mean(-np.log(p))
+    for key, want in (("content", mse), ("adversarial", adv), ("g_loss", mse + 0.5 * adv)):
+        np.testing.assert_allclose(float(ops.convert_to_numpy(terms[key])), want, rtol=1e-5)
+    d = discriminator_objective(logit, logit, reduce=ops.sum)  # BCE(·, 1) + BCE(·, 0), summed
+    np.testing.assert_allclose(float(ops.convert_to_numpy(d)), np.sum(-np.log(p) - np.log(1 - p)), rtol=1e-5)
+    pre = pretrain_objective(target, recon)
+    assert float(ops.convert_to_numpy(pre["g_loss"])) == pytest.approx(mse, rel=1e-5)
