@@ -35,3 +35,15 @@ def _float32_policy_after_each_test():
 
     if "keras" in sys.modules:
         sys.modules["keras"].mixed_precision.set_global_policy("float32")
+
+
+# Fixtures that train a model or write a SavedModel. Every test that uses one belongs to the slow tier
+# (``make test``), never to the unit tier (``make test-fast``: ``-m "not slow"``, no training).
+TRAINING_FIXTURES = {"run", "start", "stepped", "reference", "trained", "foreign_savedmodel", "runs", "run_dir",
+                     "export_dir", "exported"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -17,6 +17,7 @@ def backend_env(name):
     return dict(os.environ, KERAS_BACKEND=name, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
 
 
+@pytest.mark.slow
 def test_jax_imports_do_not_load_tensorflow():
     code = ("import sys, keras, kerasrecon, kerasrecon.models.generator, kerasrecon.models.discriminator, "
             "kerasrecon.losses, kerasrecon.training, kerasrecon.training.gan, kerasrecon.training.step_jax, "
@@ -29,6 +30,7 @@ def test_jax_imports_do_not_load_tensorflow():
     assert res.returncode == 0, res.stdout + res.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_core_tests_pass_on_jax():
     """tests/backend/ (FFT, DC, losses, PSNR, builders against NumPy) again, on the JAX backend."""
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/backend"],

@@ -181,11 +181,15 @@ def test_data_prepare_bad_input(kind, tmp_path, rng):
 
 
 # ------------------------------------------------------------------------- other commands
-def test_mask_huge_shape_checked_up_front(tmp_path):
-    t0 = time.perf_counter()
+def test_mask_huge_shape_checked_up_front(tmp_path, monkeypatch):
+    from kerasrecon import masks
+
+    drawn = []  # the Poisson draw would allocate the 100000² grid: it must not start
+    for name in ("_solve_radius", "_rsa"):
+        monkeypatch.setattr(masks, name, lambda *a, **k: drawn.append(name) or 1 / 0)
     res = run("mask", "--acceleration", 4, "--shape", 100000, 100000, "--out", tmp_path / "m.npy")
     assert_one_line_error(res, "H, W <= 4096")
-    assert time.perf_counter() - t0 < 5 and not list(tmp_path.iterdir())
+    assert not drawn and not list(tmp_path.iterdir())
 
 
 def test_fit_architecture_change_refused_even_with_force(trained):
@@ -198,6 +202,7 @@ def test_fit_architecture_change_refused_even_with_force(trained):
     assert snapshot(run_dir) == before
 
 
+@pytest.mark.slow
 def test_fit_validates_before_creating_out(tmp_path):
     for args, needle in [(["--patch-size", "1000"], "--patch-size 1000"),
                          (["--data", tmp_path / "nodata"], "--data"),
@@ -300,6 +305,7 @@ def test_two_fits_on_one_out_exactly_one_runs(tmp_path):
 
 
 # ------------------------------------------------------------------------- checkpoints
+@pytest.mark.slow
 def test_nan_guard_never_writes_poisoned_weights(tmp_path):
     out = tmp_path / "run"
     res = run("fit", "--steps", 3, "--checkpoint-every", 1, "--lr", 1e8, "--out", out, *TINY)
@@ -384,6 +390,7 @@ def _limited(limit_bytes):
     return preexec
 
 
+@pytest.mark.slow
 def test_prepare_on_full_disk_leaves_nothing(tmp_path, rng):
     np.save(tmp_path / "big.npy", rng.random((4, 256, 256)).astype(np.float32))
     res = subprocess.run(KERASRECON + ["data", "prepare", str(tmp_path / "big.npy"), str(tmp_path / "out")],
@@ -394,6 +401,7 @@ def test_prepare_on_full_disk_leaves_nothing(tmp_path, rng):
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".prepare-*"))
 
 
+@pytest.mark.slow
 def test_fit_on_full_disk_leaves_no_tmp_checkpoint(tmp_path):
     out = tmp_path / "run"
     res = subprocess.run(KERASRECON + ["fit", "--steps", "1", "--checkpoint-every", "1", "--out", str(out), *TINY],
@@ -425,12 +433,15 @@ def test_stale_temporaries_removed_and_umask_respected(tmp_path, rng):
 def test_sigterm_during_prepare_cleans_up(tmp_path, rng):
     src = tmp_path / "src"
     src.mkdir()
-    for i in range(40):
+    for i in range(2):
         np.save(src / f"v{i:02d}.npy", rng.random((8, 128, 128)).astype(np.float32))
+    # The last volume takes seconds (FFT and gzip of 128 MB) on any machine, against the 50 ms between
+    # polls: the signal arrives while it is being prepared, never after prepare has finished.
+    np.save(src / "v99.npy", rng.random((64, 512, 512)).astype(np.float32))
     proc = subprocess.Popen(KERASRECON + ["data", "prepare", str(src), str(tmp_path / "out")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob(".prepare-*/*.h5")):
+    while time.time() < deadline and len(list(tmp_path.glob(".prepare-*/*.h5"))) < 2:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -453,6 +464,7 @@ def test_unsupported_keras_backend_is_one_line(backend, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_during_the_tensorflow_import_is_one_line(sig, status, tmp_path):
     proc = subprocess.Popen(ENTRY + ["fit", "--out", str(tmp_path / "r")], stdout=subprocess.PIPE,

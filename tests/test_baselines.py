@@ -71,6 +71,7 @@ def test_sweep_slices_are_spread_and_stay_in_their_volume():
     assert all(np.all(v.kspace == i + 1) for i, v in enumerate(picked))
 
 
+@pytest.mark.slow
 def test_lambda_is_tuned_on_training_slices_only(monkeypatch, tmp_path):
     from kerasrecon import evaluate as ev
     from kerasrecon.data.demo import load_demo

@@ -160,6 +160,7 @@ def test_pipeline_matches_numpy_reference(rng):
         np.testing.assert_allclose(mko[..., 0] + 1j * mko[..., 1], mk, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_pipeline_deterministic_and_sharded():
     vol = load_demo(num_slices=4)
     cfg = small_cfg(per_sample=True, bank_size=5)
@@ -268,6 +269,7 @@ def test_slice_sampling_crops_the_whole_slice_aliasing():
     np.testing.assert_allclose(k[..., 0] + 1j * k[..., 1], ref_fft2c(target[0, ..., 0].numpy()) * mask.array, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampling, per_sample, patch", [("patch", False, 32), ("patch", True, 24),
                                                         ("slice", False, 32), ("slice", True, 0)])
 def test_numpy_input_path_equals_tf_data(sampling, per_sample, patch):

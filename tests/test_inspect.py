@@ -25,6 +25,7 @@ def tiny(content="hybrid", **kw):
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_loss_terms_match_numpy():
     cfg = tiny("hybrid")
     gan = build_gan(cfg)
@@ -73,6 +74,7 @@ def test_read_scalars_hand_written(tmp_path):
         read_scalars(tmp_path / "nothing")
 
 
+@pytest.mark.slow
 def test_read_scalars_of_a_run(tmp_path):
     result = train(tiny("mse", steps=2, pretrain_steps=2), tmp_path / "run")  # 2 warm-start + 2 GAN steps
     got = read_scalars(tmp_path / "run")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--batch-size", "2", "--patch-size", "32", "--blocks", "1", "--filters", "8", "--loss", "hybrid",
@@ -28,6 +29,7 @@ def jax_cli(*args):
                           text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_fit_on_jax_without_tensorflow_resumes_and_exports(tmp_path):
     out = tmp_path / "run"
     res = jax_cli("fit", "--steps", 2, "--pretrain-steps", 2, "--out", out, *TINY)
@@ -72,6 +74,7 @@ def test_fit_on_jax_without_tensorflow_resumes_and_exports(tmp_path):
     assert json.loads((tmp_path / "export" / "assets" / "kerasrecon.json").read_text())["step"] == 6
 
 
+@pytest.mark.slow
 def test_two_jax_devices_equal_one(tmp_path):
     """--strategy auto on 2 (host) devices shards each batch (DataParallel) and equals --strategy none on
     one device with the same global batch: BatchNorm statistics and gradients are global."""

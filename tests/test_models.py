@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 
 from kerasrecon.kspace import fft2c_np
 from kerasrecon.masks import make_mask
@@ -30,6 +31,7 @@ def expected_discriminator_params(patch=96):
     return total + (side * side * 512 * 1024 + 1024) + (1024 + 1)
 
 
+@pytest.mark.slow
 def test_full_size_parameter_counts():
     g = build_generator()
     assert g.count_params() == expected_generator_params(16) == 1_228_418

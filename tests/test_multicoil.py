@@ -104,6 +104,7 @@ def test_patch_inputs_are_coils_measured_on_the_patch_grid(multicoil_dir):
         np.testing.assert_allclose(target[j, ..., 0], np.abs(crop), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_multicoil_patch_fit_loads_into_both_graphs(multicoil_dir, tmp_path):
     """A multi-coil patch run trains the multi-coil graph; its checkpoint loads into the single-coil
     graph (evaluation, export) with the same weights, and the run resumes."""

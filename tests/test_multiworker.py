@@ -108,9 +108,7 @@ def test_dead_worker_fails_the_other_within_bounded_time(tmp_path):
             assert procs[0].poll() is None, procs[0].communicate()[1][-2000:]
             time.sleep(0.2)
         procs[1].send_signal(signal.SIGKILL)
-        t0 = time.time()
-        _, err = procs[0].communicate(timeout=240)
-        waited = time.time() - t0
+        _, err = procs[0].communicate(timeout=240)  # the dead worker is noticed within the collective timeout
     finally:
         for p in procs:
             if p.poll() is None:
@@ -119,6 +117,5 @@ def test_dead_worker_fails_the_other_within_bounded_time(tmp_path):
     assert procs[0].returncode == 2, err[-2000:]
     last_line = err.strip().splitlines()[-1]
     assert last_line.startswith("kerasrecon: error:") and "worker" in last_line, last_line
-    assert waited < 240
     step = json.loads(latest.read_text())["step"]
     assert (run_dir / "checkpoints" / f"ckpt-{step:08d}" / "generator.weights.h5").is_file()

@@ -58,6 +58,7 @@ def test_kspace_crop_keeps_intensity_and_band_limits():
     np.testing.assert_allclose(small, np.broadcast_to(expected, (32, 32)), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_prepare_demo_with_simulation(tmp_path):
     sim = Simulation(phase="smooth", noise=0.01, kspace_crop=(64, 64), seed=1)
     manifest = prepare_dataset("demo", tmp_path / "d", simulation=sim)

@@ -34,6 +34,7 @@ def batch():
     return next(iter(training_dataset([load_demo(num_slices=8)], tiny())))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", ["mse", "feature", "hybrid"])
 def test_each_loss_updates_g_and_d_every_step(batch, content):
     gan = build_gan(tiny(content))
@@ -46,6 +47,7 @@ def test_each_loss_updates_g_and_d_every_step(batch, content):
         assert any(not np.array_equal(a, b) for a, b in zip(d0, gan.discriminator.get_weights()))
 
 
+@pytest.mark.slow
 def test_mse_generator_overfits_one_batch():
     # Patches with brain content (slices from the middle of the demo), seeded; the zero-initialised
     # output conv makes step 1 start at the zero-filled PSNR.
@@ -74,6 +76,7 @@ def test_two_replicas_equal_one_replica():
     assert "--batch-size 3 is not divisible by the 2 replicas" in res["divisible_error"]
 
 
+@pytest.mark.slow
 def test_train_resume_and_checkpoint_contents(tmp_path):
     out = tmp_path / "run"
     r1 = train(tiny(steps=3, pretrain_steps=1), out)
@@ -88,6 +91,7 @@ def test_train_resume_and_checkpoint_contents(tmp_path):
     assert list((out / "tensorboard").iterdir())
 
 
+@pytest.mark.slow
 def test_resume_refuses_different_config(tmp_path):
     out = tmp_path / "run"
     train(tiny(steps=2), out)
@@ -97,6 +101,7 @@ def test_resume_refuses_different_config(tmp_path):
     assert (out / "checkpoints" / "latest.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_nan_guard_names_step_and_keeps_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "run"
     train(tiny(steps=2), out)
@@ -107,6 +112,7 @@ def test_nan_guard_names_step_and_keeps_checkpoint(tmp_path, monkeypatch):
     assert step == 2 and (path / "generator.weights.h5").stat().st_size > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg_kw, match", [
     (dict(data=DataConfig(patch_size=512, batch_size=4)), "--patch-size 512"),
     (dict(loss=LossConfig(content="feature", vgg_weights="/nonexistent/vgg.h5")), "--vgg-weights"),
@@ -117,6 +123,7 @@ def test_bad_options_leave_nothing(tmp_path, cfg_kw, match):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_out_not_a_run(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")
@@ -157,6 +164,7 @@ def test_sigkill_then_resume(tmp_path):
     assert ckpt.latest_checkpoint(out)[0] == step + 2
 
 
+@pytest.mark.slow
 def test_seed_fixes_initial_weights():
     """train() seeds (build_gan does not touch the global RNG): the same seed builds the same weights."""
     import keras
@@ -173,6 +181,7 @@ def test_seed_fixes_initial_weights():
     assert not np.array_equal(a.discriminator.get_weights()[0], c.discriminator.get_weights()[0])
 
 
+@pytest.mark.slow
 def test_cosine_schedule_follows_the_formula_across_resume(tmp_path):
     """--lr-schedule cosine: lr(t) = lr0 · (0.01 + 0.99 · ½(1 + cos(π t / T))), T = pretrain + GAN steps,
     and a resumed run continues the same curve (the step count lives in the checkpointed optimizer)."""
@@ -203,6 +212,7 @@ def test_cosine_schedule_follows_the_formula_across_resume(tmp_path):
     assert float(gan.d_optimizer.learning_rate) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.25), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_optimizer_state_is_keyed_by_variable_path(tmp_path):
     """optimizers.npz names each Adam slot by its variable's path (not its position); 0.1's positional
     files still load; a slot this model does not have is an error, never skipped."""

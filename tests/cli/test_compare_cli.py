@@ -1,5 +1,6 @@
 import csv
 
+import pytest
 from click.testing import CliRunner
 
 from kerasrecon_cli.main import cli
@@ -12,6 +13,7 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
+@pytest.mark.slow
 def test_compare_train_space_separated_losses(tmp_path):
     res = run("compare", "--train", "--losses", "mse", "hybrid", "--no-figures", "--out", tmp_path / "cmp", *TINY)
     assert res.exit_code == 0, res.output
@@ -37,6 +39,7 @@ def test_compare_bad_input(tmp_path):
     assert res.exit_code == 2 and "unknown loss 'l1'" in res.output
 
 
+@pytest.mark.slow
 def test_compare_with_baselines_uses_tv_as_reference(tmp_path):
     res = run("compare", "--train", "--losses", "mse", "--no-figures", "--out", tmp_path / "cmp", *TINY,
               "--baselines", "tv,l1wavelet", "--baseline-lambdas", "1e-3", "--baseline-iters", "3")

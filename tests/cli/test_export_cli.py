@@ -98,6 +98,7 @@ def test_evaluate_run_and_its_export_agree(exported, tmp_path):
     assert res.exit_code == 2 and "--force" in res.output
 
 
+@pytest.mark.slow
 def test_reconstruct_defaults_to_the_models_training_mask(tmp_path, rng):
     """Files without their own mask get the mask the model was trained with (kind, R, seed from the
     export metadata); an explicit option overrides one field."""

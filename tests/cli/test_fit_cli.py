@@ -12,6 +12,7 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
+@pytest.mark.slow
 def test_fit_cli_trains_and_records_config(tmp_path):
     out = tmp_path / "run"
     res = run("fit", "--loss", "hybrid", "--steps", 2, "--pretrain-steps", 1, "-R", 6, "--mask", "random",
@@ -25,6 +26,7 @@ def test_fit_cli_trains_and_records_config(tmp_path):
     assert cfg["steps"] == 2 and cfg["pretrain_steps"] == 1 and cfg["model"]["blocks"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, match", [
     (["--loss", "l1"], "Invalid value for '--loss'"),
     (["--strategy", "tpu"], "Invalid value for '--strategy'"),
@@ -54,6 +56,7 @@ def test_fit_help_explains_defaults():
         assert text in res.output
 
 
+@pytest.mark.slow
 def test_fit_on_prepared_dataset(tmp_path):
     import numpy as np
 
@@ -127,6 +130,7 @@ def test_fit_help_text_matches_train_config():
         assert "[" + "|".join(choices) + "]" in text, choices
 
 
+@pytest.mark.slow
 def test_acquisition_filter_in_prepare_and_evaluate(tmp_path):
     """--acquisition keeps fastMRI files/volumes of one acquisition, as fastMRI's evaluation does;
     a value nobody has is a one-line error naming what the data holds."""

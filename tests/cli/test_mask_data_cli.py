@@ -68,6 +68,7 @@ def test_console_script_and_import_without_click():
     assert res.stdout.strip() == "ok", res.stderr
 
 
+@pytest.mark.slow
 def test_center_fraction_flows_from_fit_to_results(tmp_path):
     """--center-fraction: mask CLI, fit (config.json), evaluate (every result row records it)."""
     import csv
