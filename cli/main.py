@@ -18,8 +18,9 @@ import click
 from kerasrecon_cli.entry import Interrupted, interrupted_exit, on_sigterm
 from kerasrecon import __version__
 from kerasrecon.errors import KerasReconError
-from kerasrecon.config import (CONTENT_LOSS_NAMES, LR_SCHEDULES, PRECISIONS, SAMPLINGS, STRATEGIES,
-                               TrainConfig)
+from kerasrecon.coils import COIL_MAP_METHODS
+from kerasrecon.config import (CONTENT_LOSS_NAMES, GRIDS, LR_SCHEDULES, PRECISIONS, SAMPLINGS, SPLITS, STRATEGIES,
+                               TARGET_KEYS, TARGETS, TrainConfig)
 from kerasrecon.data.simulate import PHASES
 from kerasrecon.masks import MASK_KINDS
 
@@ -195,7 +196,7 @@ def data():
                    "multi-coil data consistency.")
 @click.option("--acquisition", default=None, metavar="NAME",
               help="Keep only fastMRI files with this acquisition attribute (CORPD_FBK, CORPDFS_FBK, ...).")
-@click.option("--coil-maps", type=click.Choice(["acs", "espirit"]), default="acs", show_default=True,
+@click.option("--coil-maps", type=click.Choice(COIL_MAP_METHODS), default="acs", show_default=True,
               help="Multi-coil fastMRI files: coil sensitivities from the k-space centre, 'acs' (coil images "
                    "over their root-sum-of-squares, VarNet's estimate) or 'espirit' (sigpy, pip install "
                    "'kerasrecon[baselines]'; sharper at coil edges, slower). The volume becomes the "
@@ -405,7 +406,7 @@ def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True,
               help="A run directory written by 'kerasrecon fit', or a SavedModel from 'kerasrecon export'.")
 @click.option("--data", default=None, help="'demo' or a prepared dataset directory (default: the run's).")
-@click.option("--split", type=click.Choice(["val", "all"]), default="val", show_default=True,
+@click.option("--split", type=click.Choice(SPLITS), default="val", show_default=True,
               help="val: the run's held-out part of --data; all: every slice.")
 @click.option("--acceleration", "-R", type=float, default=None, help="R (default: the run's).")
 @click.option("--mask", "mask_kind", type=click.Choice(MASK_KINDS), default=None,
@@ -416,7 +417,7 @@ def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_
 @click.option("--acquisition", default=None, metavar="NAME",
               help="Score only volumes of this fastMRI acquisition (CORPD_FBK, CORPDFS_FBK, ...), as fastMRI's "
                    "evaluation does (default: all).")
-@click.option("--target", "target", type=click.Choice(["sense", "rss"]), default="sense", show_default=True,
+@click.option("--target", "target", type=click.Choice(TARGETS), default="sense", show_default=True,
               help="Multi-coil data: score against the SENSE-combined image (what the models are trained on) or "
                    "the coil images' root-sum-of-squares (fastMRI's multi-coil target). Single-coil: |image| either way.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Writes slices.csv and summary.json here.")
@@ -433,14 +434,20 @@ def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, center_
     from kerasrecon import evaluate as ev
 
     ev.check_results_out(out, force, inputs=[("--model", model_dir), ("--data", data)])
-    changes = {k: v for k, v in dict(acceleration=acceleration, kind=mask_kind, seed=mask_seed,
-                                     center_fraction=center_fraction).items() if v is not None}
+    changes = _mask_changes(acceleration, mask_kind, mask_seed, center_fraction)
     res = ev.evaluate_run(model_dir, data, changes, split, batch_size, progress=_SliceProgress(),
                           acquisition=acquisition, target=target, **_baseline_kwargs(**baseline))
     rows, summary, meta = res.rows, res.summary, res.meta
     ev.write_results(rows, summary, out, meta, force=force)
     _echo_summary(summary, meta)
     click.echo(f"wrote {Path(out) / 'slices.csv'} and {Path(out) / 'summary.json'}")
+
+
+def _mask_changes(acceleration=None, kind=None, seed=None, center_fraction=None) -> dict:
+    """The ``MaskConfig`` fields a command's explicit -R/--mask/--mask-seed/--center-fraction override
+    (options left unset keep the run's own)."""
+    given = dict(acceleration=acceleration, kind=kind, seed=seed, center_fraction=center_fraction)
+    return {field: value for field, value in given.items() if value is not None}
 
 
 class _SliceProgress:
@@ -477,7 +484,7 @@ def _echo_summary(summary, meta):
 @click.option("--targets", type=click.Path(), required=True,
               help="Directory of fastMRI files <name>.h5 with reconstruction_esc (single coil) or _rss.")
 @click.option("--acquisition", default=None, metavar="NAME", help="Only targets of this acquisition (CORPD_FBK...).")
-@click.option("--target-key", type=click.Choice(["reconstruction_esc", "reconstruction_rss"]), default=None,
+@click.option("--target-key", type=click.Choice(TARGET_KEYS), default=None,
               help="Target dataset (default: the one each file has).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the scores as JSON here.")
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
@@ -538,7 +545,7 @@ def export(run_dir, out, force):
               help="Fully sampled centre (default: the model's training mask's).")
 @click.option("--crop", type=(int, int), default=None, metavar="H W",
               help="Centre-crop the output (default 320 320 for fastMRI files).")
-@click.option("--grid", type=click.Choice(["trained", "file"]), default="trained", show_default=True,
+@click.option("--grid", type=click.Choice(GRIDS), default="trained", show_default=True,
               help="Fully sampled fastMRI files: 'trained' reconstructs on the 320×320 grid the models train on "
                    "(crop, re-transform, mask drawn there: fastMRI's submission grid); 'file' on the raw 640×368 "
                    "grid, output cropped. Undersampled files (own 'mask') always use their own grid.")
@@ -550,8 +557,7 @@ def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_see
     """Reconstruct k-space files; writes 'reconstruction' [slices, H, W] (fastMRI submission layout)."""
     from kerasrecon.reconstruct import reconstruct_files
 
-    changes = {k: v for k, v in (("kind", mask_kind), ("acceleration", acceleration), ("seed", mask_seed),
-                                 ("center_fraction", center_fraction)) if v is not None}
+    changes = _mask_changes(acceleration, mask_kind, mask_seed, center_fraction)
     paths = reconstruct_files(model_dir, input_path, output, mask_changes=changes, batch_size=batch_size, crop=crop,
                               force=force, progress=_SliceProgress(), grid=grid)
     for p in paths:
@@ -564,7 +570,7 @@ def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_see
               help="Train one run per --losses entry first (same seed, data and fit options) under OUT/runs/.")
 @click.option("--losses", default=",".join(CONTENT_LOSS_NAMES), show_default=True,
               help="With --train: losses to train, comma- or space-separated (--losses mse feature hybrid).")
-@click.option("--split", type=click.Choice(["val", "all"]), default="val", show_default=True,
+@click.option("--split", type=click.Choice(SPLITS), default="val", show_default=True,
               help="Evaluate the held-out part of the data or all of it.")
 @click.option("--eval-batch-size", type=int, default=4, show_default=True, help="Slices per generator call.")
 @click.option("--no-figures", is_flag=True, help="Write tables only (no matplotlib needed).")
@@ -573,7 +579,7 @@ def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_see
 @click.option("--force", is_flag=True, help="Overwrite comparison files in --out.")
 @click.option("--acquisition", default=None, metavar="NAME",
               help="Compare only volumes of this fastMRI acquisition (CORPD_FBK, CORPDFS_FBK, ...; default: all).")
-@click.option("--target", "target", type=click.Choice(["sense", "rss"]), default="sense", show_default=True,
+@click.option("--target", "target", type=click.Choice(TARGETS), default="sense", show_default=True,
               help="Multi-coil data: score against the SENSE-combined image (what the models are trained on) or "
                    "the coil images' root-sum-of-squares (fastMRI's multi-coil target). Single-coil: |image| either way.")
 @baseline_options
@@ -606,9 +612,8 @@ def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out
     else:
         if not runs:
             raise KerasReconError("compare needs RUN directories, or --train to train them first")
-        changes = {field: options[opt] for opt, field in
-                   [("acceleration", "acceleration"), ("mask_kind", "kind"), ("mask_seed", "seed"),
-                    ("center_fraction", "center_fraction")] if opt in given}
+        changes = _mask_changes(*(options[o] if o in given else None
+                                  for o in ("acceleration", "mask_kind", "mask_seed", "center_fraction")))
         result = cmp.compare_runs(list(runs), out, data=options["data"] if "data" in given else None,
                                   mask_changes=changes, force=force, **common)
     click.echo((Path(out) / "table.md").read_text())

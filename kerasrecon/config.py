@@ -18,6 +18,11 @@ STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16", "float64")
 SAMPLINGS = ("patch", "slice")
 LR_SCHEDULES = ("constant", "cosine")
+# Evaluation and serving choices (one home; the CLI builds its choice lists from these).
+SPLITS = ("val", "all")  # evaluate the run's held-out part of the data, or all of it
+TARGETS = ("sense", "rss")  # multi-coil results scored against the SENSE-combined image or the coil RSS
+TARGET_KEYS = ("reconstruction_esc", "reconstruction_rss")  # fastMRI's single- and multi-coil targets
+GRIDS = ("trained", "file")  # reconstruct fully sampled fastMRI files on the 320x320 training grid or their own
 
 
 @dataclass(frozen=True)

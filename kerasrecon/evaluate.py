@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from kerasrecon.config import MaskConfig
+from kerasrecon.config import SPLITS, TARGET_KEYS, MaskConfig
 from kerasrecon.data.pipeline import evaluation_slices
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import DataError
@@ -177,8 +177,8 @@ def held_out_volumes(data: str, val_fraction: float, split: str = "val", acquisi
     volumes = load_volumes(data)
     if split == "all":
         return filter_acquisition(volumes, acquisition)
-    if split != "val":
-        raise DataError(f"--split must be 'val' or 'all'. Received: {split!r}")
+    if split not in SPLITS:
+        raise DataError(f"--split must be one of {', '.join(SPLITS)}. Received: {split!r}")
     _, val = split_volumes(volumes, val_fraction)
     if not val:
         raise DataError(f"--split val: the run used val_fraction=0, so {data} has no held-out part; use --split all")
@@ -250,7 +250,6 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
     return result
 
 
-TARGET_KEYS = ("reconstruction_esc", "reconstruction_rss")
 SCORE_MIN_SHAPE = (1, SSIM_WINDOW, SSIM_WINDOW)  # SSIM's window (fastMRI's and skimage's 7×7) must fit
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from kerasrecon.config import MaskConfig
+from kerasrecon.config import GRIDS, MaskConfig
 from kerasrecon.data import h5
 from kerasrecon.data.fastmri import CROP, center_crop, to_training_grid
 from kerasrecon.errors import DataError
@@ -159,8 +159,8 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
 
     if batch_size < 1:
         raise DataError(f"--batch-size must be >= 1. Received: {batch_size}")
-    if grid not in ("trained", "file"):
-        raise DataError(f"--grid must be 'trained' or 'file'. Received: {grid!r}")
+    if grid not in GRIDS:
+        raise DataError(f"--grid must be one of {', '.join(GRIDS)}. Received: {grid!r}")
     if crop is not None and min(crop) < 1:
         raise DataError(f"--crop: expected H W >= 1. Received: {' '.join(str(c) for c in crop)}")
     files = _inputs(Path(input_path))

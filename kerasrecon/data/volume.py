@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from kerasrecon.coils import rss_np
+from kerasrecon.config import TARGETS  # what multi-coil results are scored against (Volume.target)
 from kerasrecon.data import h5
 from kerasrecon.errors import DataError
 from kerasrecon.kspace import check_kspace, ifft2c_np, sense_adjoint_np
 
 MANIFEST = "manifest.json"
-TARGETS = ("sense", "rss")  # what multi-coil results are scored against (see Volume.target)
 FORMAT = "kerasrecon-dataset"
 
 
