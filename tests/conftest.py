@@ -1,6 +1,11 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# GPU hosts: TensorFlow (cuBLAS/cuDNN) and XLA use TF32 for float32 matmuls and convolutions on Ampere and
+# newer by default (~1e-3 relative error); tolerances here are float32's. Set before any import, so
+# subprocesses started by tests inherit it.
+os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
+os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 
 import numpy as np
 import pytest
@@ -44,6 +49,11 @@ TRAINING_FIXTURES = {"run", "start", "stepped", "reference", "trained", "foreign
 
 
 def pytest_collection_modifyitems(config, items):
+    import keras
+
+    tf_only = pytest.mark.skip(reason=f"needs the TensorFlow backend (this run: {keras.backend.backend()})")
     for item in items:
         if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        if "tensorflow" in item.keywords and keras.backend.backend() != "tensorflow":
+            item.add_marker(tf_only)

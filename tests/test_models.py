@@ -54,7 +54,7 @@ def test_generator_any_size_and_dc_exact(rng):
         inputs = {"zero_filled": np.stack([zf.real, zf.imag], -1).astype(np.float32),
                   "masked_kspace": np.stack([masked.real, masked.imag], -1).astype(np.float32),
                   "mask": np.broadcast_to(mask, (2, *shape)).astype(np.float32)}
-        out = g(inputs).numpy()
+        out = keras.ops.convert_to_numpy(g(inputs))
         assert out.shape == (2, *shape, 2)
         k_out = fft2c_np((out[..., 0] + 1j * out[..., 1]).astype(np.complex64))
         m = mask.astype(bool)
@@ -69,7 +69,7 @@ def test_serialisation_round_trip(tmp_path, rng):
     x = {"zero_filled": rng.standard_normal((1, 8, 8, 2)).astype(np.float32),
          "masked_kspace": rng.standard_normal((1, 8, 8, 2)).astype(np.float32),
          "mask": (rng.random((1, 8, 8)) > 0.5).astype(np.float32)}
-    np.testing.assert_allclose(g(x).numpy(), g2(x).numpy(), atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(g(x)), keras.ops.convert_to_numpy(g2(x)), atol=1e-6)
     layer = DataConsistency.from_config(DataConsistency(noise_lambda=2.0).get_config())
     assert layer.noise_lambda == 2.0
     # Every layer carries the documented name (checkpoints and the export refer to them), and the
@@ -85,8 +85,8 @@ def test_discriminator_output_is_the_last_dense_layers_logit(rng):
     """D returns the logit z of its last Dense layer (no sigmoid in the model; the losses apply it)."""
     d = build_discriminator(32)
     x = rng.random((3, 32, 32, 1)).astype(np.float32)
-    z = d(x).numpy()
-    hidden = keras.Model(d.input, d.get_layer("d_lrelu_dense").output)(x).numpy()
+    z = keras.ops.convert_to_numpy(d(x))
+    hidden = keras.ops.convert_to_numpy(keras.Model(d.input, d.get_layer("d_lrelu_dense").output)(x))
     kernel, bias = d.get_layer("d_prob").get_weights()
     assert z.shape == (3, 1) and d.get_layer("d_prob").activation.__name__ == "linear"
     np.testing.assert_allclose(z, hidden @ kernel + bias, rtol=1e-4, atol=1e-5)

@@ -59,6 +59,7 @@ def test_jit_step_matches_eager_graph(batch, reference):
         assert values[k] == pytest.approx(reference[k], rel=1e-3)
 
 
+@pytest.mark.tensorflow
 def test_auto_choices_per_device(monkeypatch):
     """The choice logic with the device list replaced, so the test means the same on CPU and GPU hosts."""
     from kerasrecon.training import precision
@@ -75,6 +76,7 @@ def test_auto_choices_per_device(monkeypatch):
         resolve_precision("float8")
 
 
+@pytest.mark.tensorflow
 def test_float64_reaches_the_outputs_and_the_slope_is_exact():
     """--precision float64, the reference arithmetic of the backend test: everything float64 on TF."""
     import keras
