@@ -69,7 +69,7 @@ def forward_flops(model, shapes) -> int:
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    spec = ({k: tf.TensorSpec(v.shape) for k, v in x.items()} if isinstance(x, dict) else tf.TensorSpec(x.shape))
+    spec = {k: tf.TensorSpec(v.shape) for k, v in x.items()} if isinstance(x, dict) else tf.TensorSpec(x.shape)
     concrete = tf.function(lambda inp: model(inp, training=False)).get_concrete_function(spec)
     frozen = convert_variables_to_constants_v2(concrete)
     opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()

@@ -13,10 +13,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, seconds_per_call  # noqa: E402
-
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from common import machine, seconds_per_call  # noqa: E402
 
 from kerasrecon.export import ReconModule  # noqa: E402
 from kerasrecon.masks import make_mask  # noqa: E402
@@ -42,14 +41,29 @@ def main():
             re = tf.constant(rng.standard_normal((b, *SHAPE)).astype(np.float32))
             im = tf.constant(rng.standard_normal((b, *SHAPE)).astype(np.float32))
             t_mod = seconds_per_call(lambda: module.serve(re, im, mask)["image"].numpy(), a.repeats)
-            t_saved = seconds_per_call(lambda: loaded(kspace_real=re, kspace_imag=im, mask=mask)["image"].numpy(),
-                                       a.repeats)
+            t_saved = seconds_per_call(
+                lambda: loaded(kspace_real=re, kspace_imag=im, mask=mask)["image"].numpy(), a.repeats
+            )
             results[f"batch{b}"] = {
-                "in_process_s": round(t_mod, 4), "savedmodel_s": round(t_saved, 4),
-                "in_process_slices_per_s": round(b / t_mod, 3), "savedmodel_slices_per_s": round(b / t_saved, 3),
-                "ratio_savedmodel_over_in_process": round(t_saved / t_mod, 3)}
-    print(json.dumps({"benchmark": "inference", "machine": machine(), "shape": SHAPE, "blocks": a.blocks,
-                      "repeats": a.repeats, "results": results}, indent=2))
+                "in_process_s": round(t_mod, 4),
+                "savedmodel_s": round(t_saved, 4),
+                "in_process_slices_per_s": round(b / t_mod, 3),
+                "savedmodel_slices_per_s": round(b / t_saved, 3),
+                "ratio_savedmodel_over_in_process": round(t_saved / t_mod, 3),
+            }
+    print(
+        json.dumps(
+            {
+                "benchmark": "inference",
+                "machine": machine(),
+                "shape": SHAPE,
+                "blocks": a.blocks,
+                "repeats": a.repeats,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

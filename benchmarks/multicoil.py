@@ -16,10 +16,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, seconds_per_call  # noqa: E402
-
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from common import machine, seconds_per_call  # noqa: E402
 
 from kerasrecon.coils import birdcage_maps  # noqa: E402
 from kerasrecon.config import DataConfig, MaskConfig, TrainConfig  # noqa: E402
@@ -51,8 +50,9 @@ def main():
     ap.add_argument("--coils", type=int, nargs="+", default=[1, 8, 15])
     a = ap.parse_args()
     rng = np.random.default_rng(0)
-    cfg = TrainConfig(data=DataConfig(patch_size=96, batch_size=16, sampling="slice"),
-                      mask=MaskConfig(kind="random", acceleration=4))
+    cfg = TrainConfig(
+        data=DataConfig(patch_size=96, batch_size=16, sampling="slice"), mask=MaskConfig(kind="random", acceleration=4)
+    )
     inputs = {}
     for c in a.coils:
         batches = numpy_batches([volume(c, 8, TRAIN_SHAPE, rng)], cfg, workers=2, prefetch=1)
@@ -73,17 +73,29 @@ def main():
             re = tf.constant(rng.standard_normal(shape).astype(np.float32))
             im = tf.constant(rng.standard_normal(shape).astype(np.float32))
             fn = loaded["serving_default"] if c == 1 else loaded["multicoil"]
-            serving[f"C{c}"] = round(seconds_per_call(
-                lambda: fn(kspace_real=re, kspace_imag=im, mask=mask)["image"].numpy(), a.repeats), 4)
+            serving[f"C{c}"] = round(
+                seconds_per_call(lambda: fn(kspace_real=re, kspace_imag=im, mask=mask)["image"].numpy(), a.repeats), 4
+            )
     base_in, base_serve = inputs.get("C1"), serving.get("C1")
-    print(json.dumps({
-        "benchmark": "multicoil", "machine": machine(), "blocks": a.blocks, "repeats": a.repeats,
-        "input_batch_s": inputs, "input_batch": "16 windows of 96x96 from 320x320 slices, sampling slice, NumPy path",
-        "serving_slice_s": serving, "serving_slice": f"one {SERVE_SHAPE[0]}x{SERVE_SHAPE[1]} slice, SavedModel",
-        "ratios_to_single_coil": {
-            "input": {k: round(v / base_in, 3) for k, v in inputs.items()} if base_in else None,
-            "serving": {k: round(v / base_serve, 3) for k, v in serving.items()} if base_serve else None},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "multicoil",
+                "machine": machine(),
+                "blocks": a.blocks,
+                "repeats": a.repeats,
+                "input_batch_s": inputs,
+                "input_batch": "16 windows of 96x96 from 320x320 slices, sampling slice, NumPy path",
+                "serving_slice_s": serving,
+                "serving_slice": f"one {SERVE_SHAPE[0]}x{SERVE_SHAPE[1]} slice, SavedModel",
+                "ratios_to_single_coil": {
+                    "input": {k: round(v / base_in, 3) for k, v in inputs.items()} if base_in else None,
+                    "serving": {k: round(v / base_serve, 3) for k, v in serving.items()} if base_serve else None,
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

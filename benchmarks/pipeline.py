@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
-
 import numpy as np  # noqa: E402
+from common import machine  # noqa: E402
 
 from kerasrecon.config import DataConfig, TrainConfig  # noqa: E402
 from kerasrecon.data.demo import load_demo  # noqa: E402
@@ -37,7 +36,7 @@ def numpy_patches(volume, cfg, n):
     out = []
     for _ in range(n):
         s, top, left = rng.integers(s_), rng.integers(h - p + 1), rng.integers(w - p + 1)
-        patch = images[s, top:top + p, left:left + p]
+        patch = images[s, top : top + p, left : left + p]
         masked = fft2c_np(patch) * mask
         out.append((ifft2c_np(masked), masked, np.abs(patch)))
     return out
@@ -73,19 +72,27 @@ def main():
 
             t0 = time.perf_counter()
             sm = sigpy.mri.poisson((444, 448), r, calib=(22, 22), seed=0)
-            row.update(sigpy_s=round(time.perf_counter() - t0, 3),
-                       sigpy_achieved_R=round(sm.size / np.count_nonzero(sm), 4))
+            row.update(
+                sigpy_s=round(time.perf_counter() - t0, 3), sigpy_achieved_R=round(sm.size / np.count_nonzero(sm), 4)
+            )
             row["time_ratio_sigpy_over_kerasrecon"] = round(row["sigpy_s"] / ours, 2)
         except ImportError:
             row["sigpy"] = "not installed"
         masks[f"R{r}"] = row
-    print(json.dumps({
-        "benchmark": "pipeline", "machine": machine(),
-        "settings": {"patch": a.patch, "batch": a.batch, "batches": a.batches, "data": "demo"},
-        "tfdata_patches_per_s": round(tf_rate, 1), "numpy_loop_patches_per_s": round(np_rate, 1),
-        "ratio_tfdata_over_numpy": round(tf_rate / np_rate, 2),
-        "poisson_444x448": masks,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "pipeline",
+                "machine": machine(),
+                "settings": {"patch": a.patch, "batch": a.batch, "batches": a.batches, "data": "demo"},
+                "tfdata_patches_per_s": round(tf_rate, 1),
+                "numpy_loop_patches_per_s": round(np_rate, 1),
+                "ratio_tfdata_over_numpy": round(tf_rate / np_rate, 2),
+                "poisson_444x448": masks,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

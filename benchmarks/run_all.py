@@ -28,22 +28,42 @@ def main():
     p, t, i = results["pipeline"], results["train_step"], results["inference"]["results"]
     mc = results["multicoil"]
     rows = [
-        ("tf.data patches/s vs NumPy loop", f"{p['tfdata_patches_per_s']} vs {p['numpy_loop_patches_per_s']}",
-         f"{p['ratio_tfdata_over_numpy']}×"),
-        ("Poisson 444×448 R=6: sigpy time / ours", f"{p['poisson_444x448']['R6'].get('sigpy_s', '—')} s vs "
-         f"{p['poisson_444x448']['R6']['kerasrecon_s']} s", f"{p['poisson_444x448']['R6'].get('time_ratio_sigpy_over_kerasrecon', '—')}×"),
+        (
+            "tf.data patches/s vs NumPy loop",
+            f"{p['tfdata_patches_per_s']} vs {p['numpy_loop_patches_per_s']}",
+            f"{p['ratio_tfdata_over_numpy']}×",
+        ),
+        (
+            "Poisson 444×448 R=6: sigpy time / ours",
+            f"{p['poisson_444x448']['R6'].get('sigpy_s', '—')} s vs {p['poisson_444x448']['R6']['kerasrecon_s']} s",
+            f"{p['poisson_444x448']['R6'].get('time_ratio_sigpy_over_kerasrecon', '—')}×",
+        ),
         ("train step (B=16, 96², hybrid) s/step", t["seconds_per_step"], f"{t['images_per_s']} img/s"),
-        ("train step s/step: JAX / TensorFlow", f"{results['train_step_jax']['seconds_per_step']} / {t['seconds_per_step']}",
-         f"{round(results['train_step_jax']['seconds_per_step'] / t['seconds_per_step'], 3)}×"),
-        ("achieved / measured Conv2D FLOP/s", f"{t['achieved_gflop_per_s']} / {t['conv2d_3x3_64_gflop_per_s']} GFLOP/s",
-         f"{t['ratio_achieved_to_conv2d']}"),
-        ("inference 444×448 batch 1: SavedModel / in-process", f"{i['batch1']['savedmodel_s']} / {i['batch1']['in_process_s']} s",
-         f"{i['batch1']['ratio_savedmodel_over_in_process']}×"),
-        ("multi-coil: input batch C=8 / C=15 vs single-coil", f"{mc['input_batch_s'].get('C8')} / "
-         f"{mc['input_batch_s'].get('C15')} vs {mc['input_batch_s'].get('C1')} s",
-         f"{mc['ratios_to_single_coil']['input'].get('C15')}× (C=15)"),
-        ("multi-coil: SavedModel 640×368 slice C=15 vs single-coil", f"{mc['serving_slice_s'].get('C15')} vs "
-         f"{mc['serving_slice_s'].get('C1')} s", f"{mc['ratios_to_single_coil']['serving'].get('C15')}×"),
+        (
+            "train step s/step: JAX / TensorFlow",
+            f"{results['train_step_jax']['seconds_per_step']} / {t['seconds_per_step']}",
+            f"{round(results['train_step_jax']['seconds_per_step'] / t['seconds_per_step'], 3)}×",
+        ),
+        (
+            "achieved / measured Conv2D FLOP/s",
+            f"{t['achieved_gflop_per_s']} / {t['conv2d_3x3_64_gflop_per_s']} GFLOP/s",
+            f"{t['ratio_achieved_to_conv2d']}",
+        ),
+        (
+            "inference 444×448 batch 1: SavedModel / in-process",
+            f"{i['batch1']['savedmodel_s']} / {i['batch1']['in_process_s']} s",
+            f"{i['batch1']['ratio_savedmodel_over_in_process']}×",
+        ),
+        (
+            "multi-coil: input batch C=8 / C=15 vs single-coil",
+            f"{mc['input_batch_s'].get('C8')} / {mc['input_batch_s'].get('C15')} vs {mc['input_batch_s'].get('C1')} s",
+            f"{mc['ratios_to_single_coil']['input'].get('C15')}× (C=15)",
+        ),
+        (
+            "multi-coil: SavedModel 640×368 slice C=15 vs single-coil",
+            f"{mc['serving_slice_s'].get('C15')} vs {mc['serving_slice_s'].get('C1')} s",
+            f"{mc['ratios_to_single_coil']['serving'].get('C15')}×",
+        ),
     ]
     print(f"Machine: {t['machine']}\n")
     print("| measure | value | ratio |\n| --- | --- | --- |")

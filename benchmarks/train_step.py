@@ -21,10 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT.parent))  # the package from this checkout when it is not installed (GPU hosts)
-from common import conv_flops_per_second, forward_flops, machine  # noqa: E402
-
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
+from common import conv_flops_per_second, forward_flops, machine  # noqa: E402
 
 from kerasrecon.config import DataConfig, LossConfig, ModelConfig, TrainConfig  # noqa: E402
 from kerasrecon.data.demo import load_demo  # noqa: E402
@@ -65,9 +63,13 @@ def main():
     ap.add_argument("--jit", default="auto", choices=["auto", "on", "off"], help="TensorFlow only (JAX always jits)")
     a = ap.parse_args()
     jit = None if a.jit == "auto" else a.jit == "on"
-    cfg = TrainConfig(data=DataConfig(patch_size=a.patch, batch_size=a.batch), model=ModelConfig(blocks=a.blocks),
-                      loss=LossConfig(content=a.loss, vgg_weights="none"),  # weights do not change the FLOPs
-                      precision=a.precision, jit=jit)
+    cfg = TrainConfig(
+        data=DataConfig(patch_size=a.patch, batch_size=a.batch),
+        model=ModelConfig(blocks=a.blocks),
+        loss=LossConfig(content=a.loss, vgg_weights="none"),  # weights do not change the FLOPs
+        precision=a.precision,
+        jit=jit,
+    )
     keras.utils.set_random_seed(0)
     gan = build_gan(cfg)
     stream = numpy_batches([load_demo()], cfg, workers=2)
@@ -87,20 +89,35 @@ def main():
     step_flops = a.batch * (3 * g_f + 8 * d_f + 3 * v_f)
     conv_rate = conv_flops_per_second(batch=a.batch, size=p)
     achieved = step_flops / sec
-    print(json.dumps({
-        "benchmark": "train_step", "machine": machine(),
-        "settings": {"backend": keras.backend.backend(), "batch": a.batch, "patch": p, "blocks": a.blocks,
-                     "loss": a.loss, "timed_steps": a.steps, "precision": resolve_precision(cfg.precision),
-                     "jit": True if keras.backend.backend() == "jax" else resolve_jit(cfg.jit)},
-        "last_g_loss": round(loss, 6),
-        "seconds_per_step": round(sec, 4), "steps_per_s": round(1 / sec, 4), "images_per_s": round(a.batch / sec, 2),
-        "forward_gflop_per_image": {"generator": g_f / 1e9, "discriminator": d_f / 1e9, "vgg54": v_f / 1e9},
-        "tflop_per_step": round(step_flops / 1e12, 4),
-        "achieved_gflop_per_s": round(achieved / 1e9, 2),
-        "conv2d_3x3_64_gflop_per_s": round(conv_rate / 1e9, 2),
-        "ratio_achieved_to_conv2d": round(achieved / conv_rate, 3),
-        "projected_hours_for_1e5_steps": round(sec * 1e5 / 3600, 2),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_step",
+                "machine": machine(),
+                "settings": {
+                    "backend": keras.backend.backend(),
+                    "batch": a.batch,
+                    "patch": p,
+                    "blocks": a.blocks,
+                    "loss": a.loss,
+                    "timed_steps": a.steps,
+                    "precision": resolve_precision(cfg.precision),
+                    "jit": True if keras.backend.backend() == "jax" else resolve_jit(cfg.jit),
+                },
+                "last_g_loss": round(loss, 6),
+                "seconds_per_step": round(sec, 4),
+                "steps_per_s": round(1 / sec, 4),
+                "images_per_s": round(a.batch / sec, 2),
+                "forward_gflop_per_image": {"generator": g_f / 1e9, "discriminator": d_f / 1e9, "vgg54": v_f / 1e9},
+                "tflop_per_step": round(step_flops / 1e12, 4),
+                "achieved_gflop_per_s": round(achieved / 1e9, 2),
+                "conv2d_3x3_64_gflop_per_s": round(conv_rate / 1e9, 2),
+                "ratio_achieved_to_conv2d": round(achieved / conv_rate, 3),
+                "projected_hours_for_1e5_steps": round(sec * 1e5 / 3600, 2),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

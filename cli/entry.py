@@ -23,8 +23,10 @@ def on_sigterm(signum, frame):
 def interrupted_exit(exc: BaseException):
     """One line on stderr and exit 130 (SIGINT) or 143 (SIGTERM)."""
     sigterm = isinstance(exc, Interrupted)
-    sys.stderr.write(f"kerasrecon: error: {'terminated (SIGTERM)' if sigterm else 'interrupted (SIGINT)'}; "
-                     "nothing half-written was kept\n")
+    sys.stderr.write(
+        f"kerasrecon: error: {'terminated (SIGTERM)' if sigterm else 'interrupted (SIGINT)'}; "
+        "nothing half-written was kept\n"
+    )
     sys.exit(143 if sigterm else 130)
 
 

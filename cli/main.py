@@ -15,18 +15,30 @@ from pathlib import Path
 
 import click
 
-from kerasrecon_cli.entry import Interrupted, interrupted_exit, on_sigterm
 from kerasrecon import __version__
-from kerasrecon.errors import KerasReconError
 from kerasrecon.coils import COIL_MAP_METHODS
-from kerasrecon.config import (CONTENT_LOSS_NAMES, GRIDS, LR_SCHEDULES, PRECISIONS, SAMPLINGS, SPLITS, STRATEGIES,
-                               TARGET_KEYS, TARGETS, TrainConfig)
+from kerasrecon.config import (
+    CONTENT_LOSS_NAMES,
+    GRIDS,
+    LR_SCHEDULES,
+    PRECISIONS,
+    SAMPLINGS,
+    SPLITS,
+    STRATEGIES,
+    TARGET_KEYS,
+    TARGETS,
+    TrainConfig,
+)
 from kerasrecon.data.simulate import PHASES
+from kerasrecon.errors import KerasReconError
 from kerasrecon.masks import MASK_KINDS
+from kerasrecon_cli.entry import Interrupted, interrupted_exit, on_sigterm
 
-CENTER_HELP = ("Fully sampled centre: fraction of the columns of a line mask (fastMRI: 0.08 at R = 4, 0.04 at "
-               "R = 8) or side of the Poisson calibration square as a fraction of H, W (default: lines 0.08, "
-               "Poisson 0.05).")
+CENTER_HELP = (
+    "Fully sampled centre: fraction of the columns of a line mask (fastMRI: 0.08 at R = 4, 0.04 at "
+    "R = 8) or side of the Poisson calibration square as a fraction of H, W (default: lines 0.08, "
+    "Poisson 0.05)."
+)
 
 # Every default and choice of the fit options comes from kerasrecon/config.py (one home per fact).
 DEFAULTS = TrainConfig()
@@ -132,8 +144,9 @@ def _import_tensorflow_quietly(verbose: bool):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="kerasrecon")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Log progress details (INFO level) and keep TensorFlow's start-up messages.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Log progress details (INFO level) and keep TensorFlow's start-up messages."
+)
 def cli(verbose):
     """kerasrecon: reconstruct undersampled MRI with a GAN (MSE, VGG feature or hybrid loss).
 
@@ -143,18 +156,29 @@ def cli(verbose):
       kerasrecon data prepare knee_dicoms/ data/knee
       kerasrecon fit --data data/knee --loss hybrid --acceleration 4 --out runs/hybrid
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 @cli.command()
-@click.option("--kind", type=click.Choice(MASK_KINDS), default="poisson", show_default=True,
-              help="poisson: 2-D variable-density Poisson disc; random/equispaced: 1-D phase-encode lines.")
+@click.option(
+    "--kind",
+    type=click.Choice(MASK_KINDS),
+    default="poisson",
+    show_default=True,
+    help="poisson: 2-D variable-density Poisson disc; random/equispaced: 1-D phase-encode lines.",
+)
 @click.option("--acceleration", "-R", type=float, required=True, help="Acceleration R = H·W / samples (>= 1).")
 @click.option("--shape", type=(int, int), required=True, metavar="H W", help="k-space shape.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed (same seed, same mask).")
 @click.option("--center-fraction", type=float, default=None, help=CENTER_HELP)
-@click.option("--out", type=click.Path(dir_okay=False), required=True,
-              help="Output .npy (float32 {0,1} [H, W]) or .png (white = sampled).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Output .npy (float32 {0,1} [H, W]) or .png (white = sampled).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @one_line_errors
 def mask(kind, acceleration, shape, seed, center_fraction, out, force):
@@ -175,52 +199,133 @@ def data():
 @data.command("prepare")
 @click.argument("src", type=click.Path())
 @click.argument("out", type=click.Path())
-@click.option("--dataset", default=None, help="HDF5 dataset holding images (default: image/images/target/"
-              "reconstruction_esc/reconstruction_rss).")
-@click.option("--crop", type=(int, int), default=None, metavar="H W", help="Centre-crop every image to H×W "
-              "(fastMRI files: default 320 320).")
-@click.option("--phase", type=click.Choice(PHASES), default="none", show_default=True,
-              help="Image sources: multiply by a random smooth phase (real images are complex).")
-@click.option("--phase-range", type=float, default=1.0, show_default=True,
-              help="Peak-to-peak of the smooth phase in turns (1 = 2π).")
-@click.option("--noise", type=float, default=0.0, show_default=True,
-              help="Image sources: complex Gaussian k-space noise, σ as a fraction of the image maximum "
-                   "(0.01 = image SNR 100 at the peak). The fully sampled target keeps it, as real scans do.")
-@click.option("--kspace-crop", type=(int, int), default=None, metavar="H W",
-              help="Image sources: keep the central H×W of k-space (the target lives on a coarser grid "
-                   "than the simulation: no inverse crime).")
-@click.option("--sim-seed", type=int, default=0, show_default=True, help="Seed of phase and noise (volume i: (seed, i)).")
-@click.option("--coils", type=int, default=1, show_default=True,
-              help="Image sources: measure through C simulated birdcage coils (noise per coil); maps are then "
-                   "estimated from those data (--coil-maps) and the volume is SENSE-combined; fit trains with "
-                   "multi-coil data consistency.")
-@click.option("--acquisition", default=None, metavar="NAME",
-              help="Keep only fastMRI files with this acquisition attribute (CORPD_FBK, CORPDFS_FBK, ...).")
-@click.option("--coil-maps", type=click.Choice(COIL_MAP_METHODS), default="acs", show_default=True,
-              help="Multi-coil fastMRI files: coil sensitivities from the k-space centre, 'acs' (coil images "
-                   "over their root-sum-of-squares, VarNet's estimate) or 'espirit' (sigpy, pip install "
-                   "'kerasrecon[baselines]'; sharper at coil edges, slower). The volume becomes the "
-                   "SENSE-combined image; coil k-space and maps are stored beside it.")
-@click.option("--acs-lines", type=int, default=24, show_default=True,
-              help="Multi-coil: centre phase-encode columns the maps are estimated from.")
-@click.option("--force", is_flag=True, help="Replace OUT when it holds a dataset prepared before (never another directory).")
+@click.option(
+    "--dataset",
+    default=None,
+    help="HDF5 dataset holding images (default: image/images/target/reconstruction_esc/reconstruction_rss).",
+)
+@click.option(
+    "--crop",
+    type=(int, int),
+    default=None,
+    metavar="H W",
+    help="Centre-crop every image to H×W (fastMRI files: default 320 320).",
+)
+@click.option(
+    "--phase",
+    type=click.Choice(PHASES),
+    default="none",
+    show_default=True,
+    help="Image sources: multiply by a random smooth phase (real images are complex).",
+)
+@click.option(
+    "--phase-range",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Peak-to-peak of the smooth phase in turns (1 = 2π).",
+)
+@click.option(
+    "--noise",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Image sources: complex Gaussian k-space noise, σ as a fraction of the image maximum "
+    "(0.01 = image SNR 100 at the peak). The fully sampled target keeps it, as real scans do.",
+)
+@click.option(
+    "--kspace-crop",
+    type=(int, int),
+    default=None,
+    metavar="H W",
+    help="Image sources: keep the central H×W of k-space (the target lives on a coarser grid "
+    "than the simulation: no inverse crime).",
+)
+@click.option(
+    "--sim-seed", type=int, default=0, show_default=True, help="Seed of phase and noise (volume i: (seed, i))."
+)
+@click.option(
+    "--coils",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Image sources: measure through C simulated birdcage coils (noise per coil); maps are then "
+    "estimated from those data (--coil-maps) and the volume is SENSE-combined; fit trains with "
+    "multi-coil data consistency.",
+)
+@click.option(
+    "--acquisition",
+    default=None,
+    metavar="NAME",
+    help="Keep only fastMRI files with this acquisition attribute (CORPD_FBK, CORPDFS_FBK, ...).",
+)
+@click.option(
+    "--coil-maps",
+    type=click.Choice(COIL_MAP_METHODS),
+    default="acs",
+    show_default=True,
+    help="Multi-coil fastMRI files: coil sensitivities from the k-space centre, 'acs' (coil images "
+    "over their root-sum-of-squares, VarNet's estimate) or 'espirit' (sigpy, pip install "
+    "'kerasrecon[baselines]'; sharper at coil edges, slower). The volume becomes the "
+    "SENSE-combined image; coil k-space and maps are stored beside it.",
+)
+@click.option(
+    "--acs-lines",
+    type=int,
+    default=24,
+    show_default=True,
+    help="Multi-coil: centre phase-encode columns the maps are estimated from.",
+)
+@click.option(
+    "--force", is_flag=True, help="Replace OUT when it holds a dataset prepared before (never another directory)."
+)
 @one_line_errors
-def prepare(src, out, dataset, crop, phase, phase_range, noise, kspace_crop, sim_seed, coils, acquisition, coil_maps,
-            acs_lines, force):
+def prepare(
+    src,
+    out,
+    dataset,
+    crop,
+    phase,
+    phase_range,
+    noise,
+    kspace_crop,
+    sim_seed,
+    coils,
+    acquisition,
+    coil_maps,
+    acs_lines,
+    force,
+):
     """Convert SRC (a file, or a directory of .npy/.npz/.h5 files and PNG/DICOM folders) into dataset OUT.
 
     SRC 'demo' prepares the embedded demo images (e.g. with --phase smooth --noise 0.01).
     OUT gets one <volume>.h5 (k-space complex64 [S, H, W]) per source and a manifest.json; OUT must
-    not exist or be empty (or, with --force, hold a dataset prepared before). Multi-coil fastMRI files ([S, C, H, W]) are SENSE-combined with estimated
-    coil maps (--coil-maps); training and evaluation then use the combined image.
+    not exist or be empty (or, with --force, hold a dataset prepared before). Multi-coil fastMRI files
+    ([S, C, H, W]) are SENSE-combined with estimated coil maps (--coil-maps); training and evaluation then
+    use the combined image.
     """
     from kerasrecon.data.images import prepare_dataset
     from kerasrecon.data.simulate import Simulation
 
-    sim = Simulation(phase=phase, phase_range=phase_range, noise=noise,
-                     kspace_crop=tuple(kspace_crop) if kspace_crop else None, seed=sim_seed, coils=coils)
-    manifest = prepare_dataset(src, out, dataset=dataset, crop=crop, simulation=sim, acquisition=acquisition,
-                               coil_maps=coil_maps, acs_lines=acs_lines, force=force)
+    sim = Simulation(
+        phase=phase,
+        phase_range=phase_range,
+        noise=noise,
+        kspace_crop=tuple(kspace_crop) if kspace_crop else None,
+        seed=sim_seed,
+        coils=coils,
+    )
+    manifest = prepare_dataset(
+        src,
+        out,
+        dataset=dataset,
+        crop=crop,
+        simulation=sim,
+        acquisition=acquisition,
+        coil_maps=coil_maps,
+        acs_lines=acs_lines,
+        force=force,
+    )
     for v in manifest["volumes"]:
         click.echo(f"{v['file']}: {v['kind']} {v['shape']} from {v['source']}")
     click.echo(f"wrote {len(manifest['volumes'])} volume(s) to {out}")
@@ -229,59 +334,204 @@ def prepare(src, out, dataset, crop, phase, phase_range, noise, kspace_crop, sim
 def train_options(fn):
     """Every ``TrainConfig`` field as an option; defaults are the thesis' settings."""
     opts = [
-        click.option("--data", default=DEFAULTS.data.data, show_default=True,
-                     help="'demo' (embedded real-MR set) or a directory from 'kerasrecon data prepare'."),
-        click.option("--loss", "content", type=click.Choice(CONTENT_LOSS_NAMES), default=DEFAULTS.loss.content,
-                     show_default=True, help="Content loss: pixel MSE, VGG19 φ5,4 features, or α·MSE + β·feature."),
-        click.option("--acceleration", "-R", type=float, default=DEFAULTS.mask.acceleration, show_default=True,
-                     help="Undersampling factor R."),
-        click.option("--mask", "mask_kind", type=click.Choice(MASK_KINDS), default=DEFAULTS.mask.kind,
-                     show_default=True, help="Sampling pattern."),
-        click.option("--mask-seed", type=int, default=DEFAULTS.mask.seed, show_default=True,
-                     help="Seed of the masks (volume i uses seed + i)."),
+        click.option(
+            "--data",
+            default=DEFAULTS.data.data,
+            show_default=True,
+            help="'demo' (embedded real-MR set) or a directory from 'kerasrecon data prepare'.",
+        ),
+        click.option(
+            "--loss",
+            "content",
+            type=click.Choice(CONTENT_LOSS_NAMES),
+            default=DEFAULTS.loss.content,
+            show_default=True,
+            help="Content loss: pixel MSE, VGG19 φ5,4 features, or α·MSE + β·feature.",
+        ),
+        click.option(
+            "--acceleration",
+            "-R",
+            type=float,
+            default=DEFAULTS.mask.acceleration,
+            show_default=True,
+            help="Undersampling factor R.",
+        ),
+        click.option(
+            "--mask",
+            "mask_kind",
+            type=click.Choice(MASK_KINDS),
+            default=DEFAULTS.mask.kind,
+            show_default=True,
+            help="Sampling pattern.",
+        ),
+        click.option(
+            "--mask-seed",
+            type=int,
+            default=DEFAULTS.mask.seed,
+            show_default=True,
+            help="Seed of the masks (volume i uses seed + i).",
+        ),
         click.option("--center-fraction", type=float, default=DEFAULTS.mask.center_fraction, help=CENTER_HELP),
-        click.option("--mask-per-sample", is_flag=True, help="A new mask per training sample instead of one per volume."),
-        click.option("--mask-bank-size", type=int, default=DEFAULTS.mask.bank_size, show_default=True,
-                     help="With --mask-per-sample: how many masks are pre-drawn (seeds mask-seed + 100000 + j)."),
-        click.option("--steps", type=int, default=DEFAULTS.steps, show_default=True, help="GAN iterations (D then G update)."),
-        click.option("--pretrain-steps", type=int, default=DEFAULTS.pretrain_steps, show_default=True, help="MSE-only generator warm-start steps."),
-        click.option("--batch-size", type=int, default=DEFAULTS.data.batch_size, show_default=True, help="Global batch size."),
-        click.option("--patch-size", type=int, default=DEFAULTS.data.patch_size, show_default=True, help="Training patch side (pixels)."),
-        click.option("--blocks", type=int, default=DEFAULTS.model.blocks, show_default=True, help="Generator residual blocks B."),
-        click.option("--filters", type=int, default=DEFAULTS.model.filters, show_default=True, help="Generator conv filters."),
-        click.option("--noise-lambda", type=float, default=DEFAULTS.model.noise_lambda, help="Soft data consistency with this λ (default: hard)."),
-        click.option("--alpha", "mse_weight", type=float, default=DEFAULTS.loss.mse_weight, show_default=True, help="Hybrid loss MSE weight α."),
-        click.option("--beta", "feature_weight", type=float, default=DEFAULTS.loss.feature_weight, show_default=True, help="Hybrid loss feature weight β."),
-        click.option("--adv-weight", type=float, default=DEFAULTS.loss.adv_weight, show_default=True, help="Adversarial weight λ."),
-        click.option("--vgg-weights", default=DEFAULTS.loss.vgg_weights, show_default=True,
-                     help="'imagenet' (Keras cache), PATH to vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, "
-                          "or 'none' (random VGG; smoke tests only)."),
-        click.option("--lr", "learning_rate", type=float, default=DEFAULTS.learning_rate, show_default=True, help="Adam learning rate (G and D)."),
-        click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=DEFAULTS.lr_schedule, show_default=True,
-                     help="constant (the thesis) or cosine: decay to 1 % of --lr over all pretrain + GAN steps."),
+        click.option(
+            "--mask-per-sample", is_flag=True, help="A new mask per training sample instead of one per volume."
+        ),
+        click.option(
+            "--mask-bank-size",
+            type=int,
+            default=DEFAULTS.mask.bank_size,
+            show_default=True,
+            help="With --mask-per-sample: how many masks are pre-drawn (seeds mask-seed + 100000 + j).",
+        ),
+        click.option(
+            "--steps", type=int, default=DEFAULTS.steps, show_default=True, help="GAN iterations (D then G update)."
+        ),
+        click.option(
+            "--pretrain-steps",
+            type=int,
+            default=DEFAULTS.pretrain_steps,
+            show_default=True,
+            help="MSE-only generator warm-start steps.",
+        ),
+        click.option(
+            "--batch-size", type=int, default=DEFAULTS.data.batch_size, show_default=True, help="Global batch size."
+        ),
+        click.option(
+            "--patch-size",
+            type=int,
+            default=DEFAULTS.data.patch_size,
+            show_default=True,
+            help="Training patch side (pixels).",
+        ),
+        click.option(
+            "--blocks", type=int, default=DEFAULTS.model.blocks, show_default=True, help="Generator residual blocks B."
+        ),
+        click.option(
+            "--filters", type=int, default=DEFAULTS.model.filters, show_default=True, help="Generator conv filters."
+        ),
+        click.option(
+            "--noise-lambda",
+            type=float,
+            default=DEFAULTS.model.noise_lambda,
+            help="Soft data consistency with this λ (default: hard).",
+        ),
+        click.option(
+            "--alpha",
+            "mse_weight",
+            type=float,
+            default=DEFAULTS.loss.mse_weight,
+            show_default=True,
+            help="Hybrid loss MSE weight α.",
+        ),
+        click.option(
+            "--beta",
+            "feature_weight",
+            type=float,
+            default=DEFAULTS.loss.feature_weight,
+            show_default=True,
+            help="Hybrid loss feature weight β.",
+        ),
+        click.option(
+            "--adv-weight",
+            type=float,
+            default=DEFAULTS.loss.adv_weight,
+            show_default=True,
+            help="Adversarial weight λ.",
+        ),
+        click.option(
+            "--vgg-weights",
+            default=DEFAULTS.loss.vgg_weights,
+            show_default=True,
+            help="'imagenet' (Keras cache), PATH to vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, "
+            "or 'none' (random VGG; smoke tests only).",
+        ),
+        click.option(
+            "--lr",
+            "learning_rate",
+            type=float,
+            default=DEFAULTS.learning_rate,
+            show_default=True,
+            help="Adam learning rate (G and D).",
+        ),
+        click.option(
+            "--lr-schedule",
+            type=click.Choice(LR_SCHEDULES),
+            default=DEFAULTS.lr_schedule,
+            show_default=True,
+            help="constant (the thesis) or cosine: decay to 1 % of --lr over all pretrain + GAN steps.",
+        ),
         click.option("--beta1", "beta_1", type=float, default=DEFAULTS.beta_1, show_default=True, help="Adam β1."),
-        click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of weights and patch sampling."),
-        click.option("--val-fraction", type=float, default=DEFAULTS.data.val_fraction, show_default=True, help="Held-out fraction."),
-        click.option("--sampling", type=click.Choice(SAMPLINGS), default=DEFAULTS.data.sampling, show_default=True,
-                     help="patch: undersample each patch on its own grid (the thesis); slice: undersample the whole "
-                          "slice, then crop (the aliasing seen at inference; DC off in training unless "
-                          "--patch-size covers the slice). Multi-coil data: patch measures the patch's coil "
-                          "images on its own grid (multi-coil DC in training); slice crops the slice's SENSE "
-                          "zero-filled image."),
-        click.option("--cascades", type=int, default=DEFAULTS.model.cascades, show_default=True,
-                     help="K generator + data-consistency stages in series (cascaded DC network; 1 = the thesis)."),
-        click.option("--strategy", type=click.Choice(STRATEGIES), default=DEFAULTS.strategy,
-                     show_default=True, help="auto: MirroredStrategy when >= 2 GPUs are visible; multiworker: "
-                     "MultiWorkerMirroredStrategy, cluster from TF_CONFIG (or Slurm)."),
-        click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULTS.precision, show_default=True,
-                     help="auto: mixed_bfloat16 on GPUs with compute capability >= 8, mixed_float16 on older GPUs "
-                          "(loss-scaled), float32 on CPU. float64: reference arithmetic for numerical checks (slow; "
-                          "TensorFlow only)."),
-        click.option("--jit/--no-jit", default=DEFAULTS.jit, help="XLA-compile the train step (default: on for GPUs, off on CPU)."),
-        click.option("--collective-timeout", "collective_timeout_s", type=float, default=DEFAULTS.collective_timeout_s, show_default=True,
-                     help="multiworker: seconds before a collective with a dead worker fails."),
-        click.option("--checkpoint-every", type=int, default=DEFAULTS.checkpoint_every, show_default=True, help="Steps between checkpoints."),
-        click.option("--log-every", type=int, default=DEFAULTS.log_every, show_default=True, help="Steps between TensorBoard scalars."),
+        click.option(
+            "--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of weights and patch sampling."
+        ),
+        click.option(
+            "--val-fraction",
+            type=float,
+            default=DEFAULTS.data.val_fraction,
+            show_default=True,
+            help="Held-out fraction.",
+        ),
+        click.option(
+            "--sampling",
+            type=click.Choice(SAMPLINGS),
+            default=DEFAULTS.data.sampling,
+            show_default=True,
+            help="patch: undersample each patch on its own grid (the thesis); slice: undersample the whole "
+            "slice, then crop (the aliasing seen at inference; DC off in training unless "
+            "--patch-size covers the slice). Multi-coil data: patch measures the patch's coil "
+            "images on its own grid (multi-coil DC in training); slice crops the slice's SENSE "
+            "zero-filled image.",
+        ),
+        click.option(
+            "--cascades",
+            type=int,
+            default=DEFAULTS.model.cascades,
+            show_default=True,
+            help="K generator + data-consistency stages in series (cascaded DC network; 1 = the thesis).",
+        ),
+        click.option(
+            "--strategy",
+            type=click.Choice(STRATEGIES),
+            default=DEFAULTS.strategy,
+            show_default=True,
+            help="auto: MirroredStrategy when >= 2 GPUs are visible; multiworker: "
+            "MultiWorkerMirroredStrategy, cluster from TF_CONFIG (or Slurm).",
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(PRECISIONS),
+            default=DEFAULTS.precision,
+            show_default=True,
+            help="auto: mixed_bfloat16 on GPUs with compute capability >= 8, mixed_float16 on older GPUs "
+            "(loss-scaled), float32 on CPU. float64: reference arithmetic for numerical checks (slow; "
+            "TensorFlow only).",
+        ),
+        click.option(
+            "--jit/--no-jit",
+            default=DEFAULTS.jit,
+            help="XLA-compile the train step (default: on for GPUs, off on CPU).",
+        ),
+        click.option(
+            "--collective-timeout",
+            "collective_timeout_s",
+            type=float,
+            default=DEFAULTS.collective_timeout_s,
+            show_default=True,
+            help="multiworker: seconds before a collective with a dead worker fails.",
+        ),
+        click.option(
+            "--checkpoint-every",
+            type=int,
+            default=DEFAULTS.checkpoint_every,
+            show_default=True,
+            help="Steps between checkpoints.",
+        ),
+        click.option(
+            "--log-every",
+            type=int,
+            default=DEFAULTS.log_every,
+            show_default=True,
+            help="Steps between TensorBoard scalars.",
+        ),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -293,20 +543,43 @@ def config_from_options(o: dict):
     from kerasrecon.config import DataConfig, LossConfig, MaskConfig, ModelConfig, TrainConfig
 
     return TrainConfig(
-        mask=MaskConfig(kind=o["mask_kind"], acceleration=o["acceleration"], seed=o["mask_seed"],
-                        per_sample=o["mask_per_sample"], bank_size=o["mask_bank_size"],
-                        center_fraction=o["center_fraction"]),
-        data=DataConfig(data=o["data"], patch_size=o["patch_size"], batch_size=o["batch_size"],
-                        val_fraction=o["val_fraction"], sampling=o["sampling"]),
-        model=ModelConfig(blocks=o["blocks"], filters=o["filters"], noise_lambda=o["noise_lambda"],
-                          cascades=o["cascades"]),
-        loss=LossConfig(content=o["content"], mse_weight=o["mse_weight"], feature_weight=o["feature_weight"],
-                        adv_weight=o["adv_weight"], vgg_weights=o["vgg_weights"]),
-        steps=o["steps"], pretrain_steps=o["pretrain_steps"], learning_rate=o["learning_rate"],
-        lr_schedule=o["lr_schedule"], beta_1=o["beta_1"],
-        seed=o["seed"], strategy=o["strategy"], precision=o["precision"], jit=o["jit"],
+        mask=MaskConfig(
+            kind=o["mask_kind"],
+            acceleration=o["acceleration"],
+            seed=o["mask_seed"],
+            per_sample=o["mask_per_sample"],
+            bank_size=o["mask_bank_size"],
+            center_fraction=o["center_fraction"],
+        ),
+        data=DataConfig(
+            data=o["data"],
+            patch_size=o["patch_size"],
+            batch_size=o["batch_size"],
+            val_fraction=o["val_fraction"],
+            sampling=o["sampling"],
+        ),
+        model=ModelConfig(
+            blocks=o["blocks"], filters=o["filters"], noise_lambda=o["noise_lambda"], cascades=o["cascades"]
+        ),
+        loss=LossConfig(
+            content=o["content"],
+            mse_weight=o["mse_weight"],
+            feature_weight=o["feature_weight"],
+            adv_weight=o["adv_weight"],
+            vgg_weights=o["vgg_weights"],
+        ),
+        steps=o["steps"],
+        pretrain_steps=o["pretrain_steps"],
+        learning_rate=o["learning_rate"],
+        lr_schedule=o["lr_schedule"],
+        beta_1=o["beta_1"],
+        seed=o["seed"],
+        strategy=o["strategy"],
+        precision=o["precision"],
+        jit=o["jit"],
         collective_timeout_s=o["collective_timeout_s"],
-        checkpoint_every=o["checkpoint_every"], log_every=o["log_every"],
+        checkpoint_every=o["checkpoint_every"],
+        log_every=o["log_every"],
     )
 
 
@@ -346,8 +619,12 @@ class _Progress:
 
 @cli.command()
 @train_options
-@click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Run directory (config.json, checkpoints/, tensorboard/). Rerunning the same command resumes.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Run directory (config.json, checkpoints/, tensorboard/). Rerunning the same command resumes.",
+)
 @click.option("--force", is_flag=True, help="Continue a run in --out even though its saved config differs.")
 @one_line_errors
 def fit(out, force, **options):
@@ -361,8 +638,11 @@ def fit(out, force, **options):
 
     cfg = config_from_options(options)
     result = train(cfg, out, force=force, progress=_Progress(out))
-    logs = (f"tensorboard --logdir {Path(out) / 'tensorboard'}" if _keras_backend() == "tensorflow"
-            else f"scalars in {Path(out) / 'tensorboard' / 'scalars.jsonl'}")
+    logs = (
+        f"tensorboard --logdir {Path(out) / 'tensorboard'}"
+        if _keras_backend() == "tensorflow"
+        else f"scalars in {Path(out) / 'tensorboard' / 'scalars.jsonl'}"
+    )
     click.echo(f"trained steps {result.start_step}..{result.step}; run in {out} ({logs})")
 
 
@@ -371,17 +651,34 @@ def baseline_options(fn):
     from kerasrecon.baselines import BASELINES, DEFAULT_ITERS, LAMBDA_GRID
 
     opts = [
-        click.option("--baselines", default="", metavar="NAMES",
-                     help=f"Classical rows on the same masked k-space, comma-separated, from {', '.join(BASELINES)} "
-                          "(tv/l1wavelet: sigpy, pip install 'kerasrecon[baselines]'). zero_filled is always scored."),
-        click.option("--baseline-lambdas", default=None, metavar="L1,L2,...",
-                     help="λ grid swept on the run's TRAINING slices (never the evaluated ones); one value = fixed λ. "
-                          f"Default {','.join(f'{g:g}' for g in LAMBDA_GRID)} (k-space normalised to zero-filled max 1)."),
-        click.option("--baseline-iters", type=int, default=DEFAULT_ITERS, show_default=True,
-                     help="Solver iterations for tv/l1wavelet."),
-        click.option("--baseline-tune-data", default=None, metavar="DATA",
-                     help="Sweep λ on the training split of this dataset (default: the run's data), e.g. one "
-                          "prepared with the same --phase/--noise as --data. Its held-out part is never used."),
+        click.option(
+            "--baselines",
+            default="",
+            metavar="NAMES",
+            help=f"Classical rows on the same masked k-space, comma-separated, from {', '.join(BASELINES)} "
+            "(tv/l1wavelet: sigpy, pip install 'kerasrecon[baselines]'). zero_filled is always scored.",
+        ),
+        click.option(
+            "--baseline-lambdas",
+            default=None,
+            metavar="L1,L2,...",
+            help="λ grid swept on the run's TRAINING slices (never the evaluated ones); one value = fixed λ. "
+            f"Default {','.join(f'{g:g}' for g in LAMBDA_GRID)} (k-space normalised to zero-filled max 1).",
+        ),
+        click.option(
+            "--baseline-iters",
+            type=int,
+            default=DEFAULT_ITERS,
+            show_default=True,
+            help="Solver iterations for tv/l1wavelet.",
+        ),
+        click.option(
+            "--baseline-tune-data",
+            default=None,
+            metavar="DATA",
+            help="Sweep λ on the training split of this dataset (default: the run's data), e.g. one "
+            "prepared with the same --phase/--noise as --data. Its held-out part is never used.",
+        ),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -395,37 +692,78 @@ def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_
         try:
             grid = [float(v) for v in baseline_lambdas.replace(",", " ").split()]
         except ValueError:
-            raise KerasReconError(f"--baseline-lambdas must be numbers, comma-separated. Received: {baseline_lambdas!r}")
+            raise KerasReconError(  # noqa: B904  (one line for the user; the parse error adds nothing)
+                f"--baseline-lambdas must be numbers, comma-separated. Received: {baseline_lambdas!r}"
+            )
     if baseline_iters < 1:
         raise KerasReconError(f"--baseline-iters must be >= 1. Received: {baseline_iters}")
-    return dict(baselines=names, baseline_grid=grid, baseline_iters=baseline_iters, baseline_tune_data=baseline_tune_data,
-                note=lambda msg: click.echo(f"baseline {msg}", err=True))
+    return dict(
+        baselines=names,
+        baseline_grid=grid,
+        baseline_iters=baseline_iters,
+        baseline_tune_data=baseline_tune_data,
+        note=lambda msg: click.echo(f"baseline {msg}", err=True),
+    )
 
 
 @cli.command()
-@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True,
-              help="A run directory written by 'kerasrecon fit', or a SavedModel from 'kerasrecon export'.")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False),
+    required=True,
+    help="A run directory written by 'kerasrecon fit', or a SavedModel from 'kerasrecon export'.",
+)
 @click.option("--data", default=None, help="'demo' or a prepared dataset directory (default: the run's).")
-@click.option("--split", type=click.Choice(SPLITS), default="val", show_default=True,
-              help="val: the run's held-out part of --data; all: every slice.")
+@click.option(
+    "--split",
+    type=click.Choice(SPLITS),
+    default="val",
+    show_default=True,
+    help="val: the run's held-out part of --data; all: every slice.",
+)
 @click.option("--acceleration", "-R", type=float, default=None, help="R (default: the run's).")
-@click.option("--mask", "mask_kind", type=click.Choice(MASK_KINDS), default=None,
-              help="Mask kind (default: the run's).")
+@click.option(
+    "--mask", "mask_kind", type=click.Choice(MASK_KINDS), default=None, help="Mask kind (default: the run's)."
+)
 @click.option("--mask-seed", type=int, default=None, help="Mask seed (default: the run's); volume i uses seed + i.")
 @click.option("--center-fraction", type=float, default=None, help="Fully sampled centre (default: the run's).")
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Slices per generator call.")
-@click.option("--acquisition", default=None, metavar="NAME",
-              help="Score only volumes of this fastMRI acquisition (CORPD_FBK, CORPDFS_FBK, ...), as fastMRI's "
-                   "evaluation does (default: all).")
-@click.option("--target", "target", type=click.Choice(TARGETS), default="sense", show_default=True,
-              help="Multi-coil data: score against the SENSE-combined image (what the models are trained on) or "
-                   "the coil images' root-sum-of-squares (fastMRI's multi-coil target). Single-coil: |image| either way.")
+@click.option(
+    "--acquisition",
+    default=None,
+    metavar="NAME",
+    help="Score only volumes of this fastMRI acquisition (CORPD_FBK, CORPDFS_FBK, ...), as fastMRI's "
+    "evaluation does (default: all).",
+)
+@click.option(
+    "--target",
+    "target",
+    type=click.Choice(TARGETS),
+    default="sense",
+    show_default=True,
+    help="Multi-coil data: score against the SENSE-combined image (what the models are trained on) or "
+    "the coil images' root-sum-of-squares (fastMRI's multi-coil target). Single-coil: |image| either way.",
+)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Writes slices.csv and summary.json here.")
 @click.option("--force", is_flag=True, help="Overwrite slices.csv/summary.json in --out.")
 @baseline_options
 @one_line_errors
-def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, center_fraction, batch_size, acquisition,
-             target, out, force, **baseline):
+def evaluate(
+    model_dir,
+    data,
+    split,
+    acceleration,
+    mask_kind,
+    mask_seed,
+    center_fraction,
+    batch_size,
+    acquisition,
+    target,
+    out,
+    force,
+    **baseline,
+):
     """Reconstruct held-out slices and score them (NMSE, PSNR, SSIM, HFEN) next to zero-filling.
 
     \b
@@ -435,8 +773,17 @@ def evaluate(model_dir, data, split, acceleration, mask_kind, mask_seed, center_
 
     ev.check_results_out(out, force, inputs=[("--model", model_dir), ("--data", data)])
     changes = _mask_changes(acceleration, mask_kind, mask_seed, center_fraction)
-    res = ev.evaluate_run(model_dir, data, changes, split, batch_size, progress=_SliceProgress(),
-                          acquisition=acquisition, target=target, **_baseline_kwargs(**baseline))
+    res = ev.evaluate_run(
+        model_dir,
+        data,
+        changes,
+        split,
+        batch_size,
+        progress=_SliceProgress(),
+        acquisition=acquisition,
+        target=target,
+        **_baseline_kwargs(**baseline),
+    )
     rows, summary, meta = res.rows, res.summary, res.meta
     ev.write_results(rows, summary, out, meta, force=force)
     _echo_summary(summary, meta)
@@ -467,25 +814,41 @@ class _SliceProgress:
 
 def _echo_summary(summary, meta):
     mask = meta["mask"]
-    click.echo(f"R={mask['acceleration']:g} mask={mask['kind']} seed={mask['seed']} data={meta['data']} "
-               f"split={meta['split']} target={meta.get('target', '|image|')} (mean ± std over slices)")
+    click.echo(
+        f"R={mask['acceleration']:g} mask={mask['kind']} seed={mask['seed']} data={meta['data']} "
+        f"split={meta['split']} target={meta.get('target', '|image|')} (mean ± std over slices)"
+    )
     for method, s in summary.items():
         o = s["over_slices"]
-        click.echo(f"  {method:12s} PSNR {o['psnr']['mean']:6.2f} ± {o['psnr']['std']:.2f} dB  "
-                   f"NMSE {o['nmse']['mean']:.4f}  SSIM {o['ssim']['mean']:.4f}  HFEN {o['hfen']['mean']:.4f}  "
-                   f"{s.get('seconds_per_slice', float('nan')):.3f} s/slice")
+        click.echo(
+            f"  {method:12s} PSNR {o['psnr']['mean']:6.2f} ± {o['psnr']['std']:.2f} dB  "
+            f"NMSE {o['nmse']['mean']:.4f}  SSIM {o['ssim']['mean']:.4f}  HFEN {o['hfen']['mean']:.4f}  "
+            f"{s.get('seconds_per_slice', float('nan')):.3f} s/slice"
+        )
     for name, b in meta.get("baselines", {}).items():
         click.echo(f"  {name}: λ = {b['lam']:g}, {b['iters']} iterations ({b['tuned_on']})")
 
 
 @cli.command()
-@click.option("--predictions", type=click.Path(), required=True,
-              help="Directory of <name>.h5 files with 'reconstruction' [slices, h, w] (reconstruct's output).")
-@click.option("--targets", type=click.Path(), required=True,
-              help="Directory of fastMRI files <name>.h5 with reconstruction_esc (single coil) or _rss.")
+@click.option(
+    "--predictions",
+    type=click.Path(),
+    required=True,
+    help="Directory of <name>.h5 files with 'reconstruction' [slices, h, w] (reconstruct's output).",
+)
+@click.option(
+    "--targets",
+    type=click.Path(),
+    required=True,
+    help="Directory of fastMRI files <name>.h5 with reconstruction_esc (single coil) or _rss.",
+)
 @click.option("--acquisition", default=None, metavar="NAME", help="Only targets of this acquisition (CORPD_FBK...).")
-@click.option("--target-key", type=click.Choice(TARGET_KEYS), default=None,
-              help="Target dataset (default: the one each file has).")
+@click.option(
+    "--target-key",
+    type=click.Choice(TARGET_KEYS),
+    default=None,
+    help="Target dataset (default: the one each file has).",
+)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the scores as JSON here.")
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
 @one_line_errors
@@ -503,8 +866,10 @@ def score(predictions, targets, acquisition, target_key, out, force):
     n = res["summary"]["psnr"]["n"]
     click.echo(f"{n} volume(s), target {res['target_key']}" + (f", acquisition {acquisition}" if acquisition else ""))
     click.echo("fastMRI convention: " + " ".join(f"{k} = {v}" for k, v in res["fastmri"].items()))
-    click.echo("kerasrecon (mean ± std over volumes): " + "  ".join(
-        f"{m.upper()} {s['mean']:.4g} ± {s['std']:.3g}" for m, s in res["summary"].items()))
+    click.echo(
+        "kerasrecon (mean ± std over volumes): "
+        + "  ".join(f"{m.upper()} {s['mean']:.4g} ± {s['std']:.3g}" for m, s in res["summary"].items())
+    )
     if out:
         write_text_atomic(Path(out), json.dumps(res, indent=2))
         click.echo(f"wrote {out}")
@@ -531,63 +896,148 @@ def export(run_dir, out, force):
 
 
 @cli.command()
-@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True,
-              help="An exported SavedModel ('kerasrecon export').")
-@click.option("--input", "input_path", type=click.Path(), required=True,
-              help="fastMRI .h5 (single-coil [S, H, W] or multi-coil [S, C, H, W] k-space: coil maps are estimated in the graph), a prepared volume .h5, or a directory of them.")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False),
+    required=True,
+    help="An exported SavedModel ('kerasrecon export').",
+)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(),
+    required=True,
+    help="fastMRI .h5 (single-coil [S, H, W] or multi-coil [S, C, H, W] k-space: coil maps are estimated in the "
+    "graph), a prepared volume .h5, or a directory of them.",
+)
 @click.option("--output", type=click.Path(), required=True, help="Output .h5 (or directory for a directory input).")
-@click.option("--acceleration", "-R", type=float, default=None,
-              help="R for files without their own 'mask' dataset (default: the R the model was trained with).")
-@click.option("--mask", "mask_kind", type=click.Choice(MASK_KINDS), default=None,
-              help="Mask kind for files without their own mask (default: the model's training mask kind).")
+@click.option(
+    "--acceleration",
+    "-R",
+    type=float,
+    default=None,
+    help="R for files without their own 'mask' dataset (default: the R the model was trained with).",
+)
+@click.option(
+    "--mask",
+    "mask_kind",
+    type=click.Choice(MASK_KINDS),
+    default=None,
+    help="Mask kind for files without their own mask (default: the model's training mask kind).",
+)
 @click.option("--mask-seed", type=int, default=None, help="Mask seed (default: the model's training mask seed).")
-@click.option("--center-fraction", type=float, default=None,
-              help="Fully sampled centre (default: the model's training mask's).")
-@click.option("--crop", type=(int, int), default=None, metavar="H W",
-              help="Centre-crop the output (default 320 320 for fastMRI files).")
-@click.option("--grid", type=click.Choice(GRIDS), default="trained", show_default=True,
-              help="Fully sampled fastMRI files: 'trained' reconstructs on the 320×320 grid the models train on "
-                   "(crop, re-transform, mask drawn there: fastMRI's submission grid); 'file' on the raw 640×368 "
-                   "grid, output cropped. Undersampled files (own 'mask') always use their own grid.")
+@click.option(
+    "--center-fraction", type=float, default=None, help="Fully sampled centre (default: the model's training mask's)."
+)
+@click.option(
+    "--crop",
+    type=(int, int),
+    default=None,
+    metavar="H W",
+    help="Centre-crop the output (default 320 320 for fastMRI files).",
+)
+@click.option(
+    "--grid",
+    type=click.Choice(GRIDS),
+    default="trained",
+    show_default=True,
+    help="Fully sampled fastMRI files: 'trained' reconstructs on the 320×320 grid the models train on "
+    "(crop, re-transform, mask drawn there: fastMRI's submission grid); 'file' on the raw 640×368 "
+    "grid, output cropped. Undersampled files (own 'mask') always use their own grid.",
+)
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Slices per model call.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @one_line_errors
-def reconstruct(model_dir, input_path, output, acceleration, mask_kind, mask_seed, center_fraction, crop, grid,
-                batch_size, force):
+def reconstruct(
+    model_dir, input_path, output, acceleration, mask_kind, mask_seed, center_fraction, crop, grid, batch_size, force
+):
     """Reconstruct k-space files; writes 'reconstruction' [slices, H, W] (fastMRI submission layout)."""
     from kerasrecon.reconstruct import reconstruct_files
 
     changes = _mask_changes(acceleration, mask_kind, mask_seed, center_fraction)
-    paths = reconstruct_files(model_dir, input_path, output, mask_changes=changes, batch_size=batch_size, crop=crop,
-                              force=force, progress=_SliceProgress(), grid=grid)
+    paths = reconstruct_files(
+        model_dir,
+        input_path,
+        output,
+        mask_changes=changes,
+        batch_size=batch_size,
+        crop=crop,
+        force=force,
+        progress=_SliceProgress(),
+        grid=grid,
+    )
     for p in paths:
         click.echo(f"wrote {p}")
 
 
 @cli.command()
 @click.argument("runs", nargs=-1)
-@click.option("--train", "do_train", is_flag=True,
-              help="Train one run per --losses entry first (same seed, data and fit options) under OUT/runs/.")
-@click.option("--losses", default=",".join(CONTENT_LOSS_NAMES), show_default=True,
-              help="With --train: losses to train, comma- or space-separated (--losses mse feature hybrid).")
-@click.option("--split", type=click.Choice(SPLITS), default="val", show_default=True,
-              help="Evaluate the held-out part of the data or all of it.")
+@click.option(
+    "--train",
+    "do_train",
+    is_flag=True,
+    help="Train one run per --losses entry first (same seed, data and fit options) under OUT/runs/.",
+)
+@click.option(
+    "--losses",
+    default=",".join(CONTENT_LOSS_NAMES),
+    show_default=True,
+    help="With --train: losses to train, comma- or space-separated (--losses mse feature hybrid).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(SPLITS),
+    default="val",
+    show_default=True,
+    help="Evaluate the held-out part of the data or all of it.",
+)
 @click.option("--eval-batch-size", type=int, default=4, show_default=True, help="Slices per generator call.")
 @click.option("--no-figures", is_flag=True, help="Write tables only (no matplotlib needed).")
-@click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Writes table.md/.csv, slices.csv, summary.json, examples.png, psnr.png.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Writes table.md/.csv, slices.csv, summary.json, examples.png, psnr.png.",
+)
 @click.option("--force", is_flag=True, help="Overwrite comparison files in --out.")
-@click.option("--acquisition", default=None, metavar="NAME",
-              help="Compare only volumes of this fastMRI acquisition (CORPD_FBK, CORPDFS_FBK, ...; default: all).")
-@click.option("--target", "target", type=click.Choice(TARGETS), default="sense", show_default=True,
-              help="Multi-coil data: score against the SENSE-combined image (what the models are trained on) or "
-                   "the coil images' root-sum-of-squares (fastMRI's multi-coil target). Single-coil: |image| either way.")
+@click.option(
+    "--acquisition",
+    default=None,
+    metavar="NAME",
+    help="Compare only volumes of this fastMRI acquisition (CORPD_FBK, CORPDFS_FBK, ...; default: all).",
+)
+@click.option(
+    "--target",
+    "target",
+    type=click.Choice(TARGETS),
+    default="sense",
+    show_default=True,
+    help="Multi-coil data: score against the SENSE-combined image (what the models are trained on) or "
+    "the coil images' root-sum-of-squares (fastMRI's multi-coil target). Single-coil: |image| either way.",
+)
 @baseline_options
 @train_options
 @click.pass_context
 @one_line_errors
-def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out, force, acquisition, target, baselines,
-            baseline_lambdas, baseline_iters, baseline_tune_data, **options):
+def compare(
+    ctx,
+    runs,
+    do_train,
+    losses,
+    split,
+    eval_batch_size,
+    no_figures,
+    out,
+    force,
+    acquisition,
+    target,
+    baselines,
+    baseline_lambdas,
+    baseline_iters,
+    baseline_tune_data,
+    **options,
+):
     """Compare runs (RUNS: fit output dirs) on the same slices and masks: table + figures.
 
     \b
@@ -599,26 +1049,42 @@ def compare(ctx, runs, do_train, losses, split, eval_batch_size, no_figures, out
     from kerasrecon import compare as cmp
 
     given = {k for k in options if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
-    common = dict(split=split, batch_size=eval_batch_size, figures=not no_figures, progress=_SliceProgress(),
-                  acquisition=acquisition, target=target,
-                  **_baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_data))
+    common = dict(
+        split=split,
+        batch_size=eval_batch_size,
+        figures=not no_figures,
+        progress=_SliceProgress(),
+        acquisition=acquisition,
+        target=target,
+        **_baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_data),
+    )
     if do_train:
         names = [n for part in [losses, *runs] for n in part.replace(",", " ").split()]
         unknown = [n for n in names if n not in CONTENT_LOSS_NAMES]
         if unknown:
             raise KerasReconError(f"--losses: unknown loss {unknown[0]!r}; expected {', '.join(CONTENT_LOSS_NAMES)}")
-        result = cmp.train_and_compare(config_from_options(options), names, out, force=force,
-                                       progress_factory=_Progress, **common)
+        result = cmp.train_and_compare(
+            config_from_options(options), names, out, force=force, progress_factory=_Progress, **common
+        )
     else:
         if not runs:
             raise KerasReconError("compare needs RUN directories, or --train to train them first")
-        changes = _mask_changes(*(options[o] if o in given else None
-                                  for o in ("acceleration", "mask_kind", "mask_seed", "center_fraction")))
-        result = cmp.compare_runs(list(runs), out, data=options["data"] if "data" in given else None,
-                                  mask_changes=changes, force=force, **common)
+        changes = _mask_changes(
+            *(options[o] if o in given else None for o in ("acceleration", "mask_kind", "mask_seed", "center_fraction"))
+        )
+        result = cmp.compare_runs(
+            list(runs),
+            out,
+            data=options["data"] if "data" in given else None,
+            mask_changes=changes,
+            force=force,
+            **common,
+        )
     click.echo((Path(out) / "table.md").read_text())
-    click.echo(f"wrote {out}/table.md, table.csv, slices.csv, summary.json"
-               + ("" if no_figures else ", examples.png, psnr.png"))
+    click.echo(
+        f"wrote {out}/table.md, table.csv, slices.csv, summary.json"
+        + ("" if no_figures else ", examples.png, psnr.png")
+    )
     return result
 
 
@@ -632,8 +1098,10 @@ def main(argv=None):
         if TF_COMMANDS & set(args) and not {"-h", "--help", "--version"} & set(args):
             backend = _keras_backend()
             if backend not in SUPPORTED_BACKENDS:
-                _fail(f"KERAS_BACKEND={backend}: kerasrecon runs on {' or '.join(SUPPORTED_BACKENDS)} "
-                      "(set KERAS_BACKEND to one of them)")
+                _fail(
+                    f"KERAS_BACKEND={backend}: kerasrecon runs on {' or '.join(SUPPORTED_BACKENDS)} "
+                    "(set KERAS_BACKEND to one of them)"
+                )
             _import_tensorflow_quietly(verbose=bool({"-v", "--verbose"} & set(args)))
     except (KeyboardInterrupt, Interrupted) as exc:
         interrupted_exit(exc)

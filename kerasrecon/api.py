@@ -44,8 +44,10 @@ def _as_batch(kspace, mask):
     kspace = np.asarray(kspace)
     single = kspace.ndim == 2
     if kspace.ndim not in (2, 3) or (kspace.ndim == 3 and kspace.shape[0] < 1) or min(kspace.shape[-2:]) < 2:
-        raise DataError(f"kspace: expected complex [S, H, W] or [H, W] with S >= 1 and H, W >= 2 (multi-coil "
-                        f"[S, C, H, W] with maps=). Received: shape={kspace.shape}")
+        raise DataError(
+            f"kspace: expected complex [S, H, W] or [H, W] with S >= 1 and H, W >= 2 (multi-coil "
+            f"[S, C, H, W] with maps=). Received: shape={kspace.shape}"
+        )
     kspace = _check_complex(kspace[None] if single else kspace)
     return kspace, _check_mask(mask, kspace.shape), single
 
@@ -55,8 +57,10 @@ def _as_batch_multicoil(kspace, mask, maps):
     Returns (kspace, mask ``[S, H, W]``, maps, single)."""
     kspace, maps = np.asarray(kspace), np.asarray(maps)
     if kspace.ndim not in (3, 4) or maps.shape != kspace.shape or 0 in kspace.shape or min(kspace.shape[-2:]) < 2:
-        raise DataError(f"multi-coil: kspace and maps must be complex [S, C, H, W] (or [C, H, W]) of one shape with "
-                        f"S, C >= 1 and H, W >= 2. Received: kspace {kspace.shape}, maps {maps.shape}")
+        raise DataError(
+            f"multi-coil: kspace and maps must be complex [S, C, H, W] (or [C, H, W]) of one shape with "
+            f"S, C >= 1 and H, W >= 2. Received: kspace {kspace.shape}, maps {maps.shape}"
+        )
     single = kspace.ndim == 3
     kspace, maps = (kspace[None], maps[None]) if single else (kspace, maps)
     kspace = _check_complex(kspace)
@@ -95,7 +99,7 @@ class Reconstructor:
         self._call_multicoil = call_multicoil
 
     @classmethod
-    def from_run(cls, run_dir, option: str = "--model") -> "Reconstructor":
+    def from_run(cls, run_dir, option: str = "--model") -> Reconstructor:
         """The newest intact checkpoint of a ``kerasrecon fit`` run directory (``option`` names the
         argument in errors, e.g. a run that ``fit`` is writing)."""
         from kerasrecon.io import RunLock
@@ -108,9 +112,16 @@ class Reconstructor:
         def call(kspace, mask):
             masked = kspace * mask
             zf, scale = normalise_np(ifft2c_np(masked))
-            out = np.asarray(generator({"zero_filled": to_channels(zf),
-                                        "masked_kspace": to_channels(masked * scale[:, None, None]),
-                                        "mask": mask.astype(np.float32)}, training=False))
+            out = np.asarray(
+                generator(
+                    {
+                        "zero_filled": to_channels(zf),
+                        "masked_kspace": to_channels(masked * scale[:, None, None]),
+                        "mask": mask.astype(np.float32),
+                    },
+                    training=False,
+                )
+            )
             return np.sqrt(out[..., 0] ** 2 + out[..., 1] ** 2) / scale[:, None, None]
 
         multicoil_generator = []
@@ -122,15 +133,23 @@ class Reconstructor:
                 multicoil_generator.append(multicoil_twin(generator, cfg.model))
             masked = kspace * mask[:, None]
             zf, scale = normalise_np(sense_adjoint_np(masked, maps, mask))
-            out = np.asarray(multicoil_generator[0]({
-                "zero_filled": to_channels(zf), "masked_kspace": to_channels(masked * scale[:, None, None, None]),
-                "mask": mask.astype(np.float32), "maps": to_channels(maps)}, training=False))
+            out = np.asarray(
+                multicoil_generator[0](
+                    {
+                        "zero_filled": to_channels(zf),
+                        "masked_kspace": to_channels(masked * scale[:, None, None, None]),
+                        "mask": mask.astype(np.float32),
+                        "maps": to_channels(maps),
+                    },
+                    training=False,
+                )
+            )
             return np.sqrt(out[..., 0] ** 2 + out[..., 1] ** 2) / scale[:, None, None]
 
         return cls(call, cfg, step, run_dir, call_multicoil)
 
     @classmethod
-    def from_export(cls, path) -> "Reconstructor":
+    def from_export(cls, path) -> Reconstructor:
         """A SavedModel written by ``kerasrecon export`` (needs TensorFlow, not the run)."""
         from kerasrecon.config import TrainConfig
         from kerasrecon.export import load_export
@@ -143,10 +162,12 @@ class Reconstructor:
         def call(kspace, mask):
             return run_serving(serve, kspace, np.ascontiguousarray(mask), name=f"--model {path}")
 
-        return cls(call, TrainConfig.from_dict(meta["train_config"], f"--model {path}: train_config"), meta.get("step"), path)
+        return cls(
+            call, TrainConfig.from_dict(meta["train_config"], f"--model {path}: train_config"), meta.get("step"), path
+        )
 
     @classmethod
-    def load(cls, path) -> "Reconstructor":
+    def load(cls, path) -> Reconstructor:
         """``from_export`` for a SavedModel directory, else ``from_run``."""
         path = _path_argument(path, "--model")
         return cls.from_export(path) if (Path(path) / "saved_model.pb").is_file() else cls.from_run(path)
@@ -156,22 +177,32 @@ class Reconstructor:
             raise DataError(f"batch_size must be >= 1. Received: {batch_size}")
         if maps is None:
             kspace, mask, single = _as_batch(kspace, mask)
-            parts = [self._call(kspace[i:i + batch_size], mask[i:i + batch_size])
-                     for i in range(0, kspace.shape[0], batch_size)]
+            parts = [
+                self._call(kspace[i : i + batch_size], mask[i : i + batch_size])
+                for i in range(0, kspace.shape[0], batch_size)
+            ]
         else:
             if self._call_multicoil is None:
-                raise DataError(f"{self.source}: a SavedModel export serves single-coil k-space; reconstruct "
-                                "multi-coil data from the run directory")
+                raise DataError(
+                    f"{self.source}: a SavedModel export serves single-coil k-space; reconstruct "
+                    "multi-coil data from the run directory"
+                )
             kspace, mask, maps, single = _as_batch_multicoil(kspace, mask, maps)
-            parts = [self._call_multicoil(kspace[i:i + batch_size], mask[i:i + batch_size], maps[i:i + batch_size])
-                     for i in range(0, kspace.shape[0], batch_size)]
+            parts = [
+                self._call_multicoil(kspace[i : i + batch_size], mask[i : i + batch_size], maps[i : i + batch_size])
+                for i in range(0, kspace.shape[0], batch_size)
+            ]
         out = np.concatenate(parts).astype(np.float32)
         if not np.all(np.isfinite(out)):  # float32 arithmetic overflowed (k-space near 3e38): never a silent NaN
-            raise DataError("kspace: the reconstruction is not finite (values too large for float32 arithmetic); "
-                            "rescale the k-space")
+            raise DataError(
+                "kspace: the reconstruction is not finite (values too large for float32 arithmetic); "
+                "rescale the k-space"
+            )
         return out[0] if single else out
 
     def __repr__(self):
         m = self.config.model
-        return (f"Reconstructor({self.source!r}, step={self.step}, loss={self.config.loss.content}, "
-                f"blocks={m.blocks}, cascades={m.cascades}, R={self.config.mask.acceleration:g})")
+        return (
+            f"Reconstructor({self.source!r}, step={self.step}, loss={self.config.loss.content}, "
+            f"blocks={m.blocks}, cascades={m.cascades}, R={self.config.mask.acceleration:g})"
+        )

@@ -45,8 +45,14 @@ def require_sigpy(option: str = "--baselines"):
     return sigpy
 
 
-def solve(method: str, masked_kspace: np.ndarray, mask: np.ndarray, lam: float,
-          iters: int = DEFAULT_ITERS, maps: np.ndarray | None = None) -> np.ndarray:
+def solve(
+    method: str,
+    masked_kspace: np.ndarray,
+    mask: np.ndarray,
+    lam: float,
+    iters: int = DEFAULT_ITERS,
+    maps: np.ndarray | None = None,
+) -> np.ndarray:
     """Reconstruct slices with a CS solver (SENSE-CS with ``maps``).
 
     Args:
@@ -73,8 +79,10 @@ def solve(method: str, masked_kspace: np.ndarray, mask: np.ndarray, lam: float,
     masked_kspace = np.asarray(masked_kspace)
     rank = 3 if maps is None else 4
     if masked_kspace.ndim != rank or 0 in masked_kspace.shape or min(masked_kspace.shape[-2:]) < 2:
-        raise DataError(f"masked_kspace: expected complex {'[S, H, W]' if maps is None else '[S, C, H, W] (with maps)'} "
-                        f"with S, C >= 1 and H, W >= 2. Received: shape={masked_kspace.shape}")
+        raise DataError(
+            f"masked_kspace: expected complex {'[S, H, W]' if maps is None else '[S, C, H, W] (with maps)'} "
+            f"with S, C >= 1 and H, W >= 2. Received: shape={masked_kspace.shape}"
+        )
     check_kspace(masked_kspace, name="masked_kspace")
     if maps is None:
         masked_kspace, maps = masked_kspace[:, None], np.ones_like(masked_kspace[:, None])
@@ -86,8 +94,9 @@ def solve(method: str, masked_kspace: np.ndarray, mask: np.ndarray, lam: float,
     s, _, h, w = masked_kspace.shape
     mask = np.asarray(mask)
     if mask.shape not in ((h, w), (s, h, w)) or not np.issubdtype(mask.dtype, np.number) and mask.dtype != bool:
-        raise DataError(f"mask: expected 0/1 of shape {(h, w)} or {(s, h, w)}. Received: shape={mask.shape}, "
-                        f"dtype={mask.dtype}")
+        raise DataError(
+            f"mask: expected 0/1 of shape {(h, w)} or {(s, h, w)}. Received: shape={mask.shape}, dtype={mask.dtype}"
+        )
     mask = mask.astype(np.float32)
     if not np.all((mask == 0) | (mask == 1)):
         raise DataError("mask: expected only 0 and 1 (NaN, 0.5 or other values found)")
@@ -96,8 +105,15 @@ def solve(method: str, masked_kspace: np.ndarray, mask: np.ndarray, lam: float,
     out = np.empty((s, h, w), np.complex64)
     for i in range(s):
         y = (masked_kspace[i] * masks[i]).astype(np.complex64)
-        out[i] = solver(y, np.asarray(maps[i], np.complex64), lam, weights=masks[i], max_iter=iters,
-                        show_pbar=False, device=sp.cpu_device).run()
+        out[i] = solver(
+            y,
+            np.asarray(maps[i], np.complex64),
+            lam,
+            weights=masks[i],
+            max_iter=iters,
+            show_pbar=False,
+            device=sp.cpu_device,
+        ).run()
     return out
 
 
@@ -143,8 +159,10 @@ def sweep_slices(train_volumes, n: int = SWEEP_SLICES):
     """Up to ``n`` training slices, evenly spaced over all training volumes: a list of ``Volume``."""
     index = [(vi, si) for vi, v in enumerate(train_volumes) for si in range(v.kspace.shape[0])]
     if not index:
-        raise DataError("--baselines: the training split is empty, so λ cannot be tuned without using "
-                        "evaluation slices; pass one value to --baseline-lambdas")
+        raise DataError(
+            "--baselines: the training split is empty, so λ cannot be tuned without using "
+            "evaluation slices; pass one value to --baseline-lambdas"
+        )
     picks = [index[int(j)] for j in np.unique(np.linspace(0, len(index) - 1, min(n, len(index))).round())]
     # Keep each slice in its own volume (same index), so it is undersampled with its volume's mask.
     out = []
@@ -154,8 +172,15 @@ def sweep_slices(train_volumes, n: int = SWEEP_SLICES):
     return out
 
 
-def sweep_lambda(method: str, train_volumes, mask_cfg, grid=LAMBDA_GRID, iters: int = DEFAULT_ITERS,
-                 n_slices: int = SWEEP_SLICES, tuned_on: str = "training split") -> BaselineSetting:
+def sweep_lambda(
+    method: str,
+    train_volumes,
+    mask_cfg,
+    grid=LAMBDA_GRID,
+    iters: int = DEFAULT_ITERS,
+    n_slices: int = SWEEP_SLICES,
+    tuned_on: str = "training split",
+) -> BaselineSetting:
     """Choose λ for ``method`` by mean PSNR on ``n_slices`` training slices (never evaluation slices).
 
     Args:
@@ -176,8 +201,7 @@ def sweep_lambda(method: str, train_volumes, mask_cfg, grid=LAMBDA_GRID, iters: 
         raise ConfigError(f"--baseline-lambdas must be positive numbers. Received: {grid}")
     if len(grid) == 1:
         return BaselineSetting(method, grid[0], iters, grid, [], "fixed by --baseline-lambdas")
-    items = [ev for ev in evaluation_slices(sweep_slices(train_volumes, n_slices), mask_cfg)
-             if ev["target"].shape[0]]
+    items = [ev for ev in evaluation_slices(sweep_slices(train_volumes, n_slices), mask_cfg) if ev["target"].shape[0]]
     scores = []
     for lam in grid:
         vals = []
@@ -191,8 +215,15 @@ def sweep_lambda(method: str, train_volumes, mask_cfg, grid=LAMBDA_GRID, iters: 
     return BaselineSetting(method, best, iters, grid, scores, f"swept on {n} slices of the {tuned_on}")
 
 
-def baseline_fns(names, train_volumes, mask_cfg, grid=LAMBDA_GRID, iters: int = DEFAULT_ITERS,
-                 tuned_on: str = "training split", progress=None):
+def baseline_fns(
+    names,
+    train_volumes,
+    mask_cfg,
+    grid=LAMBDA_GRID,
+    iters: int = DEFAULT_ITERS,
+    tuned_on: str = "training split",
+    progress=None,
+):
     """Recon functions and settings for the requested baselines.
 
     Args:

@@ -63,7 +63,7 @@ def birdcage_maps(coils: int, height: int, width: int, radius: float = 1.5) -> n
     angle = 2 * np.pi * c / coils
     dx = (x - width / 2.0) / (width / 2.0) - radius * np.cos(angle)
     dy = (y - height / 2.0) / (height / 2.0) - radius * np.sin(angle)
-    maps = np.exp(1j * (np.arctan2(dx, -dy) - angle)) / np.sqrt(dx ** 2 + dy ** 2)
+    maps = np.exp(1j * (np.arctan2(dx, -dy) - angle)) / np.sqrt(dx**2 + dy**2)
     return normalise_maps(maps)
 
 
@@ -74,7 +74,7 @@ def acs_region(shape, acs: int) -> np.ndarray:
         raise ConfigError(f"--acs-lines must be in [1, {w}]. Received: {acs}")
     region = np.zeros((h, w), np.float32)
     start = w // 2 - acs // 2
-    region[:, start: start + acs] = 1
+    region[:, start : start + acs] = 1
     return region
 
 
@@ -110,12 +110,14 @@ def espirit_maps(kspace: np.ndarray, calib_width: int = 24, threshold: float = 0
     try:
         from sigpy.mri.app import EspiritCalib
     except ImportError:
-        raise ConfigError("--coil-maps espirit needs sigpy: pip install 'kerasrecon[baselines]' "
-                          "(or use --coil-maps acs)") from None
+        raise ConfigError(
+            "--coil-maps espirit needs sigpy: pip install 'kerasrecon[baselines]' (or use --coil-maps acs)"
+        ) from None
     if kspace.ndim != 3:
         raise DataError(f"ESPIRiT: expected one slice of multi-coil k-space [C, H, W]. Received: {kspace.shape}")
-    maps = EspiritCalib(kspace.astype(np.complex64), calib_width=calib_width, thresh=threshold, crop=crop,
-                        show_pbar=False).run()
+    maps = EspiritCalib(
+        kspace.astype(np.complex64), calib_width=calib_width, thresh=threshold, crop=crop, show_pbar=False
+    ).run()
     return normalise_maps(np.asarray(maps))
 
 
@@ -129,8 +131,10 @@ def estimate_maps(kspace: np.ndarray, method: str, acs: int) -> np.ndarray:
         raise ConfigError(f"--coil-maps must be one of {', '.join(COIL_MAP_METHODS)}. Received: {method!r}")
     kspace = np.asarray(kspace)
     if kspace.ndim != 4 or 0 in kspace.shape or min(kspace.shape[-2:]) < 2:
-        raise DataError(f"kspace: expected multi-coil complex [S, C, H, W] with S, C >= 1 and H, W >= 2. "
-                        f"Received: shape={kspace.shape}")
+        raise DataError(
+            f"kspace: expected multi-coil complex [S, C, H, W] with S, C >= 1 and H, W >= 2. "
+            f"Received: shape={kspace.shape}"
+        )
     check_kspace(kspace, name="kspace")
     if not isinstance(acs, (int, np.integer)) or isinstance(acs, bool) or not 1 <= acs <= kspace.shape[-1]:
         raise ConfigError(f"--acs-lines must be an integer in [1, W = {kspace.shape[-1]}]. Received: {acs!r}")

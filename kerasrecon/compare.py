@@ -24,7 +24,7 @@ from scipy import stats
 
 from kerasrecon.config import TrainConfig
 from kerasrecon.errors import ConfigError
-from kerasrecon.evaluate import target_description, evaluate, held_out_volumes, write_results
+from kerasrecon.evaluate import evaluate, held_out_volumes, target_description, write_results
 from kerasrecon.io import atomic_file, check_output, check_outputs_in, write_text_atomic
 from kerasrecon.metrics import METRICS
 
@@ -42,8 +42,9 @@ def _require_matplotlib():
 
         return plt
     except ImportError:
-        raise ConfigError("compare draws figures with matplotlib: pip install 'kerasrecon[plots]' "
-                          "(or pass --no-figures)") from None
+        raise ConfigError(
+            "compare draws figures with matplotlib: pip install 'kerasrecon[plots]' (or pass --no-figures)"
+        ) from None
 
 
 def paired_difference(a, b, level: float = CI_LEVEL) -> dict:
@@ -69,8 +70,14 @@ def comparison_table(rows, reference: str, summary: dict | None = None) -> list[
     table = []
     for m in methods:
         first = by[m][0]
-        row = {"method": m, "R": first["acceleration"], "mask": first["mask_kind"], "mask_seed": first["mask_seed"],
-               "n_slices": len(by[m]), "sec_per_slice": (summary or {}).get(m, {}).get("seconds_per_slice")}
+        row = {
+            "method": m,
+            "R": first["acceleration"],
+            "mask": first["mask_kind"],
+            "mask_seed": first["mask_seed"],
+            "n_slices": len(by[m]),
+            "sec_per_slice": (summary or {}).get(m, {}).get("seconds_per_slice"),
+        }
         for metric in METRICS:
             vals = np.array([r[metric] for r in by[m]])
             row[f"{metric}_mean"] = float(vals.mean())
@@ -84,26 +91,34 @@ def comparison_table(rows, reference: str, summary: dict | None = None) -> list[
 
 
 def _markdown(table, reference, meta) -> str:
-    lines = [f"R = {meta['mask']['acceleration']:g}, mask = {meta['mask']['kind']}, mask seed = {meta['mask']['seed']}, "
-             f"data = {meta['data']} ({meta['split']}), {table[0]['n_slices']} slices, target "
-             f"{meta.get('target', '|image|')}; mean ± std over slices; "
-             f"Δ = paired difference vs {reference} with 95 % CI.", "",
-             "| method | PSNR (dB) | NMSE | SSIM | HFEN | ΔPSNR vs " + reference + " | ΔSSIM | s/slice |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"R = {meta['mask']['acceleration']:g}, mask = {meta['mask']['kind']}, mask seed = {meta['mask']['seed']}, "
+        f"data = {meta['data']} ({meta['split']}), {table[0]['n_slices']} slices, target "
+        f"{meta.get('target', '|image|')}; mean ± std over slices; "
+        f"Δ = paired difference vs {reference} with 95 % CI.",
+        "",
+        "| method | PSNR (dB) | NMSE | SSIM | HFEN | ΔPSNR vs " + reference + " | ΔSSIM | s/slice |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in table:
+
         def diff(metric, fmt):
             if f"{metric}_diff_vs_{reference}" not in r:
                 return "—"
             lo, hi = r[f"{metric}_diff_ci95"]
             return f"{r[f'{metric}_diff_vs_{reference}']:+{fmt}} [{lo:+{fmt}}, {hi:+{fmt}}]"
-        lines.append(f"| {r['method']} | {r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} | {r['nmse_mean']:.4f} ± "
-                     f"{r['nmse_std']:.4f} | {r['ssim_mean']:.4f} ± {r['ssim_std']:.4f} | {r['hfen_mean']:.4f} ± "
-                     f"{r['hfen_std']:.4f} | {diff('psnr', '.2f')} | {diff('ssim', '.4f')} | "
-                     + (f"{r['sec_per_slice']:.3f} |" if r.get("sec_per_slice") is not None else "— |"))
+
+        lines.append(
+            f"| {r['method']} | {r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} | {r['nmse_mean']:.4f} ± "
+            f"{r['nmse_std']:.4f} | {r['ssim_mean']:.4f} ± {r['ssim_std']:.4f} | {r['hfen_mean']:.4f} ± "
+            f"{r['hfen_std']:.4f} | {diff('psnr', '.2f')} | {diff('ssim', '.4f')} | "
+            + (f"{r['sec_per_slice']:.3f} |" if r.get("sec_per_slice") is not None else "— |")
+        )
     for name, b in meta.get("baselines", {}).items():
         sweep = ", ".join(f"{lam:g}: {p:.2f}" for lam, p in zip(b["grid"], b["sweep_psnr"])) or "no sweep"
-        lines.append(f"\n{name}: λ = {b['lam']:g}, {b['iters']} iterations ({b['tuned_on']}) "
-                     f"(λ: mean PSNR dB — {sweep}).")
+        lines.append(
+            f"\n{name}: λ = {b['lam']:g}, {b['iters']} iterations ({b['tuned_on']}) (λ: mean PSNR dB — {sweep})."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -150,10 +165,24 @@ def draw_figures(recons, targets, rows, out: Path):
     plt.close(fig)
 
 
-def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mask_changes: dict | None = None,
-                 batch_size: int = 4, figures: bool = True, force: bool = False, progress=None,
-                 baselines=(), baseline_grid=None, baseline_iters=None, note=None,
-                 baseline_tune_data=None, acquisition: str | None = None, target: str = "sense") -> dict:
+def compare_runs(
+    run_dirs,
+    out,
+    data: str | None = None,
+    split: str = "val",
+    mask_changes: dict | None = None,
+    batch_size: int = 4,
+    figures: bool = True,
+    force: bool = False,
+    progress=None,
+    baselines=(),
+    baseline_grid=None,
+    baseline_iters=None,
+    note=None,
+    baseline_tune_data=None,
+    acquisition: str | None = None,
+    target: str = "sense",
+) -> dict:
     """Evaluate runs on identical slices and masks and write the comparison to ``out``.
 
     Args:
@@ -201,19 +230,39 @@ def compare_runs(run_dirs, out, data: str | None = None, split: str = "val", mas
         if name in fns:  # two runs with the same loss and the same directory name (a/mse, b/mse)
             name = str(run)
         fns[name] = rec
-        names.append({"method": name, "run": str(run), "step": step, "loss": cfg.loss.content,
-                      "vgg_weights": cfg.loss.vgg_weights, "steps": cfg.steps, "pretrain_steps": cfg.pretrain_steps})
+        names.append(
+            {
+                "method": name,
+                "run": str(run),
+                "step": step,
+                "loss": cfg.loss.content,
+                "vgg_weights": cfg.loss.vgg_weights,
+                "steps": cfg.steps,
+                "pretrain_steps": cfg.pretrain_steps,
+            }
+        )
     volumes = held_out_volumes(data, first_cfg.data.val_fraction, split, acquisition)
-    base_fns, settings = run_baselines(baselines, first_cfg, mask_cfg, baseline_grid, baseline_iters, note,
-                                       baseline_tune_data)
+    base_fns, settings = run_baselines(
+        baselines, first_cfg, mask_cfg, baseline_grid, baseline_iters, note, baseline_tune_data
+    )
     fns.update({k: v for k, v in base_fns.items() if k not in fns})
     result = evaluate(fns, volumes, mask_cfg, batch_size, progress, keep_recons=True, target=target)
     rows, summary, recons, targets = result.rows, result.summary, result.recons, result.targets
     reference = "tv" if "tv" in base_fns else "mse" if "mse" in fns else "zero_filled"
-    meta = {"data": data, "split": split, "acquisition": acquisition or "all", "target": target_description(volumes, target),
-            "runs": names, "baselines": settings,
-            "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed,
-                     "center_fraction": mask_cfg.center_fraction}}
+    meta = {
+        "data": data,
+        "split": split,
+        "acquisition": acquisition or "all",
+        "target": target_description(volumes, target),
+        "runs": names,
+        "baselines": settings,
+        "mask": {
+            "kind": mask_cfg.kind,
+            "acceleration": mask_cfg.acceleration,
+            "seed": mask_cfg.seed,
+            "center_fraction": mask_cfg.center_fraction,
+        },
+    }
     table = comparison_table(rows, reference, summary)
     write_results(rows, summary, out, meta, force=True)
     flat = [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in table]

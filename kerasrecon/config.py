@@ -161,7 +161,7 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d, where: str = "config") -> "TrainConfig":
+    def from_dict(cls, d, where: str = "config") -> TrainConfig:
         """Inverse of ``to_dict``: structure and types checked (:mod:`kerasrecon.schema`), then ranges.
 
         Raises:
@@ -173,7 +173,7 @@ class TrainConfig:
         return from_dict(cls, d, where)
 
     @classmethod
-    def from_json(cls, text, where: str = "config") -> "TrainConfig":
+    def from_json(cls, text, where: str = "config") -> TrainConfig:
         """Parse JSON written by ``to_json`` (``DataError`` naming ``where`` on bad UTF-8/JSON/schema)."""
         from kerasrecon.schema import parse_json
 
@@ -187,16 +187,37 @@ MAX_SEED = 2**31 - 1 - 200_000
 
 # The fit option of each config field (for messages; cli/main.py defines the options themselves).
 OPTIONS = {
-    "mask.kind": "--mask", "mask.acceleration": "--acceleration", "mask.seed": "--mask-seed",
-    "mask.center_fraction": "--center-fraction", "mask.per_sample": "--mask-per-sample",
-    "mask.bank_size": "--mask-bank-size", "data.data": "--data", "data.patch_size": "--patch-size",
-    "data.batch_size": "--batch-size", "data.val_fraction": "--val-fraction", "data.sampling": "--sampling",
-    "model.blocks": "--blocks", "model.filters": "--filters", "model.noise_lambda": "--noise-lambda",
-    "model.cascades": "--cascades", "loss.content": "--loss", "loss.mse_weight": "--alpha",
-    "loss.feature_weight": "--beta", "loss.adv_weight": "--adv-weight", "loss.vgg_weights": "--vgg-weights",
-    "steps": "--steps", "pretrain_steps": "--pretrain-steps", "learning_rate": "--lr", "lr_schedule": "--lr-schedule",
-    "beta_1": "--beta1", "seed": "--seed", "strategy": "--strategy", "precision": "--precision", "jit": "--jit",
-    "collective_timeout_s": "--collective-timeout", "checkpoint_every": "--checkpoint-every",
+    "mask.kind": "--mask",
+    "mask.acceleration": "--acceleration",
+    "mask.seed": "--mask-seed",
+    "mask.center_fraction": "--center-fraction",
+    "mask.per_sample": "--mask-per-sample",
+    "mask.bank_size": "--mask-bank-size",
+    "data.data": "--data",
+    "data.patch_size": "--patch-size",
+    "data.batch_size": "--batch-size",
+    "data.val_fraction": "--val-fraction",
+    "data.sampling": "--sampling",
+    "model.blocks": "--blocks",
+    "model.filters": "--filters",
+    "model.noise_lambda": "--noise-lambda",
+    "model.cascades": "--cascades",
+    "loss.content": "--loss",
+    "loss.mse_weight": "--alpha",
+    "loss.feature_weight": "--beta",
+    "loss.adv_weight": "--adv-weight",
+    "loss.vgg_weights": "--vgg-weights",
+    "steps": "--steps",
+    "pretrain_steps": "--pretrain-steps",
+    "learning_rate": "--lr",
+    "lr_schedule": "--lr-schedule",
+    "beta_1": "--beta1",
+    "seed": "--seed",
+    "strategy": "--strategy",
+    "precision": "--precision",
+    "jit": "--jit",
+    "collective_timeout_s": "--collective-timeout",
+    "checkpoint_every": "--checkpoint-every",
     "log_every": "--log-every",
 }
 
@@ -231,8 +252,12 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.mask.acceleration >= 1, "--acceleration", ">= 1", cfg.mask.acceleration),
         (0 <= cfg.mask.seed <= MAX_SEED, "--mask-seed", f"in [0, {MAX_SEED}]", cfg.mask.seed),
         (0 <= cfg.seed <= MAX_SEED, "--seed", f"in [0, {MAX_SEED}]", cfg.seed),
-        (cfg.mask.center_fraction is None or 0 <= cfg.mask.center_fraction < 1, "--center-fraction", "in [0, 1)",
-         cfg.mask.center_fraction),
+        (
+            cfg.mask.center_fraction is None or 0 <= cfg.mask.center_fraction < 1,
+            "--center-fraction",
+            "in [0, 1)",
+            cfg.mask.center_fraction,
+        ),
         (cfg.mask.bank_size >= 1, "--mask-bank-size", ">= 1", cfg.mask.bank_size),
         (cfg.data.patch_size >= 8, "--patch-size", ">= 8", cfg.data.patch_size),
         (cfg.data.batch_size >= 1, "--batch-size", ">= 1", cfg.data.batch_size),
@@ -244,8 +269,12 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.model.noise_lambda is None or cfg.model.noise_lambda > 0, "--noise-lambda", "> 0", cfg.model.noise_lambda),
         (cfg.loss.content in CONTENT_LOSS_NAMES, "--loss", f"one of {CONTENT_LOSS_NAMES}", cfg.loss.content),
         (cfg.loss.adv_weight >= 0, "--adv-weight", ">= 0", cfg.loss.adv_weight),
-        (cfg.loss.mse_weight >= 0 and cfg.loss.feature_weight >= 0, "--alpha/--beta", ">= 0",
-         (cfg.loss.mse_weight, cfg.loss.feature_weight)),
+        (
+            cfg.loss.mse_weight >= 0 and cfg.loss.feature_weight >= 0,
+            "--alpha/--beta",
+            ">= 0",
+            (cfg.loss.mse_weight, cfg.loss.feature_weight),
+        ),
         (cfg.steps >= 0, "--steps", ">= 0", cfg.steps),
         (cfg.pretrain_steps >= 0, "--pretrain-steps", ">= 0", cfg.pretrain_steps),
         (cfg.learning_rate > 0, "--lr", "> 0", cfg.learning_rate),

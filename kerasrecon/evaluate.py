@@ -12,9 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -25,8 +25,18 @@ from kerasrecon.errors import DataError
 from kerasrecon.io import atomic_file, check_output, check_outputs_in
 from kerasrecon.metrics import METRICS, SSIM_WINDOW, all_metrics, hfen, nmse, psnr
 
-ROW_FIELDS = ["method", "volume", "slice", *METRICS, "mask_kind", "acceleration", "center_fraction",
-              "achieved_acceleration", "mask_seed", "mask_sha256"]
+ROW_FIELDS = [
+    "method",
+    "volume",
+    "slice",
+    *METRICS,
+    "mask_kind",
+    "acceleration",
+    "center_fraction",
+    "achieved_acceleration",
+    "mask_seed",
+    "mask_sha256",
+]
 
 # Every method is scored through one signature (a ``kerasrecon.Reconstructor`` is one; so are the
 # classical baselines): (k-space complex [B, H, W] at its own scale, zeros where not sampled,
@@ -65,8 +75,15 @@ def reconstruct_volume(recon_fn: ReconFn, ev: dict, batch_size: int = 4) -> np.n
     return np.asarray(recon_fn(kspace, mask, batch_size=batch_size, maps=ev["maps"]), np.float32)
 
 
-def evaluate(recon_fns: dict[str, ReconFn], volumes: list[Volume], mask_cfg: MaskConfig, batch_size: int = 4,
-             progress=None, keep_recons: bool = False, target: str = "sense"):
+def evaluate(
+    recon_fns: dict[str, ReconFn],
+    volumes: list[Volume],
+    mask_cfg: MaskConfig,
+    batch_size: int = 4,
+    progress=None,
+    keep_recons: bool = False,
+    target: str = "sense",
+):
     """Score methods on whole slices.
 
     Args:
@@ -99,13 +116,23 @@ def evaluate(recon_fns: dict[str, ReconFn], volumes: list[Volume], mask_cfg: Mas
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
         targets[ev["name"]] = target
         for method, pred in outputs.items():
-            slice_rows = [{"method": method, "volume": ev["name"], "slice": i,
-                           **all_metrics(target[i], pred[i], data_range), **ev["mask"].id}
-                          for i in range(target.shape[0])]
+            slice_rows = [
+                {
+                    "method": method,
+                    "volume": ev["name"],
+                    "slice": i,
+                    **all_metrics(target[i], pred[i], data_range),
+                    **ev["mask"].id,
+                }
+                for i in range(target.shape[0])
+            ]
             # Volume SSIM is the mean of the slice SSIMs (metrics.ssim's definition): reuse them.
             per_volume.setdefault(method, {})[ev["name"]] = {
-                "nmse": nmse(target, pred), "psnr": psnr(target, pred, data_range),
-                "ssim": float(np.mean([r["ssim"] for r in slice_rows])), "hfen": hfen(target, pred)}
+                "nmse": nmse(target, pred),
+                "psnr": psnr(target, pred, data_range),
+                "ssim": float(np.mean([r["ssim"] for r in slice_rows])),
+                "hfen": hfen(target, pred),
+            }
             rows.extend(slice_rows)
             if keep_recons:
                 recons.setdefault(method, {})[ev["name"]] = pred
@@ -168,7 +195,9 @@ def write_results(rows, summary, out, meta: dict, force: bool = False):
     return targets
 
 
-def held_out_volumes(data: str, val_fraction: float, split: str = "val", acquisition: str | None = None) -> list[Volume]:
+def held_out_volumes(
+    data: str, val_fraction: float, split: str = "val", acquisition: str | None = None
+) -> list[Volume]:
     """The volumes to evaluate: the held-out split of ``data`` (as in training) or ``all`` of it,
     optionally only those of one fastMRI ``acquisition`` (filtered after the split, so the held-out
     volumes stay those training held out)."""
@@ -199,14 +228,33 @@ def run_baselines(names, cfg, mask_cfg, grid=None, iters=None, progress=None, tu
         return bl.baseline_fns(names, [], mask_cfg)
     data = tune_data or cfg.data.data
     train_volumes, _ = split_volumes(load_volumes(data), cfg.data.val_fraction)
-    return bl.baseline_fns(names, train_volumes, mask_cfg, grid or bl.LAMBDA_GRID, iters or bl.DEFAULT_ITERS,
-                           tuned_on=f"training split of {data}", progress=progress)
+    return bl.baseline_fns(
+        names,
+        train_volumes,
+        mask_cfg,
+        grid or bl.LAMBDA_GRID,
+        iters or bl.DEFAULT_ITERS,
+        tuned_on=f"training split of {data}",
+        progress=progress,
+    )
 
 
-def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = None, split: str = "val",
-                 batch_size: int = 4, progress=None, keep_recons: bool = False, baselines=(),
-                 baseline_grid=None, baseline_iters=None, note=None, baseline_tune_data=None,
-                 acquisition: str | None = None, target: str = "sense"):
+def evaluate_run(
+    run_dir,
+    data: str | None = None,
+    mask_changes: dict | None = None,
+    split: str = "val",
+    batch_size: int = 4,
+    progress=None,
+    keep_recons: bool = False,
+    baselines=(),
+    baseline_grid=None,
+    baseline_iters=None,
+    note=None,
+    baseline_tune_data=None,
+    acquisition: str | None = None,
+    target: str = "sense",
+):
     """Evaluate a training run's newest checkpoint or an exported SavedModel (method named after its loss).
 
     Args:
@@ -238,15 +286,27 @@ def evaluate_run(run_dir, data: str | None = None, mask_changes: dict | None = N
     data = data or cfg.data.data
     mask_cfg = dataclasses.replace(cfg.mask, **(mask_changes or {}))
     volumes = held_out_volumes(data, cfg.data.val_fraction, split, acquisition)
-    base_fns, settings = run_baselines(baselines, cfg, mask_cfg, baseline_grid, baseline_iters, note,
-                                       baseline_tune_data)
-    result = evaluate({cfg.loss.content: fn, **base_fns}, volumes, mask_cfg, batch_size, progress, keep_recons,
-                      target)
-    result.meta = {"run": str(run_dir), "step": step, "loss": cfg.loss.content, "data": data, "split": split,
-            "mask": {"kind": mask_cfg.kind, "acceleration": mask_cfg.acceleration, "seed": mask_cfg.seed,
-                     "center_fraction": mask_cfg.center_fraction},
-            "baselines": settings, "train_config": cfg.to_dict(), "acquisition": acquisition or "all",
-            "target": target_description(volumes, target)}
+    base_fns, settings = run_baselines(
+        baselines, cfg, mask_cfg, baseline_grid, baseline_iters, note, baseline_tune_data
+    )
+    result = evaluate({cfg.loss.content: fn, **base_fns}, volumes, mask_cfg, batch_size, progress, keep_recons, target)
+    result.meta = {
+        "run": str(run_dir),
+        "step": step,
+        "loss": cfg.loss.content,
+        "data": data,
+        "split": split,
+        "mask": {
+            "kind": mask_cfg.kind,
+            "acceleration": mask_cfg.acceleration,
+            "seed": mask_cfg.seed,
+            "center_fraction": mask_cfg.center_fraction,
+        },
+        "baselines": settings,
+        "train_config": cfg.to_dict(),
+        "acquisition": acquisition or "all",
+        "target": target_description(volumes, target),
+    }
     return result
 
 
@@ -290,14 +350,17 @@ def score_predictions(predictions, targets, acquisition: str | None = None, targ
                 continue
             key = target_key or next((k for k in TARGET_KEYS if k in t), None)
             if key is None or key not in t:
-                raise DataError(f"{tfile}: no {target_key or ' or '.join(TARGET_KEYS)} dataset (not a fastMRI target file)")
+                raise DataError(
+                    f"{tfile}: no {target_key or ' or '.join(TARGET_KEYS)} dataset (not a fastMRI target file)"
+                )
             target = h5.dataset(t, key, tfile, "real", (3,), min_shape=SCORE_MIN_SHAPE, layout="[slices, H, W]")[()]
         pfile = pred_dir / tfile.name
         if not pfile.is_file():
             raise DataError(f"--predictions {pred_dir}: no {tfile.name} for target {tfile}")
         with h5.open_file(pfile, "--predictions") as p:
-            pred = h5.dataset(p, "reconstruction", pfile, "real", (3,), min_shape=SCORE_MIN_SHAPE,
-                              layout="magnitude [slices, h, w]")[()]
+            pred = h5.dataset(
+                p, "reconstruction", pfile, "real", (3,), min_shape=SCORE_MIN_SHAPE, layout="magnitude [slices, h, w]"
+            )[()]
         if pred.shape[0] != target.shape[0]:
             raise DataError(f"{pfile}: {pred.shape[0]} slices, target {tfile} has {target.shape[0]}")
         for name, arr in ((pfile, pred), (tfile, target)):
@@ -308,8 +371,10 @@ def score_predictions(predictions, targets, acquisition: str | None = None, targ
         keys.add(key)
         per_volume[tfile.stem] = {"nmse": nmse(target, pred), "psnr": psnr(target, pred), "ssim": ssim(target, pred)}
     if not per_volume:
-        raise DataError(f"--targets {target_dir}: no target file" + (f" with acquisition {acquisition}" if acquisition
-                                                                       else " (*.h5)"))
+        raise DataError(
+            f"--targets {target_dir}: no target file"
+            + (f" with acquisition {acquisition}" if acquisition else " (*.h5)")
+        )
     summary = {m: _stats([v[m] for v in per_volume.values()]) for m in ("nmse", "psnr", "ssim")}
     fastmri = {m.upper(): f"{s['mean']:.4g} +/- {2 * _std0(per_volume, m):.4g}" for m, s in summary.items()}
     return {"per_volume": per_volume, "summary": summary, "fastmri": fastmri, "target_key": ", ".join(sorted(keys))}

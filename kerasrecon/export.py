@@ -44,21 +44,21 @@ NORMALISATION = "per slice: x / max|zero_filled| before the generator, multiplie
 CONVENTION = "centred orthonormal 2-D DFT over the last two axes: fftshift(fft2(ifftshift(x)), norm='ortho')"
 SIGNATURES = {
     "serving_default": "kspace_real, kspace_imag float32 [B,H,W]; mask float32 [B,H,W] or [H,W] "
-                       "-> image float32 [B,H,W] (magnitude), complex_image float32 [B,H,W,2]",
+    "-> image float32 [B,H,W] (magnitude), complex_image float32 [B,H,W,2]",
     "from_zero_filled": "zero_filled float32 [B,H,W,2] -> image float32 [B,H,W], complex_image float32 [B,H,W,2]",
     "multicoil": "kspace_real, kspace_imag float32 [B,C,H,W]; mask float32 [B,H,W] or [H,W] -> image float32 "
-                 "[B,H,W] (SENSE-combined magnitude), complex_image float32 [B,H,W,2]; coil maps estimated "
-                 "in the graph from the sampled centre",
+    "[B,H,W] (SENSE-combined magnitude), complex_image float32 [B,H,W,2]; coil maps estimated "
+    "in the graph from the sampled centre",
 }
 INPUT_CONTRACT = {
     "kspace_real, kspace_imag": "float32, rank 3 [B, H, W], equal shapes, B >= 1, H >= 2, W >= 2, all finite",
     "mask": "float32 [H, W] or [B, H, W] matching the k-space, values exactly 0 or 1, all finite",
     "zero_filled": "float32 rank 4 [B, H, W, 2] (real, imag), B >= 1, H >= 2, W >= 2, all finite",
     "multicoil kspace_real, kspace_imag": "float32, rank 4 [B, C, H, W], equal shapes, B, C >= 1, H, W >= 2, "
-                                          "all finite; mask as above for [B, H, W]",
+    "all finite; mask as above for [B, H, W]",
     "violation": "tf.errors.InvalidArgumentError whose message names the input, what was expected and what "
-                 "was received; a result that is not finite (k-space magnitudes that overflow float32 in "
-                 "the FFT) is an InvalidArgumentError on 'image'",
+    "was received; a result that is not finite (k-space magnitudes that overflow float32 in "
+    "the FFT) is an InvalidArgumentError on 'image'",
 }
 
 
@@ -75,8 +75,9 @@ def _checked(tensors, checks):
             ``template`` a ``tf.strings.format`` template with one ``{}`` per tensor of ``received_fn()``.
     """
     oks = tf.stack([cond_fn() for cond_fn, _, _ in checks])
-    messages = tf.stack([tf.strings.format(template, received_fn(), summarize=8)
-                         for _, template, received_fn in checks])
+    messages = tf.stack(
+        [tf.strings.format(template, received_fn(), summarize=8) for _, template, received_fn in checks]
+    )
     first_bad = tf.argmax(tf.cast(tf.logical_not(oks), tf.int32))
     check = tf.debugging.Assert(tf.reduce_all(oks), [tf.gather(messages, first_bad)])
     with tf.control_dependencies([check]):
@@ -104,45 +105,71 @@ def _same(a, b):
 
 
 def _rank_check(x, name: str, ranks, expected: str):
-    return (lambda: tf.reduce_any(tf.equal(tf.rank(x), tf.constant(ranks))),
-            f"{name}: expected {expected}; got rank {{}} (shape {{}})", lambda: [tf.rank(x), tf.shape(x)])
+    return (
+        lambda: tf.reduce_any(tf.equal(tf.rank(x), tf.constant(ranks))),
+        f"{name}: expected {expected}; got rank {{}} (shape {{}})",
+        lambda: [tf.rank(x), tf.shape(x)],
+    )
 
 
 def _finite_check(x, name: str):
-    return (lambda: tf.reduce_all(tf.math.is_finite(x)), f"{name}: expected finite values; got {{}} NaN/Inf",
-            lambda: [tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.int32))])
+    return (
+        lambda: tf.reduce_all(tf.math.is_finite(x)),
+        f"{name}: expected finite values; got {{}} NaN/Inf",
+        lambda: [tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.int32))],
+    )
 
 
 def _size_check(x, name: str):
     """``x`` = [B, H, W, ...]: B >= 1, H >= 2, W >= 2 (the rank was checked before)."""
-    return (lambda: tf.logical_and(_padded(tf.shape(x))[0] >= 1, tf.reduce_all(_padded(tf.shape(x))[1:3] >= 2)),
-            f"{name}: expected B >= 1, H >= 2, W >= 2; got shape {{}}", lambda: [tf.shape(x)])
+    return (
+        lambda: tf.logical_and(_padded(tf.shape(x))[0] >= 1, tf.reduce_all(_padded(tf.shape(x))[1:3] >= 2)),
+        f"{name}: expected B >= 1, H >= 2, W >= 2; got shape {{}}",
+        lambda: [tf.shape(x)],
+    )
 
 
 def _validate_kspace(kspace_real, kspace_imag, mask, coils: bool):
     """The checks of ``serving_default`` (``[B, H, W]``) and ``multicoil`` (``[B, C, H, W]``) inputs."""
     rank, layout = (4, "[B, C, H, W]") if coils else (3, "[B, H, W]")
     kshape, ishape, mshape = tf.shape(kspace_real), tf.shape(kspace_imag), tf.shape(mask)
-    spatial = lambda: (tf.concat([_padded(kshape)[:1], _padded(kshape)[2:4]], 0)  # noqa: E731  [B, H, W]
-                       if coils else kshape)
-    expected_mask = lambda: spatial()[tf.maximum(3 - tf.size(mshape), 0):]  # noqa: E731
-    size_check = ((lambda: tf.logical_and(tf.reduce_all(_padded(kshape)[:2] >= 1),
-                                          tf.reduce_all(_padded(kshape)[2:4] >= 2)),
-                   "kspace_real: expected B, C >= 1 and H, W >= 2; got shape {}", lambda: [kshape])
-                  if coils else _size_check(kspace_real, "kspace_real"))
+
+    def spatial():  # [B, H, W]
+        return tf.concat([_padded(kshape)[:1], _padded(kshape)[2:4]], 0) if coils else kshape
+
+    expected_mask = lambda: spatial()[tf.maximum(3 - tf.size(mshape), 0) :]  # noqa: E731
+    size_check = (
+        (
+            lambda: tf.logical_and(tf.reduce_all(_padded(kshape)[:2] >= 1), tf.reduce_all(_padded(kshape)[2:4] >= 2)),
+            "kspace_real: expected B, C >= 1 and H, W >= 2; got shape {}",
+            lambda: [kshape],
+        )
+        if coils
+        else _size_check(kspace_real, "kspace_real")
+    )
     checks = [
         _rank_check(kspace_real, "kspace_real", [rank], f"rank {rank} {layout}"),
         _rank_check(kspace_imag, "kspace_imag", [rank], f"rank {rank} {layout}"),
-        (lambda: _same(kshape, ishape), "kspace_imag: expected the shape of kspace_real {}; got {}",
-         lambda: [kshape, ishape]),
+        (
+            lambda: _same(kshape, ishape),
+            "kspace_imag: expected the shape of kspace_real {}; got {}",
+            lambda: [kshape, ishape],
+        ),
         size_check,
         _rank_check(mask, "mask", [2, 3], "[H, W] or [B, H, W]"),
-        (lambda: _same(mshape, expected_mask()), "mask: expected shape [H, W] or [B, H, W] = {}; got {}",
-         lambda: [expected_mask(), mshape]),
-        _finite_check(kspace_real, "kspace_real"), _finite_check(kspace_imag, "kspace_imag"),
+        (
+            lambda: _same(mshape, expected_mask()),
+            "mask: expected shape [H, W] or [B, H, W] = {}; got {}",
+            lambda: [expected_mask(), mshape],
+        ),
+        _finite_check(kspace_real, "kspace_real"),
+        _finite_check(kspace_imag, "kspace_imag"),
         _finite_check(mask, "mask"),
-        (lambda: tf.reduce_all(tf.logical_or(tf.equal(mask, 0.0), tf.equal(mask, 1.0))),
-         "mask: expected values 0 or 1; got values in [{}, {}]", lambda: [tf.reduce_min(mask), tf.reduce_max(mask)]),
+        (
+            lambda: tf.reduce_all(tf.logical_or(tf.equal(mask, 0.0), tf.equal(mask, 1.0))),
+            "mask: expected values 0 or 1; got values in [{}, {}]",
+            lambda: [tf.reduce_min(mask), tf.reduce_max(mask)],
+        ),
     ]
     kr, ki, m = _checked((kspace_real, kspace_imag, mask), checks)
     kr, ki = _as_rank(kr, rank), _as_rank(ki, rank)
@@ -183,11 +210,16 @@ def validate_zero_filled(zero_filled):
 
     Returns the input with static shape ``[None, None, None, 2]``; raises ``InvalidArgumentError``.
     """
-    checks = [_rank_check(zero_filled, "zero_filled", [4], "rank 4 [B, H, W, 2]"),
-              (lambda: tf.equal(_padded(tf.shape(zero_filled))[3], 2),
-               "zero_filled: expected 2 channels (real, imag) in the last axis; got shape {}",
-               lambda: [tf.shape(zero_filled)]),
-              _size_check(zero_filled, "zero_filled"), _finite_check(zero_filled, "zero_filled")]
+    checks = [
+        _rank_check(zero_filled, "zero_filled", [4], "rank 4 [B, H, W, 2]"),
+        (
+            lambda: tf.equal(_padded(tf.shape(zero_filled))[3], 2),
+            "zero_filled: expected 2 channels (real, imag) in the last axis; got shape {}",
+            lambda: [tf.shape(zero_filled)],
+        ),
+        _size_check(zero_filled, "zero_filled"),
+        _finite_check(zero_filled, "zero_filled"),
+    ]
     (zf,) = _checked((zero_filled,), checks)
     return tf.reshape(zf, tf.concat([_padded(tf.shape(zf), 3), [2]], axis=0))
 
@@ -215,26 +247,42 @@ class ReconModule(tf.Module):
         if maps is None:
             out = self.generator({**inputs, "masked_kspace": to_channels(masked_kspace * scale)}, training=False)
         else:
-            out = self.multicoil_generator({**inputs, "masked_kspace": to_channels(masked_kspace * scale[:, None]),
-                                            "maps": maps}, training=False)
+            out = self.multicoil_generator(
+                {**inputs, "masked_kspace": to_channels(masked_kspace * scale[:, None]), "maps": maps}, training=False
+            )
         recon = from_channels(out) / scale
-        image, channels = _checked((tf.abs(recon), to_channels(recon)), [(
-            lambda: tf.reduce_all(tf.math.is_finite(tf.abs(recon))),
-            "image: the reconstruction is not finite; k-space magnitudes this large overflow float32 in the FFT; "
-            "got max |zero-filled| = {}", lambda: [tf.reduce_max(tf.abs(zero_filled))])])
+        image, channels = _checked(
+            (tf.abs(recon), to_channels(recon)),
+            [
+                (
+                    lambda: tf.reduce_all(tf.math.is_finite(tf.abs(recon))),
+                    "image: the reconstruction is not finite; k-space magnitudes this large overflow float32 in "
+                    "the FFT; got max |zero-filled| = {}",
+                    lambda: [tf.reduce_max(tf.abs(zero_filled))],
+                )
+            ],
+        )
         return {"image": image, "complex_image": channels}
 
-    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="kspace_real"),
-                                  tf.TensorSpec(None, tf.float32, name="kspace_imag"),
-                                  tf.TensorSpec(None, tf.float32, name="mask")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec(None, tf.float32, name="kspace_real"),
+            tf.TensorSpec(None, tf.float32, name="kspace_imag"),
+            tf.TensorSpec(None, tf.float32, name="mask"),
+        ]
+    )
     def serve(self, kspace_real, kspace_imag, mask):
         kspace, mask = validate_kspace_inputs(kspace_real, kspace_imag, mask)
         masked = kspace * tf.cast(mask, tf.complex64)
         return self._run(ifft2c(masked), masked, mask)
 
-    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="kspace_real"),
-                                  tf.TensorSpec(None, tf.float32, name="kspace_imag"),
-                                  tf.TensorSpec(None, tf.float32, name="mask")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec(None, tf.float32, name="kspace_real"),
+            tf.TensorSpec(None, tf.float32, name="kspace_imag"),
+            tf.TensorSpec(None, tf.float32, name="mask"),
+        ]
+    )
     def multicoil(self, kspace_real, kspace_imag, mask):
         from kerasrecon.coils import acs_maps_ch
 
@@ -270,19 +318,30 @@ def export_run(run_dir, out, force: bool = False) -> Path:
     Returns:
         ``out`` as a Path.
     """
-    from kerasrecon.io import RunLock, atomic_dir
+    from kerasrecon.io import RunLock, atomic_dir, check_output
     from kerasrecon.training.checkpoint import load_generator
 
-    from kerasrecon.io import check_output
-
-    out = check_output(out, "--out", inputs=[("RUN_DIR", run_dir)], force=force, kind="dir",
-                       replaceable=is_export, what="a kerasrecon export")
+    out = check_output(
+        out,
+        "--out",
+        inputs=[("RUN_DIR", run_dir)],
+        force=force,
+        kind="dir",
+        replaceable=is_export,
+        what="a kerasrecon export",
+    )
     with RunLock(run_dir, exclusive=False, option="RUN_DIR"):
         cfg, generator, step = load_generator(run_dir)
     metadata = {
-        "kerasrecon_version": __version__, "tensorflow_version": tf.__version__, "run": str(run_dir), "step": step,
-        "train_config": cfg.to_dict(), "normalisation": NORMALISATION, "kspace_convention": CONVENTION,
-        "signatures": SIGNATURES, "input_contract": INPUT_CONTRACT,
+        "kerasrecon_version": __version__,
+        "tensorflow_version": tf.__version__,
+        "run": str(run_dir),
+        "step": step,
+        "train_config": cfg.to_dict(),
+        "normalisation": NORMALISATION,
+        "kspace_convention": CONVENTION,
+        "signatures": SIGNATURES,
+        "input_contract": INPUT_CONTRACT,
     }
     from kerasrecon.models.generator import multicoil_twin
 
@@ -293,9 +352,15 @@ def export_run(run_dir, out, force: bool = False) -> Path:
     metadata["multicoil_acs"] = f"centre columns: max(4, round({fraction} * W))"
     module = ReconModule(generator, metadata, multicoil, fraction)
     with atomic_dir(out, "export", replace=force, option="--out") as tmp:
-        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve,
-                                                          "from_zero_filled": module.from_zero_filled,
-                                                          "multicoil": module.multicoil})
+        tf.saved_model.save(
+            module,
+            str(tmp),
+            signatures={
+                "serving_default": module.serve,
+                "from_zero_filled": module.from_zero_filled,
+                "multicoil": module.multicoil,
+            },
+        )
         (tmp / "assets").mkdir(exist_ok=True)
         (tmp / "assets" / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
     return out
@@ -324,13 +389,17 @@ def load_export(path):
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as exc:  # a damaged or foreign SavedModel: TF raises many kinds
-        raise ConfigError(f"--model {path}: cannot load the SavedModel ({exc.__class__.__name__}: "
-                          f"{str(exc).strip().splitlines()[0][:100] if str(exc).strip() else ''})") from None
+        raise ConfigError(
+            f"--model {path}: cannot load the SavedModel ({exc.__class__.__name__}: "
+            f"{str(exc).strip().splitlines()[0][:100] if str(exc).strip() else ''})"
+        ) from None
     sig = loaded.signatures.get("serving_default") if hasattr(loaded, "signatures") else None
     inputs = set(sig.structured_input_signature[1]) if sig is not None else set()
     if inputs != SERVING_INPUTS or not hasattr(loaded, "metadata_json"):
-        raise ConfigError(f"--model {path}: not a kerasrecon export; expected serving_default({', '.join(sorted(SERVING_INPUTS))}) "
-                          f"and metadata_json, got serving_default({', '.join(sorted(inputs)) or 'missing'})")
+        raise ConfigError(
+            f"--model {path}: not a kerasrecon export; expected serving_default({', '.join(sorted(SERVING_INPUTS))}) "
+            f"and metadata_json, got serving_default({', '.join(sorted(inputs)) or 'missing'})"
+        )
     from kerasrecon.schema import from_dict, parse_json
 
     where = f"--model {path}: metadata_json"

@@ -51,8 +51,9 @@ def _within(inner: Path, outer: Path) -> bool:
     return inner == outer or outer in inner.parents
 
 
-def check_output(path, option: str, *, inputs=(), force: bool = False, kind: str = "file",
-                 replaceable=None, what: str = "") -> Path:
+def check_output(
+    path, option: str, *, inputs=(), force: bool = False, kind: str = "file", replaceable=None, what: str = ""
+) -> Path:
     """Validate one output of a command before anything is created; returns it as a ``Path``.
 
     Args:
@@ -74,17 +75,20 @@ def check_output(path, option: str, *, inputs=(), force: bool = False, kind: str
     """
     path = Path(path)
     if os.path.islink(path):
-        raise OutputError(f"{option} {path}: is a symbolic link; kerasrecon does not write through links "
-                          "(give the link's target, or another path)")
+        raise OutputError(
+            f"{option} {path}: is a symbolic link; kerasrecon does not write through links "
+            "(give the link's target, or another path)"
+        )
     real = _real(path)
     for label, inp in inputs:
         if inp is None or str(inp) == "demo":
             continue
         other = _real(inp)
         if _within(real, other) or _within(other, real):
-            relation = ("is" if real == other else "lies inside" if _within(real, other) else "contains")
-            raise OutputError(f"{option} {path}: {relation} {label} {inp}, which this command reads; "
-                              "choose an output outside it")
+            relation = "is" if real == other else "lies inside" if _within(real, other) else "contains"
+            raise OutputError(
+                f"{option} {path}: {relation} {label} {inp}, which this command reads; choose an output outside it"
+            )
     parent = real.parent
     while not parent.exists():
         parent = parent.parent
@@ -104,8 +108,10 @@ def check_output(path, option: str, *, inputs=(), force: bool = False, kind: str
         if not force:
             raise OutputError(f"{option} {path}: exists and is not empty; pass --force to replace it")
         if replaceable is None or not replaceable(path):
-            raise OutputError(f"{option} {path}: is not {what or 'a previous result of this command'}; --force "
-                              "replaces only that, never other files (choose a new path)")
+            raise OutputError(
+                f"{option} {path}: is not {what or 'a previous result of this command'}; --force "
+                "replaces only that, never other files (choose a new path)"
+            )
     return path
 
 
@@ -130,8 +136,10 @@ def check_distinct(pairs, option: str):
     for src, out in pairs:
         key = _real(out)
         if key in seen:
-            raise OutputError(f"{option} {out}: both {seen[key]} and {src} would be written there; "
-                              "rename one of them or reconstruct them separately")
+            raise OutputError(
+                f"{option} {out}: both {seen[key]} and {src} would be written there; "
+                "rename one of them or reconstruct them separately"
+            )
         seen[key] = src
 
 
@@ -252,8 +260,13 @@ def atomic_file(final, kind: str = "write", option: str = ""):
         raise
 
 
-_WRITE_ERRORS = ("No space left on device", "File too large", "Disk quota exceeded", "Read-only file system",
-                 "Permission denied")
+_WRITE_ERRORS = (
+    "No space left on device",
+    "File too large",
+    "Disk quota exceeded",
+    "Read-only file system",
+    "Permission denied",
+)
 
 
 @contextlib.contextmanager
@@ -266,16 +279,20 @@ def _named_os_errors(final: Path, option: str = ""):
         reason = exc.strerror or (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         other = getattr(exc, "filename", None)
         if other and not str(other).startswith(str(final.parent)):  # an input failed, not the output
-            raise OutputError(f"{other}: {reason} (while writing {final}; nothing was written under that name)") from None
-        raise OutputError(f"{option + ' ' if option else ''}{final}: cannot write ({reason}); nothing was written "
-                          "under that name") from None
+            raise OutputError(
+                f"{other}: {reason} (while writing {final}; nothing was written under that name)"
+            ) from None
+        raise OutputError(
+            f"{option + ' ' if option else ''}{final}: cannot write ({reason}); nothing was written under that name"
+        ) from None
     except Exception as exc:  # TensorFlow reports ENOSPC/EFBIG as tf.errors.*Error naming the file, not OSError
         text = str(exc)
         if exc.__class__.__module__.startswith("tensorflow") and str(final.parent) in text:
             known = [r for r in _WRITE_ERRORS if r.lower() in text.lower()]
             reason = known[0] if known else exc.__class__.__name__
-            raise OutputError(f"{option + ' ' if option else ''}{final}: cannot write ({reason}); nothing was "
-                              "written under that name") from None
+            raise OutputError(
+                f"{option + ' ' if option else ''}{final}: cannot write ({reason}); nothing was written under that name"
+            ) from None
         raise
 
 
@@ -309,25 +326,30 @@ class RunLock:
         self.run_dir, self.exclusive, self.option = Path(run_dir), exclusive, option
         self._fd = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         """Take the lock or raise ``ConfigError`` naming the process that holds it."""
         path = self.run_dir / LOCK_FILE
         if not self.exclusive and not (self.run_dir / "config.json").is_file():
             return self  # not a run: the reader's own checks say so in their words
         if os.path.islink(path):  # never follow it: the lock would truncate the link's target
-            raise ConfigError(f"{self.option} {self.run_dir}: {LOCK_FILE} is a symbolic link; remove it "
-                              "(kerasrecon keeps its own lock file there)")
+            raise ConfigError(
+                f"{self.option} {self.run_dir}: {LOCK_FILE} is a symbolic link; remove it "
+                "(kerasrecon keeps its own lock file there)"
+            )
         try:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666 & ~_umask())
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise ConfigError(f"{self.option} {self.run_dir}: {LOCK_FILE} is a symbolic link; remove it") from None
             if self.exclusive:
-                raise ConfigError(f"{self.option} {self.run_dir}: cannot create {LOCK_FILE} "
-                                  f"({exc.strerror or exc})") from None
+                raise ConfigError(
+                    f"{self.option} {self.run_dir}: cannot create {LOCK_FILE} ({exc.strerror or exc})"
+                ) from None
             if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):  # read-only run: no writer can run there
                 return self
-            raise ConfigError(f"{self.option} {self.run_dir}: cannot open {LOCK_FILE} ({exc.strerror or exc})") from None
+            raise ConfigError(
+                f"{self.option} {self.run_dir}: cannot open {LOCK_FILE} ({exc.strerror or exc})"
+            ) from None
         try:
             fcntl.flock(self._fd, (fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -336,10 +358,14 @@ class RunLock:
             self._fd = None
             who = f"PID {holder}" if holder else "another process"
             if self.exclusive:
-                raise ConfigError(f"{self.option} {self.run_dir}: in use by another kerasrecon process ({who}); "
-                                  "wait for it to finish or choose another directory") from None
-            raise ConfigError(f"{self.option} {self.run_dir}: a training run ({who}) is writing it; "
-                              "wait for it to finish (or export/evaluate a copy)") from None
+                raise ConfigError(
+                    f"{self.option} {self.run_dir}: in use by another kerasrecon process ({who}); "
+                    "wait for it to finish or choose another directory"
+                ) from None
+            raise ConfigError(
+                f"{self.option} {self.run_dir}: a training run ({who}) is writing it; "
+                "wait for it to finish (or export/evaluate a copy)"
+            ) from None
         if self.exclusive:
             os.ftruncate(self._fd, 0)
             os.write(self._fd, f"{os.getpid()}\n".encode())

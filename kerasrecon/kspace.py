@@ -150,8 +150,10 @@ def check_kspace(kspace, name: str = "kspace") -> None:
     if arr.dtype != np.complex64 and arr.size:  # kerasrecon computes in complex64: the values must fit
         peak = max(float(np.max(np.abs(arr.real))), float(np.max(np.abs(arr.imag))))
         if peak > float(np.finfo(np.float32).max):
-            raise DataError(f"{name} holds values up to {peak:.3g}, beyond complex64's range "
-                            f"({float(np.finfo(np.float32).max):.3g}); rescale it")
+            raise DataError(
+                f"{name} holds values up to {peak:.3g}, beyond complex64's range "
+                f"({float(np.finfo(np.float32).max):.3g}); rescale it"
+            )
 
 
 def check_mask(mask, shape, name: str = "mask") -> None:

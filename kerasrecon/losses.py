@@ -86,13 +86,17 @@ def _build_vgg(weights: str) -> keras.Model:
     else:
         path = Path(weights)
         if not path.is_file():
-            raise ConfigError(f"--vgg-weights {weights}: file not found (expected {VGG_NOTOP_FILE}, 'imagenet' or 'none')")
+            raise ConfigError(
+                f"--vgg-weights {weights}: file not found (expected {VGG_NOTOP_FILE}, 'imagenet' or 'none')"
+            )
         vgg = keras.applications.VGG19(include_top=False, weights=None, input_tensor=inp)
         try:
             vgg.load_weights(str(path))
         except Exception as exc:
-            raise ConfigError(f"--vgg-weights {weights}: cannot load VGG19 no-top weights ({exc.__class__.__name__}: "
-                              f"{str(exc).splitlines()[0][:120]})") from None
+            raise ConfigError(
+                f"--vgg-weights {weights}: cannot load VGG19 no-top weights ({exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0][:120]})"
+            ) from None
     features = keras.Model(inp, vgg.get_layer(VGG_LAYER).output, name="vgg19_phi54")
     features.trainable = False
     return features

@@ -163,9 +163,12 @@ class PoissonMask:
 
 def _centre_box(h, w, fraction):
     box = np.zeros((h, w), dtype=bool)
-    ch, cw = max(int(round(h * fraction)), 1 if fraction > 0 else 0), max(int(round(w * fraction)), 1 if fraction > 0 else 0)
+    ch, cw = (
+        max(int(round(h * fraction)), 1 if fraction > 0 else 0),
+        max(int(round(w * fraction)), 1 if fraction > 0 else 0),
+    )
     if ch and cw:
-        box[h // 2 - ch // 2: h // 2 - ch // 2 + ch, w // 2 - cw // 2: w // 2 - cw // 2 + cw] = True
+        box[h // 2 - ch // 2 : h // 2 - ch // 2 + ch, w // 2 - cw // 2 : w // 2 - cw // 2 + cw] = True
     return box
 
 
@@ -205,8 +208,8 @@ def _block(blocked, idx, w, pw, pad, r, discs):
     offs = discs.get(key)
     if offs is None:
         ri = int(math.ceil(key))
-        dy, dx = np.mgrid[-ri: ri + 1, -ri: ri + 1]
-        keep = (dy ** 2 + dx ** 2) < key ** 2
+        dy, dx = np.mgrid[-ri : ri + 1, -ri : ri + 1]
+        keep = (dy**2 + dx**2) < key**2
         offs = (dy[keep] * pw + dx[keep]).astype(np.int64)
         discs[key] = offs
     y, x = divmod(int(idx), w)
@@ -260,7 +263,7 @@ class RandomLineMask:
         n_low = int(round(w * self.center_fraction))
         cols = np.zeros(w, dtype=bool)
         start = (w - n_low + 1) // 2
-        cols[start: start + n_low] = True
+        cols[start : start + n_low] = True
         return cols
 
     def __call__(self, shape, seed: int) -> Mask:
@@ -275,8 +278,13 @@ class RandomLineMask:
             )
         rng = np.random.default_rng(seed)
         cols = self._select(cols, target, rng)
-        return Mask(np.repeat(cols[None, :], h, axis=0).astype(np.float32), self.kind,
-                    float(self.acceleration), int(seed), float(self.center_fraction))
+        return Mask(
+            np.repeat(cols[None, :], h, axis=0).astype(np.float32),
+            self.kind,
+            float(self.acceleration),
+            int(seed),
+            float(self.center_fraction),
+        )
 
     def _select(self, cols, target, rng):
         extra = rng.choice(np.flatnonzero(~cols), size=target - int(cols.sum()), replace=False)

@@ -47,7 +47,7 @@ def _range(gt, data_range):
 def nmse(gt, pred) -> float:
     """Normalised MSE ``‖gt − pred‖² / ‖gt‖²`` over the volume."""
     gt, pred = _prepare(gt, pred)
-    return float(np.sum((gt - pred) ** 2) / np.sum(gt ** 2))
+    return float(np.sum((gt - pred) ** 2) / np.sum(gt**2))
 
 
 def psnr(gt, pred, data_range=None) -> float:
@@ -77,5 +77,9 @@ METRICS = {"nmse": nmse, "psnr": psnr, "ssim": ssim, "hfen": hfen}
 
 def all_metrics(gt, pred, data_range=None) -> dict:
     """``{"nmse", "psnr", "ssim", "hfen"}`` of one volume (or slice, with the volume's data_range)."""
-    return {"nmse": nmse(gt, pred), "psnr": psnr(gt, pred, data_range), "ssim": ssim(gt, pred, data_range),
-            "hfen": hfen(gt, pred)}
+    return {
+        "nmse": nmse(gt, pred),
+        "psnr": psnr(gt, pred, data_range),
+        "ssim": ssim(gt, pred, data_range),
+        "hfen": hfen(gt, pred),
+    }

@@ -19,4 +19,4 @@ def batch_psnr(target, recon, data_range: float = TRAIN_DATA_RANGE):
         float32 ``[B]``.
     """
     mse = ops.mean(ops.square(ops.cast(target, "float32") - ops.cast(recon, "float32")), axis=(1, 2, 3))
-    return 10.0 * ops.log10(data_range ** 2 / ops.maximum(mse, 1e-12))
+    return 10.0 * ops.log10(data_range**2 / ops.maximum(mse, 1e-12))

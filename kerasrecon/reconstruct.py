@@ -35,7 +35,6 @@ from kerasrecon.io import atomic_file, check_distinct, check_output
 from kerasrecon.kspace import check_kspace
 from kerasrecon.masks import Mask, make_mask, mask_hash
 
-
 INPUT_SUFFIXES = (".h5", ".npy")
 
 
@@ -48,8 +47,10 @@ def _inputs(path: Path):
     if not path.is_file():
         raise DataError(f"--input {path}: does not exist")
     if path.suffix.lower() not in INPUT_SUFFIXES:
-        raise DataError(f"--input {path}: unsupported file type; expected a fastMRI/prepared .h5 with 'kspace' or "
-                        "a .npy of complex k-space [S, H, W]")
+        raise DataError(
+            f"--input {path}: unsupported file type; expected a fastMRI/prepared .h5 with 'kspace' or "
+            "a .npy of complex k-space [S, H, W]"
+        )
     return [path]
 
 
@@ -62,10 +63,16 @@ class _NpyKspace:
         arr = read_npy(path)
         if not np.iscomplexobj(arr):
             raise DataError(f"{path}: expected complex k-space [S, H, W] or [H, W]. Received: dtype={arr.dtype}")
-        if arr.ndim not in (2, 3, 4) or (arr.ndim > 2 and arr.shape[0] < 1) or min(arr.shape[-2:]) < 2 \
-                or (arr.ndim == 4 and arr.shape[1] < 1):
-            raise DataError(f"{path}: expected complex k-space [S, H, W], [H, W] or multi-coil [S, C, H, W] with "
-                            f"S, C >= 1 and H, W >= 2. Received: shape={arr.shape}")
+        if (
+            arr.ndim not in (2, 3, 4)
+            or (arr.ndim > 2 and arr.shape[0] < 1)
+            or min(arr.shape[-2:]) < 2
+            or (arr.ndim == 4 and arr.shape[1] < 1)
+        ):
+            raise DataError(
+                f"{path}: expected complex k-space [S, H, W], [H, W] or multi-coil [S, C, H, W] with "
+                f"S, C >= 1 and H, W >= 2. Received: shape={arr.shape}"
+            )
         self.data = {"kspace": arr[None] if arr.ndim == 2 else arr}
         self.attrs = {}
 
@@ -106,36 +113,60 @@ def _file_mask(f, shape, mask_cfg: MaskConfig, name: str, padding=None):
     """(mask array [H, W] float32, id dict). ``padding``: ``(left, right)``: columns outside are
     zero-padding in the file and are not sampled (fastMRI's VarNet transform does the same)."""
     if "mask" in f:
-        cols = np.asarray(h5.dataset(f, "mask", name, "mask", (1,), layout="[W] (sampled columns)")[()]
-                          ).astype(np.float32).reshape(-1)
+        cols = (
+            np.asarray(h5.dataset(f, "mask", name, "mask", (1,), layout="[W] (sampled columns)")[()])
+            .astype(np.float32)
+            .reshape(-1)
+        )
         if cols.size != shape[1]:
             raise DataError(f"{name}: 'mask' has {cols.size} entries, k-space has {shape[1]} columns")
         if not np.all(np.isfinite(cols)) or not np.all((cols == 0) | (cols == 1)):
-            raise DataError(f"{name}: 'mask' must hold only 0 and 1. Received: "
-                            f"{int(np.sum(~np.isfinite(cols)))} NaN/Inf, values in [{np.nanmin(cols)}, {np.nanmax(cols)}]")
+            raise DataError(
+                f"{name}: 'mask' must hold only 0 and 1. Received: "
+                f"{int(np.sum(~np.isfinite(cols)))} NaN/Inf, values in [{np.nanmin(cols)}, {np.nanmax(cols)}]"
+            )
         if cols.sum() == 0:
             raise DataError(f"{name}: 'mask' samples nothing (all zeros)")
         arr = np.repeat(cols[None], shape[0], axis=0)
-        return arr, {"mask_kind": "file", "acceleration": h5.attribute(f.attrs, "acceleration", name, float, 0.0),
-                     "achieved_acceleration": round(arr.size / max(arr.sum(), 1), 4), "mask_seed": -1,
-                     "mask_sha256": mask_hash(arr)}
+        return arr, {
+            "mask_kind": "file",
+            "acceleration": h5.attribute(f.attrs, "acceleration", name, float, 0.0),
+            "achieved_acceleration": round(arr.size / max(arr.sum(), 1), 4),
+            "mask_seed": -1,
+            "mask_sha256": mask_hash(arr),
+        }
     m: Mask = make_mask(mask_cfg.kind, mask_cfg.acceleration, shape, mask_cfg.seed, mask_cfg.center_fraction)
     if padding is None or padding == (0, shape[1]):
         return m.array, m.id
     left, right = padding
     arr = m.array.copy()
-    arr[:, :max(left, 0)] = 0
-    arr[:, max(right, 0):] = 0
+    arr[:, : max(left, 0)] = 0
+    arr[:, max(right, 0) :] = 0
     if not arr.any():
-        raise DataError(f"{name}: the ISMRMRD header's padding ({left}, {right}) leaves no measured column of "
-                        f"{shape[1]}; the header does not fit this k-space")
-    return arr, {**m.id, "achieved_acceleration": round(arr.size / max(arr.sum(), 1), 4), "mask_sha256": mask_hash(arr),
-                 "padding": [int(left), int(right)]}
+        raise DataError(
+            f"{name}: the ISMRMRD header's padding ({left}, {right}) leaves no measured column of "
+            f"{shape[1]}; the header does not fit this k-space"
+        )
+    return arr, {
+        **m.id,
+        "achieved_acceleration": round(arr.size / max(arr.sum(), 1), 4),
+        "mask_sha256": mask_hash(arr),
+        "padding": [int(left), int(right)],
+    }
 
 
-def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None = None, batch_size: int = 8,
-                      crop=None, force: bool = False, progress=None, mask_changes: dict | None = None,
-                      grid: str = "trained") -> list[Path]:
+def reconstruct_files(
+    model_dir,
+    input_path,
+    output,
+    mask_cfg: MaskConfig | None = None,
+    batch_size: int = 8,
+    crop=None,
+    force: bool = False,
+    progress=None,
+    mask_changes: dict | None = None,
+    grid: str = "trained",
+) -> list[Path]:
     """Reconstruct every input file; returns the written paths.
 
     Args:
@@ -177,8 +208,9 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
     loaded, meta = load_export(model_dir)
     if mask_cfg is None:
         trained = meta["train_config"].get("mask", {})
-        mask_cfg = MaskConfig(**{k: trained[k] for k in ("kind", "acceleration", "seed", "center_fraction")
-                                 if k in trained})
+        mask_cfg = MaskConfig(
+            **{k: trained[k] for k in ("kind", "acceleration", "seed", "center_fraction") if k in trained}
+        )
     if mask_changes:
         mask_cfg = dataclasses.replace(mask_cfg, **mask_changes)
     serve = loaded.signatures["serving_default"]
@@ -187,15 +219,24 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
         f = _NpyKspace(src) if src.suffix.lower() == ".npy" else h5.open_file(src, "--input")
         with f:
             if not isinstance(f, _NpyKspace):
-                h5.dataset(f, "kspace", src, "complex", (3, 4), min_shape=(1, 2, 2),
-                           layout="[slices, H, W] or multi-coil [slices, coils, H, W]")
+                h5.dataset(
+                    f,
+                    "kspace",
+                    src,
+                    "complex",
+                    (3, 4),
+                    min_shape=(1, 2, 2),
+                    layout="[slices, H, W] or multi-coil [slices, coils, H, W]",
+                )
             if f["kspace"].ndim == 4 and f["kspace"].shape[1] < 1:
                 raise DataError(f"{src}: 'kspace' has no coils. Received: shape {f['kspace'].shape}")
             serve_file = serve
             if f["kspace"].ndim == 4:
                 if "multicoil" not in loaded.signatures:
-                    raise DataError(f"{src}: multi-coil k-space, but --model {model_dir} has no 'multicoil' "
-                                    "signature (exported before multi-coil serving): export the run again")
+                    raise DataError(
+                        f"{src}: multi-coil k-space, but --model {model_dir} has no 'multicoil' "
+                        "signature (exported before multi-coil serving): export the run again"
+                    )
                 serve_file = loaded.signatures["multicoil"]
             raw_shape = f["kspace"].shape[-2:]
             is_fastmri = any(k in f for k in ("reconstruction_esc", "reconstruction_rss", "ismrmrd_header", "mask"))
@@ -212,7 +253,7 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
             n = f["kspace"].shape[0]
             for i in range(0, n, batch_size):
                 try:
-                    k = f["kspace"][i:i + batch_size]
+                    k = f["kspace"][i : i + batch_size]
                 except OSError as exc:
                     raise DataError(f"{src}: slices {i}.. cannot be read (truncated/corrupt?): {exc}") from None
                 check_kspace(k, name=f"{src}:kspace")
@@ -230,9 +271,13 @@ def reconstruct_files(model_dir, input_path, output, mask_cfg: MaskConfig | None
             for k, v in ident.items():
                 g.attrs[k] = v
             g.attrs["source"] = str(src)
-            g.attrs["model"] = json.dumps({"step": meta.get("step"),
-                                           "loss": meta["train_config"]["loss"]["content"],
-                                           "kerasrecon_version": meta.get("kerasrecon_version")})
+            g.attrs["model"] = json.dumps(
+                {
+                    "step": meta.get("step"),
+                    "loss": meta["train_config"]["loss"]["content"],
+                    "kerasrecon_version": meta.get("kerasrecon_version"),
+                }
+            )
         with atomic_file(dst, "reconstruct", option="--output") as tmp, open(tmp, "wb") as fh:
             fh.write(buf.getbuffer())
         written.append(dst)
@@ -254,8 +299,11 @@ def run_serving(serve, kspace: np.ndarray, mask: np.ndarray, name: str) -> np.nd
     import tensorflow as tf
 
     try:
-        res = serve(kspace_real=tf.constant(kspace.real, tf.float32), kspace_imag=tf.constant(kspace.imag, tf.float32),
-                    mask=tf.constant(mask, tf.float32))
+        res = serve(
+            kspace_real=tf.constant(kspace.real, tf.float32),
+            kspace_imag=tf.constant(kspace.imag, tf.float32),
+            mask=tf.constant(mask, tf.float32),
+        )
     except tf.errors.InvalidArgumentError as exc:
         raise DataError(f"{name}: {serving_error_message(exc)}") from None
     return res["image"].numpy()

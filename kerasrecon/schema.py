@@ -47,7 +47,11 @@ def parse_json(raw, where: str, what: str = "JSON document"):
     except UnicodeDecodeError as exc:
         raise DataError(f"{where}: not UTF-8 text (byte {exc.start}); expected {what}") from None
     except (json.JSONDecodeError, RecursionError) as exc:
-        detail = f"line {exc.lineno} column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        detail = (
+            f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+            if isinstance(exc, json.JSONDecodeError)
+            else "nested too deeply"
+        )
         raise DataError(f"{where}: not valid JSON ({detail}); expected {what}") from None
 
 
@@ -131,19 +135,25 @@ def from_dict(cls, value, where: str, path: str = "", extra: str = "forbid"):
         DataError: one line naming ``where`` and the offending key.
     """
     if not isinstance(value, dict):
-        raise DataError(f"{where}: {path or 'the document'} must be a JSON object with keys "
-                        f"{', '.join(f.name for f in dataclasses.fields(cls))}. Received: {_received(value)}")
+        raise DataError(
+            f"{where}: {path or 'the document'} must be a JSON object with keys "
+            f"{', '.join(f.name for f in dataclasses.fields(cls))}. Received: {_received(value)}"
+        )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(value) - set(fields))
     if unknown and extra == "forbid":
-        raise DataError(f"{where}: unknown key {(path + '.' if path else '') + unknown[0]!r}; expected keys "
-                        f"{', '.join(sorted(fields))}")
+        raise DataError(
+            f"{where}: unknown key {(path + '.' if path else '') + unknown[0]!r}; expected keys "
+            f"{', '.join(sorted(fields))}"
+        )
     kwargs = {}
     for name, f in fields.items():
         if name not in value:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise DataError(f"{where}: missing key {(path + '.' if path else '') + name!r} ({_describe(hints[name])})")
+                raise DataError(
+                    f"{where}: missing key {(path + '.' if path else '') + name!r} ({_describe(hints[name])})"
+                )
             continue
         kwargs[name] = check_value(value[name], hints[name], where, f"{path}.{name}" if path else name, extra)
     try:

@@ -6,8 +6,8 @@ Run once (needs ``apt-get install mricron-data`` and ``pip install nibabel``); t
     python scripts/extract_demo_data.py [/usr/share/mricron/templates/ch2better.nii.gz]
 
 It keeps 60 axial slices (z = 110, 112, …, 228 of the 301×370×316, 0.5 mm "ch2better" T1 template,
-a real MR scan of one subject averaged 27 times) as uint8 [60, 370, 301] in radiological display orientation (rows anterior→posterior, columns
-as stored), and writes the provenance into the npz.
+a real MR scan of one subject averaged 27 times) as uint8 [60, 370, 301] in radiological display
+orientation (rows anterior→posterior, columns as stored), and writes the provenance into the npz.
 """
 
 import sys

@@ -1,4 +1,5 @@
-"""Build the real-MR evaluation/training stacks used for the README's results against compressed sensing (not shipped in the wheel).
+"""Build the real-MR evaluation/training stacks used for the README's results against compressed sensing
+(not shipped in the wheel).
 
 Every image is a real scanner image that ships inside a PyPI package (no download at run time:
 ``pip install nibabel dipy pydicom-data`` once, from the package registry). Sources and licences:
@@ -88,8 +89,9 @@ def fit_grid(arr: np.ndarray, grid) -> np.ndarray:
     h, w = arr.shape[1:]
     H, W = grid
     sh, sw = min(h, H), min(w, W)
-    out[:, (H - sh) // 2:(H - sh) // 2 + sh, (W - sw) // 2:(W - sw) // 2 + sw] = \
-        arr[:, (h - sh) // 2:(h - sh) // 2 + sh, (w - sw) // 2:(w - sw) // 2 + sw]
+    out[:, (H - sh) // 2 : (H - sh) // 2 + sh, (W - sw) // 2 : (W - sw) // 2 + sw] = arr[
+        :, (h - sh) // 2 : (h - sh) // 2 + sh, (w - sw) // 2 : (w - sw) // 2 + sw
+    ]
     return out
 
 

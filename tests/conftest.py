@@ -44,8 +44,18 @@ def _float32_policy_after_each_test():
 
 # Fixtures that train a model or write a SavedModel. Every test that uses one belongs to the slow tier
 # (``make test``), never to the unit tier (``make test-fast``: ``-m "not slow"``, no training).
-TRAINING_FIXTURES = {"run", "start", "stepped", "reference", "trained", "foreign_savedmodel", "runs", "run_dir",
-                     "export_dir", "exported"}
+TRAINING_FIXTURES = {
+    "run",
+    "start",
+    "stepped",
+    "reference",
+    "trained",
+    "foreign_savedmodel",
+    "runs",
+    "run_dir",
+    "export_dir",
+    "exported",
+}
 
 
 def pytest_collection_modifyitems(config, items):

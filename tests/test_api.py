@@ -16,10 +16,16 @@ from tests.conftest import ref_fft2c, ref_ifft2c
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("api") / "run"
-    cfg = TrainConfig(data=DataConfig(patch_size=32, batch_size=2, val_fraction=0.05),
-                      model=ModelConfig(blocks=1, filters=8), loss=LossConfig(content="mse", vgg_weights="none"),
-                      steps=0, pretrain_steps=3, checkpoint_every=3, seed=0,
-                      precision="float32")  # "auto" is mixed precision on a GPU host
+    cfg = TrainConfig(
+        data=DataConfig(patch_size=32, batch_size=2, val_fraction=0.05),
+        model=ModelConfig(blocks=1, filters=8),
+        loss=LossConfig(content="mse", vgg_weights="none"),
+        steps=0,
+        pretrain_steps=3,
+        checkpoint_every=3,
+        seed=0,
+        precision="float32",
+    )  # "auto" is mixed precision on a GPU host
     train(cfg, out)
     return out
 
@@ -30,8 +36,16 @@ def by_hand(generator, kspace, mask):
     zf = ref_ifft2c(masked)
     scale = 1.0 / np.abs(zf).reshape(len(zf), -1).max(axis=1)[:, None, None]
     ch = lambda z: np.stack([z.real, z.imag], -1).astype(np.float32)  # noqa: E731
-    out = np.asarray(generator({"zero_filled": ch(zf * scale), "masked_kspace": ch(masked * scale),
-                                "mask": np.broadcast_to(mask, kspace.shape).astype(np.float32)}, training=False))
+    out = np.asarray(
+        generator(
+            {
+                "zero_filled": ch(zf * scale),
+                "masked_kspace": ch(masked * scale),
+                "mask": np.broadcast_to(mask, kspace.shape).astype(np.float32),
+            },
+            training=False,
+        )
+    )
     return np.abs(out[..., 0] + 1j * out[..., 1]) / scale
 
 

@@ -19,14 +19,17 @@ def backend_env(name):
 
 @pytest.mark.slow
 def test_jax_imports_do_not_load_tensorflow():
-    code = ("import sys, keras, kerasrecon, kerasrecon.models.generator, kerasrecon.models.discriminator, "
-            "kerasrecon.losses, kerasrecon.training, kerasrecon.training.gan, kerasrecon.training.step_jax, "
-            "kerasrecon.kspace, kerasrecon.coils, kerasrecon.metrics_ops, kerasrecon.config, kerasrecon.data.volume\n"
-            "assert keras.backend.backend() == 'jax', keras.backend.backend()\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow')\n"
-            "print(bad[:5]); sys.exit(1 if bad else 0)")
-    res = subprocess.run([sys.executable, "-c", code], env=backend_env("jax"), cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+    code = (
+        "import sys, keras, kerasrecon, kerasrecon.models.generator, kerasrecon.models.discriminator, "
+        "kerasrecon.losses, kerasrecon.training, kerasrecon.training.gan, kerasrecon.training.step_jax, "
+        "kerasrecon.kspace, kerasrecon.coils, kerasrecon.metrics_ops, kerasrecon.config, kerasrecon.data.volume\n"
+        "assert keras.backend.backend() == 'jax', keras.backend.backend()\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow')\n"
+        "print(bad[:5]); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=backend_env("jax"), cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stdout + res.stderr[-2000:]
 
 
@@ -34,9 +37,14 @@ def test_jax_imports_do_not_load_tensorflow():
 def test_unit_tier_passes_on_jax():
     """The whole unit tier (FFT, DC, losses, PSNR, builders, masks, data, files, the output policy...),
     again on the JAX backend: only tests marked ``tensorflow`` are left out."""
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m",
-                          "not slow and not tensorflow", "tests"], env=backend_env("jax"), cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow and not tensorflow", "tests"],
+        env=backend_env("jax"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     passed = int(res.stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
     assert passed > 200, res.stdout[-500:]
@@ -56,8 +64,11 @@ def start(tmp_path_factory):
     for loss in LOSSES:
         keras.utils.set_random_seed(5)
         gan = build_gan(cfg(loss))
-        parts = {"g": gan.generator.get_weights(), "d": gan.discriminator.get_weights(),
-                 "vgg": gan.content_loss.vgg.get_weights() if gan.content_loss.vgg is not None else []}
+        parts = {
+            "g": gan.generator.get_weights(),
+            "d": gan.discriminator.get_weights(),
+            "vgg": gan.content_loss.vgg.get_weights() if gan.content_loss.vgg is not None else [],
+        }
         for name, ws in parts.items():
             arrays.update({f"{loss}/{name}_{i}": w for i, w in enumerate(ws)})
     ds = iter(training_dataset([load_demo(num_slices=12)], cfg("mse")))
@@ -71,8 +82,14 @@ def start(tmp_path_factory):
 
 
 def run_steps(backend, init, out, precision="float32"):
-    res = subprocess.run([sys.executable, str(HELPER), str(init), str(out), precision], env=backend_env(backend),
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, str(HELPER), str(init), str(out), precision],
+        env=backend_env(backend),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, f"{backend}: {res.stderr[-3000:]}"
     return np.load(out)
 

@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from kerasrecon.io import LOCK_FILE, RunLock
 from kerasrecon.training import checkpoint as ckpt
 from kerasrecon_cli.main import cli
-from tests.test_data import write_dicom
 from tests.helpers.hostile_files import h5_entries, write_h5
+from tests.test_data import write_dicom
 
 TINY = ["--batch-size", "2", "--patch-size", "32", "--blocks", "1", "--filters", "8", "--loss", "mse"]
 KERASRECON = [sys.executable, "-m", "kerasrecon_cli.main"]
@@ -103,7 +103,7 @@ def _dicom_series(folder, shapes, rng):
 
 def _truncate(path, keep):
     data = path.read_bytes()
-    path.write_bytes(data[:keep] if keep >= 0 else data[:len(data) + keep])
+    path.write_bytes(data[:keep] if keep >= 0 else data[: len(data) + keep])
 
 
 def make_prepare_case(kind, tmp_path, rng):
@@ -164,9 +164,22 @@ def make_prepare_case(kind, tmp_path, rng):
     raise AssertionError(kind)
 
 
-PREPARE_CASES = ["complex_2d_kspace", "multicoil_kspace", "string_npy", "empty_npy", "crop_negative", "crop_zero",
-                 "crop_too_large", "dicom_random_bytes", "dicom_no_pixeldata", "dicom_truncated_pixels",
-                 "dicom_truncated_header", "dicom_mixed_sizes", "png_mixed_sizes", "nan_images"]
+PREPARE_CASES = [
+    "complex_2d_kspace",
+    "multicoil_kspace",
+    "string_npy",
+    "empty_npy",
+    "crop_negative",
+    "crop_zero",
+    "crop_too_large",
+    "dicom_random_bytes",
+    "dicom_no_pixeldata",
+    "dicom_truncated_pixels",
+    "dicom_truncated_header",
+    "dicom_mixed_sizes",
+    "png_mixed_sizes",
+    "nan_images",
+]
 
 
 @pytest.mark.parametrize("kind", PREPARE_CASES)
@@ -195,8 +208,9 @@ def test_mask_huge_shape_checked_up_front(tmp_path, monkeypatch):
 def test_fit_architecture_change_refused_even_with_force(trained):
     run_dir = trained / "run"
     before = snapshot(run_dir)
-    res = run("fit", "--steps", 3, "--checkpoint-every", 1, "--out", run_dir, *TINY[:4], "--blocks", 3,
-              *TINY[6:], "--force")
+    res = run(
+        "fit", "--steps", 3, "--checkpoint-every", 1, "--out", run_dir, *TINY[:4], "--blocks", 3, *TINY[6:], "--force"
+    )
     assert_one_line_error(res, "model.blocks: 1 -> 3")
     assert "--force only allows resumable changes" in res.stderr
     assert snapshot(run_dir) == before
@@ -204,9 +218,11 @@ def test_fit_architecture_change_refused_even_with_force(trained):
 
 @pytest.mark.slow
 def test_fit_validates_before_creating_out(tmp_path):
-    for args, needle in [(["--patch-size", "1000"], "--patch-size 1000"),
-                         (["--data", tmp_path / "nodata"], "--data"),
-                         (["--loss", "feature", "--vgg-weights", tmp_path / "no.h5"], "--vgg-weights")]:
+    for args, needle in [
+        (["--patch-size", "1000"], "--patch-size 1000"),
+        (["--data", tmp_path / "nodata"], "--data"),
+        (["--loss", "feature", "--vgg-weights", tmp_path / "no.h5"], "--vgg-weights"),
+    ]:
         res = run("fit", "--steps", 1, "--out", tmp_path / "run", *TINY, *args)
         assert_one_line_error(res, needle)
         assert not (tmp_path / "run").exists()
@@ -229,15 +245,22 @@ def _kspace_file(path, kspace, mask=None):
     return path
 
 
-@pytest.mark.parametrize("kind, needle", [
-    ("zero_slices", "Received: shape (0, 32, 32) (an empty axis)"),
-    ("nan_mask", "'mask' must hold only 0 and 1"),
-    ("mask_half", "'mask' must hold only 0 and 1"),
-    ("huge_kspace", "the reconstruction is not finite"),
-    ("foreign_model", "not a kerasrecon export"),
-    ("batch_size_zero", "--batch-size must be >= 1"),
-    ("multicoil", "'kspace' must be complex [slices, H, W] or multi-coil [slices, coils, H, W]. Received: shape (2, 1, 4, 32, 32)"),
-])
+@pytest.mark.parametrize(
+    "kind, needle",
+    [
+        ("zero_slices", "Received: shape (0, 32, 32) (an empty axis)"),
+        ("nan_mask", "'mask' must hold only 0 and 1"),
+        ("mask_half", "'mask' must hold only 0 and 1"),
+        ("huge_kspace", "the reconstruction is not finite"),
+        ("foreign_model", "not a kerasrecon export"),
+        ("batch_size_zero", "--batch-size must be >= 1"),
+        (
+            "multicoil",
+            "'kspace' must be complex [slices, H, W] or multi-coil [slices, coils, H, W]. "
+            "Received: shape (2, 1, 4, 32, 32)",
+        ),
+    ],
+)
 def test_reconstruct_bad_input(kind, needle, trained, foreign_savedmodel, tmp_path):
     model = foreign_savedmodel if kind == "foreign_model" else trained / "export"
     k = np.ones((2, 32, 32), np.complex64)
@@ -264,8 +287,9 @@ def test_reconstruct_bad_input(kind, needle, trained, foreign_savedmodel, tmp_pa
 
 
 def test_compare_refuses_duplicate_runs(trained, tmp_path):
-    res = run("compare", trained / "run", trained / "run", str(trained / "run") + "/", "--out", tmp_path / "c",
-              "--no-figures")
+    res = run(
+        "compare", trained / "run", trained / "run", str(trained / "run") + "/", "--out", tmp_path / "c", "--no-figures"
+    )
     assert_one_line_error(res, "is given twice")
     assert not (tmp_path / "c").exists()
 
@@ -287,10 +311,29 @@ def test_locked_run_refuses_second_writer_and_readers(trained, tmp_path):
 @pytest.mark.slow
 def test_two_fits_on_one_out_exactly_one_runs(tmp_path):
     out = tmp_path / "run"
-    common = ["fit", "--steps", "40", "--checkpoint-every", "10", "--out", str(out), "--batch-size", "2",
-              "--patch-size", "32", "--filters", "8", "--loss", "mse"]
-    procs = [subprocess.Popen(KERASRECON + common + ["--blocks", str(b)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for b in (1, 2)]
+    common = [
+        "fit",
+        "--steps",
+        "40",
+        "--checkpoint-every",
+        "10",
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--patch-size",
+        "32",
+        "--filters",
+        "8",
+        "--loss",
+        "mse",
+    ]
+    procs = [
+        subprocess.Popen(
+            KERASRECON + common + ["--blocks", str(b)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for b in (1, 2)
+    ]
     results = [(p.wait(timeout=600), *p.communicate()) for p in procs]
     codes = sorted(r[0] for r in results)
     assert codes == [0, 2], results
@@ -314,8 +357,13 @@ def test_nan_guard_never_writes_poisoned_weights(tmp_path):
     for d in (out / "checkpoints").glob("ckpt-*"):
         for f in ("generator.weights.h5", "discriminator.weights.h5"):
             with h5py.File(d / f, "r") as h:
-                h.visititems(lambda name, obj: isinstance(obj, h5py.Dataset) and obj.dtype.kind == "f" and (
-                    np.testing.assert_array_equal(np.isfinite(obj[()]), True)))
+                h.visititems(
+                    lambda name, obj: (
+                        isinstance(obj, h5py.Dataset)
+                        and obj.dtype.kind == "f"
+                        and (np.testing.assert_array_equal(np.isfinite(obj[()]), True))
+                    )
+                )
         assert np.all([np.isfinite(v).all() for v in np.load(d / "optimizers.npz").values()])
 
 
@@ -378,8 +426,7 @@ def test_resume_removes_checkpoint_temporaries_of_a_killed_writer(trained, tmp_p
     res = run("fit", "--steps", 3, "--checkpoint-every", 1, "--out", run_dir, *TINY)
     assert res.exit_code == 0, res.output
     assert not any(d.exists() for d in leftovers) and not (run_dir / ".write-999999999-x.json").exists()
-    assert sorted(p.name for p in root.iterdir()) == ["ckpt-00000001", "ckpt-00000002", "ckpt-00000003",
-                                                      "latest.json"]
+    assert sorted(p.name for p in root.iterdir()) == ["ckpt-00000001", "ckpt-00000002", "ckpt-00000003", "latest.json"]
 
 
 # ------------------------------------------------------------------------- leftovers, disk full, signals
@@ -387,14 +434,20 @@ def _limited(limit_bytes):
     def preexec():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, like a full disk
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
     return preexec
 
 
 @pytest.mark.slow
 def test_prepare_on_full_disk_leaves_nothing(tmp_path, rng):
     np.save(tmp_path / "big.npy", rng.random((4, 256, 256)).astype(np.float32))
-    res = subprocess.run(KERASRECON + ["data", "prepare", str(tmp_path / "big.npy"), str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=300, preexec_fn=_limited(200_000))
+    res = subprocess.run(
+        KERASRECON + ["data", "prepare", str(tmp_path / "big.npy"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limited(200_000),
+    )
     assert res.returncode == 2, res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("kerasrecon: error: OUT"), res.stderr
@@ -404,8 +457,13 @@ def test_prepare_on_full_disk_leaves_nothing(tmp_path, rng):
 @pytest.mark.slow
 def test_fit_on_full_disk_leaves_no_tmp_checkpoint(tmp_path):
     out = tmp_path / "run"
-    res = subprocess.run(KERASRECON + ["fit", "--steps", "1", "--checkpoint-every", "1", "--out", str(out), *TINY],
-                         capture_output=True, text=True, timeout=300, preexec_fn=_limited(2_000_000))
+    res = subprocess.run(
+        KERASRECON + ["fit", "--steps", "1", "--checkpoint-every", "1", "--out", str(out), *TINY],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limited(2_000_000),
+    )
     assert res.returncode == 2, res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("kerasrecon: error:"), res.stderr
@@ -438,8 +496,12 @@ def test_sigterm_during_prepare_cleans_up(tmp_path, rng):
     # The last volume takes seconds (FFT and gzip of 128 MB) on any machine, against the 50 ms between
     # polls: the signal arrives while it is being prepared, never after prepare has finished.
     np.save(src / "v99.npy", rng.random((64, 512, 512)).astype(np.float32))
-    proc = subprocess.Popen(KERASRECON + ["data", "prepare", str(src), str(tmp_path / "out")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        KERASRECON + ["data", "prepare", str(src), str(tmp_path / "out")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(list(tmp_path.glob(".prepare-*/*.h5"))) < 2:
         time.sleep(0.05)
@@ -456,8 +518,13 @@ ENTRY = [sys.executable, "-m", "kerasrecon_cli.entry"]
 
 @pytest.mark.parametrize("backend", ["torch", "bogus"])
 def test_unsupported_keras_backend_is_one_line(backend, tmp_path):
-    res = subprocess.run(ENTRY + ["fit", "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "KERAS_BACKEND": backend})
+    res = subprocess.run(
+        ENTRY + ["fit", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "KERAS_BACKEND": backend},
+    )
     assert res.returncode == 2, res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"KERAS_BACKEND={backend}" in lines[0] and "tensorflow or jax" in lines[0], res.stderr
@@ -467,8 +534,9 @@ def test_unsupported_keras_backend_is_one_line(backend, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_during_the_tensorflow_import_is_one_line(sig, status, tmp_path):
-    proc = subprocess.Popen(ENTRY + ["fit", "--out", str(tmp_path / "r")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ENTRY + ["fit", "--out", str(tmp_path / "r")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     time.sleep(1.0)  # importing NumPy, Keras and TensorFlow takes several seconds on these machines
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
@@ -481,15 +549,33 @@ def test_signal_during_the_tensorflow_import_is_one_line(sig, status, tmp_path):
 @pytest.mark.slow
 def test_export_and_reconstruct_on_full_disk_are_one_line(trained, tmp_path):
     out = tmp_path / "export"
-    res = subprocess.run(KERASRECON + ["export", str(trained / "run"), "--out", str(out)], capture_output=True,
-                         text=True, timeout=300, preexec_fn=_limited(20_000))
+    res = subprocess.run(
+        KERASRECON + ["export", str(trained / "run"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limited(20_000),
+    )
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert res.returncode == 2 and len(lines) == 1 and f"--out {out}" in lines[0], res.stderr
     assert not out.exists() and not list(tmp_path.glob(".export-*"))
     src = _kspace_file(tmp_path / "in.h5", np.ones((4, 64, 64), np.complex64), np.ones(64, np.float32))
-    res = subprocess.run(KERASRECON + ["reconstruct", "--model", str(trained / "export"), "--input", str(src),
-                                       "--output", str(tmp_path / "out.h5")], capture_output=True, text=True,
-                         timeout=300, preexec_fn=_limited(20_000))
+    res = subprocess.run(
+        KERASRECON
+        + [
+            "reconstruct",
+            "--model",
+            str(trained / "export"),
+            "--input",
+            str(src),
+            "--output",
+            str(tmp_path / "out.h5"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limited(20_000),
+    )
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert res.returncode == 2 and len(lines) == 1 and "--output" in lines[0], res.stderr
     assert not (tmp_path / "out.h5").exists() and not list(tmp_path.glob(".reconstruct-*"))

@@ -10,7 +10,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from skimage.transform import resize
 
 from kerasrecon import baselines as bl
-from kerasrecon.config import DataConfig, MaskConfig, ModelConfig, LossConfig, TrainConfig
+from kerasrecon.config import DataConfig, LossConfig, MaskConfig, ModelConfig, TrainConfig
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import ConfigError
 from kerasrecon.masks import make_mask
@@ -116,21 +116,51 @@ def test_evaluate_cli_adds_baseline_rows(tmp_path):
     from kerasrecon.training.trainer import train
     from kerasrecon_cli.main import cli
 
-    cfg = TrainConfig(data=DataConfig(patch_size=32, batch_size=2, val_fraction=0.05),
-                      model=ModelConfig(blocks=1, filters=8), loss=LossConfig(content="mse", vgg_weights="none"),
-                      steps=1, checkpoint_every=1, precision="float32")
+    cfg = TrainConfig(
+        data=DataConfig(patch_size=32, batch_size=2, val_fraction=0.05),
+        model=ModelConfig(blocks=1, filters=8),
+        loss=LossConfig(content="mse", vgg_weights="none"),
+        steps=1,
+        checkpoint_every=1,
+        precision="float32",
+    )
     train(cfg, tmp_path / "run")
-    res = CliRunner().invoke(cli, ["evaluate", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "ev"),
-                                   "--baselines", "zero_filled,tv,l1wavelet", "--baseline-lambdas", "1e-3",
-                                   "--baseline-iters", "5"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "run"),
+            "--out",
+            str(tmp_path / "ev"),
+            "--baselines",
+            "zero_filled,tv,l1wavelet",
+            "--baseline-lambdas",
+            "1e-3",
+            "--baseline-iters",
+            "5",
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert set(summary["methods"]) == {"zero_filled", "mse", "tv", "l1wavelet"}
     assert summary["meta"]["baselines"]["tv"]["lam"] == 1e-3
     assert summary["meta"]["baselines"]["l1wavelet"]["iters"] == 5
     assert all(m["seconds_per_slice"] >= 0 for m in summary["methods"].values())
-    res = CliRunner().invoke(cli, ["evaluate", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "e2"),
-                                   "--baselines", "tv", "--baseline-lambdas", "abc"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "run"),
+            "--out",
+            str(tmp_path / "e2"),
+            "--baselines",
+            "tv",
+            "--baseline-lambdas",
+            "abc",
+        ],
+    )
     assert res.exit_code == 2 and "--baseline-lambdas" in res.output
 
 

@@ -11,7 +11,7 @@ from tests.conftest import random_complex
 
 def disc(h, w, r=0.7):
     y, x = np.mgrid[:h, :w]
-    return (((y - h / 2) / (h / 2)) ** 2 + ((x - w / 2) / (w / 2)) ** 2) < r ** 2
+    return (((y - h / 2) / (h / 2)) ** 2 + ((x - w / 2) / (w / 2)) ** 2) < r**2
 
 
 def smooth_object(rng, h, w):
@@ -75,15 +75,15 @@ def write_multicoil(path, rng, slices=2, coils_n=6, raw=(48, 40), crop=32):
     obj = np.zeros((slices, *raw), np.complex64)
     top, left = (raw[0] - crop) // 2, (raw[1] - crop) // 2
     for s in range(slices):
-        obj[s, top:top + crop, left:left + crop] = smooth_object(rng, crop, crop) * (1 + 0.2 * s)
+        obj[s, top : top + crop, left : left + crop] = smooth_object(rng, crop, crop) * (1 + 0.2 * s)
     maps = coils.birdcage_maps(coils_n, *raw)
     kspace = fft2c_np(maps[None] * obj[:, None]).astype(np.complex64)
-    rss = coils.rss_np(ifft2c_np(kspace)[..., top:top + crop, left:left + crop])
+    rss = coils.rss_np(ifft2c_np(kspace)[..., top : top + crop, left : left + crop])
     with h5py.File(path, "w") as f:
         f.create_dataset("kspace", data=kspace)
         f.create_dataset("reconstruction_rss", data=rss)
         f.attrs["acquisition"] = "CORPD_FBK"
-    return kspace, obj[:, top:top + crop, left:left + crop], rss
+    return kspace, obj[:, top : top + crop, left : left + crop], rss
 
 
 def test_multicoil_fastmri_reader(tmp_path, rng):
@@ -118,7 +118,10 @@ def test_prepare_sense_combines_multicoil_files_per_file(tmp_path, rng, method):
     write_fastmri(src / "b_single.h5", rng, shape=(48, 40))
     manifest = prepare_dataset(src, tmp_path / "out", crop=(32, 32), coil_maps=method, acs_lines=16)
     kinds = {v["file"]: (v["kind"], v["shape"], v.get("coils")) for v in manifest["volumes"]}
-    assert kinds == {"a_multi.h5": ("fastmri-multicoil", [2, 32, 32], 6), "b_single.h5": ("fastmri-singlecoil", [2, 32, 32], None)}
+    assert kinds == {
+        "a_multi.h5": ("fastmri-multicoil", [2, 32, 32], 6),
+        "b_single.h5": ("fastmri-singlecoil", [2, 32, 32], None),
+    }
     vol = load_volumes(str(tmp_path / "out"))[0]
     inside = disc(32, 32, 0.6)
     err = np.linalg.norm((np.abs(vol.images) - np.abs(obj))[:, inside]) / np.linalg.norm(obj[:, inside])

@@ -15,15 +15,19 @@ from kerasrecon.training.trainer import train
 from tests.conftest import ref_fft2c, ref_ifft2c
 
 
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cmp")
     dirs = []
     for loss in ("mse", "feature", "hybrid"):
-        cfg = TrainConfig(data=DataConfig(patch_size=32, batch_size=2, val_fraction=0.05),
-                          model=ModelConfig(blocks=1, filters=8), loss=LossConfig(content=loss, vgg_weights="none"),
-                          steps=2, checkpoint_every=2, seed=0)
+        cfg = TrainConfig(
+            data=DataConfig(patch_size=32, batch_size=2, val_fraction=0.05),
+            model=ModelConfig(blocks=1, filters=8),
+            loss=LossConfig(content=loss, vgg_weights="none"),
+            steps=2,
+            checkpoint_every=2,
+            seed=0,
+        )
         train(cfg, root / loss)
         dirs.append(root / loss)
     return root, dirs
@@ -56,15 +60,21 @@ def test_table_equals_metrics_on_independent_recons(runs):
     per_method = {"zero_filled": np.abs(zf)}
     for d in dirs:
         cfg, g, _ = load_generator(d)
-        out = g({"zero_filled": ch(zf * scale), "masked_kspace": ch(masked * scale),
-                 "mask": np.broadcast_to(mask, target.shape).astype(np.float32)}).numpy()
+        out = g(
+            {
+                "zero_filled": ch(zf * scale),
+                "masked_kspace": ch(masked * scale),
+                "mask": np.broadcast_to(mask, target.shape).astype(np.float32),
+            }
+        ).numpy()
         per_method[cfg.loss.content] = np.hypot(out[..., 0], out[..., 1]) / scale
     rng = target.max()
     psnr = {m: [metrics.psnr(target[i], p[i], data_range=rng) for i in range(3)] for m, p in per_method.items()}
     for m, p in per_method.items():
         assert table[m]["psnr_mean"] == pytest.approx(np.mean(psnr[m]), abs=1e-3)
         assert table[m]["ssim_mean"] == pytest.approx(
-            np.mean([metrics.ssim(target[i], p[i], data_range=rng) for i in range(3)]), abs=1e-3)
+            np.mean([metrics.ssim(target[i], p[i], data_range=rng) for i in range(3)]), abs=1e-3
+        )
     diffs = np.array(psnr["hybrid"]) - np.array(psnr["mse"])
     assert table["hybrid"]["psnr_diff_vs_mse"] == pytest.approx(diffs.mean(), abs=1e-3)
     rows = list(csv.DictReader(open(root / "out" / "slices.csv")))

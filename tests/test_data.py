@@ -15,7 +15,6 @@ from kerasrecon.masks import make_mask
 from tests.conftest import random_complex, ref_fft2c, ref_ifft2c
 
 
-
 def write_fastmri(path, rng, slices=2, shape=(64, 40), esc=True):
     k = random_complex(rng, (slices, *shape))
     with h5py.File(path, "w") as f:
@@ -92,11 +91,14 @@ def test_prepare_fastmri_and_refuses_overwrite(tmp_path, rng):
     assert (tmp_path / "out" / "f.h5").read_bytes() == before
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda p: p.mkdir(), "empty directory"),
-    (lambda p: np.save(str(p) + ".npy", np.full((2, 16, 16), np.nan)), "NaN"),
-    (lambda p: np.save(str(p) + ".npy", np.ones((16,))), "expected images"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda p: p.mkdir(), "empty directory"),
+        (lambda p: np.save(str(p) + ".npy", np.full((2, 16, 16), np.nan)), "NaN"),
+        (lambda p: np.save(str(p) + ".npy", np.ones((16,))), "expected images"),
+    ],
+)
 def test_prepare_bad_sources(tmp_path, make, match):
     src = tmp_path / "bad"
     make(src)
@@ -131,8 +133,7 @@ def test_split_volumes():
 
 
 def small_cfg(**mask):
-    return TrainConfig(data=DataConfig(patch_size=16, batch_size=4),
-                       mask=MaskConfig(acceleration=4, **mask), seed=3)
+    return TrainConfig(data=DataConfig(patch_size=16, batch_size=4), mask=MaskConfig(acceleration=4, **mask), seed=3)
 
 
 def test_pipeline_matches_numpy_reference(rng):
@@ -148,11 +149,16 @@ def test_pipeline_matches_numpy_reference(rng):
     for b in range(4):
         np.testing.assert_array_equal(inputs["mask"][b], pmask)
         t = target[b, ..., 0].numpy()
-        found = [(s, y, x) for s in range(3) for y in range(9) for x in range(5)
-                 if np.allclose(np.abs(images[s, y:y + 16, x:x + 16]) * scales[s], t, atol=1e-5)]
+        found = [
+            (s, y, x)
+            for s in range(3)
+            for y in range(9)
+            for x in range(5)
+            if np.allclose(np.abs(images[s, y : y + 16, x : x + 16]) * scales[s], t, atol=1e-5)
+        ]
         assert found, "target patch is not a scaled crop of any slice"
         s, y, x = found[0]
-        patch = images[s, y:y + 16, x:x + 16] * scales[s]
+        patch = images[s, y : y + 16, x : x + 16] * scales[s]
         mk = ref_fft2c(patch) * pmask
         zf = inputs["zero_filled"][b].numpy()
         np.testing.assert_allclose(zf[..., 0] + 1j * zf[..., 1], ref_ifft2c(mk), atol=1e-5)
@@ -169,10 +175,12 @@ def test_pipeline_deterministic_and_sharded():
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     flat = np.concatenate(a)  # 16 elements, element i = i-th sample
-    s0 = np.concatenate([t.numpy() for _, t in training_dataset([vol], cfg, batch_size=2, num_shards=2,
-                                                                 shard_index=0).take(4)])
-    s1 = np.concatenate([t.numpy() for _, t in training_dataset([vol], cfg, batch_size=2, num_shards=2,
-                                                                 shard_index=1).take(4)])
+    s0 = np.concatenate(
+        [t.numpy() for _, t in training_dataset([vol], cfg, batch_size=2, num_shards=2, shard_index=0).take(4)]
+    )
+    s1 = np.concatenate(
+        [t.numpy() for _, t in training_dataset([vol], cfg, batch_size=2, num_shards=2, shard_index=1).take(4)]
+    )
     np.testing.assert_array_equal(s0, flat[0::2])
     np.testing.assert_array_equal(s1, flat[1::2])
 
@@ -253,11 +261,16 @@ def test_slice_sampling_crops_the_whole_slice_aliasing():
         t = target[0, ..., 0].numpy()
         # Find the slice and window by the target, then the input must be the same window of the
         # whole-slice zero-filled image (not a patch undersampled on its own grid).
-        hits = [(i, a, b) for i in range(3) for a in range(40 - 15) for b in range(36 - 15)
-                if np.allclose(images[i, a:a + 16, b:b + 16] * scale[i], t, atol=1e-6)]
+        hits = [
+            (i, a, b)
+            for i in range(3)
+            for a in range(40 - 15)
+            for b in range(36 - 15)
+            if np.allclose(images[i, a : a + 16, b : b + 16] * scale[i], t, atol=1e-6)
+        ]
         assert len(hits) == 1
         i, a, b = hits[0]
-        np.testing.assert_allclose(zf, whole_zf[i][a:a + 16, b:b + 16], atol=1e-5)
+        np.testing.assert_allclose(zf, whole_zf[i][a : a + 16, b : b + 16], atol=1e-5)
         assert not inputs["mask"].numpy().any()  # DC is off on a crop (identity layer)
     # A patch covering the whole slice keeps the slice's mask and k-space: DC is exact in training.
     square = Volume("s", ref_fft2c(images[:, :36]).astype(np.complex64))
@@ -270,8 +283,9 @@ def test_slice_sampling_crops_the_whole_slice_aliasing():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sampling, per_sample, patch", [("patch", False, 32), ("patch", True, 24),
-                                                        ("slice", False, 32), ("slice", True, 0)])
+@pytest.mark.parametrize(
+    "sampling, per_sample, patch", [("patch", False, 32), ("patch", True, 24), ("slice", False, 32), ("slice", True, 0)]
+)
 def test_numpy_input_path_equals_tf_data(sampling, per_sample, patch):
     """The NumPy path (JAX backend, no TensorFlow) yields the tf.data pipeline's arrays for the same seed
     and element indices: plain, per-sample masks, whole-slice sampling (DC off, and exact on whole slices)."""
@@ -283,8 +297,11 @@ def test_numpy_input_path_equals_tf_data(sampling, per_sample, patch):
     size = patch or min(vol.kspace.shape[1:])
     if not patch:  # whole slices: crop the volume square so the patch covers it
         vol = Volume(vol.name, ifft2c_square(vol.kspace, size), vol.source)
-    cfg = TrainConfig(data=DataConfig(patch_size=size, batch_size=3, sampling=sampling),
-                      mask=MaskConfig(per_sample=per_sample, bank_size=5), seed=11)
+    cfg = TrainConfig(
+        data=DataConfig(patch_size=size, batch_size=3, sampling=sampling),
+        mask=MaskConfig(per_sample=per_sample, bank_size=5),
+        seed=11,
+    )
     tf_batches = iter(training_dataset([vol], cfg, start=7, num_shards=2, shard_index=1))
     np_batches = numpy_batches([vol], cfg, start=7, num_shards=2, shard_index=1, workers=2)
     for _ in range(2):
@@ -301,7 +318,7 @@ def ifft2c_square(kspace, size):
 
     img = ifft2c_np(kspace)
     h, w = img.shape[1:]
-    crop = img[:, (h - size) // 2:(h - size) // 2 + size, (w - size) // 2:(w - size) // 2 + size]
+    crop = img[:, (h - size) // 2 : (h - size) // 2 + size, (w - size) // 2 : (w - size) // 2 + size]
     return fft2c_np(crop).astype(np.complex64)
 
 
@@ -315,8 +332,12 @@ def test_prepare_keeps_fastmri_header_and_refuses_undersampled_files(tmp_path, r
         f.attrs["patient_id"] = "abc123"
     manifest = prepare_dataset(tmp_path / "f.h5", tmp_path / "out", crop=(32, 32))
     entry = manifest["volumes"][0]
-    assert (entry["acquisition"], entry["max"], entry["norm"], entry["patient_id"]) == ("CORPD_FBK", 0.0123, 0.456,
-                                                                                      "abc123")
+    assert (entry["acquisition"], entry["max"], entry["norm"], entry["patient_id"]) == (
+        "CORPD_FBK",
+        0.0123,
+        0.456,
+        "abc123",
+    )
     with h5py.File(tmp_path / "out" / "f.h5", "r") as f:
         assert f.attrs["acquisition"] == "CORPD_FBK" and f.attrs["patient_id"] == "abc123"
         assert float(f.attrs["norm"]) == 0.456

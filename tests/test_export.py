@@ -18,12 +18,16 @@ from tests.conftest import ref_fft2c, ref_ifft2c
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("exp") / "run"
-    cfg = TrainConfig(data=DataConfig(patch_size=32, batch_size=2), model=ModelConfig(blocks=1, filters=8),
-                      loss=LossConfig(content="mse"), steps=2, checkpoint_every=2)
+    cfg = TrainConfig(
+        data=DataConfig(patch_size=32, batch_size=2),
+        model=ModelConfig(blocks=1, filters=8),
+        loss=LossConfig(content="mse"),
+        steps=2,
+        checkpoint_every=2,
+    )
     train(cfg, out)
     return out
 
@@ -40,12 +44,25 @@ def test_export_reload_in_bare_tensorflow(run_dir, tmp_path):
     mask = make_mask("poisson", 4, (64, 48), 0).array
     masked = kspace * mask
     zf = ref_ifft2c(masked)
-    np.savez(tmp_path / "in.npz", kspace_real=kspace.real.astype(np.float32),
-             kspace_imag=kspace.imag.astype(np.float32), mask=mask,
-             zero_filled=np.stack([zf.real, zf.imag], -1).astype(np.float32))
-    res = subprocess.run([sys.executable, str(ROOT / "tests" / "helpers" / "load_export.py"), str(export),
-                          str(tmp_path / "in.npz"), str(tmp_path / "out.npz")], capture_output=True, text=True,
-                         timeout=300)
+    np.savez(
+        tmp_path / "in.npz",
+        kspace_real=kspace.real.astype(np.float32),
+        kspace_imag=kspace.imag.astype(np.float32),
+        mask=mask,
+        zero_filled=np.stack([zf.real, zf.imag], -1).astype(np.float32),
+    )
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "helpers" / "load_export.py"),
+            str(export),
+            str(tmp_path / "in.npz"),
+            str(tmp_path / "out.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     got = np.load(tmp_path / "out.npz")
     assert int(got["kerasrecon_modules"]) == 0  # the serving process never imported kerasrecon
@@ -54,8 +71,13 @@ def test_export_reload_in_bare_tensorflow(run_dir, tmp_path):
     _, g, _ = load_generator(run_dir)
     scale = 1 / np.abs(zf).reshape(2, -1).max(1)[:, None, None]
     ch = lambda x: np.stack([x.real, x.imag], -1).astype(np.float32)  # noqa: E731
-    ref = g({"zero_filled": ch(zf * scale), "masked_kspace": ch(masked * scale),
-             "mask": np.broadcast_to(mask, (2, 64, 48)).astype(np.float32)}).numpy()
+    ref = g(
+        {
+            "zero_filled": ch(zf * scale),
+            "masked_kspace": ch(masked * scale),
+            "mask": np.broadcast_to(mask, (2, 64, 48)).astype(np.float32),
+        }
+    ).numpy()
     ref_c = (ref[..., 0] + 1j * ref[..., 1]) / scale
     np.testing.assert_allclose(got["image"], np.abs(ref_c), atol=1e-5 * np.abs(ref_c).max())
     out_c = got["complex_image"][..., 0] + 1j * got["complex_image"][..., 1]

@@ -28,11 +28,21 @@ from tests.test_bad_input import run, snapshot
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63), st.floats(allow_nan=False),
-                         st.text(string.printable, max_size=8))
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(string.ascii_lowercase + "_", max_size=12), inner, max_size=4)),
-    max_leaves=12)
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63),
+    st.floats(allow_nan=False),
+    st.text(string.printable, max_size=8),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text(string.ascii_lowercase + "_", max_size=12), inner, max_size=4),
+    ),
+    max_leaves=12,
+)
 
 
 def _mutations(document: dict):
@@ -41,7 +51,9 @@ def _mutations(document: dict):
     return st.one_of(
         st.builds(lambda k, v: {**document, k: v}, st.sampled_from(keys), json_values),
         st.builds(lambda k: {kk: vv for kk, vv in document.items() if kk != k}, st.sampled_from(keys)),
-        st.builds(lambda k, v: {**document, k: v}, st.text(string.ascii_lowercase, min_size=1, max_size=6), json_values),
+        st.builds(
+            lambda k, v: {**document, k: v}, st.text(string.ascii_lowercase, min_size=1, max_size=6), json_values
+        ),
     )
 
 
@@ -64,7 +76,9 @@ SCHEMAS = {
 @given(data=st.data())
 def test_json_documents_are_accepted_or_refused_in_one_line(name, data):
     cls, valid, extra = SCHEMAS[name]
-    doc = data.draw(st.one_of(json_values, _mutations(valid), _nested_mutation(valid) if name == "config" else _mutations(valid)))
+    doc = data.draw(
+        st.one_of(json_values, _mutations(valid), _nested_mutation(valid) if name == "config" else _mutations(valid))
+    )
     raw = json.dumps(doc).encode()
     try:
         obj = from_dict(cls, parse_json(raw, f"{name}.json"), f"{name}.json", extra=extra)
@@ -76,9 +90,21 @@ def test_json_documents_are_accepted_or_refused_in_one_line(name, data):
         assert TrainConfig.from_json(obj.to_json()) == obj
 
 
-@pytest.mark.parametrize("raw", [b"", b"\xff\xfe\x00", b"[", b"[]", b"null", b'["a.h5"]', b'{"format": 5}',
-                                 b'{"format": "kerasrecon-dataset", "volumes": [{"file": 5}]}',
-                                 b'{"format": "kerasrecon-dataset", "volumes": [{}]}', b"[" * 100_000])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\xff\xfe\x00",
+        b"[",
+        b"[]",
+        b"null",
+        b'["a.h5"]',
+        b'{"format": 5}',
+        b'{"format": "kerasrecon-dataset", "volumes": [{"file": 5}]}',
+        b'{"format": "kerasrecon-dataset", "volumes": [{}]}',
+        b"[" * 100_000,
+    ],
+)
 def test_named_manifest_cases(raw, tmp_path):
     (tmp_path / "manifest.json").write_bytes(raw)
     with pytest.raises(KerasReconError, match="manifest.json"):
@@ -96,8 +122,11 @@ def test_named_config_cases(tmp_path):
 
 # ------------------------------------------------------------------------- HDF5 and .npy files
 def _result_is_finite(value):
-    arrays = [value] if isinstance(value, np.ndarray) else [getattr(value, a) for a in ("kspace", "coil_kspace", "maps")
-                                                             if getattr(value, a, None) is not None]
+    arrays = (
+        [value]
+        if isinstance(value, np.ndarray)
+        else [getattr(value, a) for a in ("kspace", "coil_kspace", "maps") if getattr(value, a, None) is not None]
+    )
     assert all(np.all(np.isfinite(a)) for a in arrays)
 
 
@@ -111,8 +140,12 @@ def test_hdf5_trees_through_every_reader(spec, tmp_path_factory):
     rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("h5") / "v.h5"
     write_h5(path, *spec, rng)
-    readers = [lambda: read_prepared_volume(path), lambda: read_image_stack(path),
-               lambda: read_image_stack(path, dataset="mask"), lambda: _read_fastmri(FastMRIFile, path)]
+    readers = [
+        lambda: read_prepared_volume(path),
+        lambda: read_image_stack(path),
+        lambda: read_image_stack(path, dataset="mask"),
+        lambda: _read_fastmri(FastMRIFile, path),
+    ]
     for read in readers:
         try:
             result = read()
@@ -150,21 +183,25 @@ def _one_line_or_success(res):
     assert res.exit_code in (0, 2), (res.exit_code, res.output, res.exception)
     assert "Traceback" not in res.output
     if res.exit_code == 2:
-        assert len([l for l in res.stderr.splitlines() if l.strip()]) == 1, res.stderr
+        assert len([line for line in res.stderr.splitlines() if line.strip()]) == 1, res.stderr
 
 
 @FAST
-@given(dtype=st.sampled_from(DTYPES + ["object", "<U3"]), shape=st.lists(st.integers(0, 12), max_size=4),
-       fill=st.sampled_from([0.0, 1.0, 1e-45, 1e300, -1e300, np.inf, np.nan, "random"]),
-       header_only=st.booleans())
+@given(
+    dtype=st.sampled_from(DTYPES + ["object", "<U3"]),
+    shape=st.lists(st.integers(0, 12), max_size=4),
+    fill=st.sampled_from([0.0, 1.0, 1e-45, 1e300, -1e300, np.inf, np.nan, "random"]),
+    header_only=st.booleans(),
+)
 def test_npy_files_through_data_prepare(dtype, shape, fill, header_only, tmp_path_factory):
     root = tmp_path_factory.mktemp("npy")
     path = root / "v.npy"
     rng = np.random.default_rng(0)
     if header_only:  # the header promises more than the file holds (up to terabytes)
         with open(path, "wb") as f:
-            np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
-                                                     "shape": tuple(s * 10_000 + 1 for s in shape)})
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "<f4", "fortran_order": False, "shape": tuple(s * 10_000 + 1 for s in shape)}
+            )
     elif dtype in ("object", "<U3"):
         np.save(path, np.full(shape, "abc", dtype), allow_pickle=True)
     else:
@@ -179,8 +216,11 @@ def test_npy_files_through_data_prepare(dtype, shape, fill, header_only, tmp_pat
 # ------------------------------------------------------------------------- the Python API
 arrays = st.builds(
     lambda dtype, shape, fill, seed: array_of(dtype, tuple(shape), fill, np.random.default_rng(seed)),
-    st.sampled_from(["complex64", "complex128", "float32", "int16"]), st.lists(st.integers(0, 6), max_size=5),
-    st.sampled_from([0.0, 1.0, 1e300, np.nan, "random"]), st.integers(0, 3))
+    st.sampled_from(["complex64", "complex128", "float32", "int16"]),
+    st.lists(st.integers(0, 6), max_size=5),
+    st.sampled_from([0.0, 1.0, 1e300, np.nan, "random"]),
+    st.integers(0, 3),
+)
 
 
 def _api_result(fn):
@@ -197,8 +237,13 @@ def _api_result(fn):
 def test_reconstructor_validates_its_inputs(kspace, mask, maps):
     from kerasrecon import Reconstructor
 
-    rec = Reconstructor(lambda k, m: np.abs(np.fft.ifft2(k * m)), TrainConfig(), 0, "fake",
-                        lambda k, m, s: np.abs(np.sum(np.conj(s) * np.fft.ifft2(k * m[:, None]), axis=1)))
+    rec = Reconstructor(
+        lambda k, m: np.abs(np.fft.ifft2(k * m)),
+        TrainConfig(),
+        0,
+        "fake",
+        lambda k, m, s: np.abs(np.sum(np.conj(s) * np.fft.ifft2(k * m[:, None]), axis=1)),
+    )
     _api_result(lambda: rec(kspace, mask, maps=maps))
 
 

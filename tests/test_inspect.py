@@ -18,9 +18,15 @@ from kerasrecon.training.trainer import build_gan, train
 
 
 def tiny(content="hybrid", **kw):
-    base = dict(data=DataConfig(patch_size=32, batch_size=2), model=ModelConfig(blocks=1, filters=8),
-                loss=LossConfig(content=content, vgg_weights="none"), seed=3, checkpoint_every=2, log_every=1,
-                precision="float32")
+    base = dict(
+        data=DataConfig(patch_size=32, batch_size=2),
+        model=ModelConfig(blocks=1, filters=8),
+        loss=LossConfig(content=content, vgg_weights="none"),
+        seed=3,
+        checkpoint_every=2,
+        log_every=1,
+        precision="float32",
+    )
     base.update(kw)
     return TrainConfig(**base)
 

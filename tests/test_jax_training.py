@@ -11,22 +11,43 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--batch-size", "2", "--patch-size", "32", "--blocks", "1", "--filters", "8", "--loss", "hybrid",
-        "--vgg-weights", "none", "--checkpoint-every", "2", "--log-every", "1"]
+TINY = [
+    "--batch-size",
+    "2",
+    "--patch-size",
+    "32",
+    "--blocks",
+    "1",
+    "--filters",
+    "8",
+    "--loss",
+    "hybrid",
+    "--vgg-weights",
+    "none",
+    "--checkpoint-every",
+    "2",
+    "--log-every",
+    "1",
+]
 # Runs the CLI with `import tensorflow` made to fail, as on a JAX-only GPU host.
-NO_TF = ("import sys; sys.modules['tensorflow'] = None\n"
-         "from kerasrecon_cli.main import main\n"
-         "sys.argv = ['kerasrecon'] + sys.argv[1:]; main()")
-RECON = ("import sys, numpy as np; sys.modules['tensorflow'] = None\n"
-         "from kerasrecon import Reconstructor\n"
-         "k, m = np.load(sys.argv[2]), np.load(sys.argv[3])\n"
-         "np.save(sys.argv[4], Reconstructor.from_run(sys.argv[1])(k, m))")
+NO_TF = (
+    "import sys; sys.modules['tensorflow'] = None\n"
+    "from kerasrecon_cli.main import main\n"
+    "sys.argv = ['kerasrecon'] + sys.argv[1:]; main()"
+)
+RECON = (
+    "import sys, numpy as np; sys.modules['tensorflow'] = None\n"
+    "from kerasrecon import Reconstructor\n"
+    "k, m = np.load(sys.argv[2]), np.load(sys.argv[3])\n"
+    "np.save(sys.argv[4], Reconstructor.from_run(sys.argv[1])(k, m))"
+)
 
 
 def jax_cli(*args):
     env = dict(os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, "-c", NO_TF, *map(str, args)], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", NO_TF, *map(str, args)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.slow
@@ -65,8 +86,22 @@ def test_fit_on_jax_without_tensorflow_resumes_and_exports(tmp_path):
     np.save(tmp_path / "k.npy", kspace)
     np.save(tmp_path / "m.npy", mask)
     env = dict(os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="")
-    res = subprocess.run([sys.executable, "-c", RECON, str(out), str(tmp_path / "k.npy"), str(tmp_path / "m.npy"),
-                          str(tmp_path / "jax.npy")], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RECON,
+            str(out),
+            str(tmp_path / "k.npy"),
+            str(tmp_path / "m.npy"),
+            str(tmp_path / "jax.npy"),
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     served = Reconstructor.from_export(tmp_path / "export")(kspace, mask)
     on_jax = np.load(tmp_path / "jax.npy")
@@ -78,14 +113,38 @@ def test_fit_on_jax_without_tensorflow_resumes_and_exports(tmp_path):
 def test_two_jax_devices_equal_one(tmp_path):
     """--strategy auto on 2 (host) devices shards each batch (DataParallel) and equals --strategy none on
     one device with the same global batch: BatchNorm statistics and gradients are global."""
-    env = dict(os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(
+        os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="", XLA_FLAGS="--xla_force_host_platform_device_count=2"
+    )
     outs = {}
     for strategy in ("none", "auto"):
         out = tmp_path / strategy
-        res = subprocess.run([sys.executable, "-c", NO_TF, "fit", "--steps", "3", "--pretrain-steps", "1", "--out",
-                              str(out), "--strategy", strategy, *TINY, "--lr", "1e-3", "--loss", "mse"],
-                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                NO_TF,
+                "fit",
+                "--steps",
+                "3",
+                "--pretrain-steps",
+                "1",
+                "--out",
+                str(out),
+                "--strategy",
+                strategy,
+                *TINY,
+                "--lr",
+                "1e-3",
+                "--loss",
+                "mse",
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert res.returncode == 0, res.stderr[-3000:]
         outs[strategy] = out / "checkpoints" / "ckpt-00000004"
     import h5py
@@ -97,8 +156,26 @@ def test_two_jax_devices_equal_one(tmp_path):
                 f.visititems(lambda k, v: found.__setitem__(name + k, v[()]) if isinstance(v, h5py.Dataset) else None)
         return found
 
-    res = subprocess.run([sys.executable, "-c", NO_TF, "fit", "--steps", "1", "--out", str(tmp_path / "odd"), *TINY,
-                          "--batch-size", "3"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            NO_TF,
+            "fit",
+            "--steps",
+            "1",
+            "--out",
+            str(tmp_path / "odd"),
+            *TINY,
+            "--batch-size",
+            "3",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 2 and "not divisible by the 2 replicas" in res.stderr  # auto really used 2 devices
     one, two = weights(outs["none"]), weights(outs["auto"])
     assert one.keys() == two.keys() and len(one) > 20

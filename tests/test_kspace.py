@@ -10,7 +10,6 @@ from tests.conftest import random_complex, ref_fft2c, ref_ifft2c
 SHAPES = [(1, 8, 8), (2, 7, 9), (3, 16, 5), (1, 33, 32)]
 
 
-
 @pytest.mark.parametrize("shape", SHAPES)
 def test_tf_fft_matches_numpy(rng, shape):
     x = random_complex(rng, shape)
@@ -60,11 +59,14 @@ def test_channels_round_trip(rng):
     np.testing.assert_allclose(ks.from_channels(ks.to_channels(ks.fft2c(x))).numpy(), ref_fft2c(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (np.ones((4,), np.complex64), "rank"),
-    (np.ones((4, 4), np.float32), "complex"),
-    (np.full((4, 4), np.nan, np.complex64), "NaN"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.ones((4,), np.complex64), "rank"),
+        (np.ones((4, 4), np.float32), "complex"),
+        (np.full((4, 4), np.nan, np.complex64), "NaN"),
+    ],
+)
 def test_check_kspace_rejects(bad, match):
     with pytest.raises(DataError, match=match):
         ks.check_kspace(bad)

@@ -13,8 +13,11 @@ def test_mse_and_bce_by_hand():
     # D returns logits: sigmoid(log(1/3)) = 0.25, sigmoid(0) = 0.5
     z = np.array([[np.log(1 / 3)], [0.0]], np.float32)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(losses.adversarial_loss(z)), -np.log([0.25, 0.5]), rtol=1e-6)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(losses.discriminator_loss(z, z)),
-                               -np.log([0.25, 0.5]) - np.log([0.75, 0.5]), rtol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(losses.discriminator_loss(z, z)),
+        -np.log([0.25, 0.5]) - np.log([0.75, 0.5]),
+        rtol=1e-6,
+    )
 
 
 @pytest.mark.tensorflow
@@ -29,7 +32,9 @@ def test_bce_keeps_its_gradient_when_the_discriminator_is_sure():
     g_real, g_fake = (g.numpy().item() for g in tape.gradient(loss, [real, fake]))
     assert loss.numpy() == pytest.approx(60.0, rel=1e-6)  # -log(sigmoid(-30)) + -log(1 - sigmoid(30))
     assert g_real == pytest.approx(-1.0, abs=1e-6) and g_fake == pytest.approx(1.0, abs=1e-6)  # sigmoid(z) - label
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(losses.adversarial_loss(np.array([[-30.0]], np.float32))), [30.0], rtol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(losses.adversarial_loss(np.array([[-30.0]], np.float32))), [30.0], rtol=1e-6
+    )
 
 
 def test_feature_loss_matches_manual_vgg_pipeline(rng):
@@ -54,8 +59,9 @@ def test_vgg_weights_from_path(tmp_path):
     path = tmp_path / "vgg.weights.h5"
     vgg.save_weights(path)
     loaded = losses.build_vgg_features(str(path))
-    np.testing.assert_array_equal(loaded.get_layer("block1_conv1").get_weights()[0],
-                                  vgg.get_layer("block1_conv1").get_weights()[0])
+    np.testing.assert_array_equal(
+        loaded.get_layer("block1_conv1").get_weights()[0], vgg.get_layer("block1_conv1").get_weights()[0]
+    )
 
 
 def test_vgg_weights_errors(tmp_path, monkeypatch):

@@ -58,29 +58,38 @@ def test_line_masks(cls, kind, acceleration):
     assert cols.sum() == round(368 / acceleration)
     n_low = round(368 * 0.08)
     start = (368 - n_low + 1) // 2
-    assert cols[start: start + n_low].all()
+    assert cols[start : start + n_low].all()
     assert m.kind == kind
 
 
 def test_mask_id_fields():
     m = make_mask("random", 4, (16, 40), 9)
     assert m.id == {
-        "mask_kind": "random", "acceleration": 4.0, "center_fraction": 0.08, "achieved_acceleration": 4.0,
-        "mask_seed": 9, "mask_shape": [16, 40], "mask_sha256": mask_hash(m.array),
+        "mask_kind": "random",
+        "acceleration": 4.0,
+        "center_fraction": 0.08,
+        "achieved_acceleration": 4.0,
+        "mask_seed": 9,
+        "mask_shape": [16, 40],
+        "mask_sha256": mask_hash(m.array),
     }
     import hashlib
+
     expected = hashlib.sha256(b"(16, 40)" + (m.array > 0.5).astype(np.uint8).tobytes()).hexdigest()
     assert m.sha256 == expected
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(kind="poisson", acceleration=0.5, shape=(32, 32), seed=0), "acceleration must be"),
-    (dict(kind="poisson", acceleration=400, shape=(32, 32), seed=0), "too high"),
-    (dict(kind="random", acceleration=40, shape=(32, 32), seed=0), "too high"),
-    (dict(kind="spiral", acceleration=4, shape=(32, 32), seed=0), "unknown mask kind"),
-    (dict(kind="poisson", acceleration=4, shape=(32,), seed=0), "shape"),
-    (dict(kind="poisson", acceleration=4, shape=(32, 32), seed=-1), "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(kind="poisson", acceleration=0.5, shape=(32, 32), seed=0), "acceleration must be"),
+        (dict(kind="poisson", acceleration=400, shape=(32, 32), seed=0), "too high"),
+        (dict(kind="random", acceleration=40, shape=(32, 32), seed=0), "too high"),
+        (dict(kind="spiral", acceleration=4, shape=(32, 32), seed=0), "unknown mask kind"),
+        (dict(kind="poisson", acceleration=4, shape=(32,), seed=0), "shape"),
+        (dict(kind="poisson", acceleration=4, shape=(32, 32), seed=-1), "seed"),
+    ],
+)
 def test_mask_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         make_mask(**kwargs)
@@ -93,7 +102,7 @@ def test_center_fraction_sets_the_fully_sampled_centre(kind):
     cols = m.array[0].astype(bool)
     n_low = int(round(368 * 0.04))
     start = (368 - n_low + 1) // 2
-    assert n_low == 15 and cols[start: start + n_low].all() and cols.sum() == round(368 / 8)
+    assert n_low == 15 and cols[start : start + n_low].all() and cols.sum() == round(368 / 8)
     assert m.id["center_fraction"] == 0.04 and make_mask(kind, 8, (16, 368), 0).id["center_fraction"] == 0.08
     assert not np.array_equal(m.array, make_mask(kind, 8, (16, 368), 0).array)
 

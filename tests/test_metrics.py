@@ -31,15 +31,18 @@ def test_hfen(rng):
     pred = ndimage.gaussian_filter(gt, (0, 1, 1))
     lg = np.stack([ndimage.gaussian_laplace(g, 1.5) for g in gt])
     lp = np.stack([ndimage.gaussian_laplace(p, 1.5) for p in pred])
-    assert metrics.hfen(gt, pred) == pytest.approx(np.sqrt(((lg - lp) ** 2).sum() / (lg ** 2).sum()))
+    assert metrics.hfen(gt, pred) == pytest.approx(np.sqrt(((lg - lp) ** 2).sum() / (lg**2).sum()))
     assert metrics.hfen(gt, gt) == 0.0
 
 
-@pytest.mark.parametrize("gt, pred, match", [
-    (np.ones((4, 4)), np.ones((4, 5)), "same shape"),
-    (np.ones((4, 4)), np.full((4, 4), np.nan), "NaN"),
-    (np.ones(4), np.ones(4), r"\[S, H, W\]"),
-])
+@pytest.mark.parametrize(
+    "gt, pred, match",
+    [
+        (np.ones((4, 4)), np.ones((4, 5)), "same shape"),
+        (np.ones((4, 4)), np.full((4, 4), np.nan), "NaN"),
+        (np.ones(4), np.ones(4), r"\[S, H, W\]"),
+    ],
+)
 def test_bad_inputs(gt, pred, match):
     with pytest.raises(DataError, match=match):
         metrics.nmse(gt, pred)
@@ -68,8 +71,11 @@ def test_score_predictions_follows_fastmri_evaluate(tmp_path, rng):
             f.create_dataset("reconstruction", data=pred)
         gt = target[:, 4:36, 4:36]
         ref_ssim = np.mean([structural_similarity(g, p, data_range=gt.max(), win_size=7) for g, p in zip(gt, pred)])
-        expected[name] = {"nmse": np.sum((gt - pred) ** 2) / np.sum(gt ** 2),
-                          "psnr": 10 * np.log10(gt.max() ** 2 / np.mean((gt - pred) ** 2)), "ssim": ref_ssim}
+        expected[name] = {
+            "nmse": np.sum((gt - pred) ** 2) / np.sum(gt**2),
+            "psnr": 10 * np.log10(gt.max() ** 2 / np.mean((gt - pred) ** 2)),
+            "ssim": ref_ssim,
+        }
     res = score_predictions(tmp_path / "p", tmp_path / "t")
     for name, ref in expected.items():
         for m, v in ref.items():

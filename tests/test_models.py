@@ -51,9 +51,11 @@ def test_generator_any_size_and_dc_exact(rng):
         mask = make_mask("poisson", 3, shape, 0).array
         masked = kspace * mask
         zf = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(masked, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
-        inputs = {"zero_filled": np.stack([zf.real, zf.imag], -1).astype(np.float32),
-                  "masked_kspace": np.stack([masked.real, masked.imag], -1).astype(np.float32),
-                  "mask": np.broadcast_to(mask, (2, *shape)).astype(np.float32)}
+        inputs = {
+            "zero_filled": np.stack([zf.real, zf.imag], -1).astype(np.float32),
+            "masked_kspace": np.stack([masked.real, masked.imag], -1).astype(np.float32),
+            "mask": np.broadcast_to(mask, (2, *shape)).astype(np.float32),
+        }
         out = keras.ops.convert_to_numpy(g(inputs))
         assert out.shape == (2, *shape, 2)
         k_out = fft2c_np((out[..., 0] + 1j * out[..., 1]).astype(np.complex64))
@@ -66,17 +68,21 @@ def test_serialisation_round_trip(tmp_path, rng):
     path = tmp_path / "g.keras"
     g.save(path)
     g2 = keras.saving.load_model(path)
-    x = {"zero_filled": rng.standard_normal((1, 8, 8, 2)).astype(np.float32),
-         "masked_kspace": rng.standard_normal((1, 8, 8, 2)).astype(np.float32),
-         "mask": (rng.random((1, 8, 8)) > 0.5).astype(np.float32)}
+    x = {
+        "zero_filled": rng.standard_normal((1, 8, 8, 2)).astype(np.float32),
+        "masked_kspace": rng.standard_normal((1, 8, 8, 2)).astype(np.float32),
+        "mask": (rng.random((1, 8, 8)) > 0.5).astype(np.float32),
+    }
     np.testing.assert_allclose(keras.ops.convert_to_numpy(g(x)), keras.ops.convert_to_numpy(g2(x)), atol=1e-6)
     layer = DataConsistency.from_config(DataConsistency(noise_lambda=2.0).get_config())
     assert layer.noise_lambda == 2.0
     # Every layer carries the documented name (checkpoints and the export refer to them), and the
     # reloaded model keeps them.
-    expected = (["zero_filled", "masked_kspace", "mask", "g_conv_in", "g_prelu_in"]
-                + [f"g_block01_{n}" for n in ("conv1", "bn1", "prelu", "conv2", "bn2", "add")]
-                + ["g_conv_mid", "g_bn_mid", "g_long_skip", "g_conv_out", "g_residual", "g_data_consistency"])
+    expected = (
+        ["zero_filled", "masked_kspace", "mask", "g_conv_in", "g_prelu_in"]
+        + [f"g_block01_{n}" for n in ("conv1", "bn1", "prelu", "conv2", "bn2", "add")]
+        + ["g_conv_mid", "g_bn_mid", "g_long_skip", "g_conv_out", "g_residual", "g_data_consistency"]
+    )
     assert sorted(lay.name for lay in g.layers) == sorted(expected)
     assert [lay.name for lay in g2.layers] == [lay.name for lay in g.layers]
 

@@ -11,15 +11,20 @@ from kerasrecon.config import DataConfig, LossConfig, MaskConfig, ModelConfig, T
 from kerasrecon.data import load_volumes
 from kerasrecon.data.images import prepare_dataset
 from kerasrecon.data.simulate import Simulation
-from kerasrecon.errors import ConfigError, DataError
+from kerasrecon.errors import DataError
 from kerasrecon.kspace import fft2c_np, ifft2c_np
 from kerasrecon.masks import make_mask
 
 
 def cfg(**kw):
-    base = dict(data=DataConfig(patch_size=16, batch_size=2, sampling="slice", val_fraction=0.0),
-                model=ModelConfig(blocks=1, filters=8), loss=LossConfig(content="mse", vgg_weights="none"),
-                mask=MaskConfig(kind="random", acceleration=4), seed=3, precision="float32")
+    base = dict(
+        data=DataConfig(patch_size=16, batch_size=2, sampling="slice", val_fraction=0.0),
+        model=ModelConfig(blocks=1, filters=8),
+        loss=LossConfig(content="mse", vgg_weights="none"),
+        mask=MaskConfig(kind="random", acceleration=4),
+        seed=3,
+        precision="float32",
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -29,7 +34,7 @@ def multicoil_dir(tmp_path_factory):
     """Two 4-slice volumes of a smooth disc phantom measured through 4 simulated coils (noise 0.005)."""
     root = tmp_path_factory.mktemp("mc")
     y, x = np.mgrid[:32, :28] / np.array([32.0, 28.0])[:, None, None]  # not square: H and W stay apart
-    disc = ((y - 0.5) ** 2 + (x - 0.5) ** 2) < 0.35 ** 2
+    disc = ((y - 0.5) ** 2 + (x - 0.5) ** 2) < 0.35**2
     for v in range(2):
         imgs = np.stack([disc * (1 + 0.3 * np.sin(6 * x + s + v)) for s in range(4)]).astype(np.float32)
         np.save(root / f"vol{v}.npy", imgs)
@@ -68,7 +73,7 @@ def test_training_inputs_are_sense_zero_filled_windows(multicoil_dir):
 
     s, top, left, m = element_indices(plan, 0)
     zf = np.sum(np.conj(plan.maps[s]) * ifft2c_np(plan.coil_kspace[s] * plan.bank[m]), axis=0)
-    window = zf[top:top + 16, left:left + 16]
+    window = zf[top : top + 16, left : left + 16]
     np.testing.assert_allclose(inputs["zero_filled"][0], np.stack([window.real, window.imag], -1), atol=1e-5)
 
 
@@ -90,8 +95,8 @@ def test_patch_inputs_are_coils_measured_on_the_patch_grid(multicoil_dir):
     np.testing.assert_allclose(tf_target.numpy(), target, atol=1e-6)
     for j in range(2):  # element j by hand
         s, top, left, m = element_indices(plan, j)
-        crop = plan.targets[s][top:top + 16, left:left + 16]
-        maps = plan.maps[s][:, top:top + 16, left:left + 16]
+        crop = plan.targets[s][top : top + 16, left : left + 16]
+        maps = plan.maps[s][:, top : top + 16, left : left + 16]
         mask = plan.bank[m]
         assert mask.shape == (16, 16)
         zf = np.zeros((16, 16), complex)
@@ -113,8 +118,13 @@ def test_multicoil_patch_fit_loads_into_both_graphs(multicoil_dir, tmp_path):
     from kerasrecon.training import checkpoint as ckpt
     from kerasrecon.training.trainer import build_gan, train
 
-    c = cfg(data=DataConfig(data=str(multicoil_dir[0]), patch_size=16, batch_size=2, sampling="patch",
-                            val_fraction=0.5), steps=2, pretrain_steps=1, checkpoint_every=3, log_every=1)
+    c = cfg(
+        data=DataConfig(data=str(multicoil_dir[0]), patch_size=16, batch_size=2, sampling="patch", val_fraction=0.5),
+        steps=2,
+        pretrain_steps=1,
+        checkpoint_every=3,
+        log_every=1,
+    )
     r1 = train(c, tmp_path / "run")
     assert "maps" in r1.gan.generator.input and r1.step == 3
     single = build_gan(c)
@@ -180,8 +190,13 @@ def test_fit_evaluate_multicoil_with_sense_baselines(fastmri_multicoil_dir, tmp_
     from kerasrecon.training.trainer import train
 
     prepared = fastmri_multicoil_dir / "prepared"
-    c = cfg(data=DataConfig(data=str(prepared), patch_size=16, batch_size=2, sampling="slice",
-                            val_fraction=0.5), steps=4, pretrain_steps=2, checkpoint_every=2, log_every=1)
+    c = cfg(
+        data=DataConfig(data=str(prepared), patch_size=16, batch_size=2, sampling="slice", val_fraction=0.5),
+        steps=4,
+        pretrain_steps=2,
+        checkpoint_every=2,
+        log_every=1,
+    )
     train(c, tmp_path / "run")
     res = evaluate_run(tmp_path / "run", baselines=["tv"], baseline_grid=[0.01])
     assert set(res.summary) == {"mse", "zero_filled", "tv"}
@@ -215,7 +230,6 @@ def test_fit_evaluate_multicoil_with_sense_baselines(fastmri_multicoil_dir, tmp_
     (out,) = reconstruct_files(tmp_path / "export", raw, tmp_path / "file_b.h5", crop=(32, 32))
     with h5py.File(out) as f:
         assert f["reconstruction"].shape == (4, 32, 32) and np.isfinite(f["reconstruction"][()]).all()
-
 
 
 def test_score_multicoil_outputs_with_fastmri_evaluate(tmp_path, rng):

@@ -30,8 +30,9 @@ def free_ports(n):
 
 def worker_env(ports, index):
     env = dict(os.environ)
-    env["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                                   "task": {"type": "worker", "index": index}})
+    env["TF_CONFIG"] = json.dumps(
+        {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+    )
     env["CUDA_VISIBLE_DEVICES"] = ""
     return env
 
@@ -40,9 +41,16 @@ def worker_env(ports, index):
 def test_two_workers_match_single_process(tmp_path):
     ports = free_ports(2)
     run_dir = tmp_path / "run"
-    procs = [subprocess.Popen([sys.executable, str(HELPER), str(run_dir), str(tmp_path / f"w{i}.npz"), str(STEPS)],
-                              env=worker_env(ports, i), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(HELPER), str(run_dir), str(tmp_path / f"w{i}.npz"), str(STEPS)],
+            env=worker_env(ports, i),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     try:
         outs = [p.communicate(timeout=400)[0] for p in procs]
     finally:
@@ -53,8 +61,13 @@ def test_two_workers_match_single_process(tmp_path):
     assert all(p.returncode == 0 for p in procs), "\n".join(o[-3000:] for o in outs)
     # The reference runs on the same devices as the workers (CPU only, also on a GPU host).
     env = dict(os.environ, KERASRECON_TEST_STRATEGY="none", CUDA_VISIBLE_DEVICES="")
-    single = subprocess.run([sys.executable, str(HELPER), str(tmp_path / "single"), str(tmp_path / "s.npz"), str(STEPS)],
-                            env=env, capture_output=True, text=True, timeout=400)
+    single = subprocess.run(
+        [sys.executable, str(HELPER), str(tmp_path / "single"), str(tmp_path / "s.npz"), str(STEPS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     w0, w1, s = (np.load(tmp_path / n) for n in ("w0.npz", "w1.npz", "s.npz"))
     keys = [k for k in w0.files if k.startswith("arr_")]
@@ -72,12 +85,15 @@ def test_two_workers_match_single_process(tmp_path):
     assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "checkpoints", "config.json", "tensorboard"]
 
 
-@pytest.mark.parametrize("value, match", [
-    (None, "needs TF_CONFIG"),
-    ("{not json", "malformed"),
-    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}', "outside"),
-    ('{"cluster": {"worker": ["a:1"]}}', "malformed"),
-])
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        (None, "needs TF_CONFIG"),
+        ("{not json", "malformed"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}', "outside"),
+        ('{"cluster": {"worker": ["a:1"]}}', "malformed"),
+    ],
+)
 def test_bad_tf_config(monkeypatch, value, match):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     if value is None:
@@ -95,11 +111,36 @@ def test_dead_worker_fails_the_other_within_bounded_time(tmp_path):
 
     ports = free_ports(2)
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "kerasrecon_cli.main", "fit", "--strategy", "multiworker", "--collective-timeout", "20",
-           "--loss", "mse", "--batch-size", "2", "--patch-size", "32", "--blocks", "1", "--filters", "8",
-           "--steps", "100000", "--checkpoint-every", "2", "--out", str(run_dir)]
-    procs = [subprocess.Popen(cmd, env=worker_env(ports, i), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kerasrecon_cli.main",
+        "fit",
+        "--strategy",
+        "multiworker",
+        "--collective-timeout",
+        "20",
+        "--loss",
+        "mse",
+        "--batch-size",
+        "2",
+        "--patch-size",
+        "32",
+        "--blocks",
+        "1",
+        "--filters",
+        "8",
+        "--steps",
+        "100000",
+        "--checkpoint-every",
+        "2",
+        "--out",
+        str(run_dir),
+    ]
+    procs = [
+        subprocess.Popen(cmd, env=worker_env(ports, i), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
     latest = run_dir / "checkpoints" / "latest.json"
     try:
         deadline = time.time() + 300

@@ -37,8 +37,12 @@ def fake_run(path):
 def test_output_may_not_overlap_an_input(tmp_path):
     run_dir = fake_run(tmp_path / "proj" / "run")
     proj = tmp_path / "proj"
-    cases = [(proj, "contains"), (run_dir, "is"), (run_dir / "export", "lies inside"),
-             (run_dir / ".." / "run" / "sub", "lies inside")]
+    cases = [
+        (proj, "contains"),
+        (run_dir, "is"),
+        (run_dir / "export", "lies inside"),
+        (run_dir / ".." / "run" / "sub", "lies inside"),
+    ]
     for out, relation in cases:
         with pytest.raises(OutputError, match=f"--out .*: {relation} RUN_DIR"):
             check_output(out, "--out", inputs=[("RUN_DIR", run_dir)], kind="dir", force=True)
@@ -46,7 +50,10 @@ def test_output_may_not_overlap_an_input(tmp_path):
     (tmp_path / "alias").symlink_to(proj, target_is_directory=True)
     with pytest.raises(OutputError, match="lies inside RUN_DIR"):
         check_output(tmp_path / "alias" / "run" / "export", "--out", inputs=[("RUN_DIR", run_dir)], kind="dir")
-    assert check_output(tmp_path / "elsewhere", "--out", inputs=[("RUN_DIR", run_dir)], kind="dir") == tmp_path / "elsewhere"
+    assert (
+        check_output(tmp_path / "elsewhere", "--out", inputs=[("RUN_DIR", run_dir)], kind="dir")
+        == tmp_path / "elsewhere"
+    )
 
 
 def test_links_and_existing_outputs(tmp_path):
@@ -80,9 +87,12 @@ def test_force_replaces_only_a_previous_result(tmp_path):
 
 def test_two_outputs_with_one_name_are_refused(tmp_path):
     with pytest.raises(OutputError, match="both .*a.h5 and .*a.npy"):
-        check_distinct([(tmp_path / "a.h5", tmp_path / "o" / "a.h5"), (tmp_path / "a.npy", tmp_path / "o" / "a.h5")],
-                       "--output")
-    check_distinct([(tmp_path / "a.h5", tmp_path / "o" / "a.h5"), (tmp_path / "b.h5", tmp_path / "o" / "b.h5")], "--output")
+        check_distinct(
+            [(tmp_path / "a.h5", tmp_path / "o" / "a.h5"), (tmp_path / "a.npy", tmp_path / "o" / "a.h5")], "--output"
+        )
+    check_distinct(
+        [(tmp_path / "a.h5", tmp_path / "o" / "a.h5"), (tmp_path / "b.h5", tmp_path / "o" / "b.h5")], "--output"
+    )
 
 
 def test_atomic_writes_name_the_output_and_leave_nothing(tmp_path):
@@ -152,8 +162,13 @@ def test_mask_on_full_disk_names_the_file_and_leaves_nothing(tmp_path):
     from tests.test_bad_input import _limited
 
     out = tmp_path / "m.npy"
-    res = subprocess.run(KERASRECON + ["mask", "-R", "4", "--shape", "256", "256", "--out", str(out)],
-                         capture_output=True, text=True, timeout=120, preexec_fn=_limited(4096))
+    res = subprocess.run(
+        KERASRECON + ["mask", "-R", "4", "--shape", "256", "256", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_limited(4096),
+    )
     assert res.returncode == 2, res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"kerasrecon: error: --out {out}: cannot write"), res.stderr
@@ -186,22 +201,45 @@ def _score_files(root):
 def test_score_out_needs_force_to_replace(tmp_path):
     _score_files(tmp_path)
     (tmp_path / "s.json").write_text("previous scores")
-    res = run("score", "--predictions", tmp_path / "pred", "--targets", tmp_path / "target", "--out", tmp_path / "s.json")
+    res = run(
+        "score", "--predictions", tmp_path / "pred", "--targets", tmp_path / "target", "--out", tmp_path / "s.json"
+    )
     assert_one_line_error(res, "--out")
     assert (tmp_path / "s.json").read_text() == "previous scores"
-    res = run("score", "--predictions", tmp_path / "pred", "--targets", tmp_path / "target", "--out",
-              tmp_path / "s.json", "--force")
+    res = run(
+        "score",
+        "--predictions",
+        tmp_path / "pred",
+        "--targets",
+        tmp_path / "target",
+        "--out",
+        tmp_path / "s.json",
+        "--force",
+    )
     assert res.exit_code == 0, res.output
     assert set(json.loads((tmp_path / "s.json").read_text())["per_volume"]) == {"v"}
-    res = run("score", "--predictions", tmp_path / "pred", "--targets", tmp_path / "target", "--out",
-              tmp_path / "pred" / "s.json")
+    res = run(
+        "score",
+        "--predictions",
+        tmp_path / "pred",
+        "--targets",
+        tmp_path / "target",
+        "--out",
+        tmp_path / "pred" / "s.json",
+    )
     assert_one_line_error(res, "lies inside --predictions")
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["-R", "inf"], "--acceleration"), (["--mask-seed", "-1"], "--mask-seed"),
-    (["--seed", "-1"], "--seed"), (["--seed", str(2**40)], "--seed"), (["--lr", "nan"], "--lr"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["-R", "inf"], "--acceleration"),
+        (["--mask-seed", "-1"], "--mask-seed"),
+        (["--seed", "-1"], "--seed"),
+        (["--seed", str(2**40)], "--seed"),
+        (["--lr", "nan"], "--lr"),
+    ],
+)
 def test_fit_refuses_bad_values_before_creating_out(args, needle, tmp_path):
     res = run("fit", "--out", tmp_path / "r2", "--steps", 1, *args)
     assert_one_line_error(res, needle)

@@ -11,8 +11,13 @@ from kerasrecon.training.trainer import build_gan
 
 
 def cfg(precision):
-    return TrainConfig(data=DataConfig(patch_size=32, batch_size=2), model=ModelConfig(blocks=1, filters=8),
-                       loss=LossConfig(content="hybrid", vgg_weights="none"), precision=precision, seed=2)
+    return TrainConfig(
+        data=DataConfig(patch_size=32, batch_size=2),
+        model=ModelConfig(blocks=1, filters=8),
+        loss=LossConfig(content="hybrid", vgg_weights="none"),
+        precision=precision,
+        seed=2,
+    )
 
 
 def seeded_gan(precision):
@@ -87,14 +92,19 @@ def test_float64_reaches_the_outputs_and_the_slope_is_exact():
     assert resolve_precision("float64") == "float64"
     g, d = build_generator(blocks=1, filters=4, dtype="float64"), build_discriminator(16, dtype="float64")
     rng = np.random.default_rng(0)
-    x = {"zero_filled": rng.normal(size=(1, 16, 16, 2)), "masked_kspace": np.zeros((1, 16, 16, 2)),
-         "mask": np.zeros((1, 16, 16))}
+    x = {
+        "zero_filled": rng.normal(size=(1, 16, 16, 2)),
+        "masked_kspace": np.zeros((1, 16, 16, 2)),
+        "mask": np.zeros((1, 16, 16)),
+    }
     out = g(x)
     assert keras.backend.standardize_dtype(out.dtype) == "float64"
     assert keras.backend.standardize_dtype(d(rng.random((2, 16, 16, 1))).dtype) == "float64"
     assert {w.dtype for w in g.weights + d.weights} == {"float64"}
     v = np.array([-1.0, 3.0])  # 0.2 in float64, not float32's 0.2000000030 (tf.nn.leaky_relu's attribute)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(LeakyReLU(negative_slope=0.2, dtype="float64")(v)), [-0.2, 3.0])
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(LeakyReLU(negative_slope=0.2, dtype="float64")(v)), [-0.2, 3.0]
+    )
     assert keras.backend.standardize_dtype(keras.config.dtype_policy().name) == "float32"  # nothing global
 
 

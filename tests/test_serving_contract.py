@@ -33,8 +33,14 @@ def export_dir(tmp_path_factory):
     from kerasrecon.training.trainer import train
 
     root = tmp_path_factory.mktemp("contract")
-    cfg = TrainConfig(data=DataConfig(patch_size=32, batch_size=2), model=ModelConfig(blocks=1, filters=8),
-                      loss=LossConfig(content="mse"), steps=1, checkpoint_every=1, precision="float32")
+    cfg = TrainConfig(
+        data=DataConfig(patch_size=32, batch_size=2),
+        model=ModelConfig(blocks=1, filters=8),
+        loss=LossConfig(content="mse"),
+        steps=1,
+        checkpoint_every=1,
+        precision="float32",
+    )
     train(cfg, root / "run")
     return export_run(root / "run", root / "export")
 
@@ -63,8 +69,12 @@ def kspace_cases(draw):
     ki_shape = kr_shape if draw(st.integers(0, 4)) < 4 else draw(shapes(ranks))
     expected_mask = kr_shape[1:] if draw(st.booleans()) else kr_shape
     mask_shape = expected_mask if draw(st.integers(0, 3)) < 3 else draw(shapes(st.sampled_from([1, 2, 3, 4])))
-    case = {"signature": "serving_default", "kspace_real": draw(arrays(kr_shape)),
-            "kspace_imag": draw(arrays(ki_shape)), "mask": draw(arrays(mask_shape, binary=True))}
+    case = {
+        "signature": "serving_default",
+        "kspace_real": draw(arrays(kr_shape)),
+        "kspace_imag": draw(arrays(ki_shape)),
+        "mask": draw(arrays(mask_shape, binary=True)),
+    }
     if draw(st.integers(0, 9)) == 9:
         with np.errstate(over="ignore"):
             case["kspace_real"] = case["kspace_real"] * np.float32(3e38)  # finite or inf; overflows in the FFT
@@ -105,7 +115,7 @@ def expected_failure(case) -> str | None:
         return "kspace_real: expected B >= 1"
     if m.ndim not in (2, 3):
         return "mask: expected [H, W] or [B, H, W]"
-    if m.shape != kr.shape[3 - m.ndim:]:
+    if m.shape != kr.shape[3 - m.ndim :]:
         return "mask: expected shape"
     for name, a in (("kspace_real", kr), ("kspace_imag", ki), ("mask", m)):
         if not np.isfinite(a).all():
@@ -115,8 +125,12 @@ def expected_failure(case) -> str | None:
     return None
 
 
-@settings(max_examples=4, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=4,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(cases=st.lists(st.one_of(kspace_cases(), zero_filled_cases()), min_size=40, max_size=40))
 def test_savedmodel_contract_never_crashes(export_dir, tmp_path, cases):
     flat = {}
@@ -124,9 +138,18 @@ def test_savedmodel_contract_never_crashes(export_dir, tmp_path, cases):
         for k, v in case.items():
             flat[f"{i}/{k}"] = np.asarray(v)
     np.savez(tmp_path / "cases.npz", **flat)
-    res = subprocess.run([sys.executable, str(ROOT / "tests" / "helpers" / "serve_cases.py"), str(export_dir),
-                          str(tmp_path / "cases.npz"), str(tmp_path / "out.json")], capture_output=True, text=True,
-                         timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "helpers" / "serve_cases.py"),
+            str(export_dir),
+            str(tmp_path / "cases.npz"),
+            str(tmp_path / "out.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, f"serving process died with {res.returncode}: {res.stderr[-1500:]}"
     records = json.loads((tmp_path / "out.json").read_text())
     for case, rec in zip(cases, records):
@@ -160,8 +183,13 @@ def test_fft2c_matches_numpy_reference_and_is_unitary(h, w, seed):
 
 
 @settings(max_examples=15, deadline=None)
-@given(kind=st.sampled_from(["poisson", "random", "equispaced"]), r=st.sampled_from([2.0, 4.0, 6.0, 8.0]),
-       h=st.integers(24, 64), w=st.integers(24, 64), seed=st.integers(0, 1000))
+@given(
+    kind=st.sampled_from(["poisson", "random", "equispaced"]),
+    r=st.sampled_from([2.0, 4.0, 6.0, 8.0]),
+    h=st.integers(24, 64),
+    w=st.integers(24, 64),
+    seed=st.integers(0, 1000),
+)
 def test_masks_binary_seeded_and_at_requested_rate(kind, r, h, w, seed):
     m = make_mask(kind, r, (h, w), seed)
     assert m.array.shape == (h, w) and m.array.dtype == np.float32
@@ -192,9 +220,11 @@ def test_multicoil_signature_contract(export_dir):
     nan[1, 2, 3, 4] = np.nan
     half = mask.copy()
     half[0, 0] = 0.5
-    for kspace, m, needle in [(k[:, 0], mask, "kspace_real: expected rank 4 [B, C, H, W]"),
-                              (k, mask[:, :9], "mask: expected shape [H, W] or [B, H, W]"),
-                              (nan, mask, "kspace_real: expected finite values"),
-                              (k, half, "mask: expected values 0 or 1")]:
+    for kspace, m, needle in [
+        (k[:, 0], mask, "kspace_real: expected rank 4 [B, C, H, W]"),
+        (k, mask[:, :9], "mask: expected shape [H, W] or [B, H, W]"),
+        (nan, mask, "kspace_real: expected finite values"),
+        (k, half, "mask: expected values 0 or 1"),
+    ]:
         with pytest.raises(DataError, match=re.escape(needle)):
             run_serving(serve, kspace, m, name="mc")

@@ -71,9 +71,16 @@ def test_prepare_demo_with_simulation(tmp_path):
     assert json.loads((tmp_path / "d" / "manifest.json").read_text())["simulation"]["phase"] == "smooth"
 
 
-@pytest.mark.parametrize("kwargs,match", [(dict(phase="wild"), "--phase"), (dict(noise=-1.0), "--noise"),
-                                          (dict(noise=float("nan")), "--noise"), (dict(kspace_crop=(4, 4)), "--kspace-crop"),
-                                          (dict(phase_range=0.0), "--phase-range")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(phase="wild"), "--phase"),
+        (dict(noise=-1.0), "--noise"),
+        (dict(noise=float("nan")), "--noise"),
+        (dict(kspace_crop=(4, 4)), "--kspace-crop"),
+        (dict(phase_range=0.0), "--phase-range"),
+    ],
+)
 def test_bad_simulation_settings(kwargs, match):
     with pytest.raises(DataError, match=match):
         Simulation(**kwargs)

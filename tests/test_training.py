@@ -22,9 +22,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny(content="mse", **kw):
-    base = dict(data=DataConfig(patch_size=32, batch_size=4), model=ModelConfig(blocks=2, filters=16),
-                loss=LossConfig(content=content, vgg_weights="none"), seed=1, checkpoint_every=2, log_every=1,
-                precision="float32")  # "auto" would pick mixed precision on a GPU host and leak the policy
+    base = dict(
+        data=DataConfig(patch_size=32, batch_size=4),
+        model=ModelConfig(blocks=2, filters=16),
+        loss=LossConfig(content=content, vgg_weights="none"),
+        seed=1,
+        checkpoint_every=2,
+        log_every=1,
+        precision="float32",
+    )  # "auto" would pick mixed precision on a GPU host and leak the policy
     base.update(kw)
     return TrainConfig(**base)
 
@@ -62,8 +68,13 @@ def test_mse_generator_overfits_one_batch():
 
 @pytest.mark.slow
 def test_two_replicas_equal_one_replica():
-    out = subprocess.run([sys.executable, str(ROOT / "tests" / "helpers" / "replica_step.py"), "hybrid"],
-                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "helpers" / "replica_step.py"), "hybrid"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["replicas"] == [1, 2]
@@ -87,7 +98,10 @@ def test_train_resume_and_checkpoint_contents(tmp_path):
     r2 = train(tiny(steps=5, pretrain_steps=1), out)
     assert (r2.start_step, r2.step) == (4, 6)
     assert sorted(p.name for p in (out / "checkpoints").glob("ckpt-*")) == [
-        "ckpt-00000002", "ckpt-00000004", "ckpt-00000006"]
+        "ckpt-00000002",
+        "ckpt-00000004",
+        "ckpt-00000006",
+    ]
     assert list((out / "tensorboard").iterdir())
 
 
@@ -113,10 +127,13 @@ def test_nan_guard_names_step_and_keeps_checkpoint(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cfg_kw, match", [
-    (dict(data=DataConfig(patch_size=512, batch_size=4)), "--patch-size 512"),
-    (dict(loss=LossConfig(content="feature", vgg_weights="/nonexistent/vgg.h5")), "--vgg-weights"),
-])
+@pytest.mark.parametrize(
+    "cfg_kw, match",
+    [
+        (dict(data=DataConfig(patch_size=512, batch_size=4)), "--patch-size 512"),
+        (dict(loss=LossConfig(content="feature", vgg_weights="/nonexistent/vgg.h5")), "--vgg-weights"),
+    ],
+)
 def test_bad_options_leave_nothing(tmp_path, cfg_kw, match):
     with pytest.raises(ConfigError, match=match):
         train(tiny(**cfg_kw), tmp_path / "run")
@@ -135,8 +152,26 @@ def test_out_not_a_run(tmp_path):
 @pytest.mark.slow
 def test_sigkill_then_resume(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "kerasrecon_cli.main", "fit", "--loss", "mse", "--batch-size", "2",
-           "--patch-size", "32", "--blocks", "1", "--filters", "8", "--checkpoint-every", "2", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kerasrecon_cli.main",
+        "fit",
+        "--loss",
+        "mse",
+        "--batch-size",
+        "2",
+        "--patch-size",
+        "32",
+        "--blocks",
+        "1",
+        "--filters",
+        "8",
+        "--checkpoint-every",
+        "2",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd + ["--steps", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     latest = out / "checkpoints" / "latest.json"
     deadline = time.time() + 240
@@ -174,8 +209,10 @@ def test_seed_fixes_initial_weights():
         return build_gan(tiny(seed=seed))
 
     a, b = seeded(7), seeded(7)
-    for x, y in zip(a.generator.get_weights() + a.discriminator.get_weights(),
-                    b.generator.get_weights() + b.discriminator.get_weights()):
+    for x, y in zip(
+        a.generator.get_weights() + a.discriminator.get_weights(),
+        b.generator.get_weights() + b.discriminator.get_weights(),
+    ):
         np.testing.assert_array_equal(x, y)
     c = seeded(8)
     assert not np.array_equal(a.discriminator.get_weights()[0], c.discriminator.get_weights()[0])
@@ -190,10 +227,17 @@ def test_cosine_schedule_follows_the_formula_across_resume(tmp_path):
     from kerasrecon.training.checkpoint import restore_latest
     from kerasrecon.training.trainer import build_gan
 
-    cfg = TrainConfig(data=DataConfig(patch_size=32, batch_size=2, val_fraction=0.05),
-                      model=ModelConfig(blocks=1, filters=8), loss=LossConfig(content="mse", vgg_weights="none"),
-                      steps=2, pretrain_steps=4, learning_rate=1e-3, lr_schedule="cosine", checkpoint_every=3,
-                      precision="float32")
+    cfg = TrainConfig(
+        data=DataConfig(patch_size=32, batch_size=2, val_fraction=0.05),
+        model=ModelConfig(blocks=1, filters=8),
+        loss=LossConfig(content="mse", vgg_weights="none"),
+        steps=2,
+        pretrain_steps=4,
+        learning_rate=1e-3,
+        lr_schedule="cosine",
+        checkpoint_every=3,
+        precision="float32",
+    )
     train(cfg, tmp_path / "run")
     gan = build_gan(cfg)
     step = restore_latest(tmp_path / "run", gan)
@@ -232,13 +276,20 @@ def test_optimizer_state_is_keyed_by_variable_path(tmp_path):
         ckpt.restore_checkpoint(path, gan)
         return {v.path.split("/", 1)[1]: v.numpy() for v in gan.g_optimizer.variables}
 
-    np.testing.assert_array_equal(restored()["g_block01_conv1_kernel_momentum"], live["g_block01_conv1_kernel_momentum"])
+    np.testing.assert_array_equal(
+        restored()["g_block01_conv1_kernel_momentum"], live["g_block01_conv1_kernel_momentum"]
+    )
     # The 0.1 layout (g_0, g_1, ... in the optimizer's variable order) loads to the same values.
-    old = {f"{p}_{i}": np.asarray(v.numpy()) for p, opt in (("g", result.gan.g_optimizer), ("d", result.gan.d_optimizer))
-           for i, v in enumerate(opt.variables)}
+    old = {
+        f"{p}_{i}": np.asarray(v.numpy())
+        for p, opt in (("g", result.gan.g_optimizer), ("d", result.gan.d_optimizer))
+        for i, v in enumerate(opt.variables)
+    }
     np.savez(path / "optimizers.npz", **old)
     (path / "state.json").unlink()  # no checksums: the loader accepts it as an old checkpoint
-    np.testing.assert_array_equal(restored()["g_block01_conv1_kernel_momentum"], live["g_block01_conv1_kernel_momentum"])
+    np.testing.assert_array_equal(
+        restored()["g_block01_conv1_kernel_momentum"], live["g_block01_conv1_kernel_momentum"]
+    )
     np.savez(path / "optimizers.npz", **arrays, **{"g/g_extra_kernel_momentum": np.zeros(3)})
     with pytest.raises(DataError, match="optimizer state does not match"):
         ckpt.restore_checkpoint(path, build_gan(tiny()))

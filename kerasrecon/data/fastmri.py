@@ -42,7 +42,7 @@ def center_crop(x: np.ndarray, shape) -> np.ndarray:
     if ch > h or cw > w:
         raise DataError(f"crop {tuple(shape)} is larger than the image {(h, w)}")
     top, left = (h - ch) // 2, (w - cw) // 2
-    return x[..., top: top + ch, left: left + cw]
+    return x[..., top : top + ch, left : left + cw]
 
 
 class FastMRIFile:
@@ -60,15 +60,25 @@ class FastMRIFile:
         self.crop = tuple(crop)
         self._f = h5.open_file(self.path)
         try:
-            shape = h5.dataset(self._f, "kspace", self.path, "complex", (3, 4), min_shape=(1, 2, 2),
-                               layout="[slices, H, W] (single-coil) or [slices, coils, H, W] (multi-coil)").shape
+            shape = h5.dataset(
+                self._f,
+                "kspace",
+                self.path,
+                "complex",
+                (3, 4),
+                min_shape=(1, 2, 2),
+                layout="[slices, H, W] (single-coil) or [slices, coils, H, W] (multi-coil)",
+            ).shape
             if len(shape) == 4 and shape[1] < 1:
                 raise DataError(f"{self.path}: 'kspace' has no coils. Received: shape={shape}")
             for key in ("reconstruction_esc", "reconstruction_rss"):
                 h5.dataset(self._f, key, self.path, "real", (3,), required=False, layout="[slices, H, W]")
             self.attrs = dict(self._f.attrs)
-            self._metadata = {key: h5.attribute(self.attrs, key, self.path, kind)
-                              for key, kind in ATTR_TYPES.items() if key in self.attrs}
+            self._metadata = {
+                key: h5.attribute(self.attrs, key, self.path, kind)
+                for key, kind in ATTR_TYPES.items()
+                if key in self.attrs
+            }
         except BaseException:
             self._f.close()
             raise

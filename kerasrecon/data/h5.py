@@ -20,8 +20,10 @@ KINDS = {
     "complex": (lambda dt: np.issubdtype(dt, np.complexfloating), "complex"),
     "real": (lambda dt: np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer), "real (integer or float)"),
     "numeric": (lambda dt: np.issubdtype(dt, np.number) and not np.issubdtype(dt, np.timedelta64), "numeric"),
-    "mask": (lambda dt: dt == np.bool_ or np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer),
-             "boolean or real"),
+    "mask": (
+        lambda dt: dt == np.bool_ or np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer),
+        "boolean or real",
+    ),
 }
 
 
@@ -31,11 +33,15 @@ def open_file(path, option: str = ""):
         return h5py.File(path, "r")
     except (OSError, ValueError) as exc:
         lead = f"{option} " if option else ""
-        raise DataError(f"{lead}{path}: not a readable HDF5 file ({str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__})") from None
+        raise DataError(
+            f"{lead}{path}: not a readable HDF5 file "
+            f"({str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__})"
+        ) from None
 
 
-def dataset(f, name: str, where, kind: str = "numeric", ndim=(3,), required: bool = True, min_shape=None,
-            layout: str = ""):
+def dataset(
+    f, name: str, where, kind: str = "numeric", ndim=(3,), required: bool = True, min_shape=None, layout: str = ""
+):
     """The ``h5py.Dataset`` ``f[name]``, checked before it is read.
 
     Args:
@@ -61,8 +67,10 @@ def dataset(f, name: str, where, kind: str = "numeric", ndim=(3,), required: boo
         raise DataError(f"{where}: missing dataset {name!r} (expected {expected})")
     obj = f.get(name, getclass=True)
     if obj is not h5py.Dataset:
-        raise DataError(f"{where}: {name!r} is a {'group' if obj is h5py.Group else 'link or other object'}, "
-                        f"not a dataset (expected {expected})")
+        raise DataError(
+            f"{where}: {name!r} is a {'group' if obj is h5py.Group else 'link or other object'}, "
+            f"not a dataset (expected {expected})"
+        )
     ds = f[name]
     if ds.shape is None or not check(ds.dtype):
         what = "an empty dataspace" if ds.shape is None else f"dtype {ds.dtype}"
@@ -71,9 +79,11 @@ def dataset(f, name: str, where, kind: str = "numeric", ndim=(3,), required: boo
         raise DataError(f"{where}: {name!r} must be {expected}. Received: shape {ds.shape}")
     if 0 in ds.shape:
         raise DataError(f"{where}: {name!r} must be {expected}. Received: shape {ds.shape} (an empty axis)")
-    if min_shape is not None and any(s < m for s, m in zip(ds.shape[-len(min_shape):], min_shape)):
-        raise DataError(f"{where}: {name!r} must be {expected} with sizes >= {tuple(min_shape)} on the last "
-                        f"axes. Received: shape {ds.shape}")
+    if min_shape is not None and any(s < m for s, m in zip(ds.shape[-len(min_shape) :], min_shape)):
+        raise DataError(
+            f"{where}: {name!r} must be {expected} with sizes >= {tuple(min_shape)} on the last "
+            f"axes. Received: shape {ds.shape}"
+        )
     return ds
 
 

@@ -82,20 +82,28 @@ def read_npy(path, max_bytes: int = MAX_ARRAY_BYTES) -> np.ndarray:
             read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
             shape, _, dtype = read_header(fh)
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:  # EOFError: an empty file
-        raise DataError(f"{path}: cannot read .npy ({str(exc).splitlines()[0] if str(exc) else 'empty file'})") from None
+        raise DataError(
+            f"{path}: cannot read .npy ({str(exc).splitlines()[0] if str(exc) else 'empty file'})"
+        ) from None
     if dtype.hasobject:
         raise DataError(f"{path}: .npy holds Python objects (dtype {dtype}); expected a numeric array")
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if nbytes > max_bytes:
-        raise DataError(f"{path}: header claims shape {tuple(shape)} {dtype} ({nbytes / 2**30:.3g} GiB); more than "
-                        f"the {max_bytes / 2**30:.0f} GiB limit for one volume")
+        raise DataError(
+            f"{path}: header claims shape {tuple(shape)} {dtype} ({nbytes / 2**30:.3g} GiB); more than "
+            f"the {max_bytes / 2**30:.0f} GiB limit for one volume"
+        )
     if nbytes > path.stat().st_size:
-        raise DataError(f"{path}: header claims shape {tuple(shape)} {dtype} ({nbytes} bytes) but the file holds "
-                        f"{path.stat().st_size} bytes (truncated?)")
+        raise DataError(
+            f"{path}: header claims shape {tuple(shape)} {dtype} ({nbytes} bytes) but the file holds "
+            f"{path.stat().st_size} bytes (truncated?)"
+        )
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read .npy ({str(exc).splitlines()[0] if str(exc) else 'empty file'})") from None
+        raise DataError(
+            f"{path}: cannot read .npy ({str(exc).splitlines()[0] if str(exc) else 'empty file'})"
+        ) from None
 
 
 def _as_stack(arr: np.ndarray, path) -> np.ndarray:
@@ -104,8 +112,9 @@ def _as_stack(arr: np.ndarray, path) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3 or min(arr.shape[1:]) < 8 or arr.shape[0] < 1:
-        raise DataError(f"{path}: expected images [S, H, W] or [H, W] with S >= 1 and H, W >= 8. "
-                        f"Received: shape={arr.shape}")
+        raise DataError(
+            f"{path}: expected images [S, H, W] or [H, W] with S >= 1 and H, W >= 8. Received: shape={arr.shape}"
+        )
     if not np.all(np.isfinite(arr)):
         raise DataError(f"{path}: images contain NaN/Inf")
     return arr.astype(np.complex128 if np.iscomplexobj(arr) else np.float64)
@@ -115,13 +124,19 @@ def _read_npz_images(path, dataset):
     try:
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files)
-            keys = [dataset] if dataset else ([names[0]] if len(names) == 1 else [k for k in H5_IMAGE_KEYS if k in names])
+            keys = (
+                [dataset] if dataset else ([names[0]] if len(names) == 1 else [k for k in H5_IMAGE_KEYS if k in names])
+            )
             if not keys or keys[0] not in names:
-                raise DataError(f"{path}: no image array (looked for {dataset or H5_IMAGE_KEYS}); found {names}; "
-                                "pass --dataset NAME")
+                raise DataError(
+                    f"{path}: no image array (looked for {dataset or H5_IMAGE_KEYS}); found {names}; "
+                    "pass --dataset NAME"
+                )
             return z[keys[0]]
     except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read .npz ({str(exc).splitlines()[0] if str(exc) else 'empty file'})") from None
+        raise DataError(
+            f"{path}: cannot read .npz ({str(exc).splitlines()[0] if str(exc) else 'empty file'})"
+        ) from None
 
 
 def _read_h5_images(path, dataset):
@@ -130,13 +145,17 @@ def _read_h5_images(path, dataset):
     with h5.open_file(path) as f:
         keys = [dataset] if dataset else [k for k in H5_IMAGE_KEYS if k in f]
         if not keys or keys[0] not in f:
-            raise DataError(f"{path}: no image dataset (looked for {dataset or H5_IMAGE_KEYS}); "
-                            f"found {sorted(f.keys())}; pass --dataset NAME")
+            raise DataError(
+                f"{path}: no image dataset (looked for {dataset or H5_IMAGE_KEYS}); "
+                f"found {sorted(f.keys())}; pass --dataset NAME"
+            )
         ds = h5.dataset(f, keys[0], path, "numeric", (2, 3), layout="images [S, H, W] or [H, W]")
         nbytes = int(np.prod(ds.shape, dtype=object)) * ds.dtype.itemsize
         if nbytes > MAX_ARRAY_BYTES:
-            raise DataError(f"{path}: {keys[0]!r} is {nbytes / 2**30:.3g} GiB; more than the "
-                            f"{MAX_ARRAY_BYTES / 2**30:.0f} GiB limit for one volume")
+            raise DataError(
+                f"{path}: {keys[0]!r} is {nbytes / 2**30:.3g} GiB; more than the "
+                f"{MAX_ARRAY_BYTES / 2**30:.0f} GiB limit for one volume"
+            )
         try:
             return ds[()]
         except OSError as exc:
@@ -174,8 +193,10 @@ def _read_dicom_series(files):
         try:
             px = ds.pixel_array.astype(np.float32)
         except Exception as exc:  # truncated pixel data, unsupported transfer syntax, ...
-            raise DataError(f"{f}: cannot decode DICOM pixel data ({exc.__class__.__name__}: "
-                            f"{str(exc).splitlines()[0][:100] if str(exc) else ''})") from None
+            raise DataError(
+                f"{f}: cannot decode DICOM pixel data ({exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0][:100] if str(exc) else ''})"
+            ) from None
         if px.ndim != 2:
             raise DataError(f"{f}: expected a 2-D (single-frame, grey-scale) DICOM image. Received: shape={px.shape}")
         slope, intercept = float(getattr(ds, "RescaleSlope", 1)), float(getattr(ds, "RescaleIntercept", 0))
@@ -229,7 +250,9 @@ def _with_acquisition(sources, acquisition: str):
     kept, found = [], set()
     for path in sources:
         if path == "demo" or not is_fastmri(path):
-            raise DataError(f"--acquisition {acquisition}: {path} is not a fastMRI file (only those carry an acquisition)")
+            raise DataError(
+                f"--acquisition {acquisition}: {path} is not a fastMRI file (only those carry an acquisition)"
+            )
         with FastMRIFile(path) as f:
             value = f.metadata().get("acquisition", "")
         found.add(value or "(none)")
@@ -240,9 +263,17 @@ def _with_acquisition(sources, acquisition: str):
     return kept
 
 
-def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=None,
-                    acquisition: str | None = None, coil_maps: str = "acs", acs_lines: int = 24,
-                    force: bool = False) -> dict:
+def prepare_dataset(
+    src,
+    out,
+    dataset: str | None = None,
+    crop=None,
+    simulation=None,
+    acquisition: str | None = None,
+    coil_maps: str = "acs",
+    acs_lines: int = 24,
+    force: bool = False,
+) -> dict:
     """Convert image stacks or fastMRI files into a prepared dataset directory.
 
     Args:
@@ -271,8 +302,15 @@ def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=
     src, out = Path(src), Path(out)
     if crop is not None and (len(crop) != 2 or min(int(c) for c in crop) < 8):
         raise DataError(f"--crop: expected H W >= 8. Received: {' '.join(str(c) for c in crop)}")
-    check_output(out, "OUT", inputs=[("SRC", None if demo else src)], force=force, kind="dir",
-                 replaceable=is_prepared_dataset, what="a prepared dataset (manifest.json)")
+    check_output(
+        out,
+        "OUT",
+        inputs=[("SRC", None if demo else src)],
+        force=force,
+        kind="dir",
+        replaceable=is_prepared_dataset,
+        what="a prepared dataset (manifest.json)",
+    )
     from kerasrecon.coils import COIL_MAP_METHODS
 
     if coil_maps not in COIL_MAP_METHODS:
@@ -284,11 +322,18 @@ def prepare_dataset(src, out, dataset: str | None = None, crop=None, simulation=
         sources = _with_acquisition(sources, acquisition)
     try:
         with atomic_dir(out, "prepare", replace=force, option="OUT") as tmp:
-            volumes = [_prepare_one(p, tmp, dataset, crop, simulation, i, (coil_maps, acs_lines))
-                       for i, p in enumerate(sources)]
-            manifest = {"format": FORMAT, "version": 1, "source": str(src),
-                        "kspace_convention": "centred orthonormal fft2c over the last two axes",
-                        "simulation": simulation.to_dict(), "volumes": volumes}
+            volumes = [
+                _prepare_one(p, tmp, dataset, crop, simulation, i, (coil_maps, acs_lines))
+                for i, p in enumerate(sources)
+            ]
+            manifest = {
+                "format": FORMAT,
+                "version": 1,
+                "source": str(src),
+                "kspace_convention": "centred orthonormal fft2c over the last two axes",
+                "simulation": simulation.to_dict(),
+                "volumes": volumes,
+            }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     except OSError as exc:  # ENOSPC, EACCES, ... (h5py wraps some of them); nothing is left behind
         raise DataError(f"OUT {out}: cannot write ({exc.strerror or str(exc).splitlines()[0]})") from None
@@ -301,8 +346,9 @@ def check_written(array: np.ndarray, where: str):
     if array.size == 0 or 0 in array.shape:
         raise DataError(f"{where}: empty (shape {array.shape}); expected at least one slice (and coil)")
     if not np.all(np.isfinite(array)):
-        raise DataError(f"{where}: not finite after conversion to complex64 (values beyond float32's range "
-                        "or NaN in the source)")
+        raise DataError(
+            f"{where}: not finite after conversion to complex64 (values beyond float32's range or NaN in the source)"
+        )
     if not np.any(array):
         raise DataError(f"{where}: all zero; nothing to reconstruct")
 
@@ -329,12 +375,16 @@ def _prepare_one(path, tmp: Path, dataset, crop, simulation, index, coil_options
         name, images = (path.stem if path.is_file() else path.name), None
     if images is None and is_fastmri(path):
         if simulation.active:
-            raise DataError(f"{path}: --phase/--noise/--kspace-crop simulate measurements from images; "
-                            "a fastMRI file already holds measured k-space")
+            raise DataError(
+                f"{path}: --phase/--noise/--kspace-crop simulate measurements from images; "
+                "a fastMRI file already holds measured k-space"
+            )
         with FastMRIFile(path, crop=crop or (320, 320)) as f:
             if f.undersampled:
-                raise DataError(f"{path}: an undersampled fastMRI test/challenge file (it has a 'mask' dataset), "
-                                "not fully sampled ground truth; reconstruct it with 'kerasrecon reconstruct'")
+                raise DataError(
+                    f"{path}: an undersampled fastMRI test/challenge file (it has a 'mask' dataset), "
+                    "not fully sampled ground truth; reconstruct it with 'kerasrecon reconstruct'"
+                )
             kspace = np.stack(list(f.iter_kspace()))
             extra_attrs = f.metadata()
             multicoil = f.multicoil
@@ -381,5 +431,11 @@ def _prepare_one(path, tmp: Path, dataset, crop, simulation, index, coil_options
     with open(target, "wb") as fh:
         fh.write(buf.getbuffer())
     log.info("prepared %s -> %s %s", path, target.name, kspace.shape)
-    return {"file": target.name, "source": str(path), "kind": kind, "shape": list(kspace.shape), "scale": scale,
-            **extra_attrs}
+    return {
+        "file": target.name,
+        "source": str(path),
+        "kind": kind,
+        "shape": list(kspace.shape),
+        "scale": scale,
+        **extra_attrs,
+    }

@@ -54,9 +54,10 @@ PER_SAMPLE_SEED_OFFSET = 100_000  # per-sample bank masks never reuse a per-volu
 
 def reference_masks(volumes: list[Volume], mask_cfg: MaskConfig) -> list[Mask]:
     """One slice-shaped mask per volume, seed ``mask_cfg.seed + volume index``."""
-    return [make_mask(mask_cfg.kind, mask_cfg.acceleration, v.kspace.shape[1:], mask_cfg.seed + i,
-                      mask_cfg.center_fraction)
-            for i, v in enumerate(volumes)]
+    return [
+        make_mask(mask_cfg.kind, mask_cfg.acceleration, v.kspace.shape[1:], mask_cfg.seed + i, mask_cfg.center_fraction)
+        for i, v in enumerate(volumes)
+    ]
 
 
 def normalisation_scales(volumes: list[Volume], masks: list[Mask]) -> list[np.ndarray]:
@@ -70,8 +71,9 @@ def check_training_volumes(volumes, patch: int):
         raise DataError("the training set is empty (no slices)")
     shapes = {tuple(v.kspace.shape[1:]) for v in volumes}
     if len(shapes) > 1:
-        raise DataError(f"training slices have different shapes {sorted(shapes)}; "
-                        "re-run 'kerasrecon data prepare' with --crop H W")
+        raise DataError(
+            f"training slices have different shapes {sorted(shapes)}; re-run 'kerasrecon data prepare' with --crop H W"
+        )
     h, w = shapes.pop()
     if patch > min(h, w):
         raise ConfigError(f"--patch-size {patch} is larger than the images ({h}×{w})")
@@ -124,19 +126,36 @@ def sampling_plan(volumes: list[Volume], cfg: TrainConfig) -> SamplingPlan:
         seeds = [cfg.mask.seed + i for i in range(len(volumes))]
     whole_slice = cfg.data.sampling == "slice"
     grid = (h, w) if whole_slice else (p, p)
-    bank = np.stack([make_mask(cfg.mask.kind, cfg.mask.acceleration, grid, s, cfg.mask.center_fraction).array
-                     for s in seeds]).astype(np.float32)
+    bank = np.stack(
+        [make_mask(cfg.mask.kind, cfg.mask.acceleration, grid, s, cfg.mask.center_fraction).array for s in seeds]
+    ).astype(np.float32)
     # Whole-slice sampling needs each slice's k-space: it is the volume's own (scaled), taken once here
     # instead of one full-slice FFT per sample.
-    kspace = (np.concatenate([v.kspace * s[:, None, None] for v, s in zip(volumes, scales)]).astype(np.complex64)
-              if whole_slice else None)
+    kspace = (
+        np.concatenate([v.kspace * s[:, None, None] for v, s in zip(volumes, scales)]).astype(np.complex64)
+        if whole_slice
+        else None
+    )
     coil_kspace = maps = None
     if multicoil:
         if whole_slice:  # patches are measured from the scaled SENSE target and the window's maps
             coil_kspace = np.concatenate([v.coil_kspace * s[:, None, None, None] for v, s in zip(volumes, scales)])
         maps = np.concatenate([v.maps for v in volumes])
-    return SamplingPlan(p, h, w, int(cfg.seed), targets, kspace, bank, vol_of_slice.astype(np.int64),
-                        cfg.mask.per_sample, whole_slice, exact_dc(cfg, h, w), coil_kspace, maps)
+    return SamplingPlan(
+        p,
+        h,
+        w,
+        int(cfg.seed),
+        targets,
+        kspace,
+        bank,
+        vol_of_slice.astype(np.int64),
+        cfg.mask.per_sample,
+        whole_slice,
+        exact_dc(cfg, h, w),
+        coil_kspace,
+        maps,
+    )
 
 
 def check_coils(volumes: list[Volume]) -> bool:
@@ -145,8 +164,9 @@ def check_coils(volumes: list[Volume]) -> bool:
     kinds = {v.coils if v.multicoil else 0 for v in volumes}
     if len(kinds) > 1:
         names = ", ".join(f"{k} coils" if k else "single-coil" for k in sorted(kinds))
-        raise DataError(f"the training volumes mix coil counts ({names}); "
-                        "train on single-coil and multi-coil data separately")
+        raise DataError(
+            f"the training volumes mix coil counts ({names}); train on single-coil and multi-coil data separately"
+        )
     return kinds != {0}
 
 
@@ -190,8 +210,12 @@ def numpy_element(plan: SamplingPlan, i: int):
             masked = fft2c_np(maps * patch) * mask
             zero_filled = sense_adjoint_np(masked[None], maps[None], mask)[0]
         if plan.coil_inputs:
-            inputs = {"zero_filled": to_channels(zero_filled), "masked_kspace": to_channels(masked),
-                      "mask": np.ascontiguousarray(mask, np.float32), "maps": to_channels(maps)}
+            inputs = {
+                "zero_filled": to_channels(zero_filled),
+                "masked_kspace": to_channels(masked),
+                "mask": np.ascontiguousarray(mask, np.float32),
+                "maps": to_channels(maps),
+            }
             return inputs, np.abs(patch)[..., None].astype(np.float32)
         masked, mask = np.zeros((p, p), np.complex64), np.zeros((p, p), np.float32)  # DC the identity
     elif plan.whole_slice:
@@ -202,13 +226,24 @@ def numpy_element(plan: SamplingPlan, i: int):
     else:
         masked = fft2c_np(patch) * mask
         zero_filled = ifft2c_np(masked)
-    inputs = {"zero_filled": to_channels(zero_filled), "masked_kspace": to_channels(masked.astype(np.complex64)),
-              "mask": np.ascontiguousarray(mask, np.float32)}
+    inputs = {
+        "zero_filled": to_channels(zero_filled),
+        "masked_kspace": to_channels(masked.astype(np.complex64)),
+        "mask": np.ascontiguousarray(mask, np.float32),
+    }
     return inputs, np.abs(patch)[..., None].astype(np.float32)
 
 
-def numpy_batches(volumes: list[Volume], cfg: TrainConfig, batch_size: int | None = None, num_shards: int = 1,
-                  shard_index: int = 0, start: int = 0, workers: int = 4, prefetch: int = 4):
+def numpy_batches(
+    volumes: list[Volume],
+    cfg: TrainConfig,
+    batch_size: int | None = None,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    start: int = 0,
+    workers: int = 4,
+    prefetch: int = 4,
+):
     """Infinite, deterministic stream of training batches without TensorFlow (the JAX backend's input).
 
     The same elements as :func:`training_dataset` for the same config and indices (tested): element
@@ -241,8 +276,14 @@ def numpy_batches(volumes: list[Volume], cfg: TrainConfig, batch_size: int | Non
             yield batch
 
 
-def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | None = None,
-                     num_shards: int = 1, shard_index: int = 0, start: int = 0):
+def training_dataset(
+    volumes: list[Volume],
+    cfg: TrainConfig,
+    batch_size: int | None = None,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    start: int = 0,
+):
     """Infinite, deterministic tf.data stream of training batches.
 
     Args:
@@ -257,7 +298,8 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
     """
     import tensorflow as tf
 
-    from kerasrecon.kspace import fft2c, ifft2c, sense_adjoint, to_channels as to_channels_tf
+    from kerasrecon.kspace import fft2c, ifft2c, sense_adjoint
+    from kerasrecon.kspace import to_channels as to_channels_tf
 
     plan = sampling_plan(volumes, cfg)
     p = plan.p
@@ -282,8 +324,12 @@ def training_dataset(volumes: list[Volume], cfg: TrainConfig, batch_size: int | 
                 masked = fft2c(maps * patch) * tf.cast(mask, tf.complex64)
                 zero_filled = sense_adjoint(masked, maps)
             if plan.coil_inputs:
-                inputs = {"zero_filled": to_channels_tf(zero_filled), "masked_kspace": to_channels_tf(masked),
-                          "mask": mask, "maps": to_channels_tf(maps)}
+                inputs = {
+                    "zero_filled": to_channels_tf(zero_filled),
+                    "masked_kspace": to_channels_tf(masked),
+                    "mask": mask,
+                    "maps": to_channels_tf(maps),
+                }
                 return inputs, tf.abs(patch)[..., None]
             masked, mask = tf.zeros([p, p], tf.complex64), tf.zeros([p, p], tf.float32)
         elif plan.whole_slice:

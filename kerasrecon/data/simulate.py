@@ -101,7 +101,7 @@ def crop_kspace(kspace: np.ndarray, shape) -> np.ndarray:
         raise DataError(f"--kspace-crop {h} {w} is larger than the images ({H}×{W})")
     top, left = H // 2 - h // 2, W // 2 - w // 2
     # Orthonormal FFT on a smaller grid: rescale so image intensities are kept.
-    return kspace[..., top:top + h, left:left + w] * np.sqrt(h * w / (H * W))
+    return kspace[..., top : top + h, left : left + w] * np.sqrt(h * w / (H * W))
 
 
 def simulate_kspace(images: np.ndarray, sim: Simulation, volume_index: int = 0) -> np.ndarray:

@@ -92,11 +92,15 @@ class Volume:
             return ifft2c_np(measured).astype(np.complex64)
         return sense_adjoint_np(measured, self.maps, mask).astype(np.complex64)
 
-    def slices(self, rows, name: str | None = None) -> "Volume":
+    def slices(self, rows, name: str | None = None) -> Volume:
         """The volume restricted to slices ``rows`` (a slice or index array), every field kept."""
-        pick = (lambda a: None if a is None else a[rows])
-        return Volume(name or self.name, self.kspace[rows], self.source, self.acquisition,
-                      pick(self.coil_kspace), pick(self.maps))
+
+        def pick(a):
+            return None if a is None else a[rows]
+
+        return Volume(
+            name or self.name, self.kspace[rows], self.source, self.acquisition, pick(self.coil_kspace), pick(self.maps)
+        )
 
     @property
     def shape(self):
@@ -111,18 +115,29 @@ def read_prepared_volume(path: Path) -> Volume:
             kspace = h5.dataset(f, "kspace", path, "complex", (3,), min_shape=(1, 2, 2), layout="[S, H, W]")[()]
             source = h5.attribute(f.attrs, "source", path, str, str(path))
             acquisition = h5.attribute(f.attrs, "acquisition", path, str, "")
-            coil_kspace, maps = (h5.dataset(f, name, path, "complex", (4,), required=False, min_shape=(1, 1, 2, 2),
-                                            layout="[S, C, H, W]") for name in ("coil_kspace", "maps"))
+            coil_kspace, maps = (
+                h5.dataset(
+                    f, name, path, "complex", (4,), required=False, min_shape=(1, 1, 2, 2), layout="[S, C, H, W]"
+                )
+                for name in ("coil_kspace", "maps")
+            )
             coil_kspace, maps = (None if d is None else d[()] for d in (coil_kspace, maps))
     except (OSError, KeyError) as exc:
         raise DataError(f"{path}: cannot read HDF5 file ({exc.__class__.__name__}: {exc})") from None
     check_kspace(kspace, name=f"{path}:kspace")
-    if (coil_kspace is None) != (maps is None) or (coil_kspace is not None and (
-            coil_kspace.ndim != 4 or coil_kspace.shape != maps.shape
-            or (coil_kspace.shape[0], *coil_kspace.shape[2:]) != kspace.shape)):
+    if (coil_kspace is None) != (maps is None) or (
+        coil_kspace is not None
+        and (
+            coil_kspace.ndim != 4
+            or coil_kspace.shape != maps.shape
+            or (coil_kspace.shape[0], *coil_kspace.shape[2:]) != kspace.shape
+        )
+    ):
         got = [None if a is None else a.shape for a in (coil_kspace, maps)]
-        raise DataError(f"{path}: 'coil_kspace' and 'maps' must both be [S, C, H, W] with the S, H, W of "
-                        f"'kspace' {kspace.shape}. Received: {got}")
+        raise DataError(
+            f"{path}: 'coil_kspace' and 'maps' must both be [S, C, H, W] with the S, H, W of "
+            f"'kspace' {kspace.shape}. Received: {got}"
+        )
     if coil_kspace is not None:
         check_kspace(coil_kspace, name=f"{path}:coil_kspace")
         coil_kspace, maps = coil_kspace.astype(np.complex64), maps.astype(np.complex64)
@@ -189,10 +204,16 @@ def read_manifest(root) -> list[Path]:
     for i, entry in enumerate(meta.volumes):
         name = entry.file
         path = root / name
-        if (not name or Path(name).name != name or name in (".", "..")
-                or Path(os.path.realpath(path)).parent != real_root):
-            raise DataError(f"{manifest}: volumes[{i}].file {name!r} must name a file inside {root} "
-                            "(a plain file name; no folders, '..' or links leading out)")
+        if (
+            not name
+            or Path(name).name != name
+            or name in (".", "..")
+            or Path(os.path.realpath(path)).parent != real_root
+        ):
+            raise DataError(
+                f"{manifest}: volumes[{i}].file {name!r} must name a file inside {root} "
+                "(a plain file name; no folders, '..' or links leading out)"
+            )
         paths.append(path)
     return paths
 

@@ -50,8 +50,7 @@ def build_discriminator(patch_size: int = 96, channels: int = 1, dtype=None) -> 
     x = inp
     for i, (f, s) in enumerate(zip(D_FILTERS, D_STRIDES), start=1):
         # Convs followed by BN carry no bias (BN's β replaces it); the first conv keeps its bias.
-        x = layers.Conv2D(f, 3, strides=s, padding="same", use_bias=(i == 1), name=f"d_conv{i}",
-                          dtype=dtype)(x)
+        x = layers.Conv2D(f, 3, strides=s, padding="same", use_bias=(i == 1), name=f"d_conv{i}", dtype=dtype)(x)
         if i > 1:
             x = layers.BatchNormalization(synchronized=sync_batchnorm(), name=f"d_bn{i}", dtype=dtype)(x)
         x = LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"d_lrelu{i}", dtype=dtype)(x)

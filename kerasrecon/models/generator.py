@@ -108,9 +108,15 @@ def residual_block(x, filters: int, name: str, dtype=None):
     return layers.Add(name=f"{name}_add", dtype=dtype)([x, y])
 
 
-def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FILTERS,
-                    noise_lambda: float | None = None, data_consistency: bool = True,
-                    cascades: int = 1, dtype=None, multicoil: bool = False) -> keras.Model:
+def build_generator(
+    blocks: int = GENERATOR_BLOCKS,
+    filters: int = GENERATOR_FILTERS,
+    noise_lambda: float | None = None,
+    data_consistency: bool = True,
+    cascades: int = 1,
+    dtype=None,
+    multicoil: bool = False,
+) -> keras.Model:
     """Build the generator.
 
     Args:
@@ -151,8 +157,9 @@ def build_generator(blocks: int = GENERATOR_BLOCKS, filters: int = GENERATOR_FIL
     image = zero_filled
     for k in range(cascades):
         prefix = "g_" if cascades == 1 else f"g{k + 1}_"
-        image = _stage(image, [masked_kspace, mask, *dc_extra], blocks, filters, noise_lambda, data_consistency,
-                       prefix, dtype)
+        image = _stage(
+            image, [masked_kspace, mask, *dc_extra], blocks, filters, noise_lambda, data_consistency, prefix, dtype
+        )
     return keras.Model(inputs, image, name="generator")
 
 
@@ -179,10 +186,8 @@ def _stage(image_in, measured, blocks, filters, noise_lambda, data_consistency, 
     # (then DC), so training starts from the zero-filled baseline instead of from random noise.
     # Output conv, residual and DC stay float32 under mixed precision (the image and the FFTs need it).
     wide = wide_dtype(dtype)
-    x = layers.Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype=wide,
-                      name=f"{prefix}conv_out")(x)
+    x = layers.Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype=wide, name=f"{prefix}conv_out")(x)
     image = layers.Add(dtype=wide, name=f"{prefix}residual")([image_in, x])
     if data_consistency:
-        image = DataConsistency(noise_lambda, dtype=wide, name=f"{prefix}data_consistency")(
-            [image, *measured])
+        image = DataConsistency(noise_lambda, dtype=wide, name=f"{prefix}data_consistency")([image, *measured])
     return image

@@ -11,7 +11,8 @@ Layout::
     RUN/checkpoints/latest.json           {"step": 1000, "dir": "ckpt-00001000"} (informative only)
 
 A checkpoint is written only when every variable (G, D, both optimizers' slots) is finite, into a
-temporary sibling (``kerasrecon.io.atomic_dir``), then renamed; ``state.json`` (with the SHA-256 of every file) is written last. When
+temporary sibling (``kerasrecon.io.atomic_dir``), then renamed; ``state.json`` (with the SHA-256 of
+every file) is written last. When
 reading, the checkpoint directories are tried newest first and the first whose files match their
 checksums, load, and hold finite values wins; a damaged newer one is reported in one log line.
 ``KEEP`` (3) checkpoints are kept, so one damaged file never costs more than one interval.
@@ -115,8 +116,9 @@ def remove_temporaries(run_dir) -> list[Path]:
     for p in found:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     if found:
-        log.info("removed %d temporary file(s) left by an interrupted run: %s", len(found),
-                 ", ".join(p.name for p in found))
+        log.info(
+            "removed %d temporary file(s) left by an interrupted run: %s", len(found), ", ".join(p.name for p in found)
+        )
     return found
 
 
@@ -139,8 +141,10 @@ def _assign_slots(path, arrays, prefix, variables):
         wanted = {f"{prefix}/{_slot(v)}" for v in variables}
         if set(keys) != wanted:
             diff = sorted(set(keys) ^ wanted)
-            raise DataError(f"{path}: optimizer state does not match this model ({len(diff)} variables differ, "
-                            f"first {diff[0]}; different architecture?)")
+            raise DataError(
+                f"{path}: optimizer state does not match this model ({len(diff)} variables differ, "
+                f"first {diff[0]}; different architecture?)"
+            )
         values = [arrays[f"{prefix}/{_slot(v)}"] for v in variables]
     for v, value in zip(variables, values):
         if tuple(v.shape) != value.shape:
@@ -284,8 +288,7 @@ def read_config(run_dir) -> TrainConfig:
 
 
 # Fields that may change between a run and its resumption.
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "strategy", "precision", "jit",
-                     "collective_timeout_s"}
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "strategy", "precision", "jit", "collective_timeout_s"}
 # Fields that change the shapes of saved variables: even --force cannot continue a run across them
 # (lr_schedule: a constant rate is an optimizer variable, a schedule is not).
 ARCHITECTURE_FIELDS = ("model.blocks", "model.filters", "model.cascades", "data.patch_size", "lr_schedule")
@@ -299,13 +302,17 @@ def check_resume_config(run_dir, cfg: TrainConfig, force: bool):
     arch = [k for k in diff if k in ARCHITECTURE_FIELDS]
     if arch:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {new[k]!r}" for k in arch)
-        raise ConfigError(f"--out {run_dir} holds a run with a different architecture ({details}); its checkpoints "
-                          "cannot be loaded into the new model, and --force only allows resumable changes; "
-                          "use a new --out")
+        raise ConfigError(
+            f"--out {run_dir} holds a run with a different architecture ({details}); its checkpoints "
+            "cannot be loaded into the new model, and --force only allows resumable changes; "
+            "use a new --out"
+        )
     if diff and not force:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {new[k]!r}" for k in diff)
-        raise ConfigError(f"--out {run_dir} holds a run with a different config ({details}); "
-                          "use a new --out, or --force to continue it with the new settings")
+        raise ConfigError(
+            f"--out {run_dir} holds a run with a different config ({details}); "
+            "use a new --out, or --force to continue it with the new settings"
+        )
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -85,8 +85,9 @@ def read_scalars(run_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     root = root / LOG_DIR if (root / LOG_DIR).is_dir() else root
     files = sorted(root.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
     if not files and not (root / JSONL).is_file():
-        raise DataError(f"{run_dir}: no TensorBoard event files (expected {LOG_DIR}/events.out.tfevents.* "
-                        f"or {LOG_DIR}/{JSONL})")
+        raise DataError(
+            f"{run_dir}: no TensorBoard event files (expected {LOG_DIR}/events.out.tfevents.* or {LOG_DIR}/{JSONL})"
+        )
     series: dict[str, dict[int, float]] = {}
     if (root / JSONL).is_file():
         for line in (root / JSONL).read_text().splitlines():
@@ -104,5 +105,7 @@ def read_scalars(run_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                         series.setdefault(value.tag, {})[int(event.step)] = float(array.reshape(()))
                 elif value.HasField("simple_value"):
                     series.setdefault(value.tag, {})[int(event.step)] = float(value.simple_value)
-    return {tag: (np.array(sorted(d), dtype=np.int64), np.array([d[k] for k in sorted(d)], dtype=np.float64))
-            for tag, d in series.items()}
+    return {
+        tag: (np.array(sorted(d), dtype=np.int64), np.array([d[k] for k in sorted(d)], dtype=np.float64))
+        for tag, d in series.items()
+    }

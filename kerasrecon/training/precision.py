@@ -21,12 +21,17 @@ def _gpus() -> list[tuple[int, int]]:
     if keras.backend.backend() == "jax":
         import jax
 
-        return [tuple(int(x) for x in str(getattr(d, "compute_capability", "0.0")).split(".")[:2])
-                for d in jax.devices() if d.platform == "gpu"]
+        return [
+            tuple(int(x) for x in str(getattr(d, "compute_capability", "0.0")).split(".")[:2])
+            for d in jax.devices()
+            if d.platform == "gpu"
+        ]
     import tensorflow as tf
 
-    return [tuple(tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)))
-            for g in tf.config.list_physical_devices("GPU")]
+    return [
+        tuple(tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)))
+        for g in tf.config.list_physical_devices("GPU")
+    ]
 
 
 def resolve_precision(precision: str) -> str:
@@ -42,11 +47,14 @@ def resolve_precision(precision: str) -> str:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}. Received: {precision!r}")
     jax_backend = keras.backend.backend() == "jax"
     if precision == "mixed_float16" and jax_backend:
-        raise ConfigError("--precision mixed_float16 is TensorFlow-only (loss scaling); on JAX use "
-                          "--precision mixed_bfloat16")
+        raise ConfigError(
+            "--precision mixed_float16 is TensorFlow-only (loss scaling); on JAX use --precision mixed_bfloat16"
+        )
     if precision == "float64" and jax_backend:
-        raise ConfigError("--precision float64 is TensorFlow-only: on JAX, Keras promotes float64 with float32 to "
-                          "float32 (BatchNormalization computes in float32), so it would not be a float64 reference")
+        raise ConfigError(
+            "--precision float64 is TensorFlow-only: on JAX, Keras promotes float64 with float32 to "
+            "float32 (BatchNormalization computes in float32), so it would not be a float64 reference"
+        )
     if precision != "auto":
         return precision
     caps = _gpus()

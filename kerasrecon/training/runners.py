@@ -50,9 +50,14 @@ class TFRunner:
         def per_worker_dataset(ctx: tf.distribute.InputContext):
             # Each input pipeline (worker) takes every n-th element of the seeded stream, so workers see
             # different patches and the union of one step's batches is the single-process global batch.
-            return training_dataset(volumes, cfg, batch_size=ctx.get_per_replica_batch_size(gbs),
-                                    num_shards=ctx.num_input_pipelines, shard_index=ctx.input_pipeline_id,
-                                    start=start_step * gbs)
+            return training_dataset(
+                volumes,
+                cfg,
+                batch_size=ctx.get_per_replica_batch_size(gbs),
+                num_shards=ctx.num_input_pipelines,
+                shard_index=ctx.input_pipeline_id,
+                start=start_step * gbs,
+            )
 
         return iter(self.strategy.distribute_datasets_from_function(per_worker_dataset))
 
@@ -61,8 +66,10 @@ class TFRunner:
         from kerasrecon.training.step_tf import make_distributed_step
 
         jit = resolve_jit(cfg.jit)
-        self._steps = {False: make_distributed_step(gan, self.strategy, jit=jit),
-                       True: make_distributed_step(gan, self.strategy, pretrain=True, jit=jit)}
+        self._steps = {
+            False: make_distributed_step(gan, self.strategy, jit=jit),
+            True: make_distributed_step(gan, self.strategy, pretrain=True, jit=jit),
+        }
 
     def step(self, pretrain: bool, batch) -> dict:
         import tensorflow as tf
@@ -83,8 +90,10 @@ class JaxRunner:
 
     def __init__(self, cfg: TrainConfig):
         if cfg.strategy in ("mirrored", "multiworker"):
-            raise ConfigError(f"--strategy {cfg.strategy} is TensorFlow's (KERAS_BACKEND=tensorflow); on JAX use "
-                              "--strategy auto (data parallel over all local devices) or none (one device)")
+            raise ConfigError(
+                f"--strategy {cfg.strategy} is TensorFlow's (KERAS_BACKEND=tensorflow); on JAX use "
+                "--strategy auto (data parallel over all local devices) or none (one device)"
+            )
         import jax
         import keras
 

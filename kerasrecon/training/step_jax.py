@@ -76,17 +76,27 @@ class JaxStep:
     def init_state(self) -> TrainState:
         """The current values of every variable, as a ``TrainState``."""
         g, d = self.gan.generator, self.gan.discriminator
-        return TrainState(_values(g.trainable_variables), _values(g.non_trainable_variables),
-                          _values(d.trainable_variables), _values(d.non_trainable_variables),
-                          _values(self.gan.g_optimizer.variables), _values(self.gan.d_optimizer.variables),
-                          _values(self._vgg.non_trainable_variables) if self._vgg is not None else [])
+        return TrainState(
+            _values(g.trainable_variables),
+            _values(g.non_trainable_variables),
+            _values(d.trainable_variables),
+            _values(d.non_trainable_variables),
+            _values(self.gan.g_optimizer.variables),
+            _values(self.gan.d_optimizer.variables),
+            _values(self._vgg.non_trainable_variables) if self._vgg is not None else [],
+        )
 
     def write_back(self, state: TrainState):
         """Assign the state's arrays to the Keras variables (before checkpoints, previews, export)."""
         g, d = self.gan.generator, self.gan.discriminator
-        pairs = [(g.trainable_variables, state.g_train), (g.non_trainable_variables, state.g_fixed),
-                 (d.trainable_variables, state.d_train), (d.non_trainable_variables, state.d_fixed),
-                 (self.gan.g_optimizer.variables, state.g_opt), (self.gan.d_optimizer.variables, state.d_opt)]
+        pairs = [
+            (g.trainable_variables, state.g_train),
+            (g.non_trainable_variables, state.g_fixed),
+            (d.trainable_variables, state.d_train),
+            (d.non_trainable_variables, state.d_fixed),
+            (self.gan.g_optimizer.variables, state.g_opt),
+            (self.gan.d_optimizer.variables, state.d_opt),
+        ]
         for variables, values in pairs:
             for v, x in zip(variables, values):
                 v.assign(x)

@@ -93,8 +93,11 @@ def make_distributed_step(gan: ReconGAN, strategy, pretrain: bool = False, jit: 
     @tf.function
     def step(dist_batch):
         per_replica = strategy.run(step_fn, args=(dist_batch,))
-        out = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-               for k, v in per_replica.items() if k in SHARE_KEYS}
+        out = {
+            k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+            for k, v in per_replica.items()
+            if k in SHARE_KEYS
+        }
         out["psnr"] = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica["psnr"], axis=None)
         return out
 

@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 COLLECTIVE_TIMEOUT_S = 300.0
 
 
-def make_strategy(name: str = "auto", devices: list[str] | None = None,
-                  collective_timeout_s: float = COLLECTIVE_TIMEOUT_S) -> tf.distribute.Strategy:
+def make_strategy(
+    name: str = "auto", devices: list[str] | None = None, collective_timeout_s: float = COLLECTIVE_TIMEOUT_S
+) -> tf.distribute.Strategy:
     """Pick a strategy.
 
     Args:
@@ -64,16 +65,20 @@ def cluster_resolver():
     if not raw:
         if os.environ.get("SLURM_JOB_ID"):
             return tf.distribute.cluster_resolver.SlurmClusterResolver()
-        raise ConfigError('--strategy multiworker needs TF_CONFIG, e.g. {"cluster": {"worker": ["h1:12345", '
-                          '"h2:12345"]}, "task": {"type": "worker", "index": 0}} (or run inside Slurm)')
+        raise ConfigError(
+            '--strategy multiworker needs TF_CONFIG, e.g. {"cluster": {"worker": ["h1:12345", '
+            '"h2:12345"]}, "task": {"type": "worker", "index": 0}} (or run inside Slurm)'
+        )
     try:
         conf = json.loads(raw)
         cluster, task = conf["cluster"], conf["task"]
         members = cluster[task["type"]]
         index = int(task["index"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"TF_CONFIG is malformed ({exc.__class__.__name__}: {exc}); expected "
-                          '{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": i}}') from None
+        raise ConfigError(
+            f"TF_CONFIG is malformed ({exc.__class__.__name__}: {exc}); expected "
+            '{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": i}}'
+        ) from None
     if not 0 <= index < len(members):
         raise ConfigError(f"TF_CONFIG task index {index} is outside cluster[{task['type']!r}] of {len(members)}")
     return tf.distribute.cluster_resolver.TFConfigClusterResolver()

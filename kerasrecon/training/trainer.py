@@ -92,16 +92,25 @@ def build_gan(cfg: TrainConfig, multicoil: bool = False) -> ReconGAN:
     are those of the single-coil graph (checkpoints load into either).
     """
     policy = resolve_precision(cfg.precision)
-    g = build_generator(cfg.model.blocks, cfg.model.filters, cfg.model.noise_lambda, cascades=cfg.model.cascades,
-                        dtype=policy, multicoil=multicoil)
+    g = build_generator(
+        cfg.model.blocks,
+        cfg.model.filters,
+        cfg.model.noise_lambda,
+        cascades=cfg.model.cascades,
+        dtype=policy,
+        multicoil=multicoil,
+    )
     d = build_discriminator(cfg.data.patch_size, dtype=policy)
     vgg = build_vgg_features(cfg.loss.vgg_weights, dtype=policy) if cfg.loss.content != "mse" else None
     content = ContentLoss(cfg.loss.content, vgg, cfg.loss.mse_weight, cfg.loss.feature_weight)
     gan = ReconGAN(g, d, content, cfg.loss.adv_weight)
+
     def adam(offset=0):
         lr = cfg.learning_rate
         if cfg.lr_schedule == "cosine":
-            lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(cfg.pretrain_steps + cfg.steps, 1), alpha=0.01)
+            lr = keras.optimizers.schedules.CosineDecay(
+                lr, decay_steps=max(cfg.pretrain_steps + cfg.steps, 1), alpha=0.01
+            )
             lr = OffsetSchedule(lr, offset) if offset else lr
         opt = keras.optimizers.Adam(learning_rate=lr, beta_1=cfg.beta_1)
         return keras.optimizers.LossScaleOptimizer(opt) if policy == "mixed_float16" else opt
@@ -192,8 +201,10 @@ def _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progre
         try:
             logs = runner.step(pretrain, next(iterator))
         except CollectiveFailed as exc:
-            raise WorkerFailed(f"step {step + 1}: a collective failed ({exc}; a worker died or is unreachable); "
-                               f"last good checkpoint is step {_last(last_saved)}") from None
+            raise WorkerFailed(
+                f"step {step + 1}: a collective failed ({exc}; a worker died or is unreachable); "
+                f"last good checkpoint is step {_last(last_saved)}"
+            ) from None
         step += 1
         if pretrain:
             logs = {k: v for k, v in logs.items() if k in PRETRAIN_KEYS}
@@ -201,7 +212,8 @@ def _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progre
         if bad:
             raise TrainingDiverged(
                 f"non-finite {bad[0]}={logs[bad[0]]} at step {step}; training stopped, last good checkpoint "
-                f"is step {_last(last_saved)} in {out / ckpt.CKPT_DIR}")
+                f"is step {_last(last_saved)} in {out / ckpt.CKPT_DIR}"
+            )
         if step % cfg.log_every == 0 or step == total:
             writer.scalars(step, {("pretrain/" if pretrain else "train/") + k: v for k, v in logs.items()})
         if chief and (step % cfg.checkpoint_every == 0 or step == total):
@@ -212,12 +224,14 @@ def _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progre
                 reason = exc.strerror or (str(exc).splitlines() or [exc.__class__.__name__])[0]
                 raise ConfigError(
                     f"--out {out}: cannot write the checkpoint of step {step} ({reason}); last good checkpoint "
-                    f"is step {_last(last_saved)}") from None
+                    f"is step {_last(last_saved)}"
+                ) from None
             except ckpt.NonFiniteWeights as exc:
                 raise TrainingDiverged(
                     f"non-finite weights after step {step} ({str(exc).split(': ', 1)[1].split(';')[0]}); training "
                     f"stopped, last good checkpoint is step {_last(last_saved)} in "
-                    f"{out / ckpt.CKPT_DIR} (try a lower --lr)") from None
+                    f"{out / ckpt.CKPT_DIR} (try a lower --lr)"
+                ) from None
             last_saved = step
             _log_preview(writer, gan, preview, step)
         if progress is not None:

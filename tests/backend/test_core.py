@@ -83,16 +83,18 @@ def test_magnitude_and_psnr(rng):
 def test_losses_match_numpy(rng):
     t = rng.random((3, 4, 4, 1)).astype(np.float32)
     r = rng.random((3, 4, 4, 1)).astype(np.float32)
-    np.testing.assert_allclose(ops.convert_to_numpy(losses.mse_loss(t, r)), np.mean((t - r) ** 2, axis=(1, 2, 3)),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(losses.mse_loss(t, r)), np.mean((t - r) ** 2, axis=(1, 2, 3)), rtol=1e-6
+    )
     z = np.array([[-1.5], [2.0], [40.0]], np.float32)  # logits; 40: sigmoid is 1 in float32
     # p = sigmoid(z): -log p = log(1 + exp(-z)), -log(1 - p) = z + log(1 + exp(-z)) (log1p forms: in
     # float64, p rounds to 1 at z = 40)
     zz = z.ravel().astype(np.float64)
     minus_log_p = np.log1p(np.exp(-zz))
     np.testing.assert_allclose(ops.convert_to_numpy(losses.adversarial_loss(z)), minus_log_p, rtol=1e-5)
-    np.testing.assert_allclose(ops.convert_to_numpy(losses.discriminator_loss(z, z)),
-                               minus_log_p + zz + minus_log_p, rtol=1e-5)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(losses.discriminator_loss(z, z)), minus_log_p + zz + minus_log_p, rtol=1e-5
+    )
 
 
 def test_feature_loss_matches_numpy(rng):
@@ -117,8 +119,9 @@ def test_untrained_generator_is_dc_of_its_input(rng):
     k = ref_fft2c(img) * mask
     zf = ref_ifft2c(k)
     g = build_generator(blocks=1, filters=8)
-    out = unch(g({"zero_filled": ch(zf), "masked_kspace": ch(k), "mask": np.broadcast_to(mask, (2, 16, 12))},
-                 training=False))
+    out = unch(
+        g({"zero_filled": ch(zf), "masked_kspace": ch(k), "mask": np.broadcast_to(mask, (2, 16, 12))}, training=False)
+    )
     np.testing.assert_allclose(out, zf, atol=1e-5)  # DC of the zero-filled image is itself
 
 
@@ -170,8 +173,9 @@ def test_sense_operator_is_adjoint_and_reduces_to_single_coil(rng):
     np.testing.assert_allclose(ks.sense_forward_np(x, ones, mask)[:, 0], ref_fft2c(x) * mask, atol=1e-6)
     k = ref_fft2c(x)
     np.testing.assert_allclose(ks.sense_adjoint_np(k[:, None], ones, mask), ref_ifft2c(k * mask), atol=1e-6)
-    np.testing.assert_allclose(unch(ks.sense_adjoint_ch(ch(k[:, None]), ch(ones), mask)), ref_ifft2c(k * mask),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        unch(ks.sense_adjoint_ch(ch(k[:, None]), ch(ones), mask)), ref_ifft2c(k * mask), atol=1e-6
+    )
 
 
 def _grad(fn, x):
@@ -216,8 +220,9 @@ def test_sense_data_consistency_matches_numpy_and_reduces_to_single_coil(rng, no
     out = ks.sense_data_consistency_ch(ch(image), ch(meas), ch(maps), mask, noise_lambda=noise_lambda)
     np.testing.assert_allclose(unch(out), ref, atol=1e-5)
     # C = 1, S = 1: exactly the single-coil layer
-    one = ks.sense_data_consistency_ch(ch(image), ch(meas[:, :1]), ch(np.ones((b, 1, h, w), np.complex64)), mask,
-                                       noise_lambda=noise_lambda)
+    one = ks.sense_data_consistency_ch(
+        ch(image), ch(meas[:, :1]), ch(np.ones((b, 1, h, w), np.complex64)), mask, noise_lambda=noise_lambda
+    )
     single = ks.data_consistency_ch(ch(image), ch(meas[:, 0]), mask, noise_lambda=noise_lambda)
     np.testing.assert_allclose(ops.convert_to_numpy(one), ops.convert_to_numpy(single), atol=1e-6)
 

@@ -5,8 +5,24 @@ from click.testing import CliRunner
 
 from kerasrecon_cli.main import cli
 
-TINY = ["--batch-size", "2", "--patch-size", "32", "--blocks", "1", "--filters", "8", "--vgg-weights", "none",
-        "--steps", "1", "--checkpoint-every", "1", "--val-fraction", "0.05"]
+TINY = [
+    "--batch-size",
+    "2",
+    "--patch-size",
+    "32",
+    "--blocks",
+    "1",
+    "--filters",
+    "8",
+    "--vgg-weights",
+    "none",
+    "--steps",
+    "1",
+    "--checkpoint-every",
+    "1",
+    "--val-fraction",
+    "0.05",
+]
 
 
 def run(*args):
@@ -41,8 +57,22 @@ def test_compare_bad_input(tmp_path):
 
 @pytest.mark.slow
 def test_compare_with_baselines_uses_tv_as_reference(tmp_path):
-    res = run("compare", "--train", "--losses", "mse", "--no-figures", "--out", tmp_path / "cmp", *TINY,
-              "--baselines", "tv,l1wavelet", "--baseline-lambdas", "1e-3", "--baseline-iters", "3")
+    res = run(
+        "compare",
+        "--train",
+        "--losses",
+        "mse",
+        "--no-figures",
+        "--out",
+        tmp_path / "cmp",
+        *TINY,
+        "--baselines",
+        "tv,l1wavelet",
+        "--baseline-lambdas",
+        "1e-3",
+        "--baseline-iters",
+        "3",
+    )
     assert res.exit_code == 0, res.output
     rows = {r["method"]: r for r in csv.DictReader(open(tmp_path / "cmp" / "table.csv"))}
     assert list(rows) == ["zero_filled", "mse", "tv", "l1wavelet"]

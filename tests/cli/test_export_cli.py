@@ -33,16 +33,19 @@ def test_export_cli_metadata_and_no_overwrite(exported):
 
 
 def test_saved_model_cli_lists_signatures(exported):
-    from shutil import which
-
     import sys
     from pathlib import Path
+    from shutil import which
 
     tool = Path(sys.executable).parent / "saved_model_cli"
     if not tool.exists() and which("saved_model_cli") is None:
         pytest.skip("saved_model_cli not installed")
-    out = subprocess.run([str(tool if tool.exists() else "saved_model_cli"), "show", "--dir",
-                          str(exported / "export"), "--all"], capture_output=True, text=True, timeout=300).stdout
+    out = subprocess.run(
+        [str(tool if tool.exists() else "saved_model_cli"), "show", "--dir", str(exported / "export"), "--all"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
     assert "serving_default" in out and "from_zero_filled" in out
     # Inputs have unknown rank on purpose: the graph checks ranks and shapes itself (README contract).
     assert "kspace_real" in out and "shape: unknown_rank" in out and "complex_image" in out
@@ -55,31 +58,47 @@ def test_reconstruct_fastmri_file_with_own_mask(exported, tmp_path, rng):
     with h5py.File(tmp_path / "file1.h5", "w") as f:
         f.create_dataset("kspace", data=kspace * cols)
         f.create_dataset("mask", data=cols)
-    res = run("reconstruct", "--model", exported / "export", "--input", tmp_path / "file1.h5",
-              "--output", tmp_path / "out.h5", "--batch-size", 2)
+    res = run(
+        "reconstruct",
+        "--model",
+        exported / "export",
+        "--input",
+        tmp_path / "file1.h5",
+        "--output",
+        tmp_path / "out.h5",
+        "--batch-size",
+        2,
+    )
     assert res.exit_code == 0, res.output
     with h5py.File(tmp_path / "out.h5", "r") as f:
         assert f["reconstruction"].shape == (3, 320, 320)
         assert f.attrs["mask_kind"] == "file" and f.attrs["achieved_acceleration"] == pytest.approx(330 / 83, 1e-3)
-    res = run("reconstruct", "--model", exported / "export", "--input", tmp_path / "file1.h5",
-              "--output", tmp_path / "out.h5")
+    res = run(
+        "reconstruct", "--model", exported / "export", "--input", tmp_path / "file1.h5", "--output", tmp_path / "out.h5"
+    )
     assert res.exit_code == 2 and "--force" in res.output
 
 
 def test_reconstruct_bad_inputs(exported, tmp_path):
     (tmp_path / "bad.h5").write_bytes(b"not hdf5")
-    res = run("reconstruct", "--model", exported / "export", "--input", tmp_path / "bad.h5", "--output", tmp_path / "o.h5")
+    res = run(
+        "reconstruct", "--model", exported / "export", "--input", tmp_path / "bad.h5", "--output", tmp_path / "o.h5"
+    )
     assert res.exit_code == 2 and "bad.h5" in res.output and not (tmp_path / "o.h5").exists()
     res = run("reconstruct", "--model", exported / "run", "--input", tmp_path / "bad.h5", "--output", tmp_path / "o.h5")
     assert res.exit_code == 2 and "not a SavedModel" in res.output
     with h5py.File(tmp_path / "real.h5", "w") as f:  # magnitude where complex k-space is expected
         f.create_dataset("kspace", data=np.ones((1, 32, 32), np.float32))
-    res = run("reconstruct", "--model", exported / "export", "--input", tmp_path / "real.h5", "--output", tmp_path / "o.h5")
+    res = run(
+        "reconstruct", "--model", exported / "export", "--input", tmp_path / "real.h5", "--output", tmp_path / "o.h5"
+    )
     assert res.exit_code == 2 and "complex" in res.output and not (tmp_path / "o.h5").exists()
     with h5py.File(tmp_path / "m.h5", "w") as f:  # own mask of the wrong length
         f.create_dataset("kspace", data=np.ones((1, 32, 32), np.complex64))
         f.create_dataset("mask", data=np.ones(30, np.float32))
-    res = run("reconstruct", "--model", exported / "export", "--input", tmp_path / "m.h5", "--output", tmp_path / "o.h5")
+    res = run(
+        "reconstruct", "--model", exported / "export", "--input", tmp_path / "m.h5", "--output", tmp_path / "o.h5"
+    )
     assert res.exit_code == 2 and "'mask' has 30 entries" in res.output
 
 
@@ -103,8 +122,25 @@ def test_reconstruct_defaults_to_the_models_training_mask(tmp_path, rng):
     """Files without their own mask get the mask the model was trained with (kind, R, seed from the
     export metadata); an explicit option overrides one field."""
     root = tmp_path
-    assert run("fit", "--steps", 1, "--checkpoint-every", 1, "--out", root / "run", *TINY, "--mask", "random",
-               "-R", 6, "--mask-seed", 3).exit_code == 0
+    assert (
+        run(
+            "fit",
+            "--steps",
+            1,
+            "--checkpoint-every",
+            1,
+            "--out",
+            root / "run",
+            *TINY,
+            "--mask",
+            "random",
+            "-R",
+            6,
+            "--mask-seed",
+            3,
+        ).exit_code
+        == 0
+    )
     assert run("export", root / "run", "--out", root / "export").exit_code == 0
     kspace = (rng.standard_normal((2, 48, 40)) + 1j * rng.standard_normal((2, 48, 40))).astype(np.complex64)
     np.save(root / "k.npy", kspace)
@@ -130,7 +166,9 @@ def test_reconstruct_fully_sampled_fastmri_on_the_trained_grid(exported, tmp_pat
     with h5py.File(tmp_path / "full.h5", "w") as f:
         f.create_dataset("kspace", data=kspace)
         f.create_dataset("reconstruction_esc", data=np.zeros((2, 320, 320), np.float32))
-    res = run("reconstruct", "--model", exported / "export", "--input", tmp_path / "full.h5", "--output", tmp_path / "t.h5")
+    res = run(
+        "reconstruct", "--model", exported / "export", "--input", tmp_path / "full.h5", "--output", tmp_path / "t.h5"
+    )
     assert res.exit_code == 0, res.output
     img = ref_ifft2c(kspace)[:, 10:330, 5:325]  # centre 320×320 of 340×330
     meta = json.loads((exported / "export" / "assets" / "kerasrecon.json").read_text())["train_config"]["mask"]
@@ -139,8 +177,17 @@ def test_reconstruct_fully_sampled_fastmri_on_the_trained_grid(exported, tmp_pat
     with h5py.File(tmp_path / "t.h5", "r") as f:
         np.testing.assert_allclose(f["reconstruction"][()], expected, atol=1e-4 * expected.max())
         assert list(f.attrs["mask_shape"]) == [320, 320]
-    res = run("reconstruct", "--model", exported / "export", "--input", tmp_path / "full.h5", "--output", tmp_path / "f.h5",
-              "--grid", "file")
+    res = run(
+        "reconstruct",
+        "--model",
+        exported / "export",
+        "--input",
+        tmp_path / "full.h5",
+        "--output",
+        tmp_path / "f.h5",
+        "--grid",
+        "file",
+    )
     assert res.exit_code == 0, res.output
     with h5py.File(tmp_path / "f.h5", "r") as f:
         assert f["reconstruction"].shape == (2, 320, 320) and list(f.attrs["mask_shape"]) == [340, 330]

@@ -15,26 +15,52 @@ def run(*args):
 @pytest.mark.slow
 def test_fit_cli_trains_and_records_config(tmp_path):
     out = tmp_path / "run"
-    res = run("fit", "--loss", "hybrid", "--steps", 2, "--pretrain-steps", 1, "-R", 6, "--mask", "random",
-              "--mask-seed", 3, "--checkpoint-every", 2, "--out", out, *TINY)
+    res = run(
+        "fit",
+        "--loss",
+        "hybrid",
+        "--steps",
+        2,
+        "--pretrain-steps",
+        1,
+        "-R",
+        6,
+        "--mask",
+        "random",
+        "--mask-seed",
+        3,
+        "--checkpoint-every",
+        2,
+        "--out",
+        out,
+        *TINY,
+    )
     assert res.exit_code == 0, res.output
     assert "trained steps 0..3" in res.output
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["loss"]["content"] == "hybrid" and cfg["mask"] == {
-        "kind": "random", "acceleration": 6.0, "seed": 3, "per_sample": False, "bank_size": 64,
-        "center_fraction": None}
+        "kind": "random",
+        "acceleration": 6.0,
+        "seed": 3,
+        "per_sample": False,
+        "bank_size": 64,
+        "center_fraction": None,
+    }
     assert cfg["steps"] == 2 and cfg["pretrain_steps"] == 1 and cfg["model"]["blocks"] == 1
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args, match", [
-    (["--loss", "l1"], "Invalid value for '--loss'"),
-    (["--strategy", "tpu"], "Invalid value for '--strategy'"),
-    (["--patch-size", "1000"], "--patch-size 1000 is larger"),
-    (["--acceleration", "0.5"], "--acceleration must be >= 1"),
-    (["--data", "/nonexistent"], "--data /nonexistent: not a directory"),
-    (["--vgg-weights", "/no/such.h5", "--loss", "feature"], "--vgg-weights /no/such.h5: file not found"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--loss", "l1"], "Invalid value for '--loss'"),
+        (["--strategy", "tpu"], "Invalid value for '--strategy'"),
+        (["--patch-size", "1000"], "--patch-size 1000 is larger"),
+        (["--acceleration", "0.5"], "--acceleration must be >= 1"),
+        (["--data", "/nonexistent"], "--data /nonexistent: not a directory"),
+        (["--vgg-weights", "/no/such.h5", "--loss", "feature"], "--vgg-weights /no/such.h5: file not found"),
+    ],
+)
 def test_fit_cli_bad_options(tmp_path, args, match):
     res = run("fit", "--steps", 1, "--out", tmp_path / "run", *TINY, *args)
     assert res.exit_code == 2, res.output
@@ -65,8 +91,20 @@ def test_fit_on_prepared_dataset(tmp_path):
     for name in ("a", "b"):
         np.save(tmp_path / "src" / f"{name}.npy", rng.random((3, 40, 36)).astype(np.float32))
     assert run("data", "prepare", tmp_path / "src", tmp_path / "data").exit_code == 0
-    res = run("fit", "--data", tmp_path / "data", "--steps", 1, "--checkpoint-every", 1, "--out", tmp_path / "run",
-              *TINY, "--loss", "mse")
+    res = run(
+        "fit",
+        "--data",
+        tmp_path / "data",
+        "--steps",
+        1,
+        "--checkpoint-every",
+        1,
+        "--out",
+        tmp_path / "run",
+        *TINY,
+        "--loss",
+        "mse",
+    )
     assert res.exit_code == 0, res.output
     res = run("evaluate", "--model", tmp_path / "run", "--out", tmp_path / "ev")
     assert res.exit_code == 0, res.output
@@ -84,8 +122,22 @@ def test_fit_defaults_are_the_config_defaults():
     ctx = fit.make_context("fit", ["--out", "unused"])
     params = {k: v for k, v in ctx.params.items() if k not in ("out", "force")}
     assert config_from_options(params) == TrainConfig()
-    ctx = fit.make_context("fit", ["--out", "x", "--mask-per-sample", "--mask-bank-size", "7", "--cascades", "2",
-                                   "--sampling", "slice", "--lr-schedule", "cosine"])
+    ctx = fit.make_context(
+        "fit",
+        [
+            "--out",
+            "x",
+            "--mask-per-sample",
+            "--mask-bank-size",
+            "7",
+            "--cascades",
+            "2",
+            "--sampling",
+            "slice",
+            "--lr-schedule",
+            "cosine",
+        ],
+    )
     cfg = config_from_options({k: v for k, v in ctx.params.items() if k not in ("out", "force")})
     assert (cfg.mask.bank_size, cfg.model.cascades, cfg.data.sampling, cfg.lr_schedule) == (7, 2, "slice", "cosine")
 
@@ -112,16 +164,34 @@ def test_fit_help_text_matches_train_config():
             shown[re.findall(r"--[a-z0-9-]+", opts)[0]] = m.group(1)
     d = C.TrainConfig()
     expected = {  # option -> the TrainConfig field it sets (written out by hand: the mapping under test)
-        "--data": d.data.data, "--loss": d.loss.content, "--acceleration": d.mask.acceleration,
-        "--mask": d.mask.kind, "--mask-seed": d.mask.seed, "--mask-bank-size": d.mask.bank_size,
-        "--steps": d.steps, "--pretrain-steps": d.pretrain_steps, "--batch-size": d.data.batch_size,
-        "--patch-size": d.data.patch_size, "--blocks": d.model.blocks, "--filters": d.model.filters,
-        "--alpha": d.loss.mse_weight, "--beta": d.loss.feature_weight, "--adv-weight": d.loss.adv_weight,
-        "--vgg-weights": d.loss.vgg_weights, "--lr": d.learning_rate, "--lr-schedule": d.lr_schedule,
-        "--beta1": d.beta_1, "--seed": d.seed, "--val-fraction": d.data.val_fraction,
-        "--sampling": d.data.sampling, "--cascades": d.model.cascades, "--strategy": d.strategy,
-        "--precision": d.precision, "--collective-timeout": d.collective_timeout_s,
-        "--checkpoint-every": d.checkpoint_every, "--log-every": d.log_every,
+        "--data": d.data.data,
+        "--loss": d.loss.content,
+        "--acceleration": d.mask.acceleration,
+        "--mask": d.mask.kind,
+        "--mask-seed": d.mask.seed,
+        "--mask-bank-size": d.mask.bank_size,
+        "--steps": d.steps,
+        "--pretrain-steps": d.pretrain_steps,
+        "--batch-size": d.data.batch_size,
+        "--patch-size": d.data.patch_size,
+        "--blocks": d.model.blocks,
+        "--filters": d.model.filters,
+        "--alpha": d.loss.mse_weight,
+        "--beta": d.loss.feature_weight,
+        "--adv-weight": d.loss.adv_weight,
+        "--vgg-weights": d.loss.vgg_weights,
+        "--lr": d.learning_rate,
+        "--lr-schedule": d.lr_schedule,
+        "--beta1": d.beta_1,
+        "--seed": d.seed,
+        "--val-fraction": d.data.val_fraction,
+        "--sampling": d.data.sampling,
+        "--cascades": d.model.cascades,
+        "--strategy": d.strategy,
+        "--precision": d.precision,
+        "--collective-timeout": d.collective_timeout_s,
+        "--checkpoint-every": d.checkpoint_every,
+        "--log-every": d.log_every,
     }
     assert set(shown) == set(expected), set(shown) ^ set(expected)
     for opt, value in expected.items():
@@ -141,8 +211,10 @@ def test_acquisition_filter_in_prepare_and_evaluate(tmp_path):
     (tmp_path / "src").mkdir()
     for name, acq in [("a", "CORPD_FBK"), ("b", "CORPDFS_FBK"), ("c", "CORPD_FBK"), ("d", "CORPDFS_FBK")]:
         with h5py.File(tmp_path / "src" / f"{name}.h5", "w") as f:
-            f.create_dataset("kspace", data=(rng.standard_normal((2, 48, 40)) + 1j * rng.standard_normal((2, 48, 40)))
-                             .astype(np.complex64))
+            f.create_dataset(
+                "kspace",
+                data=(rng.standard_normal((2, 48, 40)) + 1j * rng.standard_normal((2, 48, 40))).astype(np.complex64),
+            )
             f.attrs["acquisition"] = acq
     res = run("data", "prepare", tmp_path / "src", tmp_path / "pd", "--crop", 32, 32, "--acquisition", "CORPD_FBK")
     assert res.exit_code == 0, res.output
@@ -150,18 +222,48 @@ def test_acquisition_filter_in_prepare_and_evaluate(tmp_path):
     res = run("data", "prepare", tmp_path / "src", tmp_path / "none", "--acquisition", "AXT2")
     assert res.exit_code == 2 and "CORPDFS_FBK, CORPD_FBK" in res.output and not (tmp_path / "none").exists()
     assert run("data", "prepare", tmp_path / "src", tmp_path / "all", "--crop", 32, 32).exit_code == 0
-    res = run("fit", "--data", tmp_path / "all", "--steps", 1, "--checkpoint-every", 1, "--out", tmp_path / "run",
-              "--val-fraction", 0.5, *TINY)
+    res = run(
+        "fit",
+        "--data",
+        tmp_path / "all",
+        "--steps",
+        1,
+        "--checkpoint-every",
+        1,
+        "--out",
+        tmp_path / "run",
+        "--val-fraction",
+        0.5,
+        *TINY,
+    )
     assert res.exit_code == 0, res.output
     import csv
 
-    res = run("evaluate", "--model", tmp_path / "run", "--split", "all", "--acquisition", "CORPDFS_FBK",
-              "--out", tmp_path / "ev")
+    res = run(
+        "evaluate",
+        "--model",
+        tmp_path / "run",
+        "--split",
+        "all",
+        "--acquisition",
+        "CORPDFS_FBK",
+        "--out",
+        tmp_path / "ev",
+    )
     assert res.exit_code == 0, res.output
     assert {r["volume"] for r in csv.DictReader(open(tmp_path / "ev" / "slices.csv"))} == {"b", "d"}
     res = run("evaluate", "--model", tmp_path / "run", "--acquisition", "AXT2", "--out", tmp_path / "ev2")
     assert res.exit_code == 2 and "--acquisition AXT2: no volume has it" in res.output
-    res = run("compare", tmp_path / "run", "--split", "all", "--acquisition", "CORPD_FBK", "--no-figures",
-              "--out", tmp_path / "cmp")
+    res = run(
+        "compare",
+        tmp_path / "run",
+        "--split",
+        "all",
+        "--acquisition",
+        "CORPD_FBK",
+        "--no-figures",
+        "--out",
+        tmp_path / "cmp",
+    )
     assert res.exit_code == 0, res.output
     assert {r["volume"] for r in csv.DictReader(open(tmp_path / "cmp" / "slices.csv"))} == {"a", "c"}

@@ -16,7 +16,9 @@ def run(*args):
 @pytest.mark.parametrize("acceleration", [4, 6, 8])
 def test_mask_cli_poisson(tmp_path, acceleration):
     out = tmp_path / "m.npy"
-    res = run("mask", "--kind", "poisson", "--acceleration", acceleration, "--shape", 444, 448, "--seed", 0, "--out", out)
+    res = run(
+        "mask", "--kind", "poisson", "--acceleration", acceleration, "--shape", 444, 448, "--seed", 0, "--out", out
+    )
     assert res.exit_code == 0, res.output
     info = json.loads(res.output)
     m = np.load(out)
@@ -38,11 +40,14 @@ def test_mask_cli_png_and_no_overwrite(tmp_path):
     assert res.exit_code == 2 and "exists" in res.output and out.read_bytes() == before
 
 
-@pytest.mark.parametrize("args, match", [
-    (["-R", "0.5", "--shape", "32", "32"], "acceleration must be"),
-    (["-R", "4", "--shape", "32", "32", "--kind", "spiral"], "Invalid value for '--kind'"),
-    (["-R", "100", "--shape", "32", "32"], "too high"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["-R", "0.5", "--shape", "32", "32"], "acceleration must be"),
+        (["-R", "4", "--shape", "32", "32", "--kind", "spiral"], "Invalid value for '--kind'"),
+        (["-R", "100", "--shape", "32", "32"], "too high"),
+    ],
+)
 def test_mask_cli_bad_input(tmp_path, args, match):
     res = run("mask", *args, "--out", tmp_path / "m.npy")
     assert res.exit_code == 2 and match in res.output
@@ -62,8 +67,10 @@ def test_console_script_and_import_without_click():
     out = subprocess.run([sys.executable, "-m", "kerasrecon_cli.main", "--help"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "fit" in out.stdout and "mask" in out.stdout
-    code = ("import sys; sys.modules['click'] = None; import kerasrecon.kspace, kerasrecon.masks, "
-            "kerasrecon.data.pipeline, kerasrecon.config; print('ok')")
+    code = (
+        "import sys; sys.modules['click'] = None; import kerasrecon.kspace, kerasrecon.masks, "
+        "kerasrecon.data.pipeline, kerasrecon.config; print('ok')"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.stdout.strip() == "ok", res.stderr
 
@@ -73,13 +80,26 @@ def test_center_fraction_flows_from_fit_to_results(tmp_path):
     """--center-fraction: mask CLI, fit (config.json), evaluate (every result row records it)."""
     import csv
 
-    res = run("mask", "--kind", "random", "-R", 8, "--shape", 16, 368, "--center-fraction", 0.04,
-              "--out", tmp_path / "m.npy")
+    res = run(
+        "mask", "--kind", "random", "-R", 8, "--shape", 16, 368, "--center-fraction", 0.04, "--out", tmp_path / "m.npy"
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output.strip().splitlines()[-1])["center_fraction"] == 0.04
     tiny = ["--batch-size", "2", "--patch-size", "32", "--blocks", "1", "--filters", "8", "--loss", "mse"]
-    res = run("fit", "--steps", 1, "--checkpoint-every", 1, "--mask", "random", "--center-fraction", 0.12,
-              "--out", tmp_path / "run", *tiny)
+    res = run(
+        "fit",
+        "--steps",
+        1,
+        "--checkpoint-every",
+        1,
+        "--mask",
+        "random",
+        "--center-fraction",
+        0.12,
+        "--out",
+        tmp_path / "run",
+        *tiny,
+    )
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "run" / "config.json").read_text())["mask"]["center_fraction"] == 0.12
     res = run("evaluate", "--model", tmp_path / "run", "--out", tmp_path / "ev")

@@ -26,8 +26,13 @@ LR = 1e-3  # D stays in a tame regime (at 1e-2 its loss climbs 1.4 -> 7 in 3 ste
 
 
 def cfg(loss, precision="float32"):
-    return TrainConfig(data=DataConfig(patch_size=32, batch_size=4), model=ModelConfig(blocks=2, filters=16),
-                       loss=LossConfig(content=loss, vgg_weights="none"), precision=precision, seed=5)
+    return TrainConfig(
+        data=DataConfig(patch_size=32, batch_size=4),
+        model=ModelConfig(blocks=2, filters=16),
+        loss=LossConfig(content=loss, vgg_weights="none"),
+        precision=precision,
+        seed=5,
+    )
 
 
 def weights(arrays, prefix):
@@ -41,8 +46,10 @@ def save(out, prefix, gan):
 
 def main(init_path, out_path, precision="float32"):
     init = np.load(init_path)
-    batches = [({k: init[f"batch{j}/{k}"] for k in ("zero_filled", "masked_kspace", "mask")}, init[f"batch{j}/target"])
-               for j in range(3)]
+    batches = [
+        ({k: init[f"batch{j}/{k}"] for k in ("zero_filled", "masked_kspace", "mask")}, init[f"batch{j}/target"])
+        for j in range(3)
+    ]
     out = {}
     for loss in LOSSES:
         gan = build_gan(cfg(loss, precision))

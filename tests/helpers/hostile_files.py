@@ -23,9 +23,13 @@ def h5_entries(draw):
             entries[name] = ("array", dtype, shape, fill)
         else:
             entries[name] = (kind,)
-    attrs = draw(st.dictionaries(st.sampled_from(["acquisition", "acceleration", "max", "patient_id"]),
-                                 st.one_of(st.integers(-5, 5), st.text(string.ascii_letters, max_size=4), st.floats(allow_nan=True)),
-                                 max_size=2))
+    attrs = draw(
+        st.dictionaries(
+            st.sampled_from(["acquisition", "acceleration", "max", "patient_id"]),
+            st.one_of(st.integers(-5, 5), st.text(string.ascii_letters, max_size=4), st.floats(allow_nan=True)),
+            max_size=2,
+        )
+    )
     return entries, attrs
 
 

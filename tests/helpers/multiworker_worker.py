@@ -16,9 +16,17 @@ from kerasrecon.training.trainer import train  # noqa: E402
 
 
 def config(strategy):
-    return TrainConfig(data=DataConfig(patch_size=32, batch_size=4), model=ModelConfig(blocks=1, filters=8),
-                       loss=LossConfig(content="mse"), steps=int(sys.argv[3]), checkpoint_every=1, log_every=1,
-                       learning_rate=1e-3, seed=4, strategy=strategy)
+    return TrainConfig(
+        data=DataConfig(patch_size=32, batch_size=4),
+        model=ModelConfig(blocks=1, filters=8),
+        loss=LossConfig(content="mse"),
+        steps=int(sys.argv[3]),
+        checkpoint_every=1,
+        log_every=1,
+        learning_rate=1e-3,
+        seed=4,
+        strategy=strategy,
+    )
 
 
 if __name__ == "__main__":

@@ -31,14 +31,21 @@ from kerasrecon.training.step_tf import make_distributed_step  # noqa: E402
 from kerasrecon.training.trainer import build_gan  # noqa: E402
 
 loss = sys.argv[1] if len(sys.argv) > 1 else "hybrid"
-cfg = TrainConfig(data=DataConfig(patch_size=32, batch_size=4), model=ModelConfig(blocks=2, filters=16),
-                  loss=LossConfig(content=loss, vgg_weights="none"), precision="float64", seed=5)
+cfg = TrainConfig(
+    data=DataConfig(patch_size=32, batch_size=4),
+    model=ModelConfig(blocks=2, filters=16),
+    loss=LossConfig(content=loss, vgg_weights="none"),
+    precision="float64",
+    seed=5,
+)
 batch = next(iter(training_dataset([load_demo(num_slices=6)], cfg)))
 
 results = {}
 # One replica and two of the same strategy (both with synchronised BatchNorm, the same arithmetic).
-for name, strategy in [("one", tf.distribute.MirroredStrategy(["/cpu:0"])),
-                       ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
+for name, strategy in [
+    ("one", tf.distribute.MirroredStrategy(["/cpu:0"])),
+    ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])),
+]:
     with strategy.scope():
         gan = build_gan(cfg)
         gan.compile(g_optimizer=keras.optimizers.SGD(0.01), d_optimizer=keras.optimizers.SGD(0.01))
@@ -53,8 +60,15 @@ for name, strategy in [("one", tf.distribute.MirroredStrategy(["/cpu:0"])),
     step = make_distributed_step(gan, strategy)
     dist = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
     values = step(next(iter(dist)))
-    results[name] = {"g0": g0, "d0": d0, "vgg": vgg, "g": gan.generator.get_weights(), "d": gan.discriminator.get_weights(),
-                     "values": {k: float(v) for k, v in values.items()}, "replicas": strategy.num_replicas_in_sync}
+    results[name] = {
+        "g0": g0,
+        "d0": d0,
+        "vgg": vgg,
+        "g": gan.generator.get_weights(),
+        "d": gan.discriminator.get_weights(),
+        "values": {k: float(v) for k, v in values.items()},
+        "replicas": strategy.num_replicas_in_sync,
+    }
 
 
 # Bad input on 2 replicas: a global batch that does not split evenly.
@@ -65,8 +79,11 @@ from kerasrecon.errors import ConfigError  # noqa: E402
 from kerasrecon.training.trainer import train  # noqa: E402
 
 try:
-    train(dataclasses.replace(cfg, data=DataConfig(patch_size=32, batch_size=3)), tempfile.mkdtemp() + "/run",
-          strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    train(
+        dataclasses.replace(cfg, data=DataConfig(patch_size=32, batch_size=3)),
+        tempfile.mkdtemp() + "/run",
+        strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+    )
     divisible_error = ""
 except ConfigError as exc:
     divisible_error = str(exc)
@@ -76,12 +93,17 @@ def maxdiff(a, b):
     return float(max(np.max(np.abs(x - y)) for x, y in zip(a, b)))
 
 
-print(json.dumps({
-    "replicas": [results["one"]["replicas"], results["two"]["replicas"]],
-    "max_abs_diff_g": maxdiff(results["one"]["g"], results["two"]["g"]),
-    "max_abs_diff_d": maxdiff(results["one"]["d"], results["two"]["d"]),
-    "g_moved": maxdiff(results["one"]["g"], results["one"]["g0"]),
-    "d_moved": maxdiff(results["one"]["d"], results["one"]["d0"]),
-    "values_one": results["one"]["values"], "values_two": results["two"]["values"],
-    "divisible_error": divisible_error,
-}))
+print(
+    json.dumps(
+        {
+            "replicas": [results["one"]["replicas"], results["two"]["replicas"]],
+            "max_abs_diff_g": maxdiff(results["one"]["g"], results["two"]["g"]),
+            "max_abs_diff_d": maxdiff(results["one"]["d"], results["two"]["d"]),
+            "g_moved": maxdiff(results["one"]["g"], results["one"]["g0"]),
+            "d_moved": maxdiff(results["one"]["d"], results["one"]["d0"]),
+            "values_one": results["one"]["values"],
+            "values_two": results["two"]["values"],
+            "divisible_error": divisible_error,
+        }
+    )
+)

@@ -18,16 +18,23 @@ n = len({k.split("/")[0] for k in data.files})
 records = []
 for i in range(n):
     sig = str(data[f"{i}/signature"])
-    kwargs = {k.split("/", 1)[1]: tf.constant(data[k]) for k in data.files
-              if k.startswith(f"{i}/") and not k.endswith("/signature")}
+    kwargs = {
+        k.split("/", 1)[1]: tf.constant(data[k])
+        for k in data.files
+        if k.startswith(f"{i}/") and not k.endswith("/signature")
+    }
     try:
         out = loaded.signatures[sig](**kwargs)
         img = out["image"].numpy()
         records.append({"status": "ok", "shape": list(img.shape), "finite": bool(np.isfinite(img).all())})
     except tf.errors.InvalidArgumentError as exc:
         lines = [line for line in str(exc).splitlines() if "assertion failed:" in line]
-        records.append({"status": "InvalidArgumentError",
-                        "message": lines[0].split("assertion failed:", 1)[1].strip(" []") if lines else str(exc)})
+        records.append(
+            {
+                "status": "InvalidArgumentError",
+                "message": lines[0].split("assertion failed:", 1)[1].strip(" []") if lines else str(exc),
+            }
+        )
     except (TypeError, ValueError) as exc:  # binding a wrong dtype to the signature: a Python-level refusal
         records.append({"status": type(exc).__name__, "message": str(exc)[:200]})
 json.dump(records, open(sys.argv[3], "w"))
