@@ -180,6 +180,12 @@ class TrainConfig:
         return cls.from_dict(parse_json(text, where, "a kerasrecon run config"), where)
 
 
+# Fields that may change between a run and its resumption.
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "strategy", "precision", "jit", "collective_timeout_s"}
+# Fields that change the shapes of saved variables: even --force cannot continue a run across them
+# (lr_schedule: a constant rate is an optimizer variable, a schedule is not).
+ARCHITECTURE_FIELDS = ("model.blocks", "model.filters", "model.cascades", "data.patch_size", "lr_schedule")
+
 # Seeds feed NumPy's legacy seeding (keras.utils.set_random_seed), TensorFlow and JAX PRNG keys; all
 # accept [0, 2**31 - 1], and mask seeds are offset by slice and bank indices (+ 100000 + j) within it.
 MAX_SEED = 2**31 - 1 - 200_000

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasrecon.config import TrainConfig
+from kerasrecon.config import ARCHITECTURE_FIELDS, RESUMABLE_CHANGES, TrainConfig
 from kerasrecon.errors import ConfigError, DataError
 from kerasrecon.io import atomic_dir, sha256_file, write_text_atomic
 
@@ -285,13 +285,6 @@ def read_config(run_dir) -> TrainConfig:
     from kerasrecon.schema import read_json
 
     return TrainConfig.from_dict(read_json(path, "a kerasrecon run config"), str(path))
-
-
-# Fields that may change between a run and its resumption.
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "strategy", "precision", "jit", "collective_timeout_s"}
-# Fields that change the shapes of saved variables: even --force cannot continue a run across them
-# (lr_schedule: a constant rate is an optimizer variable, a schedule is not).
-ARCHITECTURE_FIELDS = ("model.blocks", "model.filters", "model.cascades", "data.patch_size", "lr_schedule")
 
 
 def check_resume_config(run_dir, cfg: TrainConfig, force: bool):

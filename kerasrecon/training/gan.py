@@ -78,8 +78,9 @@ class ReconGAN:
         self.adv_weight = adv_weight
         self.g_optimizer = self.d_optimizer = None
 
-    def compile(self, g_optimizer, d_optimizer):
-        """Set both optimizers (Adam in training; any Keras optimizer in tests)."""
+    def set_optimizers(self, g_optimizer, d_optimizer):
+        """Set both optimizers (Adam in training; any Keras optimizer in tests). Not Keras'
+        ``Model.compile``: ``ReconGAN`` is not a Keras model, the trainer drives its steps."""
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
 
     def build_optimizers(self):

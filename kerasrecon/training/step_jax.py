@@ -59,7 +59,7 @@ class JaxStep:
     """One jitted (pre)training step of ``gan`` on the JAX backend.
 
     Args:
-        gan: a ``ReconGAN`` with compiled and built optimizers (``build_optimizers``).
+        gan: a ``ReconGAN`` whose optimizers are set and built (``set_optimizers``, ``build_optimizers``).
         pretrain: MSE-only generator update (warm start; D untouched) instead of the GAN step.
 
     Call: ``(state: TrainState, (inputs, target)) -> (state, logs)``; ``inputs`` the generator's input

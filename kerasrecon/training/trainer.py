@@ -83,7 +83,8 @@ class OffsetSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def build_gan(cfg: TrainConfig, multicoil: bool = False) -> ReconGAN:
-    """Build G, D, VGG (if the loss needs it) and the compiled ``ReconGAN`` (call inside a strategy scope).
+    """Build G, D, VGG (if the loss needs it) and the ``ReconGAN`` with its optimizers set (call inside a
+    strategy scope).
 
     The models get the dtype policy of ``cfg.precision`` (no global policy is set, no RNG seeded:
     ``train()`` seeds); under ``mixed_float16`` both Adam optimizers are wrapped in
@@ -116,7 +117,7 @@ def build_gan(cfg: TrainConfig, multicoil: bool = False) -> ReconGAN:
         return keras.optimizers.LossScaleOptimizer(opt) if policy == "mixed_float16" else opt
 
     # D only steps in the GAN phase: its schedule is read at the global step, pretrain_steps + its own.
-    gan.compile(g_optimizer=adam(), d_optimizer=adam(offset=cfg.pretrain_steps))
+    gan.set_optimizers(g_optimizer=adam(), d_optimizer=adam(offset=cfg.pretrain_steps))
     gan.build_optimizers()
     return gan
 

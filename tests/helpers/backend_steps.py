@@ -57,7 +57,7 @@ def main(init_path, out_path, precision="float32"):
         gan.discriminator.set_weights(weights(init, f"{loss}/d"))
         if gan.content_loss.vgg is not None:
             gan.content_loss.vgg.set_weights(weights(init, f"{loss}/vgg"))
-        gan.compile(g_optimizer=keras.optimizers.SGD(LR), d_optimizer=keras.optimizers.SGD(LR))
+        gan.set_optimizers(g_optimizer=keras.optimizers.SGD(LR), d_optimizer=keras.optimizers.SGD(LR))
         gan.build_optimizers()
         logs = []
         if keras.backend.backend() == "jax":

@@ -48,7 +48,7 @@ for name, strategy in [
 ]:
     with strategy.scope():
         gan = build_gan(cfg)
-        gan.compile(g_optimizer=keras.optimizers.SGD(0.01), d_optimizer=keras.optimizers.SGD(0.01))
+        gan.set_optimizers(g_optimizer=keras.optimizers.SGD(0.01), d_optimizer=keras.optimizers.SGD(0.01))
         gan.build_optimizers()
     if name == "two":  # identical starting point, the random VGG19 of the feature term included
         gan.generator.set_weights(results["one"]["g0"])
