@@ -646,6 +646,18 @@ def fit(out, force, **options):
     click.echo(f"trained steps {result.start_step}..{result.step}; run in {out} ({logs})")
 
 
+# evaluate and compare score against the same target
+TARGET_OPTION = click.option(
+    "--target",
+    "target",
+    type=click.Choice(TARGETS),
+    default=TARGETS[0],
+    show_default=True,
+    help="Multi-coil data: score against the SENSE-combined image (what the models are trained on) or "
+    "the coil images' root-sum-of-squares (fastMRI's multi-coil target). Single-coil: |image| either way.",
+)
+
+
 def baseline_options(fn):
     """--baselines / --baseline-lambdas / --baseline-iters (evaluate and compare)."""
     from kerasrecon.baselines import BASELINES, DEFAULT_ITERS, LAMBDA_GRID
@@ -736,15 +748,7 @@ def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_
     help="Score only volumes of this fastMRI acquisition (CORPD_FBK, CORPDFS_FBK, ...), as fastMRI's "
     "evaluation does (default: all).",
 )
-@click.option(
-    "--target",
-    "target",
-    type=click.Choice(TARGETS),
-    default="sense",
-    show_default=True,
-    help="Multi-coil data: score against the SENSE-combined image (what the models are trained on) or "
-    "the coil images' root-sum-of-squares (fastMRI's multi-coil target). Single-coil: |image| either way.",
-)
+@TARGET_OPTION
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Writes slices.csv and summary.json here.")
 @click.option("--force", is_flag=True, help="Overwrite slices.csv/summary.json in --out.")
 @baseline_options
@@ -1007,15 +1011,7 @@ def reconstruct(
     metavar="NAME",
     help="Compare only volumes of this fastMRI acquisition (CORPD_FBK, CORPDFS_FBK, ...; default: all).",
 )
-@click.option(
-    "--target",
-    "target",
-    type=click.Choice(TARGETS),
-    default="sense",
-    show_default=True,
-    help="Multi-coil data: score against the SENSE-combined image (what the models are trained on) or "
-    "the coil images' root-sum-of-squares (fastMRI's multi-coil target). Single-coil: |image| either way.",
-)
+@TARGET_OPTION
 @baseline_options
 @train_options
 @click.pass_context
