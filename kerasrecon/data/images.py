@@ -71,6 +71,18 @@ def read_image_stack(path, dataset: str | None = None) -> np.ndarray:
 MAX_ARRAY_BYTES = 16 << 30  # 16 GiB: larger than any MR volume these commands read whole
 
 
+def check_volume_size(shape, dtype, where: str, max_bytes: int = MAX_ARRAY_BYTES) -> int:
+    """Bytes of an array of ``shape`` and ``dtype`` as a file declares it, before anything is allocated;
+    ``DataError`` naming ``where`` beyond ``max_bytes``."""
+    nbytes = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
+    if nbytes > max_bytes:
+        raise DataError(
+            f"{where}: declares shape {tuple(shape)} {dtype} ({nbytes / 2**30:.3g} GiB); more than the "
+            f"{max_bytes / 2**30:.0f} GiB limit for one volume"
+        )
+    return nbytes
+
+
 def read_npy(path, max_bytes: int = MAX_ARRAY_BYTES) -> np.ndarray:
     """Load a ``.npy`` file without pickles, checking the size its header claims *before* allocating
     (a damaged or hostile header cannot ask for terabytes). ``DataError`` naming the file otherwise."""
@@ -87,12 +99,7 @@ def read_npy(path, max_bytes: int = MAX_ARRAY_BYTES) -> np.ndarray:
         ) from None
     if dtype.hasobject:
         raise DataError(f"{path}: .npy holds Python objects (dtype {dtype}); expected a numeric array")
-    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if nbytes > max_bytes:
-        raise DataError(
-            f"{path}: header claims shape {tuple(shape)} {dtype} ({nbytes / 2**30:.3g} GiB); more than "
-            f"the {max_bytes / 2**30:.0f} GiB limit for one volume"
-        )
+    nbytes = check_volume_size(shape, dtype, f"{path}: the header", max_bytes)
     if nbytes > path.stat().st_size:
         raise DataError(
             f"{path}: header claims shape {tuple(shape)} {dtype} ({nbytes} bytes) but the file holds "
@@ -150,12 +157,7 @@ def _read_h5_images(path, dataset):
                 f"found {sorted(f.keys())}; pass --dataset NAME"
             )
         ds = h5.dataset(f, keys[0], path, "numeric", (2, 3), layout="images [S, H, W] or [H, W]")
-        nbytes = int(np.prod(ds.shape, dtype=object)) * ds.dtype.itemsize
-        if nbytes > MAX_ARRAY_BYTES:
-            raise DataError(
-                f"{path}: {keys[0]!r} is {nbytes / 2**30:.3g} GiB; more than the "
-                f"{MAX_ARRAY_BYTES / 2**30:.0f} GiB limit for one volume"
-            )
+        check_volume_size(ds.shape, ds.dtype, f"{path}: {keys[0]!r}")
         try:
             return ds[()]
         except OSError as exc:
