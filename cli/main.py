@@ -51,32 +51,22 @@ def one_line_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         # Python warnings (NumPy overflow on hostile input, ...) are held back: a failing command prints
-        # its one error line only; a succeeding one shows them when it ends.
+        # its one error line only (the records are dropped on exit); a succeeding one shows them at the end.
         with warnings.catch_warnings(record=True) as caught:
             try:
                 result = fn(*args, **kwargs)
-            except BaseException:
-                caught.clear()
-                raise
+            except KerasReconError as exc:
+                _fail(str(exc))
+            except OSError as exc:
+                name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+                _fail(f"{name}{exc.strerror or exc} ({exc.__class__.__name__})")
+            except (KeyboardInterrupt, Interrupted) as exc:
+                interrupted_exit(exc)
         for w in caught:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         return result
 
-    @functools.wraps(fn)
-    def guarded(*args, **kwargs):
-        try:
-            return wrapper(*args, **kwargs)
-        except KerasReconError as exc:
-            _fail(str(exc))
-        except (OSError, PermissionError) as exc:
-            name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-            _fail(f"{name}{exc.strerror or exc} ({exc.__class__.__name__})")
-        except KeyboardInterrupt:
-            _fail("interrupted (SIGINT); nothing half-written was kept", status=130)
-        except Interrupted:
-            _fail("terminated (SIGTERM); nothing half-written was kept", status=143)
-
-    return guarded
+    return wrapper
 
 
 def _fail(message: str, status: int = 2):
