@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasrecon.errors import DataError
-from kerasrecon.kspace import check_kspace, ifft2c_np, normalise_np, sense_adjoint_np, to_channels
+from kerasrecon.kspace import check_kspace, from_channels, model_inputs_np, per_slice
 
 
 def _check_mask(mask, shape):
@@ -109,44 +109,20 @@ class Reconstructor:
         with RunLock(run_dir, exclusive=False, option=option):
             cfg, generator, step = load_generator(run_dir)
 
-        def call(kspace, mask):
-            masked = kspace * mask
-            zf, scale = normalise_np(ifft2c_np(masked))
-            out = np.asarray(
-                generator(
-                    {
-                        "zero_filled": to_channels(zf),
-                        "masked_kspace": to_channels(masked * scale[:, None, None]),
-                        "mask": mask.astype(np.float32),
-                    },
-                    training=False,
-                )
-            )
-            return np.sqrt(out[..., 0] ** 2 + out[..., 1] ** 2) / scale[:, None, None]
-
         multicoil_generator = []
 
-        def call_multicoil(kspace, mask, maps):
-            if not multicoil_generator:  # built once
-                from kerasrecon.models.generator import multicoil_twin
+        def call(kspace, mask, maps=None):
+            model = generator
+            if maps is not None:
+                if not multicoil_generator:  # built once
+                    from kerasrecon.models.generator import multicoil_twin
 
-                multicoil_generator.append(multicoil_twin(generator, cfg.model))
-            masked = kspace * mask[:, None]
-            zf, scale = normalise_np(sense_adjoint_np(masked, maps, mask))
-            out = np.asarray(
-                multicoil_generator[0](
-                    {
-                        "zero_filled": to_channels(zf),
-                        "masked_kspace": to_channels(masked * scale[:, None, None, None]),
-                        "mask": mask.astype(np.float32),
-                        "maps": to_channels(maps),
-                    },
-                    training=False,
-                )
-            )
-            return np.sqrt(out[..., 0] ** 2 + out[..., 1] ** 2) / scale[:, None, None]
+                    multicoil_generator.append(multicoil_twin(generator, cfg.model))
+                model = multicoil_generator[0]
+            inputs, scale = model_inputs_np(kspace, mask, maps)
+            return np.abs(from_channels(np.asarray(model(inputs, training=False)))) / per_slice(scale, 3)
 
-        return cls(call, cfg, step, run_dir, call_multicoil)
+        return cls(call, cfg, step, run_dir, call_multicoil=call)
 
     @classmethod
     def from_export(cls, path) -> Reconstructor:

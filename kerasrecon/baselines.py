@@ -126,15 +126,14 @@ def recon_fn(method: str, lam: float, iters: int = DEFAULT_ITERS):
     for every image, as for the models), solves, and returns the magnitude float32 ``[B, H, W]`` at
     the input's scale.
     """
-    from kerasrecon.kspace import ifft2c_np, normalise_np, sense_adjoint_np
+    from kerasrecon.kspace import measure_np, normalise_np, per_slice
 
     def fn(kspace, mask, batch_size=None, maps=None):
         kspace, mask = np.asarray(kspace), np.asarray(mask)
-        masked = kspace * (mask if maps is None else mask[:, None])
-        zero_filled = ifft2c_np(masked) if maps is None else sense_adjoint_np(masked, maps, mask)
+        masked, zero_filled = measure_np(kspace, mask, maps)
         _, scale = normalise_np(zero_filled)
-        out = solve(method, masked * scale.reshape((-1,) + (1,) * (masked.ndim - 1)), mask, lam, iters, maps)
-        return (np.abs(out) / scale[:, None, None]).astype(np.float32)
+        out = solve(method, masked * per_slice(scale, masked.ndim), mask, lam, iters, maps)
+        return (np.abs(out) / per_slice(scale, 3)).astype(np.float32)
 
     return fn
 
@@ -194,6 +193,7 @@ def sweep_lambda(
         :class:`BaselineSetting` with the grid and the mean PSNR of each candidate.
     """
     from kerasrecon.data.pipeline import evaluation_slices
+    from kerasrecon.kspace import per_slice
     from kerasrecon.metrics import psnr
 
     grid = [float(g) for g in grid]
@@ -207,7 +207,7 @@ def sweep_lambda(
         vals = []
         for ev in items:
             pred = np.abs(solve(method, ev["masked_kspace"], ev["mask"].array, lam, iters, ev["maps"]))
-            pred /= ev["scale"][:, None, None]
+            pred /= per_slice(ev["scale"], 3)
             vals += [psnr(t, p, float(t.max())) for t, p in zip(ev["target"], pred)]
         scores.append(float(np.mean(vals)))
     n = sum(ev["target"].shape[0] for ev in items)

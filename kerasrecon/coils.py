@@ -143,12 +143,29 @@ def estimate_maps(kspace: np.ndarray, method: str, acs: int) -> np.ndarray:
     return np.stack([espirit_maps(k, calib_width=acs) for k in kspace])
 
 
-def acs_maps_ch(masked_kspace, region, eps: float = 1e-6):
+def acs_lines_ch(width, center_fraction: float):
+    """Centre columns for coil maps estimated from a mask of ``center_fraction``:
+    ``max(4, round(center_fraction · width))`` (int32; ``width`` may be a tensor, any backend)."""
+    from keras import ops
+
+    return ops.maximum(4, ops.cast(ops.round(center_fraction * ops.cast(width, "float32")), "int32"))
+
+
+def acs_region_ch(width, acs):
+    """``acs_region``'s columns in ``keras.ops``: float32 ``[W]``, 1 on the ``acs`` centre columns."""
+    from keras import ops
+
+    cols = ops.arange(width)
+    start = width // 2 - acs // 2
+    return ops.cast(ops.logical_and(cols >= start, cols < start + acs), "float32")
+
+
+def acs_maps_ch(masked_kspace, acs, eps: float = 1e-6):
     """``acs_maps_np`` in ``keras.ops`` (any backend), for a served graph.
 
     Args:
         masked_kspace: float32 ``[B, C, H, W, 2]`` measured multi-coil k-space (channel form).
-        region: float32 ``[H, W]`` or ``[B, H, W]``, 1 on the calibration region (see ``acs_region``).
+        acs: number of fully sampled centre columns (int or int32 scalar tensor; see ``acs_region``).
         eps: floor of the RSS relative to its per-slice peak (no division by zero off the object).
 
     Returns:
@@ -158,9 +175,8 @@ def acs_maps_ch(masked_kspace, region, eps: float = 1e-6):
 
     from kerasrecon.kspace import ifft2c_ch
 
-    r = ops.cast(region, masked_kspace.dtype)
-    r = r[None, None, ..., None] if len(r.shape) == 2 else r[:, None, ..., None]
-    low = ifft2c_ch(masked_kspace * r)
+    region = ops.cast(acs_region_ch(ops.shape(masked_kspace)[3], acs), masked_kspace.dtype)
+    low = ifft2c_ch(masked_kspace * region[:, None])
     rss = ops.sqrt(ops.sum(ops.square(low), axis=(1, 4), keepdims=True))  # [B, 1, H, W, 1]
     peak = ops.max(rss, axis=(2, 3), keepdims=True)
     keep = ops.cast(rss > MAP_THRESHOLD * peak, low.dtype)

@@ -23,6 +23,7 @@ from kerasrecon.data.pipeline import evaluation_slices
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import DataError
 from kerasrecon.io import atomic_file, check_output, check_outputs_in
+from kerasrecon.kspace import per_slice
 from kerasrecon.metrics import METRICS, SSIM_WINDOW, all_metrics, hfen, nmse, psnr
 
 ROW_FIELDS = [
@@ -108,7 +109,7 @@ def evaluate(
         target = ev["target"]
         data_range = float(target.max())
         t0 = time.perf_counter()
-        outputs = {"zero_filled": (np.abs(ev["zero_filled"]) / ev["scale"][:, None, None]).astype(np.float32)}
+        outputs = {"zero_filled": (np.abs(ev["zero_filled"]) / per_slice(ev["scale"], 3)).astype(np.float32)}
         seconds["zero_filled"] = seconds.get("zero_filled", 0.0) + time.perf_counter() - t0
         for name, fn in recon_fns.items():
             t0 = time.perf_counter()

@@ -36,8 +36,7 @@ import tensorflow as tf
 from kerasrecon import __version__
 from kerasrecon.config import TrainConfig
 from kerasrecon.errors import ConfigError
-from kerasrecon.kspace import NORMALISE_EPS as EPS  # one floor for training, evaluation and serving
-from kerasrecon.kspace import from_channels, ifft2c, sense_adjoint, to_channels
+from kerasrecon.kspace import abs_ch, ifft2c_ch, normalise_ch, sense_adjoint_ch
 
 METADATA_FILE = "kerasrecon.json"
 NORMALISATION = "per slice: x / max|zero_filled| before the generator, multiplied back after"
@@ -174,7 +173,7 @@ def _validate_kspace(kspace_real, kspace_imag, mask, coils: bool):
     kr, ki, m = _checked((kspace_real, kspace_imag, mask), checks)
     kr, ki = _as_rank(kr, rank), _as_rank(ki, rank)
     shape = tf.shape(kr)
-    return tf.complex(kr, ki), tf.broadcast_to(m, tf.stack([shape[0], shape[-2], shape[-1]]))
+    return tf.stack([kr, ki], axis=-1), tf.broadcast_to(m, tf.stack([shape[0], shape[-2], shape[-1]]))
 
 
 def validate_kspace_inputs(kspace_real, kspace_imag, mask):
@@ -185,7 +184,8 @@ def validate_kspace_inputs(kspace_real, kspace_imag, mask):
         mask: float32 tensor of any rank (expected ``[H, W]`` or ``[B, H, W]``).
 
     Returns:
-        ``(kspace complex64 [B, H, W], mask float32 [B, H, W])`` with static rank 3.
+        ``(kspace float32 [B, H, W, 2], mask float32 [B, H, W])`` (k-space in channel form) with
+        static rank 4 and 3.
 
     Raises:
         tf.errors.InvalidArgumentError: naming the input, what was expected and what was received.
@@ -195,14 +195,9 @@ def validate_kspace_inputs(kspace_real, kspace_imag, mask):
 
 def validate_multicoil_inputs(kspace_real, kspace_imag, mask):
     """In-graph validation of ``multicoil``'s inputs: k-space float32 ``[B, C, H, W]`` (equal shapes,
-    finite), mask ``[H, W]`` or ``[B, H, W]`` of 0/1. Returns ``(kspace complex64 [B, C, H, W], mask
+    finite), mask ``[H, W]`` or ``[B, H, W]`` of 0/1. Returns ``(kspace float32 [B, C, H, W, 2], mask
     float32 [B, H, W])``; raises ``InvalidArgumentError`` naming the input."""
     return _validate_kspace(kspace_real, kspace_imag, mask, coils=True)
-
-
-def acs_lines_for(width, center_fraction: float):
-    """Centre columns used for in-graph coil maps: ``max(4, round(center_fraction · width))``."""
-    return tf.maximum(4, tf.cast(tf.round(center_fraction * tf.cast(width, tf.float32)), tf.int32))
 
 
 def validate_zero_filled(zero_filled):
@@ -241,24 +236,26 @@ class ReconModule(tf.Module):
         self.metadata_json = tf.Variable(json.dumps(metadata, sort_keys=True), trainable=False, name="metadata_json")
 
     def _run(self, zero_filled, masked_kspace, mask, maps=None):
-        peak = tf.reduce_max(tf.abs(zero_filled), axis=[1, 2], keepdims=True)
-        scale = tf.cast(1.0 / tf.maximum(peak, EPS), tf.complex64)
-        inputs = {"zero_filled": to_channels(zero_filled * scale), "mask": mask}
+        """The generator on ``kspace.normalise_ch``-scaled inputs (channel form ``[B, ..., 2]``), with
+        the scale undone on its output; a non-finite result raises naming ``image``."""
+        zf, scale = normalise_ch(zero_filled)
+        inputs = {"zero_filled": zf, "mask": mask}
         if maps is None:
-            out = self.generator({**inputs, "masked_kspace": to_channels(masked_kspace * scale)}, training=False)
+            out = self.generator({**inputs, "masked_kspace": masked_kspace * scale}, training=False)
         else:
             out = self.multicoil_generator(
-                {**inputs, "masked_kspace": to_channels(masked_kspace * scale[:, None]), "maps": maps}, training=False
+                {**inputs, "masked_kspace": masked_kspace * scale[:, None], "maps": maps}, training=False
             )
-        recon = from_channels(out) / scale
+        recon = out / scale
+        image = abs_ch(recon)
         image, channels = _checked(
-            (tf.abs(recon), to_channels(recon)),
+            (image, recon),
             [
                 (
-                    lambda: tf.reduce_all(tf.math.is_finite(tf.abs(recon))),
+                    lambda: tf.reduce_all(tf.math.is_finite(image)),
                     "image: the reconstruction is not finite; k-space magnitudes this large overflow float32 in "
                     "the FFT; got max |zero-filled| = {}",
-                    lambda: [tf.reduce_max(tf.abs(zero_filled))],
+                    lambda: [tf.reduce_max(abs_ch(zero_filled))],
                 )
             ],
         )
@@ -273,8 +270,8 @@ class ReconModule(tf.Module):
     )
     def serve(self, kspace_real, kspace_imag, mask):
         kspace, mask = validate_kspace_inputs(kspace_real, kspace_imag, mask)
-        masked = kspace * tf.cast(mask, tf.complex64)
-        return self._run(ifft2c(masked), masked, mask)
+        masked = kspace * mask[..., None]
+        return self._run(ifft2c_ch(masked), masked, mask)
 
     @tf.function(
         input_signature=[
@@ -284,24 +281,18 @@ class ReconModule(tf.Module):
         ]
     )
     def multicoil(self, kspace_real, kspace_imag, mask):
-        from kerasrecon.coils import acs_maps_ch
+        from kerasrecon.coils import acs_lines_ch, acs_maps_ch
 
         kspace, mask = validate_multicoil_inputs(kspace_real, kspace_imag, mask)
-        masked = kspace * tf.cast(mask[:, None], tf.complex64)
-        w = tf.shape(kspace)[3]
-        acs = acs_lines_for(w, self.center_fraction)
-        cols = tf.range(w)
-        region = tf.cast((cols >= w // 2 - acs // 2) & (cols < w // 2 - acs // 2 + acs), tf.float32)
-        maps = acs_maps_ch(to_channels(masked), tf.broadcast_to(region[None, None, :], tf.shape(mask)))
-        zero_filled = sense_adjoint(masked, from_channels(maps))
-        return self._run(zero_filled, masked, mask, maps)
+        masked = kspace * mask[:, None, ..., None]
+        maps = acs_maps_ch(masked, acs_lines_ch(tf.shape(kspace)[3], self.center_fraction))
+        return self._run(sense_adjoint_ch(masked, maps, mask), masked, mask, maps)
 
     @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="zero_filled")])
     def from_zero_filled(self, zero_filled):
         zero_filled = validate_zero_filled(zero_filled)
-        zf = from_channels(zero_filled)
         zeros = tf.zeros(tf.shape(zero_filled)[:3], tf.float32)
-        return self._run(zf, tf.zeros_like(zf), zeros)  # an empty mask makes DC the identity
+        return self._run(zero_filled, tf.zeros_like(zero_filled), zeros)  # an empty mask makes DC the identity
 
 
 def export_run(run_dir, out, force: bool = False) -> Path:

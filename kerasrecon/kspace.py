@@ -12,14 +12,15 @@ Convention (used everywhere in kerasrecon and written into exported models):
 * Models see complex images as float32 channels ``[..., H, W, 2]`` (real, imaginary); only this
   module converts (``to_channels`` / ``from_channels``).
 
-Three implementations follow the one convention, each where it is needed:
+Two implementations follow the one convention, each where it is needed, and no third:
 
-* ``*_np``: NumPy (data preparation, baselines, evaluation, the tests' references);
-* ``*_ch``: ``keras.ops`` on channel form ``[..., H, W, 2]`` — the models, losses and data
-  consistency, on any Keras backend (``keras.ops.fft2`` lowers to ``tf.signal.fft2d`` on TensorFlow,
-  ``jnp.fft.fft2`` on JAX);
-* complex TensorFlow (``fft2c``, ``ifft2c``, ...): the tf.data input pipeline and the SavedModel
-  signature, which are TensorFlow by nature (imported only where used).
+* ``*_np``: NumPy on complex arrays (data preparation, the input pipelines, baselines, evaluation,
+  the ``Reconstructor``);
+* ``*_ch``: ``keras.ops`` on channel form ``[..., H, W, 2]`` — everything that runs in a graph: the
+  models, losses and data consistency on any Keras backend, and the SavedModel signatures
+  (``keras.ops.fft2`` lowers to ``tf.signal.fft2d`` on TensorFlow, ``jnp.fft.fft2`` on JAX).
+
+``to_channels`` / ``from_channels`` convert NumPy arrays between the two forms.
 """
 
 from __future__ import annotations
@@ -29,12 +30,6 @@ import numpy as np
 from kerasrecon.errors import DataError
 
 AXES = (-2, -1)
-
-
-def _tf():
-    import tensorflow as tf  # deferred so that NumPy-only users do not pay the import
-
-    return tf
 
 
 # --------------------------------------------------------------------------------------- NumPy
@@ -112,6 +107,30 @@ def sense_adjoint_np(kspace: np.ndarray, maps: np.ndarray, mask: np.ndarray) -> 
     return np.sum(np.conj(maps) * ifft2c_np(kspace * _coil_mask(mask)), axis=1)
 
 
+def measure_np(kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | None = None):
+    """What a scanner with ``mask`` measures and its zero-filled image (NumPy).
+
+    Args:
+        kspace: complex ``[S, H, W]``, or multi-coil ``[S, C, H, W]`` with ``maps``.
+        mask: ``[H, W]`` or ``[S, H, W]`` in {0, 1}.
+        maps: coil sensitivities complex ``[S, C, H, W]``, or ``None`` (single coil).
+
+    Returns:
+        ``(masked_kspace, zero_filled)``: ``M ⊙ kspace`` (the shape of ``kspace``) and ``Fᴴ(M ⊙ kspace)``,
+        multi-coil the SENSE combination ``Σ_c conj(S_c) Fᴴ(M ⊙ y_c)``, complex ``[S, H, W]``.
+    """
+    if maps is None:
+        masked = kspace * mask
+        return masked, ifft2c_np(masked)
+    masked = kspace * _coil_mask(mask)
+    return masked, sense_adjoint_np(masked, maps, mask)
+
+
+def per_slice(scale, ndim: int) -> np.ndarray:
+    """``scale`` float ``[S]`` shaped ``[S, 1, ...]`` to broadcast over an array ``[S, ...]`` of rank ``ndim``."""
+    return np.asarray(scale).reshape((-1,) + (1,) * (ndim - 1))
+
+
 NORMALISE_EPS = 1e-8  # floor of the zero-filled peak (an all-zero slice keeps scale 1e8, not inf)
 
 
@@ -129,7 +148,34 @@ def normalise_np(zero_filled: np.ndarray):
     """
     peak = np.abs(zero_filled).reshape(zero_filled.shape[0], -1).max(axis=1)
     scale = (1.0 / np.maximum(peak, NORMALISE_EPS)).astype(np.float32)
-    return (zero_filled * scale[:, None, None]).astype(np.complex64), scale
+    return (zero_filled * per_slice(scale, 3)).astype(np.complex64), scale
+
+
+def model_inputs_np(kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | None = None):
+    """The generator's inputs for whole slices (NumPy): measure, zero-fill, normalise.
+
+    Args:
+        kspace: complex ``[S, H, W]`` (multi-coil ``[S, C, H, W]`` with ``maps``), fully sampled or
+            already masked.
+        mask: ``[H, W]`` or ``[S, H, W]`` in {0, 1}.
+        maps: complex ``[S, C, H, W]`` coil sensitivities, or ``None``.
+
+    Returns:
+        ``(inputs, scale)``: the generator's input dict (``zero_filled`` float32 ``[S, H, W, 2]``,
+        ``masked_kspace`` float32 ``[S, H, W, 2]`` or ``[S, C, H, W, 2]``, ``mask`` float32, and with
+        coils ``maps`` float32 ``[S, C, H, W, 2]``) and ``scale`` float32 ``[S]`` (outputs are
+        divided by it to return to the input's intensity scale).
+    """
+    masked, zero_filled = measure_np(kspace, mask, maps)
+    zero_filled, scale = normalise_np(zero_filled)
+    inputs = {
+        "zero_filled": to_channels(zero_filled),
+        "masked_kspace": to_channels(masked * per_slice(scale, masked.ndim)),
+        "mask": np.asarray(mask, np.float32),
+    }
+    if maps is not None:
+        inputs["maps"] = to_channels(maps)
+    return inputs, scale
 
 
 def check_kspace(kspace, name: str = "kspace") -> None:
@@ -171,97 +217,18 @@ def check_mask(mask, shape, name: str = "mask") -> None:
         raise DataError(f"{name} must be real and finite. Received: dtype={arr.dtype}")
 
 
-# ---------------------------------------------------------------------------------- TensorFlow
-def fft2c(image):
-    """Centred orthonormal 2-D FFT with ``tf.signal.fft2d``.
-
-    Args:
-        image: complex64 tensor ``[..., H, W]``.
-
-    Returns:
-        complex64 tensor ``[..., H, W]``; DC at ``(H // 2, W // 2)``.
-    """
-    tf = _tf()
-    image = tf.convert_to_tensor(image)
-    shifted = tf.signal.ifftshift(image, axes=AXES)
-    k = tf.signal.fft2d(shifted)
-    return tf.signal.fftshift(k, axes=AXES) * _ortho_scale(image)
+def to_channels(x: np.ndarray) -> np.ndarray:
+    """Complex ``[..., H, W]`` -> float32 ``[..., H, W, 2]`` (real, imaginary)."""
+    x = np.asarray(x)
+    return np.stack([x.real, x.imag], axis=-1).astype(np.float32)
 
 
-def ifft2c(kspace):
-    """Centred orthonormal inverse 2-D FFT with ``tf.signal.ifft2d``.
-
-    Args:
-        kspace: complex64 tensor ``[..., H, W]``.
-
-    Returns:
-        complex64 tensor ``[..., H, W]``.
-    """
-    tf = _tf()
-    kspace = tf.convert_to_tensor(kspace)
-    shifted = tf.signal.ifftshift(kspace, axes=AXES)
-    x = tf.signal.ifft2d(shifted)
-    return tf.signal.fftshift(x, axes=AXES) / _ortho_scale(kspace)
-
-
-def sense_adjoint(masked_kspace, maps):
-    """``Σ_c conj(S_c) · Fᴴ y_c`` with ``tf.signal`` (the TensorFlow twin of ``sense_adjoint_np`` for
-    already masked k-space): complex64 ``[..., C, H, W]`` k-space and maps -> ``[..., H, W]``."""
-    tf = _tf()
-    return tf.reduce_sum(tf.math.conj(maps) * ifft2c(masked_kspace), axis=-3)
-
-
-def _ortho_scale(x):
-    """1/sqrt(H*W) as a complex scalar of ``x``'s dtype (ifft2d already divides by H*W)."""
-    tf = _tf()
-    shape = tf.shape(x)
-    n = tf.cast(shape[-2] * shape[-1], tf.float32)
-    return tf.cast(tf.math.rsqrt(n), x.dtype)
-
-
-def undersample(kspace, mask):
-    """``mask ⊙ kspace``.
-
-    Args:
-        kspace: complex64 tensor ``[B, H, W]``.
-        mask: float32 tensor ``[H, W]`` or ``[B, H, W]`` with values in {0, 1}.
-
-    Returns:
-        masked_kspace: complex64 tensor ``[B, H, W]``.
-    """
-    tf = _tf()
-    return kspace * tf.cast(mask, kspace.dtype)
-
-
-def zero_filled(kspace, mask):
-    """Zero-filled image ``F^H(M ⊙ s0)``.
-
-    Args:
-        kspace: complex64 tensor ``[B, H, W]`` (fully sampled or already masked).
-        mask: float32 tensor ``[H, W]`` or ``[B, H, W]``.
-
-    Returns:
-        complex64 tensor ``[B, H, W]``.
-    """
-    return ifft2c(undersample(kspace, mask))
-
-
-def to_channels(x):
-    """Complex ``[..., H, W]`` -> float32 ``[..., H, W, 2]`` (real, imaginary). TF or NumPy input."""
-    if isinstance(x, np.ndarray):
-        return np.stack([x.real, x.imag], axis=-1).astype(np.float32)
-    tf = _tf()
-    return tf.stack([tf.math.real(x), tf.math.imag(x)], axis=-1)
-
-
-def from_channels(x):
-    """Float ``[..., H, W, 2]`` -> complex64 ``[..., H, W]``. TF or NumPy input."""
-    if isinstance(x, np.ndarray):
-        if x.shape[-1] != 2:
-            raise DataError(f"expected 2 channels (real, imag) in the last axis. Received: shape={x.shape}")
-        return (x[..., 0] + 1j * x[..., 1]).astype(np.complex64)
-    tf = _tf()
-    return tf.complex(x[..., 0], x[..., 1])
+def from_channels(x: np.ndarray) -> np.ndarray:
+    """Float ``[..., H, W, 2]`` (real, imaginary) -> complex64 ``[..., H, W]``."""
+    x = np.asarray(x)
+    if x.shape[-1:] != (2,):
+        raise DataError(f"expected 2 channels (real, imag) in the last axis. Received: shape={x.shape}")
+    return (x[..., 0] + 1j * x[..., 1]).astype(np.complex64)
 
 
 # ------------------------------------------------------------------------ keras.ops (any backend)
@@ -338,9 +305,14 @@ def data_consistency_ch(image, masked_kspace, mask, noise_lambda=None):
     """
     ops = _ops()
     k = fft2c_ch(image)
-    m = ops.expand_dims(ops.cast(mask, k.dtype), -1)
+    return ifft2c_ch(_replace_measured(k, masked_kspace, ops.expand_dims(ops.cast(mask, k.dtype), -1), noise_lambda))
+
+
+def _replace_measured(k, masked_kspace, m, noise_lambda):
+    """``(1 - M) ⊙ k + M ⊙ s0`` (hard) or with ``(k + λ s0) / (1 + λ)`` on the samples (soft): the one
+    k-space update of single- and multi-coil data consistency (``m`` broadcasts against ``k``)."""
     measured = masked_kspace if noise_lambda is None else (k + noise_lambda * masked_kspace) / (1.0 + noise_lambda)
-    return ifft2c_ch((1.0 - m) * k + m * measured)
+    return (1.0 - m) * k + m * measured
 
 
 def complex_mul_ch(a, b, conjugate_a: bool = False):
@@ -396,11 +368,32 @@ def sense_data_consistency_ch(image, masked_kspace, maps, mask, noise_lambda=Non
     ops = _ops()
     k = fft2c_ch(complex_mul_ch(maps, ops.expand_dims(image, 1)))
     m = ops.expand_dims(ops.expand_dims(ops.cast(mask, k.dtype), 1), -1)
-    measured = masked_kspace if noise_lambda is None else (k + noise_lambda * masked_kspace) / (1.0 + noise_lambda)
-    return ops.sum(complex_mul_ch(maps, ifft2c_ch((1.0 - m) * k + m * measured), conjugate_a=True), axis=1)
+    k = _replace_measured(k, masked_kspace, m, noise_lambda)
+    return ops.sum(complex_mul_ch(maps, ifft2c_ch(k), conjugate_a=True), axis=1)
 
 
 def magnitude(x):
     """``|x|`` of channel form: float32 ``[..., H, W, 2]`` -> ``[..., H, W, 1]`` (any backend)."""
     ops = _ops()
     return ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True) + 1e-12)
+
+
+def abs_ch(x):
+    """``|x|`` of channel form without an offset or overflow (``hypot``): ``[..., 2]`` -> ``[...]`` (any backend)."""
+    return _ops().hypot(x[..., 0], x[..., 1])
+
+
+def normalise_ch(zero_filled):
+    """``normalise_np`` in ``keras.ops`` (any backend): each slice scaled so that its zero-filled
+    magnitude peaks at 1.
+
+    Args:
+        zero_filled: float32 ``[B, H, W, 2]``.
+
+    Returns:
+        ``(scaled float32 [B, H, W, 2], scale float32 [B, 1, 1, 1])`` with ``scaled = zero_filled * scale``.
+    """
+    ops = _ops()
+    peak = ops.max(abs_ch(zero_filled), axis=(1, 2), keepdims=True)[..., None]
+    scale = 1.0 / ops.maximum(peak, NORMALISE_EPS)
+    return zero_filled * scale, scale

@@ -20,14 +20,30 @@ def random_complex(rng, shape):
     return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
 
 
+def centred_dft_matrix(n: int, inverse: bool = False) -> np.ndarray:
+    """The centred orthonormal DFT as an explicit matrix (complex128 ``[n, n]``), written from its
+    definition rather than with ``np.fft``: ``F[k, j] = exp(∓2πi (k - c)(j - c) / n) / √n`` with the
+    DC index ``c = n // 2`` (sign − forward, + inverse)."""
+    idx = np.arange(n) - n // 2
+    sign = 1.0 if inverse else -1.0
+    return np.exp(sign * 2j * np.pi * np.outer(idx, idx) / n) / np.sqrt(n)
+
+
+def _ref_dft2(x, inverse: bool):
+    x = np.asarray(x)
+    fh, fw = centred_dft_matrix(x.shape[-2], inverse), centred_dft_matrix(x.shape[-1], inverse)
+    return fh @ x @ fw.T
+
+
 def ref_fft2c(x):
-    """Independent reference: centred orthonormal 2-D FFT with NumPy (fastMRI's definition)."""
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    """Independent reference: centred orthonormal 2-D DFT over the last two axes, as matrix products
+    ``F_H · x · F_Wᵀ`` with :func:`centred_dft_matrix` (complex128)."""
+    return _ref_dft2(x, inverse=False)
 
 
 def ref_ifft2c(k):
-    """Independent reference: centred orthonormal inverse 2-D FFT with NumPy."""
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    """Independent reference: centred orthonormal inverse 2-D DFT (``F_Hᴴ · k · conj(F_W)``), complex128."""
+    return _ref_dft2(k, inverse=True)
 
 
 @pytest.fixture(autouse=True)

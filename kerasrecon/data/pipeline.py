@@ -1,6 +1,7 @@
-"""Input pipelines: normalise, mask, zero-fill, random patches, batch, prefetch — as tf.data
-(:func:`training_dataset`, the TensorFlow backend) or NumPy with a thread pool (:func:`numpy_batches`,
-the JAX backend and any host without TensorFlow). Both yield the same elements.
+"""Input pipelines: normalise, mask, zero-fill, random patches, batch, prefetch. One recipe,
+:func:`numpy_element` (NumPy), computes every training element; :func:`numpy_batches` runs it in a
+thread pool (the JAX backend and any host without TensorFlow) and :func:`training_dataset` runs it
+inside tf.data (``tf.numpy_function``, the TensorFlow backend), so both yield the same elements.
 
 Training samples (deterministic given ``TrainConfig.seed``; element ``i`` is a pure function of
 ``(seed, i)``, so parallel maps and sharding never change the stream):
@@ -46,7 +47,7 @@ import numpy as np
 from kerasrecon.config import MaskConfig, TrainConfig
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import ConfigError, DataError
-from kerasrecon.kspace import fft2c_np, ifft2c_np, normalise_np, sense_adjoint_np, to_channels
+from kerasrecon.kspace import fft2c_np, ifft2c_np, normalise_np, per_slice, sense_adjoint_np, to_channels
 from kerasrecon.masks import Mask, make_mask
 
 PER_SAMPLE_SEED_OFFSET = 100_000  # per-sample bank masks never reuse a per-volume reference seed
@@ -118,7 +119,7 @@ def sampling_plan(volumes: list[Volume], cfg: TrainConfig) -> SamplingPlan:
     multicoil = check_coils(volumes)
     ref = reference_masks(volumes, cfg.mask)
     scales = normalisation_scales(volumes, ref)
-    targets = np.concatenate([v.images * s[:, None, None] for v, s in zip(volumes, scales)]).astype(np.complex64)
+    targets = np.concatenate([v.images * per_slice(s, 3) for v, s in zip(volumes, scales)]).astype(np.complex64)
     vol_of_slice = np.concatenate([np.full(v.kspace.shape[0], i) for i, v in enumerate(volumes)])
     if cfg.mask.per_sample:
         seeds = [cfg.mask.seed + PER_SAMPLE_SEED_OFFSET + j for j in range(cfg.mask.bank_size)]
@@ -132,14 +133,14 @@ def sampling_plan(volumes: list[Volume], cfg: TrainConfig) -> SamplingPlan:
     # Whole-slice sampling needs each slice's k-space: it is the volume's own (scaled), taken once here
     # instead of one full-slice FFT per sample.
     kspace = (
-        np.concatenate([v.kspace * s[:, None, None] for v, s in zip(volumes, scales)]).astype(np.complex64)
+        np.concatenate([v.kspace * per_slice(s, 3) for v, s in zip(volumes, scales)]).astype(np.complex64)
         if whole_slice
         else None
     )
     coil_kspace = maps = None
     if multicoil:
         if whole_slice:  # patches are measured from the scaled SENSE target and the window's maps
-            coil_kspace = np.concatenate([v.coil_kspace * s[:, None, None, None] for v, s in zip(volumes, scales)])
+            coil_kspace = np.concatenate([v.coil_kspace * per_slice(s, 4) for v, s in zip(volumes, scales)])
         maps = np.concatenate([v.maps for v in volumes])
     return SamplingPlan(
         p,
@@ -234,6 +235,15 @@ def numpy_element(plan: SamplingPlan, i: int):
     return inputs, np.abs(patch)[..., None].astype(np.float32)
 
 
+def element_spec(plan: SamplingPlan):
+    """The input keys of an element and their shapes: ``(keys, shapes)`` as in the module docstring."""
+    p = plan.p
+    if plan.coil_inputs:
+        c = plan.maps.shape[1]
+        return ("zero_filled", "masked_kspace", "mask", "maps"), ([p, p, 2], [c, p, p, 2], [p, p], [c, p, p, 2])
+    return ("zero_filled", "masked_kspace", "mask"), ([p, p, 2], [p, p, 2], [p, p])
+
+
 def numpy_batches(
     volumes: list[Volume],
     cfg: TrainConfig,
@@ -298,50 +308,19 @@ def training_dataset(
     """
     import tensorflow as tf
 
-    from kerasrecon.kspace import fft2c, ifft2c, sense_adjoint
-    from kerasrecon.kspace import to_channels as to_channels_tf
-
     plan = sampling_plan(volumes, cfg)
     p = plan.p
-    targets_t = tf.constant(plan.targets)
-    kspace_t = tf.constant(plan.kspace) if plan.whole_slice else None
-    bank_t = tf.constant(plan.bank)
-    coil_t = tf.constant(plan.coil_kspace) if plan.coil_kspace is not None else None
-    maps_t = tf.constant(plan.maps) if plan.maps is not None else None
+    keys, shapes = element_spec(plan)
 
-    def sample(i):
-        idx = tf.numpy_function(lambda j: element_indices(plan, j), [i], tf.int32, stateful=False)
-        idx.set_shape([4])
-        s, top, left, m = idx[0], idx[1], idx[2], idx[3]
-        mask = bank_t[m]
-        patch = tf.slice(targets_t[s], [top, left], [p, p])
-        if plan.maps is not None:
-            maps = tf.slice(maps_t[s], [0, top, left], [-1, p, p])
-            if plan.whole_slice:
-                masked = coil_t[s] * tf.cast(mask, tf.complex64)
-                zero_filled = tf.slice(sense_adjoint(masked, maps_t[s]), [top, left], [p, p])
-            else:
-                masked = fft2c(maps * patch) * tf.cast(mask, tf.complex64)
-                zero_filled = sense_adjoint(masked, maps)
-            if plan.coil_inputs:
-                inputs = {
-                    "zero_filled": to_channels_tf(zero_filled),
-                    "masked_kspace": to_channels_tf(masked),
-                    "mask": mask,
-                    "maps": to_channels_tf(maps),
-                }
-                return inputs, tf.abs(patch)[..., None]
-            masked, mask = tf.zeros([p, p], tf.complex64), tf.zeros([p, p], tf.float32)
-        elif plan.whole_slice:
-            masked = kspace_t[s] * tf.cast(mask, tf.complex64)
-            zero_filled = tf.slice(ifft2c(masked), [top, left], [p, p])
-            if not plan.exact_dc:
-                masked, mask = tf.zeros([p, p], tf.complex64), tf.zeros([p, p], tf.float32)
-        else:
-            masked = fft2c(patch) * tf.cast(mask, tf.complex64)
-            zero_filled = ifft2c(masked)
-        inputs = {"zero_filled": to_channels_tf(zero_filled), "masked_kspace": to_channels_tf(masked), "mask": mask}
-        return inputs, tf.abs(patch)[..., None]
+    def element(i):
+        inputs, target = numpy_element(plan, int(i))
+        return [inputs[k] for k in keys] + [target]
+
+    def sample(i):  # numpy_element in the tf.data graph: one recipe for both input paths
+        out = tf.numpy_function(element, [i], [tf.float32] * (len(keys) + 1), stateful=False)
+        for t, shape in zip(out, [*shapes, [p, p, 1]]):
+            t.set_shape(shape)
+        return dict(zip(keys, out[:-1])), out[-1]
 
     ds = tf.data.Dataset.counter(start=start, dtype=tf.int64)
     if num_shards > 1:

@@ -22,7 +22,7 @@ from kerasrecon.coils import rss_np
 from kerasrecon.config import TARGETS  # what multi-coil results are scored against (Volume.target)
 from kerasrecon.data import h5
 from kerasrecon.errors import DataError
-from kerasrecon.kspace import check_kspace, ifft2c_np, sense_adjoint_np
+from kerasrecon.kspace import check_kspace, ifft2c_np, measure_np, per_slice
 
 MANIFEST = "manifest.json"
 FORMAT = "kerasrecon-dataset"
@@ -76,21 +76,20 @@ class Volume:
         """What a scanner with this sampling ``mask`` (``[H, W]`` or ``[S, H, W]``) measures, scaled per
         slice by ``scale`` (float ``[S]``, default 1): masked k-space complex64 ``[S, H, W]``, or
         ``[S, C, H, W]`` for multi-coil volumes."""
+        return self._measure(mask, scale)[0]
+
+    def _measure(self, mask, scale):
+        """``kspace.measure_np`` of this volume's (coil) k-space, scaled per slice by ``scale``."""
         k = self.coil_kspace if self.multicoil else self.kspace
-        m = np.asarray(mask, np.float32)
-        m = m[:, None] if (self.multicoil and m.ndim == 3) else m
-        out = k * m
         if scale is not None:
-            out = out * np.asarray(scale).reshape((-1,) + (1,) * (k.ndim - 1))
-        return out.astype(np.complex64)
+            k = k * per_slice(scale, k.ndim)
+        masked, zero_filled = measure_np(k, np.asarray(mask, np.float32), self.maps if self.multicoil else None)
+        return masked.astype(np.complex64), zero_filled.astype(np.complex64)
 
     def zero_filled(self, mask: np.ndarray, scale=None) -> np.ndarray:
         """The zero-filled image under ``mask``: ``Fᴴ(M ⊙ k)``, multi-coil the SENSE combination
         ``Σ_c conj(S_c) Fᴴ(M ⊙ y_c)``. complex64 ``[S, H, W]`` (scaled like :meth:`measured`)."""
-        measured = self.measured(mask, scale)
-        if not self.multicoil:
-            return ifft2c_np(measured).astype(np.complex64)
-        return sense_adjoint_np(measured, self.maps, mask).astype(np.complex64)
+        return self._measure(mask, scale)[1]
 
     def slices(self, rows, name: str | None = None) -> Volume:
         """The volume restricted to slices ``rows`` (a slice or index array), every field kept."""

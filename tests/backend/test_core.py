@@ -228,24 +228,50 @@ def test_sense_data_consistency_matches_numpy_and_reduces_to_single_coil(rng, no
 
 
 def test_acs_maps_in_graph_equal_numpy(rng):
-    from kerasrecon.coils import acs_maps_ch, acs_maps_np, acs_region, birdcage_maps
+    from kerasrecon.coils import acs_maps_ch, acs_maps_np, birdcage_maps
 
     c, h, w = 6, 16, 20
     obj = random_complex(rng, (h, w))
     kspace = ref_fft2c(birdcage_maps(c, h, w) * obj)[None]
     ref = acs_maps_np(kspace, acs=8)
-    out = unch(acs_maps_ch(ch(kspace), acs_region((h, w), 8)))
+    out = unch(acs_maps_ch(ch(kspace), 8))
     np.testing.assert_allclose(out, ref, atol=2e-5)
     np.testing.assert_allclose(np.sum(np.abs(out) ** 2, axis=1)[np.abs(ref).sum(1) > 0], 1.0, atol=1e-4)
 
 
 def test_acs_maps_of_all_zero_data_are_zero_not_nan():
     """Nothing measured (all-zero k-space or mask): maps 0 on both twins, as the multi-coil signature needs."""
-    from kerasrecon.coils import acs_maps_ch, acs_maps_np, acs_region
+    from kerasrecon.coils import acs_maps_ch, acs_maps_np
 
     kspace = np.zeros((1, 4, 12, 10), np.complex64)
     np.testing.assert_array_equal(acs_maps_np(kspace, acs=4), 0)
-    np.testing.assert_array_equal(unch(acs_maps_ch(ch(kspace), acs_region((12, 10), 4))), 0)
+    np.testing.assert_array_equal(unch(acs_maps_ch(ch(kspace), 4)), 0)
+
+
+@pytest.mark.parametrize("w, acs", [(10, 4), (11, 4), (12, 5), (9, 9)])
+def test_acs_region_in_graph_equals_numpy(w, acs):
+    from kerasrecon.coils import acs_region, acs_region_ch
+
+    np.testing.assert_array_equal(ops.convert_to_numpy(acs_region_ch(w, acs)), acs_region((3, w), acs)[0])
+
+
+@pytest.mark.parametrize("w, fraction, expected", [(32, 0.08, 4), (100, 0.08, 8), (444, 0.08, 36), (10, 0.5, 5)])
+def test_acs_lines_by_hand(w, fraction, expected):
+    from kerasrecon.coils import acs_lines_ch
+
+    assert int(ops.convert_to_numpy(acs_lines_ch(w, fraction))) == expected
+
+
+def test_normalise_in_graph_by_hand(rng):
+    # Each slice divided by its own peak magnitude; the floor keeps an all-zero slice finite.
+    z = random_complex(rng, (3, 5, 4))
+    z[1] = 0
+    z[2, 1, 1] = 1e20 + 0j  # magnitudes beyond sqrt(float32 max) must not overflow
+    out, scale = ks.normalise_ch(ch(z))
+    peaks = np.maximum(np.abs(z).reshape(3, -1).max(axis=1), ks.NORMALISE_EPS)
+    np.testing.assert_allclose(ops.convert_to_numpy(scale).reshape(3), 1 / peaks, rtol=1e-6)
+    np.testing.assert_allclose(unch(out), z / peaks[:, None, None], atol=1e-6)
+    np.testing.assert_allclose(ks.normalise_np(z)[1], 1 / peaks, rtol=1e-6)
 
 
 def test_gan_objectives_by_hand():
