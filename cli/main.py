@@ -21,6 +21,7 @@ from kerasrecon.config import (
     CONTENT_LOSS_NAMES,
     GRIDS,
     LR_SCHEDULES,
+    OPTIONS,
     PRECISIONS,
     SAMPLINGS,
     SPLITS,
@@ -30,7 +31,7 @@ from kerasrecon.config import (
     TrainConfig,
 )
 from kerasrecon.data.simulate import PHASES
-from kerasrecon.errors import KerasReconError
+from kerasrecon.errors import KerasReconError, argument_names
 from kerasrecon.masks import MASK_KINDS
 from kerasrecon_cli.entry import Interrupted, interrupted_exit, on_sigterm
 
@@ -43,6 +44,49 @@ CENTER_HELP = (
 # Every default and choice of the fit options comes from kerasrecon/config.py (one home per fact).
 DEFAULTS = TrainConfig()
 
+# The option of each library argument and config field: library errors name arguments
+# (``kerasrecon.errors.arg``); under the CLI they name these options instead.
+ARGUMENT_OPTIONS = {
+    **OPTIONS,
+    **{
+        name: "--" + name.replace("_", "-")
+        for name in (
+            "acquisition",
+            "acs_lines",
+            "baseline_iters",
+            "baseline_lambdas",
+            "baselines",
+            "batch_size",
+            "center_fraction",
+            "coil_maps",
+            "coils",
+            "crop",
+            "data",
+            "dataset",
+            "eval_batch_size",
+            "force",
+            "grid",
+            "input",
+            "losses",
+            "model",
+            "out",
+            "output",
+            "predictions",
+            "split",
+            "target",
+            "target_key",
+            "targets",
+        )
+    },
+    "force=True": "--force",
+    "simulation.phase": "--phase",
+    "simulation.noise": "--noise",
+    "simulation.phase_range": "--phase-range",
+    "simulation.seed": "--sim-seed",
+    "simulation.kspace_crop": "--kspace-crop",
+    "simulation.coils": "--coils",
+}
+
 
 def one_line_errors(fn):
     """Turn library errors and OS errors into ``kerasrecon: error: ...`` and exit code 2; an interrupt
@@ -52,7 +96,7 @@ def one_line_errors(fn):
     def wrapper(*args, **kwargs):
         # Python warnings (NumPy overflow on hostile input, ...) are held back: a failing command prints
         # its one error line only (the records are dropped on exit); a succeeding one shows them at the end.
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, argument_names(ARGUMENT_OPTIONS):
             try:
                 result = fn(*args, **kwargs)
             except KerasReconError as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasrecon.errors import DataError
+from kerasrecon.errors import DataError, arg
 from kerasrecon.kspace import check_kspace, from_channels, model_inputs_np, per_slice
 
 
@@ -99,9 +99,10 @@ class Reconstructor:
         self._call_multicoil = call_multicoil
 
     @classmethod
-    def from_run(cls, run_dir, option: str = "--model") -> Reconstructor:
+    def from_run(cls, run_dir, option: str | None = None) -> Reconstructor:
         """The newest intact checkpoint of a ``kerasrecon fit`` run directory (``option`` names the
-        argument in errors, e.g. a run that ``fit`` is writing)."""
+        argument in errors, e.g. a run that ``fit`` is writing; default ``model``)."""
+        option = option or arg("model")
         from kerasrecon.io import RunLock
         from kerasrecon.training.checkpoint import load_generator
 
@@ -131,21 +132,24 @@ class Reconstructor:
         from kerasrecon.export import load_export
         from kerasrecon.reconstruct import run_serving
 
-        path = _path_argument(path, "--model")
+        path = _path_argument(path, arg("model"))
         loaded, meta = load_export(path)
         serve = loaded.signatures["serving_default"]
 
         def call(kspace, mask):
-            return run_serving(serve, kspace, np.ascontiguousarray(mask), name=f"--model {path}")
+            return run_serving(serve, kspace, np.ascontiguousarray(mask), name=f"{arg('model')} {path}")
 
         return cls(
-            call, TrainConfig.from_dict(meta["train_config"], f"--model {path}: train_config"), meta.get("step"), path
+            call,
+            TrainConfig.from_dict(meta["train_config"], f"{arg('model')} {path}: train_config"),
+            meta.get("step"),
+            path,
         )
 
     @classmethod
     def load(cls, path) -> Reconstructor:
         """``from_export`` for a SavedModel directory, else ``from_run``."""
-        path = _path_argument(path, "--model")
+        path = _path_argument(path, arg("model"))
         return cls.from_export(path) if (Path(path) / "saved_model.pb").is_file() else cls.from_run(path)
 
     def __call__(self, kspace, mask, batch_size: int = 8, maps=None) -> np.ndarray:

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from kerasrecon.errors import ConfigError, DataError
+from kerasrecon.errors import ConfigError, DataError, arg
 from kerasrecon.kspace import check_kspace
 
 BASELINES = ("zero_filled", "tv", "l1wavelet")
@@ -35,8 +35,10 @@ DEFAULT_ITERS = 100
 SWEEP_SLICES = 4
 
 
-def require_sigpy(option: str = "--baselines"):
-    """Import sigpy.mri or raise a one-line ``ConfigError`` naming ``option`` and the extra."""
+def require_sigpy(option: str | None = None):
+    """Import sigpy.mri or raise a one-line ``ConfigError`` naming ``option`` (default: the
+    ``baselines`` argument) and the extra."""
+    option = option or arg("baselines")
     try:
         import sigpy
         import sigpy.mri  # noqa: F401
@@ -71,11 +73,11 @@ def solve(
     from sigpy.mri import app
 
     if method not in SOLVERS:
-        raise ConfigError(f"--baselines: unknown solver {method!r}; expected one of {SOLVERS}")
+        raise ConfigError(f"{arg('baselines')}: unknown solver {method!r}; expected one of {SOLVERS}")
     if not (isinstance(lam, (int, float, np.floating)) and np.isfinite(lam) and lam > 0):
-        raise ConfigError(f"--baseline-lambdas must be finite numbers > 0. Received: {lam!r}")
+        raise ConfigError(f"{arg('baseline_lambdas')} must be finite numbers > 0. Received: {lam!r}")
     if not isinstance(iters, (int, np.integer)) or isinstance(iters, bool) or iters < 1:
-        raise ConfigError(f"--baseline-iters must be an integer >= 1. Received: {iters!r}")
+        raise ConfigError(f"{arg('baseline_iters')} must be an integer >= 1. Received: {iters!r}")
     masked_kspace = np.asarray(masked_kspace)
     rank = 3 if maps is None else 4
     if masked_kspace.ndim != rank or 0 in masked_kspace.shape or min(masked_kspace.shape[-2:]) < 2:
@@ -159,8 +161,8 @@ def sweep_slices(train_volumes, n: int = SWEEP_SLICES):
     index = [(vi, si) for vi, v in enumerate(train_volumes) for si in range(v.kspace.shape[0])]
     if not index:
         raise DataError(
-            "--baselines: the training split is empty, so λ cannot be tuned without using "
-            "evaluation slices; pass one value to --baseline-lambdas"
+            f"{arg('baselines')}: the training split is empty, so λ cannot be tuned without using "
+            f"evaluation slices; pass one value to {arg('baseline_lambdas')}"
         )
     picks = [index[int(j)] for j in np.unique(np.linspace(0, len(index) - 1, min(n, len(index))).round())]
     # Keep each slice in its own volume (same index), so it is undersampled with its volume's mask.
@@ -198,9 +200,9 @@ def sweep_lambda(
 
     grid = [float(g) for g in grid]
     if not grid or min(grid) <= 0:
-        raise ConfigError(f"--baseline-lambdas must be positive numbers. Received: {grid}")
+        raise ConfigError(f"{arg('baseline_lambdas')} must be positive numbers. Received: {grid}")
     if len(grid) == 1:
-        return BaselineSetting(method, grid[0], iters, grid, [], "fixed by --baseline-lambdas")
+        return BaselineSetting(method, grid[0], iters, grid, [], f"fixed by {arg('baseline_lambdas')}")
     items = [ev for ev in evaluation_slices(sweep_slices(train_volumes, n_slices), mask_cfg) if ev["target"].shape[0]]
     scores = []
     for lam in grid:
@@ -235,7 +237,7 @@ def baseline_fns(
     """
     unknown = [n for n in names if n not in BASELINES]
     if unknown:
-        raise ConfigError(f"--baselines: unknown {unknown}; expected any of {BASELINES}")
+        raise ConfigError(f"{arg('baselines')}: unknown {unknown}; expected any of {BASELINES}")
     solvers = [n for n in dict.fromkeys(names) if n in SOLVERS]
     if solvers:
         require_sigpy()

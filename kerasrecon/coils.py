@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kerasrecon.errors import ConfigError, DataError
+from kerasrecon.errors import ConfigError, DataError, arg
 from kerasrecon.kspace import check_kspace, ifft2c_np
 
 MAP_THRESHOLD = 0.05  # maps are zero where the low-resolution RSS is below this fraction of its peak
@@ -56,7 +56,7 @@ def birdcage_maps(coils: int, height: int, width: int, radius: float = 1.5) -> n
     ``atan2(x, -y) - 2π c / C`` (the model of sigpy's ``birdcage_maps``).
     """
     if coils < 1:
-        raise ConfigError(f"--coils must be >= 1. Received: {coils}")
+        raise ConfigError(f"{arg('coils')} must be >= 1. Received: {coils}")
     if coils == 1:
         return np.ones((1, height, width), np.complex64)
     c, y, x = np.mgrid[:coils, :height, :width].astype(np.float64)
@@ -71,7 +71,7 @@ def acs_region(shape, acs: int) -> np.ndarray:
     """float32 ``[H, W]``: 1 on the ``acs`` centre columns (phase-encode lines around DC), else 0."""
     h, w = shape
     if not 1 <= acs <= w:
-        raise ConfigError(f"--acs-lines must be in [1, {w}]. Received: {acs}")
+        raise ConfigError(f"{arg('acs_lines')} must be in [1, {w}]. Received: {acs}")
     region = np.zeros((h, w), np.float32)
     start = w // 2 - acs // 2
     region[:, start : start + acs] = 1
@@ -111,7 +111,8 @@ def espirit_maps(kspace: np.ndarray, calib_width: int = 24, threshold: float = 0
         from sigpy.mri.app import EspiritCalib
     except ImportError:
         raise ConfigError(
-            "--coil-maps espirit needs sigpy: pip install 'kerasrecon[baselines]' (or use --coil-maps acs)"
+            f"{arg('coil_maps')} espirit needs sigpy: pip install 'kerasrecon[baselines]' "
+            f"(or use {arg('coil_maps')} acs)"
         ) from None
     if kspace.ndim != 3:
         raise DataError(f"ESPIRiT: expected one slice of multi-coil k-space [C, H, W]. Received: {kspace.shape}")
@@ -128,7 +129,7 @@ def estimate_maps(kspace: np.ndarray, method: str, acs: int) -> np.ndarray:
     """Maps for multi-coil k-space ``[S, C, H, W]`` slice by slice with ``method`` (``espirit`` or
     ``acs``; ``acs`` centre columns are the calibration region). Returns complex64 ``[S, C, H, W]``."""
     if method not in COIL_MAP_METHODS:
-        raise ConfigError(f"--coil-maps must be one of {', '.join(COIL_MAP_METHODS)}. Received: {method!r}")
+        raise ConfigError(f"{arg('coil_maps')} must be one of {', '.join(COIL_MAP_METHODS)}. Received: {method!r}")
     kspace = np.asarray(kspace)
     if kspace.ndim != 4 or 0 in kspace.shape or min(kspace.shape[-2:]) < 2:
         raise DataError(
@@ -137,7 +138,7 @@ def estimate_maps(kspace: np.ndarray, method: str, acs: int) -> np.ndarray:
         )
     check_kspace(kspace, name="kspace")
     if not isinstance(acs, (int, np.integer)) or isinstance(acs, bool) or not 1 <= acs <= kspace.shape[-1]:
-        raise ConfigError(f"--acs-lines must be an integer in [1, W = {kspace.shape[-1]}]. Received: {acs!r}")
+        raise ConfigError(f"{arg('acs_lines')} must be an integer in [1, W = {kspace.shape[-1]}]. Received: {acs!r}")
     if method == "acs":
         return acs_maps_np(kspace, acs)
     return np.stack([espirit_maps(k, calib_width=acs) for k in kspace])

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from kerasrecon.config import TrainConfig
-from kerasrecon.errors import ConfigError
+from kerasrecon.errors import ConfigError, arg
 from kerasrecon.evaluate import evaluate, held_out_volumes, target_description, write_results
 from kerasrecon.io import atomic_file, check_output, check_outputs_in, write_text_atomic
 from kerasrecon.metrics import METRICS
@@ -215,7 +215,7 @@ def compare_runs(
             raise ConfigError(f"RUNS: {r} is given twice (also as {seen[key]}); list each run once")
         seen[key] = r
     if batch_size < 1:
-        raise ConfigError(f"--eval-batch-size must be >= 1. Received: {batch_size}")
+        raise ConfigError(f"{arg('eval_batch_size')} must be >= 1. Received: {batch_size}")
     out = check_compare_out(out, force, run_dirs, data)
     if figures:
         _require_matplotlib()
@@ -283,8 +283,8 @@ def check_compare_out(out, force: bool, run_dirs=(), data=None) -> Path:
     out = Path(out)
     own = Path(os.path.realpath(out)) / TRAINED_RUNS
     inputs = [("RUNS", r) for r in run_dirs if own not in Path(os.path.realpath(r)).parents]
-    check_output(out, "--out", inputs=inputs + [("--data", data)], kind="folder")
-    check_outputs_in(out, OUTPUTS, "--out", force=force)
+    check_output(out, arg("out"), inputs=inputs + [(arg("data"), data)], kind="folder")
+    check_outputs_in(out, OUTPUTS, arg("out"), force=force)
     return out
 
 
@@ -296,7 +296,7 @@ def train_and_compare(base: TrainConfig, losses, out, force: bool = False, progr
     from kerasrecon.training.trainer import train
 
     if not losses:
-        raise ConfigError("--losses needs at least one of mse, feature, hybrid")
+        raise ConfigError(f"{arg('losses')} needs at least one of mse, feature, hybrid")
     check_compare_out(out, force, data=base.data.data)  # before hours of training
     run_dirs = []
     for loss in losses:

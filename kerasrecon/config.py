@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from kerasrecon.errors import ConfigError
+from kerasrecon.errors import ConfigError, arg
 
 CONTENT_LOSS_NAMES = ("mse", "feature", "hybrid")
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
@@ -191,7 +191,8 @@ ARCHITECTURE_FIELDS = ("model.blocks", "model.filters", "model.cascades", "data.
 MAX_SEED = 2**31 - 1 - 200_000
 
 
-# The fit option of each config field (for messages; cli/main.py defines the options themselves).
+# The fit option of each config field: the CLI runs under ``errors.argument_names(OPTIONS)``, so messages
+# that name a field (``errors.arg``) name the option (cli/main.py defines the options themselves).
 OPTIONS = {
     "mask.kind": "--mask",
     "mask.acceleration": "--acceleration",
@@ -243,55 +244,63 @@ def _check_types(obj, prefix: str = ""):
             _check_types(value, name + ".")
             continue
         try:
-            check_value(value, hints[f.name], OPTIONS.get(name, name), "")
+            check_value(value, hints[f.name], arg(name), "")
         except DataError as exc:
             raise ConfigError(str(exc).replace(": the document must", " must", 1)) from None
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Raise ``ConfigError`` naming the option if any value has the wrong type or is out of range."""
+    """Raise ``ConfigError`` naming the field (``data.patch_size``; the CLI's option under the CLI) if any
+    value has the wrong type or is out of range."""
     from kerasrecon.masks import MASK_KINDS
 
     _check_types(cfg)
     checks = [
-        (cfg.mask.kind in MASK_KINDS, "--mask", f"one of {MASK_KINDS}", cfg.mask.kind),
-        (cfg.mask.acceleration >= 1, "--acceleration", ">= 1", cfg.mask.acceleration),
-        (0 <= cfg.mask.seed <= MAX_SEED, "--mask-seed", f"in [0, {MAX_SEED}]", cfg.mask.seed),
-        (0 <= cfg.seed <= MAX_SEED, "--seed", f"in [0, {MAX_SEED}]", cfg.seed),
+        (cfg.mask.kind in MASK_KINDS, "mask.kind", f"one of {MASK_KINDS}", cfg.mask.kind),
+        (cfg.mask.acceleration >= 1, "mask.acceleration", ">= 1", cfg.mask.acceleration),
+        (0 <= cfg.mask.seed <= MAX_SEED, "mask.seed", f"in [0, {MAX_SEED}]", cfg.mask.seed),
+        (0 <= cfg.seed <= MAX_SEED, "seed", f"in [0, {MAX_SEED}]", cfg.seed),
         (
             cfg.mask.center_fraction is None or 0 <= cfg.mask.center_fraction < 1,
-            "--center-fraction",
+            "mask.center_fraction",
             "in [0, 1)",
             cfg.mask.center_fraction,
         ),
-        (cfg.mask.bank_size >= 1, "--mask-bank-size", ">= 1", cfg.mask.bank_size),
-        (cfg.data.patch_size >= 8, "--patch-size", ">= 8", cfg.data.patch_size),
-        (cfg.data.batch_size >= 1, "--batch-size", ">= 1", cfg.data.batch_size),
-        (0 <= cfg.data.val_fraction < 1, "--val-fraction", "in [0, 1)", cfg.data.val_fraction),
-        (cfg.data.sampling in SAMPLINGS, "--sampling", f"one of {SAMPLINGS}", cfg.data.sampling),
-        (cfg.model.cascades >= 1, "--cascades", ">= 1", cfg.model.cascades),
-        (cfg.model.blocks >= 0, "--blocks", ">= 0", cfg.model.blocks),
-        (cfg.model.filters >= 1, "--filters", ">= 1", cfg.model.filters),
-        (cfg.model.noise_lambda is None or cfg.model.noise_lambda > 0, "--noise-lambda", "> 0", cfg.model.noise_lambda),
-        (cfg.loss.content in CONTENT_LOSS_NAMES, "--loss", f"one of {CONTENT_LOSS_NAMES}", cfg.loss.content),
-        (cfg.loss.adv_weight >= 0, "--adv-weight", ">= 0", cfg.loss.adv_weight),
+        (cfg.mask.bank_size >= 1, "mask.bank_size", ">= 1", cfg.mask.bank_size),
+        (cfg.data.patch_size >= 8, "data.patch_size", ">= 8", cfg.data.patch_size),
+        (cfg.data.batch_size >= 1, "data.batch_size", ">= 1", cfg.data.batch_size),
+        (0 <= cfg.data.val_fraction < 1, "data.val_fraction", "in [0, 1)", cfg.data.val_fraction),
+        (cfg.data.sampling in SAMPLINGS, "data.sampling", f"one of {SAMPLINGS}", cfg.data.sampling),
+        (cfg.model.cascades >= 1, "model.cascades", ">= 1", cfg.model.cascades),
+        (cfg.model.blocks >= 0, "model.blocks", ">= 0", cfg.model.blocks),
+        (cfg.model.filters >= 1, "model.filters", ">= 1", cfg.model.filters),
+        (
+            cfg.model.noise_lambda is None or cfg.model.noise_lambda > 0,
+            "model.noise_lambda",
+            "> 0",
+            cfg.model.noise_lambda,
+        ),
+        (cfg.loss.content in CONTENT_LOSS_NAMES, "loss.content", f"one of {CONTENT_LOSS_NAMES}", cfg.loss.content),
+        (cfg.loss.adv_weight >= 0, "loss.adv_weight", ">= 0", cfg.loss.adv_weight),
         (
             cfg.loss.mse_weight >= 0 and cfg.loss.feature_weight >= 0,
-            "--alpha/--beta",
+            "loss.mse_weight/loss.feature_weight",
             ">= 0",
             (cfg.loss.mse_weight, cfg.loss.feature_weight),
         ),
-        (cfg.steps >= 0, "--steps", ">= 0", cfg.steps),
-        (cfg.pretrain_steps >= 0, "--pretrain-steps", ">= 0", cfg.pretrain_steps),
-        (cfg.learning_rate > 0, "--lr", "> 0", cfg.learning_rate),
-        (cfg.lr_schedule in LR_SCHEDULES, "--lr-schedule", f"one of {LR_SCHEDULES}", cfg.lr_schedule),
-        (0 <= cfg.beta_1 < 1, "--beta1", "in [0, 1)", cfg.beta_1),
-        (cfg.strategy in STRATEGIES, "--strategy", f"one of {STRATEGIES}", cfg.strategy),
-        (cfg.precision in PRECISIONS, "--precision", f"one of {PRECISIONS}", cfg.precision),
-        (cfg.collective_timeout_s > 0, "--collective-timeout", "> 0", cfg.collective_timeout_s),
-        (cfg.checkpoint_every >= 1, "--checkpoint-every", ">= 1", cfg.checkpoint_every),
-        (cfg.log_every >= 1, "--log-every", ">= 1", cfg.log_every),
+        (cfg.steps >= 0, "steps", ">= 0", cfg.steps),
+        (cfg.pretrain_steps >= 0, "pretrain_steps", ">= 0", cfg.pretrain_steps),
+        (cfg.learning_rate > 0, "learning_rate", "> 0", cfg.learning_rate),
+        (cfg.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}", cfg.lr_schedule),
+        (0 <= cfg.beta_1 < 1, "beta_1", "in [0, 1)", cfg.beta_1),
+        (cfg.strategy in STRATEGIES, "strategy", f"one of {STRATEGIES}", cfg.strategy),
+        (cfg.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", cfg.precision),
+        (cfg.collective_timeout_s > 0, "collective_timeout_s", "> 0", cfg.collective_timeout_s),
+        (cfg.checkpoint_every >= 1, "checkpoint_every", ">= 1", cfg.checkpoint_every),
+        (cfg.log_every >= 1, "log_every", ">= 1", cfg.log_every),
     ]
-    for ok, option, expected, received in checks:
+    for ok, names, expected, received in checks:
         if not ok:
-            raise ConfigError(f"{option} must be {expected}. Received: {received!r}")
+            raise ConfigError(
+                f"{'/'.join(arg(n) for n in names.split('/'))} must be {expected}. Received: {received!r}"
+            )

@@ -21,7 +21,7 @@ import numpy as np
 from kerasrecon.config import SPLITS, TARGET_KEYS, MaskConfig
 from kerasrecon.data.pipeline import evaluation_slices
 from kerasrecon.data.volume import Volume
-from kerasrecon.errors import DataError
+from kerasrecon.errors import DataError, arg
 from kerasrecon.io import atomic_file, check_output, check_outputs_in
 from kerasrecon.kspace import per_slice
 from kerasrecon.metrics import METRICS, SSIM_WINDOW, all_metrics, hfen, nmse, psnr
@@ -178,20 +178,20 @@ def check_results_out(out, force: bool = False, inputs=()) -> list[Path]:
     """Validate ``--out`` of ``evaluate``/``compare`` before anything runs (output policy: no link, no
     overlap with ``inputs`` — the run or export and data read —, existing result files only with
     ``force``). Returns the result files' paths."""
-    check_output(out, "--out", inputs=inputs, kind="folder")
-    return check_outputs_in(out, RESULT_FILES, "--out", force=force)
+    check_output(out, arg("out"), inputs=inputs, kind="folder")
+    return check_outputs_in(out, RESULT_FILES, arg("out"), force=force)
 
 
 def write_results(rows, summary, out, meta: dict, force: bool = False):
     """Write ``out/slices.csv`` and ``out/summary.json``; refuse to overwrite unless ``force``."""
     out = Path(out)
     targets = check_results_out(out, force)
-    with atomic_file(targets[0], "evaluate", option="--out") as tmp:
+    with atomic_file(targets[0], "evaluate", option=arg("out")) as tmp:
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=ROW_FIELDS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-    with atomic_file(targets[1], "evaluate", option="--out") as tmp:
+    with atomic_file(targets[1], "evaluate", option=arg("out")) as tmp:
         tmp.write_text(json.dumps({"meta": meta, "methods": summary}, indent=2))
     return targets
 
@@ -208,10 +208,12 @@ def held_out_volumes(
     if split == "all":
         return filter_acquisition(volumes, acquisition)
     if split not in SPLITS:
-        raise DataError(f"--split must be one of {', '.join(SPLITS)}. Received: {split!r}")
+        raise DataError(f"{arg('split')} must be one of {', '.join(SPLITS)}. Received: {split!r}")
     _, val = split_volumes(volumes, val_fraction)
     if not val:
-        raise DataError(f"--split val: the run used val_fraction=0, so {data} has no held-out part; use --split all")
+        raise DataError(
+            f"{arg('split')} val: the run used val_fraction=0, so {data} has no held-out part; use {arg('split')} all"
+        )
     return filter_acquisition(val, acquisition)
 
 
@@ -281,7 +283,7 @@ def evaluate_run(
     from kerasrecon.api import Reconstructor
 
     if batch_size < 1:
-        raise DataError(f"--batch-size must be >= 1. Received: {batch_size}")
+        raise DataError(f"{arg('batch_size')} must be >= 1. Received: {batch_size}")
     fn = Reconstructor.load(run_dir)  # an export carries the run's config in its metadata
     cfg, step = fn.config, fn.step
     data = data or cfg.data.data
@@ -338,14 +340,14 @@ def score_predictions(predictions, targets, acquisition: str | None = None, targ
     from kerasrecon.metrics import nmse, psnr, ssim
 
     pred_dir, target_dir = Path(predictions), Path(targets)
-    for option, d in (("--predictions", pred_dir), ("--targets", target_dir)):
+    for option, d in ((arg("predictions"), pred_dir), (arg("targets"), target_dir)):
         if not d.is_dir():
             raise DataError(f"{option} {d}: not a directory")
     if target_key is not None and target_key not in TARGET_KEYS:
-        raise DataError(f"--target-key must be one of {', '.join(TARGET_KEYS)}. Received: {target_key!r}")
+        raise DataError(f"{arg('target_key')} must be one of {', '.join(TARGET_KEYS)}. Received: {target_key!r}")
     per_volume, keys = {}, set()
     for tfile in sorted(target_dir.glob("*.h5")):
-        with h5.open_file(tfile, "--targets") as t:
+        with h5.open_file(tfile, arg("targets")) as t:
             acq = h5.attribute(t.attrs, "acquisition", tfile, str, "")
             if acquisition and acq != acquisition:
                 continue
@@ -357,8 +359,8 @@ def score_predictions(predictions, targets, acquisition: str | None = None, targ
             target = h5.dataset(t, key, tfile, "real", (3,), min_shape=SCORE_MIN_SHAPE, layout="[slices, H, W]")[()]
         pfile = pred_dir / tfile.name
         if not pfile.is_file():
-            raise DataError(f"--predictions {pred_dir}: no {tfile.name} for target {tfile}")
-        with h5.open_file(pfile, "--predictions") as p:
+            raise DataError(f"{arg('predictions')} {pred_dir}: no {tfile.name} for target {tfile}")
+        with h5.open_file(pfile, arg("predictions")) as p:
             pred = h5.dataset(
                 p, "reconstruction", pfile, "real", (3,), min_shape=SCORE_MIN_SHAPE, layout="magnitude [slices, h, w]"
             )[()]
@@ -373,7 +375,7 @@ def score_predictions(predictions, targets, acquisition: str | None = None, targ
         per_volume[tfile.stem] = {"nmse": nmse(target, pred), "psnr": psnr(target, pred), "ssim": ssim(target, pred)}
     if not per_volume:
         raise DataError(
-            f"--targets {target_dir}: no target file"
+            f"{arg('targets')} {target_dir}: no target file"
             + (f" with acquisition {acquisition}" if acquisition else " (*.h5)")
         )
     summary = {m: _stats([v[m] for v in per_volume.values()]) for m in ("nmse", "psnr", "ssim")}

@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from kerasrecon import __version__
 from kerasrecon.config import TrainConfig
-from kerasrecon.errors import ConfigError
+from kerasrecon.errors import ConfigError, arg
 from kerasrecon.kspace import abs_ch, ifft2c_ch, normalise_ch, sense_adjoint_ch
 
 METADATA_FILE = "kerasrecon.json"
@@ -314,7 +314,7 @@ def export_run(run_dir, out, force: bool = False) -> Path:
 
     out = check_output(
         out,
-        "--out",
+        arg("out"),
         inputs=[("RUN_DIR", run_dir)],
         force=force,
         kind="dir",
@@ -342,7 +342,7 @@ def export_run(run_dir, out, force: bool = False) -> Path:
     fraction = resolved_center_fraction(cfg.mask.kind, cfg.mask.center_fraction)
     metadata["multicoil_acs"] = f"centre columns: max(4, round({fraction} * W))"
     module = ReconModule(generator, metadata, multicoil, fraction)
-    with atomic_dir(out, "export", replace=force, option="--out") as tmp:
+    with atomic_dir(out, "export", replace=force, option=arg("out")) as tmp:
         tf.saved_model.save(
             module,
             str(tmp),
@@ -376,24 +376,25 @@ def load_export(path):
     """
     path = Path(path)
     if not (path / "saved_model.pb").is_file():
-        raise ConfigError(f"--model {path}: not a SavedModel directory (no saved_model.pb)")
+        raise ConfigError(f"{arg('model')} {path}: not a SavedModel directory (no saved_model.pb)")
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as exc:  # a damaged or foreign SavedModel: TF raises many kinds
         raise ConfigError(
-            f"--model {path}: cannot load the SavedModel ({exc.__class__.__name__}: "
+            f"{arg('model')} {path}: cannot load the SavedModel ({exc.__class__.__name__}: "
             f"{str(exc).strip().splitlines()[0][:100] if str(exc).strip() else ''})"
         ) from None
     sig = loaded.signatures.get("serving_default") if hasattr(loaded, "signatures") else None
     inputs = set(sig.structured_input_signature[1]) if sig is not None else set()
     if inputs != SERVING_INPUTS or not hasattr(loaded, "metadata_json"):
         raise ConfigError(
-            f"--model {path}: not a kerasrecon export; expected serving_default({', '.join(sorted(SERVING_INPUTS))}) "
+            f"{arg('model')} {path}: not a kerasrecon export; expected "
+            f"serving_default({', '.join(sorted(SERVING_INPUTS))}) "
             f"and metadata_json, got serving_default({', '.join(sorted(inputs)) or 'missing'})"
         )
     from kerasrecon.schema import from_dict, parse_json
 
-    where = f"--model {path}: metadata_json"
+    where = f"{arg('model')} {path}: metadata_json"
     try:
         raw = loaded.metadata_json.numpy()
     except AttributeError:

@@ -37,7 +37,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from kerasrecon.errors import ConfigError, OutputError
+from kerasrecon.errors import ConfigError, OutputError, arg
 
 LOCK_FILE = ".lock"
 
@@ -100,16 +100,16 @@ def check_output(
         if path.is_dir():
             raise OutputError(f"{option} {path}: is a directory; expected a file name")
         if not force:
-            raise OutputError(f"{option} {path}: exists; pass --force to replace it")
+            raise OutputError(f"{option} {path}: exists; pass {arg('force=True')} to replace it")
         return path
     if not path.is_dir():
         raise OutputError(f"{option} {path}: exists and is not a directory")
     if kind == "dir" and any(path.iterdir()):
         if not force:
-            raise OutputError(f"{option} {path}: exists and is not empty; pass --force to replace it")
+            raise OutputError(f"{option} {path}: exists and is not empty; pass {arg('force=True')} to replace it")
         if replaceable is None or not replaceable(path):
             raise OutputError(
-                f"{option} {path}: is not {what or 'a previous result of this command'}; --force "
+                f"{option} {path}: is not {what or 'a previous result of this command'}; {arg('force=True')} "
                 "replaces only that, never other files (choose a new path)"
             )
     return path
@@ -191,6 +191,14 @@ def _remove(path: Path):
         path.unlink()
 
 
+def _fsync_files(root: Path):
+    """fsync every regular file under ``root`` (what a crash after the rename must find complete)."""
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+
+
 @contextlib.contextmanager
 def atomic_dir(final, kind: str, replace: bool = False, option: str = ""):
     """Build a directory under a temporary name and move it to ``final`` when the block succeeds.
@@ -203,8 +211,9 @@ def atomic_dir(final, kind: str, replace: bool = False, option: str = ""):
         option: how a write error names ``final`` (``OUT``, ``--out``).
 
     Yields:
-        the temporary directory (same file system as ``final``). On any exception (also
-        ``KeyboardInterrupt``/``SystemExit``) it is removed and ``final`` is untouched.
+        the temporary directory (same file system as ``final``). Its files are fsynced before the
+        rename. On any exception (also ``KeyboardInterrupt``/``SystemExit``) it is removed and ``final``
+        is untouched.
     """
     final = Path(final)
     if final.is_symlink():
@@ -217,6 +226,7 @@ def atomic_dir(final, kind: str, replace: bool = False, option: str = ""):
         with _named_os_errors(final, option):
             os.chmod(tmp, 0o777 & ~_umask())
             yield tmp
+            _fsync_files(tmp)
             if final.exists() or final.is_symlink():
                 if replace and not final.is_symlink():
                     _remove(final)
@@ -322,8 +332,8 @@ class RunLock:
         option: how error messages name the directory (``--out``, ``--model``, ``RUN_DIR``).
     """
 
-    def __init__(self, run_dir, exclusive: bool, option: str = "--out"):
-        self.run_dir, self.exclusive, self.option = Path(run_dir), exclusive, option
+    def __init__(self, run_dir, exclusive: bool, option: str | None = None):
+        self.run_dir, self.exclusive, self.option = Path(run_dir), exclusive, option or arg("out")
         self._fd = None
 
     def acquire(self) -> RunLock:

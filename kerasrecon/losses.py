@@ -25,7 +25,7 @@ from pathlib import Path
 import keras
 from keras import ops
 
-from kerasrecon.errors import ConfigError
+from kerasrecon.errors import ConfigError, arg
 
 log = logging.getLogger(__name__)
 
@@ -73,28 +73,29 @@ def _build_vgg(weights: str) -> keras.Model:
     shape = (None, None, 3)
     inp = keras.Input(shape, dtype=wide_dtype())
     if weights == "none":
-        log.warning("--vgg-weights none: the feature loss uses a RANDOM VGG19; results are not meaningful")
+        log.warning(f"{arg('loss.vgg_weights')} none: the feature loss uses a RANDOM VGG19; results are not meaningful")
         vgg = keras.applications.VGG19(include_top=False, weights=None, input_tensor=inp)
     elif weights == "imagenet":
         try:
             vgg = keras.applications.VGG19(include_top=False, weights="imagenet", input_tensor=inp)
         except Exception as exc:  # Keras raises a bare Exception("URL fetch failure on ...") offline
             raise ConfigError(
-                f"--vgg-weights imagenet: {VGG_NOTOP_FILE} is not in the Keras cache ({keras_cache_file()}) "
-                f"and could not be downloaded ({str(exc).splitlines()[0][:80]}); pass --vgg-weights PATH to that file"
+                f"{arg('loss.vgg_weights')} imagenet: {VGG_NOTOP_FILE} is not in the Keras cache "
+                f"({keras_cache_file()}) and could not be downloaded ({str(exc).splitlines()[0][:80]}); "
+                f"pass {arg('loss.vgg_weights')}=PATH to that file"
             ) from None
     else:
         path = Path(weights)
         if not path.is_file():
             raise ConfigError(
-                f"--vgg-weights {weights}: file not found (expected {VGG_NOTOP_FILE}, 'imagenet' or 'none')"
+                f"{arg('loss.vgg_weights')} {weights}: file not found (expected {VGG_NOTOP_FILE}, 'imagenet' or 'none')"
             )
         vgg = keras.applications.VGG19(include_top=False, weights=None, input_tensor=inp)
         try:
             vgg.load_weights(str(path))
         except Exception as exc:
             raise ConfigError(
-                f"--vgg-weights {weights}: cannot load VGG19 no-top weights ({exc.__class__.__name__}: "
+                f"{arg('loss.vgg_weights')} {weights}: cannot load VGG19 no-top weights ({exc.__class__.__name__}: "
                 f"{str(exc).splitlines()[0][:120]})"
             ) from None
     features = keras.Model(inp, vgg.get_layer(VGG_LAYER).output, name="vgg19_phi54")
@@ -111,7 +112,9 @@ def describe_vgg_weights(weights: str) -> str:
     from kerasrecon.io import sha256_file
 
     if weights == "none":
-        return "random VGG19 (--vgg-weights none): the feature term is a pipeline check, not the thesis' loss"
+        return (
+            f"random VGG19 ({arg('loss.vgg_weights')} none): the feature term is a pipeline check, not the thesis' loss"
+        )
     path = keras_cache_file() if weights == "imagenet" else Path(weights)
     where = "the Keras cache" if weights == "imagenet" else "a local file"
     if not path.is_file():
@@ -157,9 +160,9 @@ class ContentLoss:
 
     def __init__(self, kind: str, vgg=None, mse_weight: float = 0.5, feature_weight: float = 0.5):
         if kind not in CONTENT_LOSSES:
-            raise ConfigError(f"--loss must be one of {sorted(CONTENT_LOSSES)}. Received: {kind!r}")
+            raise ConfigError(f"{arg('loss.content')} must be one of {sorted(CONTENT_LOSSES)}. Received: {kind!r}")
         if kind != "mse" and vgg is None:
-            raise ConfigError(f"--loss {kind} needs VGG19 features (--vgg-weights)")
+            raise ConfigError(f"{arg('loss.content')} {kind} needs VGG19 features ({arg('loss.vgg_weights')})")
         self.kind, self.vgg = kind, vgg
         self.mse_weight, self.feature_weight = mse_weight, feature_weight
 

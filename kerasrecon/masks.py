@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasrecon.errors import ConfigError
+from kerasrecon.errors import ConfigError, arg
 
 MASK_KINDS = ("poisson", "random", "equispaced")
 CALIB_FRACTION = 0.05  # side of the fully sampled Poisson calibration square, as a fraction of H, W
@@ -329,7 +329,7 @@ def make_mask(kind: str, acceleration: float, shape, seed: int, center_fraction:
     if kind not in MASK_CLASSES:
         raise ConfigError(f"unknown mask kind {kind!r}; expected one of {', '.join(MASK_KINDS)}")
     if center_fraction is not None and not 0 <= center_fraction < 1:
-        raise ConfigError(f"--center-fraction must be in [0, 1). Received: {center_fraction}")
+        raise ConfigError(f"{arg('center_fraction')} must be in [0, 1). Received: {center_fraction}")
     fraction = resolved_center_fraction(kind, center_fraction)
     if kind == "poisson":
         return PoissonMask(acceleration=acceleration, calib_fraction=fraction)(shape=shape, seed=seed)
@@ -345,8 +345,8 @@ def check_mask_output(out, force: bool = False) -> Path:
 
     out = Path(out)
     if out.suffix.lower() not in MASK_FILE_SUFFIXES:
-        raise ConfigError(f"--out {out}: expected a .npy or .png file name")
-    return check_output(out, "--out", force=force)
+        raise ConfigError(f"{arg('out')} {out}: expected a .npy or .png file name")
+    return check_output(out, arg("out"), force=force)
 
 
 def save_mask(mask: Mask, out, force: bool = False):
@@ -362,7 +362,7 @@ def save_mask(mask: Mask, out, force: bool = False):
     from kerasrecon.io import atomic_file
 
     out = check_mask_output(out, force)
-    with atomic_file(out, "mask", option="--out") as tmp:
+    with atomic_file(out, "mask", option=arg("out")) as tmp:
         if out.suffix.lower() == ".npy":
             with open(tmp, "wb") as f:
                 np.save(f, mask.array.astype(np.float32))

@@ -30,7 +30,7 @@ import numpy as np
 from kerasrecon.config import GRIDS, MaskConfig
 from kerasrecon.data import h5
 from kerasrecon.data.fastmri import CROP, center_crop, to_training_grid
-from kerasrecon.errors import DataError
+from kerasrecon.errors import DataError, arg
 from kerasrecon.io import atomic_file, check_distinct, check_output
 from kerasrecon.kspace import check_kspace
 from kerasrecon.masks import Mask, make_mask, mask_hash
@@ -42,13 +42,13 @@ def _inputs(path: Path):
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in INPUT_SUFFIXES)
         if not files:
-            raise DataError(f"--input {path}: no .h5 or .npy k-space files")
+            raise DataError(f"{arg('input')} {path}: no .h5 or .npy k-space files")
         return files
     if not path.is_file():
-        raise DataError(f"--input {path}: does not exist")
+        raise DataError(f"{arg('input')} {path}: does not exist")
     if path.suffix.lower() not in INPUT_SUFFIXES:
         raise DataError(
-            f"--input {path}: unsupported file type; expected a fastMRI/prepared .h5 with 'kspace' or "
+            f"{arg('input')} {path}: unsupported file type; expected a fastMRI/prepared .h5 with 'kspace' or "
             "a .npy of complex k-space [S, H, W]"
         )
     return [path]
@@ -189,22 +189,22 @@ def reconstruct_files(
     from kerasrecon.export import load_export
 
     if batch_size < 1:
-        raise DataError(f"--batch-size must be >= 1. Received: {batch_size}")
+        raise DataError(f"{arg('batch_size')} must be >= 1. Received: {batch_size}")
     if grid not in GRIDS:
-        raise DataError(f"--grid must be one of {', '.join(GRIDS)}. Received: {grid!r}")
+        raise DataError(f"{arg('grid')} must be one of {', '.join(GRIDS)}. Received: {grid!r}")
     if crop is not None and min(crop) < 1:
-        raise DataError(f"--crop: expected H W >= 1. Received: {' '.join(str(c) for c in crop)}")
+        raise DataError(f"{arg('crop')}: expected H W >= 1. Received: {' '.join(str(c) for c in crop)}")
     files = _inputs(Path(input_path))
     output = Path(output)
-    inputs = [("--model", model_dir), ("--input", input_path)]
+    inputs = [(arg("model"), model_dir), (arg("input"), input_path)]
     if Path(input_path).is_dir():
-        check_output(output, "--output", inputs=inputs, kind="folder")
+        check_output(output, arg("output"), inputs=inputs, kind="folder")
         targets = [output / (f.stem + ".h5") for f in files]
-        check_distinct(zip(files, targets), "--output")
+        check_distinct(zip(files, targets), arg("output"))
     else:
         targets = [output]
     for t in targets:
-        check_output(t, "--output", inputs=inputs, force=force)
+        check_output(t, arg("output"), inputs=inputs, force=force)
     loaded, meta = load_export(model_dir)
     if mask_cfg is None:
         trained = meta["train_config"].get("mask", {})
@@ -216,7 +216,7 @@ def reconstruct_files(
     serve = loaded.signatures["serving_default"]
     written = []
     for src, dst in zip(files, targets):
-        f = _NpyKspace(src) if src.suffix.lower() == ".npy" else h5.open_file(src, "--input")
+        f = _NpyKspace(src) if src.suffix.lower() == ".npy" else h5.open_file(src, arg("input"))
         with f:
             if not isinstance(f, _NpyKspace):
                 h5.dataset(
@@ -234,7 +234,7 @@ def reconstruct_files(
             if f["kspace"].ndim == 4:
                 if "multicoil" not in loaded.signatures:
                     raise DataError(
-                        f"{src}: multi-coil k-space, but --model {model_dir} has no 'multicoil' "
+                        f"{src}: multi-coil k-space, but {arg('model')} {model_dir} has no 'multicoil' "
                         "signature (exported before multi-coil serving): export the run again"
                     )
                 serve_file = loaded.signatures["multicoil"]
@@ -278,7 +278,7 @@ def reconstruct_files(
                     "kerasrecon_version": meta.get("kerasrecon_version"),
                 }
             )
-        with atomic_file(dst, "reconstruct", option="--output") as tmp, open(tmp, "wb") as fh:
+        with atomic_file(dst, "reconstruct", option=arg("output")) as tmp, open(tmp, "wb") as fh:
             fh.write(buf.getbuffer())
         written.append(dst)
     return written

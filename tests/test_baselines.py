@@ -102,7 +102,7 @@ def test_lambda_is_tuned_on_training_slices_only(monkeypatch, tmp_path):
 
 
 def test_unknown_baseline_and_missing_sigpy(monkeypatch):
-    with pytest.raises(ConfigError, match="--baselines: unknown"):
+    with pytest.raises(ConfigError, match="baselines: unknown"):
         bl.baseline_fns(["bart"], [], MaskConfig())
     monkeypatch.setitem(sys.modules, "sigpy", None)
     with pytest.raises(ConfigError, match=r"pip install 'kerasrecon\[baselines\]'"):

@@ -59,11 +59,11 @@ def test_estimated_maps_recover_the_object(rng, method):
 
 
 def test_bad_map_options_are_one_line_errors():
-    with pytest.raises(ConfigError, match="--coil-maps must be one of acs, espirit"):
+    with pytest.raises(ConfigError, match="coil_maps must be one of acs, espirit"):
         coils.estimate_maps(np.zeros((1, 2, 8, 8), np.complex64), "bart", 4)
-    with pytest.raises(ConfigError, match=r"--acs-lines must be in \[1, 8\]"):
+    with pytest.raises(ConfigError, match=r"acs_lines must be in \[1, 8\]"):
         coils.acs_region((8, 8), 9)
-    with pytest.raises(ConfigError, match="--coils must be >= 1"):
+    with pytest.raises(ConfigError, match="coils must be >= 1"):
         coils.birdcage_maps(0, 8, 8)
 
 
@@ -138,6 +138,6 @@ def test_multicoil_refusals(tmp_path, rng):
     from kerasrecon.errors import DataError
 
     write_multicoil(tmp_path / "m.h5", rng)
-    with pytest.raises(DataError, match="--coil-maps must be one of acs, espirit"):
+    with pytest.raises(DataError, match="coil_maps must be one of acs, espirit"):
         prepare_dataset(tmp_path / "m.h5", tmp_path / "out", coil_maps="bart")
     assert not (tmp_path / "out").exists()

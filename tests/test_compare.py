@@ -85,7 +85,7 @@ def test_table_equals_metrics_on_independent_recons(runs):
 def test_compare_refuses_overwrite_and_bad_runs(runs, tmp_path):
     root, dirs = runs
     (tmp_path / "table.md").write_text("mine")
-    with pytest.raises(DataError, match="--force"):
+    with pytest.raises(DataError, match="force=True"):
         compare_runs(dirs, tmp_path)
     assert (tmp_path / "table.md").read_text() == "mine"
     (tmp_path / "plain").mkdir()

@@ -86,7 +86,7 @@ def test_prepare_fastmri_and_refuses_overwrite(tmp_path, rng):
     prepare_dataset(tmp_path / "f.h5", tmp_path / "out", crop=(32, 32))
     assert load_volumes(str(tmp_path / "out"))[0].shape == (2, 32, 32)
     before = (tmp_path / "out" / "f.h5").read_bytes()
-    with pytest.raises(DataError, match="not empty; pass --force"):
+    with pytest.raises(DataError, match="not empty; pass force=True"):
         prepare_dataset(tmp_path / "f.h5", tmp_path / "out")
     assert (tmp_path / "out" / "f.h5").read_bytes() == before
 
@@ -111,7 +111,7 @@ def test_prepare_bad_sources(tmp_path, make, match):
 def test_read_h5_without_image_dataset(tmp_path):
     with h5py.File(tmp_path / "x.h5", "w") as f:
         f.create_dataset("foo", data=np.ones((2, 8, 8)))
-    with pytest.raises(DataError, match="--dataset"):
+    with pytest.raises(DataError, match="dataset=NAME"):
         read_image_stack(tmp_path / "x.h5")
     assert read_image_stack(tmp_path / "x.h5", dataset="foo").shape == (2, 8, 8)
 
@@ -187,7 +187,7 @@ def test_pipeline_deterministic_and_sharded():
 
 def test_pipeline_bad_inputs():
     vol = Volume("v", np.ones((2, 12, 12), np.complex64))
-    with pytest.raises(ConfigError, match="--patch-size 16"):
+    with pytest.raises(ConfigError, match="data.patch_size 16"):
         training_dataset([vol], small_cfg())
     with pytest.raises(DataError, match="different shapes"):
         training_dataset([vol, Volume("w", np.ones((2, 20, 20), np.complex64))], small_cfg())

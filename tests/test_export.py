@@ -90,7 +90,7 @@ def test_export_reload_in_bare_tensorflow(run_dir, tmp_path):
 def test_export_refuses_non_empty_out(run_dir, tmp_path):
     (tmp_path / "export").mkdir()
     (tmp_path / "export" / "keep.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="--force"):
+    with pytest.raises(ConfigError, match="force=True"):
         export_run(run_dir, tmp_path / "export")
     assert (tmp_path / "export" / "keep.txt").read_text() == "mine"
 

@@ -65,7 +65,7 @@ def test_vgg_weights_from_path(tmp_path):
 
 
 def test_vgg_weights_errors(tmp_path, monkeypatch):
-    with pytest.raises(ConfigError, match="--vgg-weights .*file not found"):
+    with pytest.raises(ConfigError, match="loss.vgg_weights .*file not found"):
         losses.build_vgg_features(str(tmp_path / "missing.h5"))
 
     def offline(*args, **kwargs):
@@ -75,11 +75,11 @@ def test_vgg_weights_errors(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as exc:
         losses.build_vgg_features("imagenet")
     msg = str(exc.value)
-    assert "--vgg-weights PATH" in msg and losses.VGG_NOTOP_FILE in msg and "\n" not in msg
+    assert "loss.vgg_weights=PATH" in msg and losses.VGG_NOTOP_FILE in msg and "\n" not in msg
 
 
 def test_unknown_loss():
-    with pytest.raises(ConfigError, match="--loss"):
+    with pytest.raises(ConfigError, match="loss.content must be one of"):
         losses.ContentLoss("perceptual")
     with pytest.raises(ConfigError, match="needs VGG19"):
         losses.ContentLoss("feature", None)

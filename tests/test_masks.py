@@ -110,5 +110,5 @@ def test_center_fraction_sets_the_fully_sampled_centre(kind):
 def test_center_fraction_sizes_the_poisson_calibration_square():
     m = make_mask("poisson", 4, (64, 64), 0, center_fraction=0.25)
     assert m.array[24:40, 24:40].all() and m.id["center_fraction"] == 0.25  # 16×16 centre square
-    with pytest.raises(ConfigError, match="--center-fraction"):
+    with pytest.raises(ConfigError, match="center_fraction must be in"):
         make_mask("random", 4, (16, 40), 0, center_fraction=1.5)

@@ -269,5 +269,5 @@ def test_rss_target_is_fastmris(fastmri_multicoil_dir):
     np.testing.assert_allclose(ev_rss["target"], rss, rtol=1e-4, atol=1e-5)
     ev_sense = next(evaluation_slices(vols, mask_cfg))
     np.testing.assert_allclose(ev_sense["target"], np.abs(vols[0].images), rtol=1e-6)
-    with pytest.raises(DataError, match="--target must be one of sense, rss"):
+    with pytest.raises(DataError, match="target must be one of sense, rss"):
         vols[0].target("esc")

@@ -64,7 +64,7 @@ def test_links_and_existing_outputs(tmp_path):
     for name in ("link.npy", "dangling.npy"):
         with pytest.raises(OutputError, match="symbolic link"):
             check_output(tmp_path / name, "--out", force=True)
-    with pytest.raises(OutputError, match="exists; pass --force"):
+    with pytest.raises(OutputError, match="exists; pass force=True"):
         check_output(victim, "--out")
     assert check_output(victim, "--out", force=True) == victim
     (tmp_path / "f").write_text("x")
@@ -76,7 +76,7 @@ def test_force_replaces_only_a_previous_result(tmp_path):
     d = tmp_path / "d"
     d.mkdir()
     (d / "notes.txt").write_text("mine")
-    with pytest.raises(OutputError, match="not empty; pass --force"):
+    with pytest.raises(OutputError, match="not empty; pass force=True"):
         check_output(d, "OUT", kind="dir", replaceable=lambda p: False)
     with pytest.raises(OutputError, match="is not a prepared dataset"):
         check_output(d, "OUT", kind="dir", force=True, replaceable=lambda p: False, what="a prepared dataset")

@@ -77,7 +77,7 @@ def test_auto_choices_per_device(monkeypatch):
     monkeypatch.setattr(precision, "_gpus", lambda: [(9, 0), (7, 5)])  # the oldest GPU decides
     assert resolve_precision("auto") == "mixed_float16"
     assert resolve_precision("float32") == "float32"
-    with pytest.raises(ConfigError, match="--precision"):
+    with pytest.raises(ConfigError, match="precision must be one of"):
         resolve_precision("float8")
 
 

@@ -74,11 +74,11 @@ def test_prepare_demo_with_simulation(tmp_path):
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(phase="wild"), "--phase"),
-        (dict(noise=-1.0), "--noise"),
-        (dict(noise=float("nan")), "--noise"),
-        (dict(kspace_crop=(4, 4)), "--kspace-crop"),
-        (dict(phase_range=0.0), "--phase-range"),
+        (dict(phase="wild"), "simulation.phase must"),
+        (dict(noise=-1.0), "simulation.noise must"),
+        (dict(noise=float("nan")), "simulation.noise must"),
+        (dict(kspace_crop=(4, 4)), "simulation.kspace_crop: expected"),
+        (dict(phase_range=0.0), "simulation.phase_range must"),
     ],
 )
 def test_bad_simulation_settings(kwargs, match):
@@ -88,6 +88,6 @@ def test_bad_simulation_settings(kwargs, match):
 
 def test_kspace_crop_larger_than_image(tmp_path):
     np.save(tmp_path / "v.npy", flat((1, 16, 16)))
-    with pytest.raises(DataError, match="--kspace-crop 32 32 is larger"):
+    with pytest.raises(DataError, match="simulation.kspace_crop 32 32 is larger"):
         prepare_dataset(tmp_path / "v.npy", tmp_path / "out", simulation=Simulation(kspace_crop=(32, 32)))
     assert not (tmp_path / "out").exists()

@@ -130,8 +130,8 @@ def test_nan_guard_names_step_and_keeps_checkpoint(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "cfg_kw, match",
     [
-        (dict(data=DataConfig(patch_size=512, batch_size=4)), "--patch-size 512"),
-        (dict(loss=LossConfig(content="feature", vgg_weights="/nonexistent/vgg.h5")), "--vgg-weights"),
+        (dict(data=DataConfig(patch_size=512, batch_size=4)), "data.patch_size 512"),
+        (dict(loss=LossConfig(content="feature", vgg_weights="/nonexistent/vgg.h5")), "loss.vgg_weights"),
     ],
 )
 def test_bad_options_leave_nothing(tmp_path, cfg_kw, match):

@@ -16,7 +16,7 @@ import numpy as np
 
 from kerasrecon.data.fastmri import FastMRIFile, center_crop
 from kerasrecon.data.volume import FORMAT, MANIFEST
-from kerasrecon.errors import DataError
+from kerasrecon.errors import DataError, arg
 from kerasrecon.io import atomic_dir, check_output
 from kerasrecon.kspace import fft2c_np, ifft2c_np
 
@@ -137,7 +137,7 @@ def _read_npz_images(path, dataset):
             if not keys or keys[0] not in names:
                 raise DataError(
                     f"{path}: no image array (looked for {dataset or H5_IMAGE_KEYS}); found {names}; "
-                    "pass --dataset NAME"
+                    f"pass {arg('dataset')}=NAME"
                 )
             return z[keys[0]]
     except (ValueError, OSError, EOFError) as exc:
@@ -154,7 +154,7 @@ def _read_h5_images(path, dataset):
         if not keys or keys[0] not in f:
             raise DataError(
                 f"{path}: no image dataset (looked for {dataset or H5_IMAGE_KEYS}); "
-                f"found {sorted(f.keys())}; pass --dataset NAME"
+                f"found {sorted(f.keys())}; pass {arg('dataset')}=NAME"
             )
         ds = h5.dataset(f, keys[0], path, "numeric", (2, 3), layout="images [S, H, W] or [H, W]")
         check_volume_size(ds.shape, ds.dtype, f"{path}: {keys[0]!r}")
@@ -253,7 +253,7 @@ def _with_acquisition(sources, acquisition: str):
     for path in sources:
         if path == "demo" or not is_fastmri(path):
             raise DataError(
-                f"--acquisition {acquisition}: {path} is not a fastMRI file (only those carry an acquisition)"
+                f"{arg('acquisition')} {acquisition}: {path} is not a fastMRI file (only those carry an acquisition)"
             )
         with FastMRIFile(path) as f:
             value = f.metadata().get("acquisition", "")
@@ -261,7 +261,9 @@ def _with_acquisition(sources, acquisition: str):
         if value == acquisition:
             kept.append(path)
     if not kept:
-        raise DataError(f"--acquisition {acquisition}: no file has it; the files hold {', '.join(sorted(found))}")
+        raise DataError(
+            f"{arg('acquisition')} {acquisition}: no file has it; the files hold {', '.join(sorted(found))}"
+        )
     return kept
 
 
@@ -303,7 +305,7 @@ def prepare_dataset(
     demo = str(src) == "demo" and not Path(src).exists()
     src, out = Path(src), Path(out)
     if crop is not None and (len(crop) != 2 or min(int(c) for c in crop) < 8):
-        raise DataError(f"--crop: expected H W >= 8. Received: {' '.join(str(c) for c in crop)}")
+        raise DataError(f"{arg('crop')}: expected H W >= 8. Received: {' '.join(str(c) for c in crop)}")
     check_output(
         out,
         "OUT",
@@ -316,9 +318,9 @@ def prepare_dataset(
     from kerasrecon.coils import COIL_MAP_METHODS
 
     if coil_maps not in COIL_MAP_METHODS:
-        raise DataError(f"--coil-maps must be one of {', '.join(COIL_MAP_METHODS)}. Received: {coil_maps!r}")
+        raise DataError(f"{arg('coil_maps')} must be one of {', '.join(COIL_MAP_METHODS)}. Received: {coil_maps!r}")
     if acs_lines < 4:
-        raise DataError(f"--acs-lines must be >= 4. Received: {acs_lines}")
+        raise DataError(f"{arg('acs_lines')} must be >= 4. Received: {acs_lines}")
     sources = ["demo"] if demo else _sources(src)
     if acquisition:
         sources = _with_acquisition(sources, acquisition)
@@ -378,7 +380,8 @@ def _prepare_one(path, tmp: Path, dataset, crop, simulation, index, coil_options
     if images is None and is_fastmri(path):
         if simulation.active:
             raise DataError(
-                f"{path}: --phase/--noise/--kspace-crop simulate measurements from images; "
+                f"{path}: {arg('simulation.phase')}/{arg('simulation.noise')}/{arg('simulation.kspace_crop')} "
+                "simulate measurements from images; "
                 "a fastMRI file already holds measured k-space"
             )
         with FastMRIFile(path, crop=crop or (320, 320)) as f:

@@ -46,7 +46,7 @@ import numpy as np
 
 from kerasrecon.config import MaskConfig, TrainConfig
 from kerasrecon.data.volume import Volume
-from kerasrecon.errors import ConfigError, DataError
+from kerasrecon.errors import ConfigError, DataError, arg
 from kerasrecon.kspace import fft2c_np, ifft2c_np, normalise_np, per_slice, sense_adjoint_np, to_channels
 from kerasrecon.masks import Mask, make_mask
 
@@ -77,7 +77,7 @@ def check_training_volumes(volumes, patch: int):
         )
     h, w = shapes.pop()
     if patch > min(h, w):
-        raise ConfigError(f"--patch-size {patch} is larger than the images ({h}×{w})")
+        raise ConfigError(f"{arg('data.patch_size')} {patch} is larger than the images ({h}×{w})")
     return h, w
 
 

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from kerasrecon.errors import DataError
+from kerasrecon.errors import DataError, arg
 from kerasrecon.kspace import fft2c_np
 
 PHASES = ("none", "smooth")
@@ -55,17 +55,19 @@ class Simulation:
 
     def __post_init__(self):
         if self.phase not in PHASES:
-            raise DataError(f"--phase must be one of {PHASES}. Received: {self.phase!r}")
+            raise DataError(f"{arg('simulation.phase')} must be one of {PHASES}. Received: {self.phase!r}")
         if not (self.noise >= 0 and np.isfinite(self.noise)):
-            raise DataError(f"--noise must be a finite number >= 0. Received: {self.noise}")
+            raise DataError(f"{arg('simulation.noise')} must be a finite number >= 0. Received: {self.noise}")
         if not (self.phase_range > 0 and np.isfinite(self.phase_range)):
-            raise DataError(f"--phase-range must be a finite number > 0. Received: {self.phase_range}")
+            raise DataError(
+                f"{arg('simulation.phase_range')} must be a finite number > 0. Received: {self.phase_range}"
+            )
         if not (isinstance(self.seed, (int, np.integer)) and 0 <= self.seed < 2**63):
-            raise DataError(f"--sim-seed must be an integer >= 0. Received: {self.seed}")
+            raise DataError(f"{arg('simulation.seed')} must be an integer >= 0. Received: {self.seed}")
         if self.kspace_crop is not None and (len(self.kspace_crop) != 2 or min(self.kspace_crop) < 8):
-            raise DataError(f"--kspace-crop: expected H W >= 8. Received: {self.kspace_crop}")
+            raise DataError(f"{arg('simulation.kspace_crop')}: expected H W >= 8. Received: {self.kspace_crop}")
         if not (isinstance(self.coils, (int, np.integer)) and 1 <= self.coils <= 64):
-            raise DataError(f"--coils must be an integer in [1, 64]. Received: {self.coils}")
+            raise DataError(f"{arg('simulation.coils')} must be an integer in [1, 64]. Received: {self.coils}")
 
     @property
     def active(self) -> bool:
@@ -98,7 +100,7 @@ def crop_kspace(kspace: np.ndarray, shape) -> np.ndarray:
     h, w = shape
     H, W = kspace.shape[-2:]
     if h > H or w > W:
-        raise DataError(f"--kspace-crop {h} {w} is larger than the images ({H}×{W})")
+        raise DataError(f"{arg('simulation.kspace_crop')} {h} {w} is larger than the images ({H}×{W})")
     top, left = H // 2 - h // 2, W // 2 - w // 2
     # Orthonormal FFT on a smaller grid: rescale so image intensities are kept.
     return kspace[..., top : top + h, left : left + w] * np.sqrt(h * w / (H * W))

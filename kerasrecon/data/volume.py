@@ -21,7 +21,7 @@ import numpy as np
 from kerasrecon.coils import rss_np
 from kerasrecon.config import TARGETS  # what multi-coil results are scored against (Volume.target)
 from kerasrecon.data import h5
-from kerasrecon.errors import DataError
+from kerasrecon.errors import DataError, arg
 from kerasrecon.kspace import check_kspace, ifft2c_np, measure_np, per_slice
 
 MANIFEST = "manifest.json"
@@ -67,7 +67,7 @@ class Volume:
         image; ``rss`` — the root-sum-of-squares of the coil images, fastMRI's multi-coil target (for a
         single-coil volume both are ``|image|``)."""
         if kind not in TARGETS:
-            raise DataError(f"--target must be one of {', '.join(TARGETS)}. Received: {kind!r}")
+            raise DataError(f"{arg('target')} must be one of {', '.join(TARGETS)}. Received: {kind!r}")
         if kind == "rss" and self.multicoil:
             return rss_np(ifft2c_np(self.coil_kspace))
         return np.abs(self.images).astype(np.float32)
@@ -160,7 +160,7 @@ def load_prepared(data: str) -> list[Volume]:
     if not manifest.is_file():
         files = sorted(root.glob("*.h5"))
         if not files:
-            raise DataError(f"--data {data}: empty (no {MANIFEST} and no .h5 files)")
+            raise DataError(f"{arg('data')} {data}: empty (no {MANIFEST} and no .h5 files)")
         raise DataError(f"--data {data}: no {MANIFEST}; run 'kerasrecon data prepare {data} OUT' first")
     return [read_prepared_volume(path) for path in read_manifest(root)]
 
@@ -217,9 +217,11 @@ def read_manifest(root) -> list[Path]:
     return paths
 
 
-def filter_acquisition(volumes: list[Volume], acquisition: str | None, option: str = "--acquisition") -> list[Volume]:
+def filter_acquisition(volumes: list[Volume], acquisition: str | None, option: str | None = None) -> list[Volume]:
     """The volumes whose fastMRI ``acquisition`` equals ``acquisition`` (all when ``None``), as
-    fastMRI's evaluation does. Raises ``DataError`` naming what the data holds when none matches."""
+    fastMRI's evaluation does. Raises ``DataError`` naming ``option`` (default: the ``acquisition``
+    argument) and what the data holds when none matches."""
+    option = option or arg("acquisition")
     if not acquisition:
         return volumes
     kept = [v for v in volumes if v.acquisition == acquisition]

@@ -23,14 +23,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from kerasrecon.config import ARCHITECTURE_FIELDS, RESUMABLE_CHANGES, TrainConfig
-from kerasrecon.errors import ConfigError, DataError
+from kerasrecon.errors import ConfigError, DataError, arg
 from kerasrecon.io import atomic_dir, sha256_file, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -92,9 +91,6 @@ def save_checkpoint(run_dir, step: int, gan) -> Path:
         arrays = {f"g/{_slot(v)}": np.asarray(v.numpy()) for v in _adam(gan.g_optimizer).variables}
         arrays.update({f"d/{_slot(v)}": np.asarray(v.numpy()) for v in _adam(gan.d_optimizer).variables})
         np.savez(tmp / FILES[2], **arrays)
-        for f in FILES:
-            with open(tmp / f, "rb") as fh:
-                os.fsync(fh.fileno())
         digests = {f: sha256_file(tmp / f) for f in FILES}
         write_text_atomic(tmp / STATE, json.dumps({"step": step, "sha256": digests}))
     write_text_atomic(root / LATEST, json.dumps({"step": step, "dir": name}))
@@ -210,7 +206,9 @@ def _report(run_dir, damaged, used):
 
 def _no_intact(run_dir, damaged):
     details = "; ".join(f"{n}: {why}" for n, why in damaged)
-    return DataError(f"{run_dir}: no intact checkpoint ({details}); restore it from a backup or start a new --out")
+    return DataError(
+        f"{run_dir}: no intact checkpoint ({details}); restore it from a backup or start a new {arg('out')}"
+    )
 
 
 def _newest_intact(run_dir, load=None):
@@ -296,15 +294,15 @@ def check_resume_config(run_dir, cfg: TrainConfig, force: bool):
     if arch:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {new[k]!r}" for k in arch)
         raise ConfigError(
-            f"--out {run_dir} holds a run with a different architecture ({details}); its checkpoints "
-            "cannot be loaded into the new model, and --force only allows resumable changes; "
-            "use a new --out"
+            f"{arg('out')} {run_dir} holds a run with a different architecture ({details}); its checkpoints "
+            f"cannot be loaded into the new model, and {arg('force')} only allows resumable changes; "
+            f"use a new {arg('out')}"
         )
     if diff and not force:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {new[k]!r}" for k in diff)
         raise ConfigError(
-            f"--out {run_dir} holds a run with a different config ({details}); "
-            "use a new --out, or --force to continue it with the new settings"
+            f"{arg('out')} {run_dir} holds a run with a different config ({details}); "
+            f"use a new {arg('out')}, or {arg('force')} to continue it with the new settings"
         )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 
 from kerasrecon.config import PRECISIONS
-from kerasrecon.errors import ConfigError
+from kerasrecon.errors import ConfigError, arg
 
 
 def _gpus() -> list[tuple[int, int]]:
@@ -44,15 +44,16 @@ def resolve_precision(precision: str) -> str:
     slow; TensorFlow only, as Keras on JAX computes BatchNormalization in float32 whatever the policy).
     """
     if precision not in PRECISIONS:
-        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}. Received: {precision!r}")
+        raise ConfigError(f"{arg('precision')} must be one of {', '.join(PRECISIONS)}. Received: {precision!r}")
     jax_backend = keras.backend.backend() == "jax"
     if precision == "mixed_float16" and jax_backend:
         raise ConfigError(
-            "--precision mixed_float16 is TensorFlow-only (loss scaling); on JAX use --precision mixed_bfloat16"
+            f"{arg('precision')} mixed_float16 is TensorFlow-only (loss scaling); "
+            f"on JAX use {arg('precision')} mixed_bfloat16"
         )
     if precision == "float64" and jax_backend:
         raise ConfigError(
-            "--precision float64 is TensorFlow-only: on JAX, Keras promotes float64 with float32 to "
+            f"{arg('precision')} float64 is TensorFlow-only: on JAX, Keras promotes float64 with float32 to "
             "float32 (BatchNormalization computes in float32), so it would not be a float64 reference"
         )
     if precision != "auto":

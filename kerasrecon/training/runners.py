@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 
 from kerasrecon.config import TrainConfig
-from kerasrecon.errors import ConfigError
+from kerasrecon.errors import ConfigError, arg
 
 
 class CollectiveFailed(Exception):
@@ -91,8 +91,8 @@ class JaxRunner:
     def __init__(self, cfg: TrainConfig):
         if cfg.strategy in ("mirrored", "multiworker"):
             raise ConfigError(
-                f"--strategy {cfg.strategy} is TensorFlow's (KERAS_BACKEND=tensorflow); on JAX use "
-                "--strategy auto (data parallel over all local devices) or none (one device)"
+                f"{arg('strategy')} {cfg.strategy} is TensorFlow's (KERAS_BACKEND=tensorflow); on JAX use "
+                f"{arg('strategy')} auto (data parallel over all local devices) or none (one device)"
             )
         import jax
         import keras

@@ -19,7 +19,7 @@ import os
 import tensorflow as tf
 
 from kerasrecon.config import STRATEGIES
-from kerasrecon.errors import ConfigError
+from kerasrecon.errors import ConfigError, arg
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def make_strategy(
         resolver = cluster_resolver()
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout_s)
         return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
-    raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}. Received: {name!r}")
+    raise ConfigError(f"{arg('strategy')} must be one of {', '.join(STRATEGIES)}. Received: {name!r}")
 
 
 def cluster_resolver():

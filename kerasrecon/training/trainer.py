@@ -22,7 +22,7 @@ from keras import ops
 from kerasrecon.config import TrainConfig
 from kerasrecon.data import load_volumes, split_volumes
 from kerasrecon.data.pipeline import check_training_volumes, coil_inputs, numpy_batches
-from kerasrecon.errors import ConfigError, KerasReconError
+from kerasrecon.errors import ConfigError, KerasReconError, arg
 from kerasrecon.io import LOCK_FILE, RunLock, check_output, write_text_atomic
 from kerasrecon.kspace import magnitude
 from kerasrecon.losses import ContentLoss, build_vgg_features
@@ -146,10 +146,12 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     resolve_precision(cfg.precision)  # a precision this backend cannot run is refused before anything else
     chief = runner.chief
     vgg = cfg.loss.vgg_weights if cfg.loss.vgg_weights not in ("imagenet", "none") else None
-    check_output(out, "--out", inputs=[("--data", cfg.data.data), ("--vgg-weights", vgg)], kind="folder")
+    check_output(
+        out, arg("out"), inputs=[(arg("data.data"), cfg.data.data), (arg("loss.vgg_weights"), vgg)], kind="folder"
+    )
     replicas = runner.replicas
     if cfg.data.batch_size % replicas:
-        raise ConfigError(f"--batch-size {cfg.data.batch_size} is not divisible by the {replicas} replicas")
+        raise ConfigError(f"{arg('data.batch_size')} {cfg.data.batch_size} is not divisible by the {replicas} replicas")
     # Everything that can be checked is checked before --out is created or touched.
     train_vols, val_vols = split_volumes(load_volumes(cfg.data.data), cfg.data.val_fraction)
     check_training_volumes(train_vols, cfg.data.patch_size)
@@ -161,11 +163,11 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     with contextlib.ExitStack() as stack:
         if chief:  # only the chief locks, checks, creates and writes the run directory
             _create_run_dir(out)
-            stack.enter_context(RunLock(out, exclusive=True, option="--out"))
+            stack.enter_context(RunLock(out, exclusive=True, option=arg("out")))
             if (out / ckpt.CONFIG_FILE).exists():
                 ckpt.check_resume_config(out, cfg, force)
             elif any(p for p in out.iterdir() if p.name not in _OWN_FILES):
-                raise ConfigError(f"--out {out}: exists and is not a kerasrecon run; choose a new directory")
+                raise ConfigError(f"{arg('out')} {out}: exists and is not a kerasrecon run; choose a new directory")
             ckpt.remove_temporaries(out)
         start = (ckpt.restore_latest(out, gan) or 0) if (out / ckpt.CONFIG_FILE).exists() else 0
         if start:
@@ -181,7 +183,7 @@ def _create_run_dir(out: Path):
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot create ({exc.strerror or exc})") from None
+        raise ConfigError(f"{arg('out')} {out}: cannot create ({exc.strerror or exc})") from None
 
 
 def _last(last_saved: int) -> str:
@@ -224,14 +226,14 @@ def _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progre
             except OSError as exc:  # full disk, quota, permissions: the partial checkpoint was removed
                 reason = exc.strerror or (str(exc).splitlines() or [exc.__class__.__name__])[0]
                 raise ConfigError(
-                    f"--out {out}: cannot write the checkpoint of step {step} ({reason}); last good checkpoint "
+                    f"{arg('out')} {out}: cannot write the checkpoint of step {step} ({reason}); last good checkpoint "
                     f"is step {_last(last_saved)}"
                 ) from None
             except ckpt.NonFiniteWeights as exc:
                 raise TrainingDiverged(
                     f"non-finite weights after step {step} ({str(exc).split(': ', 1)[1].split(';')[0]}); training "
                     f"stopped, last good checkpoint is step {_last(last_saved)} in "
-                    f"{out / ckpt.CKPT_DIR} (try a lower --lr)"
+                    f"{out / ckpt.CKPT_DIR} (try a lower {arg('learning_rate')})"
                 ) from None
             last_saved = step
             _log_preview(writer, gan, preview, step)
