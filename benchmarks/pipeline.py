@@ -20,7 +20,8 @@ from common import machine  # noqa: E402
 
 from kerasrecon.config import DataConfig, TrainConfig  # noqa: E402
 from kerasrecon.data.demo import load_demo  # noqa: E402
-from kerasrecon.data.pipeline import normalisation_scales, reference_masks, training_dataset  # noqa: E402
+from kerasrecon.data.pipeline import training_dataset  # noqa: E402
+from kerasrecon.data.slices import normalisation_scales, reference_masks  # noqa: E402
 from kerasrecon.kspace import fft2c_np, ifft2c_np  # noqa: E402
 from kerasrecon.masks import PoissonMask  # noqa: E402
 

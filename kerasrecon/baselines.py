@@ -194,7 +194,7 @@ def sweep_lambda(
     Returns:
         :class:`BaselineSetting` with the grid and the mean PSNR of each candidate.
     """
-    from kerasrecon.data.pipeline import evaluation_slices
+    from kerasrecon.data.slices import evaluation_slices
     from kerasrecon.kspace import per_slice
     from kerasrecon.metrics import psnr
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasrecon.config import SPLITS, TARGET_KEYS, MaskConfig
-from kerasrecon.data.pipeline import evaluation_slices
+from kerasrecon.data.slices import evaluation_slices
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import DataError, arg
 from kerasrecon.io import atomic_file, check_output, check_outputs_in

@@ -37,6 +37,7 @@ from kerasrecon import __version__
 from kerasrecon.config import TrainConfig
 from kerasrecon.errors import ConfigError, arg
 from kerasrecon.kspace import abs_ch, ifft2c_ch, normalise_ch, sense_adjoint_ch
+from kerasrecon.masks import CENTER_FRACTION
 
 METADATA_FILE = "kerasrecon.json"
 NORMALISATION = "per slice: x / max|zero_filled| before the generator, multiplied back after"
@@ -226,7 +227,7 @@ class ReconModule(tf.Module):
     wrongly shaped input reaches the checks instead of a kernel that assumes rank 3.
     """
 
-    def __init__(self, generator, metadata: dict, multicoil_generator=None, center_fraction: float = 0.08):
+    def __init__(self, generator, metadata: dict, multicoil_generator=None, center_fraction: float = CENTER_FRACTION):
         super().__init__(name="kerasrecon")
         self.generator = generator
         self.multicoil_generator = multicoil_generator

@@ -25,7 +25,9 @@ from pathlib import Path
 import keras
 from keras import ops
 
+from kerasrecon.config import LossConfig
 from kerasrecon.errors import ConfigError, arg
+from kerasrecon.models.generator import wide_dtype
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +68,6 @@ def build_vgg_features(weights: str = "imagenet", dtype=None) -> keras.Model:
 
 
 def _build_vgg(weights: str) -> keras.Model:
-    from kerasrecon.models.generator import wide_dtype
-
     # The input in the (build-time global) policy's wide dtype: keras.applications declares a float32
     # Input, which would round a float64 reference's VGG input to float32.
     shape = (None, None, 3)
@@ -122,12 +122,6 @@ def describe_vgg_weights(weights: str) -> str:
     return f"ImageNet VGG19 ({VGG_NOTOP_FILE}) from {where}, {path}, sha256 {sha256_file(path)[:16]}…"
 
 
-def wide(x) -> str:
-    """Loss arithmetic dtype for tensor ``x``: float64 for float64 ``x`` (reference precision), else
-    float32 (also for the bfloat16/float16 outputs of mixed precision)."""
-    return "float64" if keras.backend.standardize_dtype(x.dtype) == "float64" else "float32"
-
-
 def vgg_preprocess(magnitude):
     """float32 ``[B, H, W, 1]`` magnitude (≈ [0, 1]) -> VGG19 input ``[B, H, W, 3]``."""
     rgb = ops.repeat(magnitude * VGG_INPUT_SCALE, 3, axis=-1)
@@ -142,7 +136,7 @@ def mse_loss(target, recon):
 def feature_loss(target, recon, vgg):
     """Per-example VGG54 feature MSE (features ×1/12.75). Magnitudes ``[B, H, W, 1]`` -> ``[B]``."""
     f_target, f_recon = (vgg(vgg_preprocess(x), training=False) for x in (target, recon))
-    f_target, f_recon = (ops.cast(f, wide(f)) * VGG_FEATURE_SCALE for f in (f_target, f_recon))
+    f_target, f_recon = (ops.cast(f, wide_dtype(f.dtype)) * VGG_FEATURE_SCALE for f in (f_target, f_recon))
     return ops.mean(ops.square(ops.subtract(f_target, f_recon)), axis=(1, 2, 3))
 
 
@@ -152,13 +146,19 @@ class ContentLoss:
     Args:
         kind: str, one of ``CONTENT_LOSSES``.
         vgg: feature extractor from ``build_vgg_features`` (required for feature/hybrid).
-        mse_weight: α for hybrid (default 0.5).
-        feature_weight: β for hybrid (default 0.5).
+        mse_weight: α for hybrid (default ``LossConfig.mse_weight``).
+        feature_weight: β for hybrid (default ``LossConfig.feature_weight``).
 
     Call: ``(target [B, H, W, 1], recon [B, H, W, 1]) -> [B]`` float32.
     """
 
-    def __init__(self, kind: str, vgg=None, mse_weight: float = 0.5, feature_weight: float = 0.5):
+    def __init__(
+        self,
+        kind: str,
+        vgg=None,
+        mse_weight: float = LossConfig.mse_weight,
+        feature_weight: float = LossConfig.feature_weight,
+    ):
         if kind not in CONTENT_LOSSES:
             raise ConfigError(f"{arg('loss.content')} must be one of {sorted(CONTENT_LOSSES)}. Received: {kind!r}")
         if kind != "mse" and vgg is None:
@@ -180,7 +180,7 @@ CONTENT_LOSSES = {
 def bce(logit, label: float):
     """Per-example binary cross-entropy of ``sigmoid(logit)`` against a constant label, from the logit
     ``[B, 1]`` (stable for any logit: ``label·softplus(−z) + (1 − label)·softplus(z)``) -> ``[B]``."""
-    z = ops.reshape(ops.cast(logit, wide(logit)), (-1,))
+    z = ops.reshape(ops.cast(logit, wide_dtype(logit.dtype)), (-1,))
     return label * ops.softplus(-z) + (1 - label) * ops.softplus(z)
 
 

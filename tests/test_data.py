@@ -9,7 +9,8 @@ from kerasrecon.data import Volume, load_volumes, split_volumes
 from kerasrecon.data.demo import demo_images, load_demo
 from kerasrecon.data.fastmri import FastMRIFile
 from kerasrecon.data.images import prepare_dataset, read_image_stack
-from kerasrecon.data.pipeline import evaluation_slices, training_dataset
+from kerasrecon.data.pipeline import training_dataset
+from kerasrecon.data.slices import evaluation_slices
 from kerasrecon.errors import ConfigError, DataError
 from kerasrecon.masks import make_mask
 from tests.conftest import random_complex, ref_fft2c, ref_ifft2c
@@ -244,7 +245,8 @@ def test_dicom_series_sorted_by_instance_and_rescaled(tmp_path, rng):
 def test_slice_sampling_crops_the_whole_slice_aliasing():
     """--sampling slice: the input is a window of the whole-slice zero-filled image (NumPy reference)."""
     from kerasrecon.config import DataConfig, MaskConfig, TrainConfig
-    from kerasrecon.data.pipeline import normalisation_scales, reference_masks, training_dataset
+    from kerasrecon.data.pipeline import training_dataset
+    from kerasrecon.data.slices import normalisation_scales, reference_masks
     from kerasrecon.data.volume import Volume
     from tests.conftest import ref_fft2c, ref_ifft2c
 

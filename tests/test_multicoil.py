@@ -259,7 +259,7 @@ def test_rss_target_is_fastmris(fastmri_multicoil_dir):
     fastMRI file is its reconstruction_rss; --target sense against |SENSE-combined image|."""
     import h5py
 
-    from kerasrecon.data.pipeline import evaluation_slices
+    from kerasrecon.data.slices import evaluation_slices
 
     vols = load_volumes(str(fastmri_multicoil_dir / "prepared"))
     with h5py.File(fastmri_multicoil_dir / "raw" / "file_a.h5") as f:

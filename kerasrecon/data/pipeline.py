@@ -44,26 +44,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kerasrecon.config import MaskConfig, TrainConfig
+from kerasrecon.config import TrainConfig
+from kerasrecon.data.slices import normalisation_scales, reference_masks
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import ConfigError, DataError, arg
-from kerasrecon.kspace import fft2c_np, ifft2c_np, normalise_np, per_slice, sense_adjoint_np, to_channels
-from kerasrecon.masks import Mask, make_mask
+from kerasrecon.kspace import fft2c_np, ifft2c_np, per_slice, sense_adjoint_np, to_channels
+from kerasrecon.masks import make_mask
 
 PER_SAMPLE_SEED_OFFSET = 100_000  # per-sample bank masks never reuse a per-volume reference seed
-
-
-def reference_masks(volumes: list[Volume], mask_cfg: MaskConfig) -> list[Mask]:
-    """One slice-shaped mask per volume, seed ``mask_cfg.seed + volume index``."""
-    return [
-        make_mask(mask_cfg.kind, mask_cfg.acceleration, v.kspace.shape[1:], mask_cfg.seed + i, mask_cfg.center_fraction)
-        for i, v in enumerate(volumes)
-    ]
-
-
-def normalisation_scales(volumes: list[Volume], masks: list[Mask]) -> list[np.ndarray]:
-    """Per-slice factors ``1 / max|zero_filled|``: a float32 ``[S]`` array per volume."""
-    return [normalise_np(vol.zero_filled(mask.array))[1] for vol, mask in zip(volumes, masks)]
 
 
 def check_training_volumes(volumes, patch: int):
@@ -153,7 +141,7 @@ def sampling_plan(volumes: list[Volume], cfg: TrainConfig) -> SamplingPlan:
         vol_of_slice.astype(np.int64),
         cfg.mask.per_sample,
         whole_slice,
-        exact_dc(cfg, h, w),
+        dc_is_exact(cfg, h, w),
         coil_kspace,
         maps,
     )
@@ -171,7 +159,7 @@ def check_coils(volumes: list[Volume]) -> bool:
     return kinds != {0}
 
 
-def exact_dc(cfg: TrainConfig, h: int, w: int) -> bool:
+def dc_is_exact(cfg: TrainConfig, h: int, w: int) -> bool:
     """Whether DC is exact in training on ``h × w`` slices: patches on their own grid, or windows
     that are the whole slice (elsewhere the window's k-space is not the slice's)."""
     return cfg.data.sampling != "slice" or cfg.data.patch_size == h == w
@@ -179,8 +167,8 @@ def exact_dc(cfg: TrainConfig, h: int, w: int) -> bool:
 
 def coil_inputs(volumes: list[Volume], cfg: TrainConfig) -> bool:
     """Whether the training elements of ``volumes`` under ``cfg`` carry coils and maps (multi-coil data
-    with :func:`exact_dc`); the generator is then built with ``multicoil=True``."""
-    return check_coils(volumes) and exact_dc(cfg, *volumes[0].kspace.shape[1:])
+    with :func:`dc_is_exact`); the generator is then built with ``multicoil=True``."""
+    return check_coils(volumes) and dc_is_exact(cfg, *volumes[0].kspace.shape[1:])
 
 
 def element_indices(plan: SamplingPlan, i: int) -> np.ndarray:
@@ -328,28 +316,3 @@ def training_dataset(
     ds = ds.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size or cfg.data.batch_size, drop_remainder=True)
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def evaluation_slices(volumes: list[Volume], mask_cfg: MaskConfig, target: str = "sense"):
-    """Whole-slice evaluation inputs, one volume at a time.
-
-    Yields dicts per volume with NumPy arrays: ``name``; ``mask`` (:class:`Mask`, slice shape, seed
-    ``mask_cfg.seed + volume index``); ``scale`` float32 ``[S]``; ``masked_kspace`` complex64
-    ``[S, H, W]`` (normalised; multi-coil volumes: the coils' ``[S, C, H, W]``); ``maps`` complex64
-    ``[S, C, H, W]`` or ``None`` (single-coil); ``zero_filled`` complex64 ``[S, H, W]`` (normalised;
-    multi-coil: SENSE-combined); ``target`` float32 ``[S, H, W]`` magnitude (original scale;
-    multi-coil: of the SENSE-combined fully sampled image, or with ``target="rss"`` the coil images'
-    root-sum-of-squares, fastMRI's target).
-    """
-    masks = reference_masks(volumes, mask_cfg)
-    scales = normalisation_scales(volumes, masks)
-    for vol, mask, scale in zip(volumes, masks, scales):
-        yield {
-            "name": vol.name,
-            "mask": mask,
-            "scale": scale,
-            "masked_kspace": vol.measured(mask.array, scale),
-            "maps": vol.maps,
-            "zero_filled": vol.zero_filled(mask.array, scale),
-            "target": vol.target(target),
-        }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from kerasrecon.config import DataConfig
 from kerasrecon.models.generator import sync_batchnorm, wide_dtype
 
 D_FILTERS = (64, 64, 128, 128, 256, 256, 512, 512)
@@ -32,7 +33,7 @@ class LeakyReLU(layers.LeakyReLU):
         return keras.ops.where(keras.ops.greater(x, 0), x, x * self.negative_slope)  # a Python float: exact in float64
 
 
-def build_discriminator(patch_size: int = 96, channels: int = 1, dtype=None) -> keras.Model:
+def build_discriminator(patch_size: int = DataConfig.patch_size, channels: int = 1, dtype=None) -> keras.Model:
     """Build the discriminator.
 
     Args:

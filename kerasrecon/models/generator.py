@@ -12,9 +12,8 @@ import keras
 from keras import layers
 
 from kerasrecon import kspace
+from kerasrecon.config import ModelConfig
 
-GENERATOR_FILTERS = 64
-GENERATOR_BLOCKS = 16
 KERNEL = 3
 # BN moving statistics (used at evaluation) follow the weights within ~10 updates; with Keras' default
 # 0.99 they lag ~100 steps behind a generator that is still changing, which cost the 300-step demo
@@ -41,10 +40,14 @@ def sync_batchnorm() -> bool:
 def wide_dtype(dtype=None) -> str:
     """The dtype of the parts that stay wide under mixed precision (FFTs, data consistency, the
     generator's output conv and residual, the discriminator's output, the losses): ``"float64"``
-    when the policy ``dtype`` (default: the global one) is float64, the reference precision
-    for numerical checks, else ``"float32"``."""
-    policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
-    return "float64" if policy.compute_dtype == "float64" else "float32"
+    when ``dtype`` — a dtype policy or its name (default: the global policy), or a tensor's dtype —
+    computes in float64, the reference precision for numerical checks, else ``"float32"`` (also for
+    the bfloat16/float16 tensors of mixed precision)."""
+    if dtype is None:
+        dtype = keras.config.dtype_policy()
+    elif not isinstance(dtype, (str, keras.DTypePolicy)):
+        dtype = keras.backend.standardize_dtype(dtype)  # a tensor's dtype (tf.float64, jnp.float32): its name
+    return "float64" if keras.dtype_policies.get(dtype).compute_dtype == "float64" else "float32"
 
 
 @keras.saving.register_keras_serializable(package="kerasrecon")
@@ -109,9 +112,9 @@ def residual_block(x, filters: int, name: str, dtype=None):
 
 
 def build_generator(
-    blocks: int = GENERATOR_BLOCKS,
-    filters: int = GENERATOR_FILTERS,
-    noise_lambda: float | None = None,
+    blocks: int = ModelConfig.blocks,
+    filters: int = ModelConfig.filters,
+    noise_lambda: float | None = ModelConfig.noise_lambda,
     data_consistency: bool = True,
     cascades: int = 1,
     dtype=None,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from keras import ops
 
+from kerasrecon.config import LossConfig
 from kerasrecon.kspace import magnitude
 from kerasrecon.losses import ContentLoss, adversarial_loss, discriminator_loss, feature_loss, mse_loss
 
@@ -71,7 +72,7 @@ class ReconGAN:
         adv_weight: λ of the adversarial term (default 1e-3).
     """
 
-    def __init__(self, generator, discriminator, content_loss: ContentLoss, adv_weight: float = 1e-3):
+    def __init__(self, generator, discriminator, content_loss: ContentLoss, adv_weight: float = LossConfig.adv_weight):
         self.generator = generator
         self.discriminator = discriminator
         self.content_loss = content_loss

@@ -18,12 +18,12 @@ import os
 
 import tensorflow as tf
 
-from kerasrecon.config import STRATEGIES
+from kerasrecon.config import STRATEGIES, TrainConfig
 from kerasrecon.errors import ConfigError, arg
 
 log = logging.getLogger(__name__)
 
-COLLECTIVE_TIMEOUT_S = 300.0
+COLLECTIVE_TIMEOUT_S = TrainConfig.collective_timeout_s
 
 
 def make_strategy(
