@@ -93,8 +93,8 @@ def test_discriminator_output_is_the_last_dense_layers_logit(rng):
     x = rng.random((3, 32, 32, 1)).astype(np.float32)
     z = keras.ops.convert_to_numpy(d(x))
     hidden = keras.ops.convert_to_numpy(keras.Model(d.input, d.get_layer("d_lrelu_dense").output)(x))
-    kernel, bias = d.get_layer("d_prob").get_weights()
-    assert z.shape == (3, 1) and d.get_layer("d_prob").activation.__name__ == "linear"
+    kernel, bias = d.get_layer("d_logit").get_weights()
+    assert z.shape == (3, 1) and d.get_layer("d_logit").activation.__name__ == "linear"
     np.testing.assert_allclose(z, hidden @ kernel + bias, rtol=1e-4, atol=1e-5)
 
 

@@ -290,6 +290,14 @@ def test_optimizer_state_is_keyed_by_variable_path(tmp_path):
     np.testing.assert_array_equal(
         restored()["g_block01_conv1_kernel_momentum"], live["g_block01_conv1_kernel_momentum"]
     )
+    # Checkpoints written while the discriminator's last layer was named d_prob resume under d_logit.
+    assert "d/d_logit_kernel_momentum" in arrays
+    renamed = {k.replace("d/d_logit_", "d/d_prob_"): v for k, v in arrays.items()}
+    np.savez(path / "optimizers.npz", **renamed)
+    gan = build_gan(tiny())
+    ckpt.restore_checkpoint(path, gan)
+    d_slots = {v.path.split("/", 1)[1]: v.numpy() for v in gan.d_optimizer.variables}
+    np.testing.assert_array_equal(d_slots["d_logit_kernel_momentum"], arrays["d/d_logit_kernel_momentum"])
     np.savez(path / "optimizers.npz", **arrays, **{"g/g_extra_kernel_momentum": np.zeros(3)})
     with pytest.raises(DataError, match="optimizer state does not match"):
         ckpt.restore_checkpoint(path, build_gan(tiny()))

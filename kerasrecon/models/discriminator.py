@@ -3,8 +3,8 @@ LeakyReLU 0.2, BN after every conv but the first, no max-pool, Dense 1024 + Leak
 
 The model returns the logit z of the last Dense layer; the sigmoid, D = sigmoid(z), is applied where
 a probability is needed (``losses.bce`` takes the logit, ``ReconGAN.loss_terms`` reports sigmoid(z)),
-so the cross-entropy never sees a saturated probability (see ``kerasrecon.losses``). The layer keeps
-its name ``d_prob`` so that earlier checkpoints load and resume.
+so the cross-entropy never sees a saturated probability (see ``kerasrecon.losses``). The layer is
+``d_logit`` (``d_prob`` in earlier checkpoints, whose optimizer state loads under the new name).
 """
 
 from __future__ import annotations
@@ -58,5 +58,5 @@ def build_discriminator(patch_size: int = DataConfig.patch_size, channels: int =
     x = layers.Flatten(name="d_flatten", dtype=dtype)(x)
     x = layers.Dense(D_DENSE, name="d_dense1", dtype=dtype)(x)
     x = LeakyReLU(negative_slope=LEAKY_SLOPE, name="d_lrelu_dense", dtype=dtype)(x)
-    out = layers.Dense(1, dtype=wide_dtype(dtype), name="d_prob")(x)  # the logit; float32 under mixed
+    out = layers.Dense(1, dtype=wide_dtype(dtype), name="d_logit")(x)  # the logit; float32 under mixed
     return keras.Model(inp, out, name="discriminator")

@@ -124,10 +124,25 @@ def _slot(v) -> str:
     return v.path.split("/", 1)[-1]
 
 
+# Layers renamed since checkpoints were first written: their optimizer slots are read under the new name.
+RENAMED_LAYERS = {"d_prob": "d_logit"}  # the discriminator's last Dense returns a logit
+
+
+def _current_slot(key: str) -> str:
+    """``key`` of an optimizer slot with renamed layers (``RENAMED_LAYERS``) given their current name."""
+    prefix, _, slot = key.partition("/")
+    for old, new in RENAMED_LAYERS.items():
+        if slot.startswith(old + "_"):
+            return f"{prefix}/{new}{slot[len(old) :]}"
+    return key
+
+
 def _assign_slots(path, arrays, prefix, variables):
-    """Assign ``{prefix}/{slot}`` arrays by name; checkpoints of 0.1 (``{prefix}_{i}``, by position)
-    still load when the count matches. A missing, extra or mis-shaped slot is an error, never skipped."""
-    keys = [k for k in arrays.files if k.startswith(prefix + "/")]
+    """Assign ``{prefix}/{slot}`` arrays by name (renamed layers under their new names); checkpoints of
+    0.1 (``{prefix}_{i}``, by position) still load when the count matches. A missing, extra or
+    mis-shaped slot is an error, never skipped."""
+    stored = {_current_slot(k): k for k in arrays.files if k.startswith(prefix + "/")}
+    keys = list(stored)
     if not keys:  # positional layout written before variable paths were used
         keys = [f"{prefix}_{i}" for i in range(sum(k.startswith(prefix + "_") for k in arrays.files))]
         if len(keys) != len(variables):
@@ -141,7 +156,7 @@ def _assign_slots(path, arrays, prefix, variables):
                 f"{path}: optimizer state does not match this model ({len(diff)} variables differ, "
                 f"first {diff[0]}; different architecture?)"
             )
-        values = [arrays[f"{prefix}/{_slot(v)}"] for v in variables]
+        values = [arrays[stored[f"{prefix}/{_slot(v)}"]] for v in variables]
     for v, value in zip(variables, values):
         if tuple(v.shape) != value.shape:
             raise DataError(f"{path}: optimizer variable {v.path} has shape {value.shape}, the model {tuple(v.shape)}")

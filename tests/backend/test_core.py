@@ -137,7 +137,7 @@ def test_builders_take_a_dtype_policy_and_leave_the_global_one():
     assert mixed.get_layer("g_conv_out").compute_dtype == "float32"  # image and FFT stay float32
     assert mixed.get_layer("g_data_consistency").compute_dtype == "float32"
     assert plain.get_layer("g_block01_conv1").compute_dtype == "float32"
-    assert d.get_layer("d_conv2").compute_dtype == "bfloat16" and d.get_layer("d_prob").compute_dtype == "float32"
+    assert d.get_layer("d_conv2").compute_dtype == "bfloat16" and d.get_layer("d_logit").compute_dtype == "float32"
     x = np.zeros((1, 8, 8, 2), np.float32)
     out = mixed({"zero_filled": x, "masked_kspace": x, "mask": np.zeros((1, 8, 8), np.float32)})
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
