@@ -84,7 +84,7 @@ def test_two_replicas_equal_one_replica():
     assert res["max_abs_diff_g"] < 1e-10 and res["max_abs_diff_d"] < 1e-10
     for k in ("d_loss", "g_loss", "content", "adversarial"):
         assert res["values_one"][k] == pytest.approx(res["values_two"][k], rel=1e-10)
-    assert "--batch-size 3 is not divisible by the 2 replicas" in res["divisible_error"]
+    assert "data.batch_size 3 is not divisible by the 2 replicas" in res["divisible_error"]
 
 
 @pytest.mark.slow
