@@ -54,6 +54,7 @@ ARGUMENT_OPTIONS = {
             "acquisition",
             "acs_lines",
             "baseline_iters",
+            "baseline_tol",
             "baseline_lambdas",
             "baselines",
             "batch_size",
@@ -693,8 +694,8 @@ TARGET_OPTION = click.option(
 
 
 def baseline_options(fn):
-    """--baselines / --baseline-lambdas / --baseline-iters (evaluate and compare)."""
-    from kerasrecon.baselines import BASELINES, DEFAULT_ITERS, LAMBDA_GRID
+    """--baselines / --baseline-lambdas / --baseline-iters / --baseline-tol (evaluate and compare)."""
+    from kerasrecon.baselines import BASELINES, CHECK_EVERY, DEFAULT_ITERS, DEFAULT_TOLS, LAMBDA_GRID
 
     opts = [
         click.option(
@@ -702,7 +703,8 @@ def baseline_options(fn):
             default="",
             metavar="NAMES",
             help=f"Classical rows on the same masked k-space, comma-separated, from {', '.join(BASELINES)} "
-            "(tv/l1wavelet: sigpy, pip install 'kerasrecon[baselines]'). zero_filled is always scored.",
+            "(l1wavelet and multi-coil tv: sigpy, pip install 'kerasrecon[baselines]'). zero_filled is always "
+            "scored. Solvers run to convergence (--baseline-tol).",
         ),
         click.option(
             "--baseline-lambdas",
@@ -716,7 +718,16 @@ def baseline_options(fn):
             type=int,
             default=DEFAULT_ITERS,
             show_default=True,
-            help="Solver iterations for tv/l1wavelet.",
+            help="Most iterations per slice for tv/l1wavelet (the stopping rule's cap).",
+        ),
+        click.option(
+            "--baseline-tol",
+            type=float,
+            default=None,
+            help=f"Stop a solver when the relative change of its image over {CHECK_EVERY} iterations falls "
+            "below this (0: always run --baseline-iters). Default per solver: "
+            + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_TOLS.items())
+            + ". The iterations used are recorded in the results.",
         ),
         click.option(
             "--baseline-tune-data",
@@ -731,7 +742,7 @@ def baseline_options(fn):
     return fn
 
 
-def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_data=None):
+def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tol, baseline_tune_data=None):
     names = [n for n in baselines.replace(",", " ").split()]
     grid = None
     if baseline_lambdas:
@@ -743,10 +754,13 @@ def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_
             )
     if baseline_iters < 1:
         raise KerasReconError(f"--baseline-iters must be >= 1. Received: {baseline_iters}")
+    if baseline_tol is not None and (not baseline_tol >= 0 or baseline_tol == float("inf")):
+        raise KerasReconError(f"--baseline-tol must be a finite number >= 0. Received: {baseline_tol}")
     return dict(
         baselines=names,
         baseline_grid=grid,
         baseline_iters=baseline_iters,
+        baseline_tol=baseline_tol,
         baseline_tune_data=baseline_tune_data,
         note=lambda msg: click.echo(f"baseline {msg}", err=True),
     )
@@ -1065,6 +1079,7 @@ def compare(
     baselines,
     baseline_lambdas,
     baseline_iters,
+    baseline_tol,
     baseline_tune_data,
     **options,
 ):
@@ -1086,7 +1101,7 @@ def compare(
         progress=_SliceProgress(),
         acquisition=acquisition,
         target=target,
-        **_baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tune_data),
+        **_baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tol, baseline_tune_data),
     )
     if do_train:
         names = [n for part in [losses, *runs] for n in part.replace(",", " ").split()]

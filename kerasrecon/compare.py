@@ -178,6 +178,7 @@ def compare_runs(
     baselines=(),
     baseline_grid=None,
     baseline_iters=None,
+    baseline_tol=None,
     note=None,
     baseline_tune_data=None,
     acquisition: str | None = None,
@@ -195,7 +196,7 @@ def compare_runs(
         figures: draw PNGs (needs matplotlib).
         baselines: classical methods scored on the same masked k-space (``kerasrecon.baselines``);
             λ is swept on the first run's training split. With ``tv`` it becomes the Δ reference.
-        baseline_grid, baseline_iters: λ candidates and solver iterations.
+        baseline_grid, baseline_iters, baseline_tol: λ candidates and the solvers' stopping rule (cap, tolerance).
         baseline_tune_data: sweep λ on this dataset's training split instead of the first run's data.
         acquisition: compare only volumes of this fastMRI acquisition (recorded in the metadata).
         target: multi-coil data: score against ``sense`` or ``rss`` (``evaluate.evaluate``).
@@ -204,6 +205,7 @@ def compare_runs(
         ``{"table": [...], "reference": str, "meta": {...}}``.
     """
     from kerasrecon.api import Reconstructor
+    from kerasrecon.baselines import record_iterations
     from kerasrecon.evaluate import run_baselines
 
     if not run_dirs:
@@ -243,10 +245,11 @@ def compare_runs(
         )
     volumes = held_out_volumes(data, first_cfg.data.val_fraction, split, acquisition)
     base_fns, settings = run_baselines(
-        baselines, first_cfg, mask_cfg, baseline_grid, baseline_iters, note, baseline_tune_data
+        baselines, first_cfg, mask_cfg, baseline_grid, baseline_iters, note, baseline_tune_data, baseline_tol
     )
     fns.update({k: v for k, v in base_fns.items() if k not in fns})
     result = evaluate(fns, volumes, mask_cfg, batch_size, progress, keep_recons=True, target=target)
+    record_iterations(base_fns, settings)
     rows, summary, recons, targets = result.rows, result.summary, result.recons, result.targets
     reference = "tv" if "tv" in base_fns else "mse" if "mse" in fns else "zero_filled"
     meta = {

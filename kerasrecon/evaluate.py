@@ -217,7 +217,7 @@ def held_out_volumes(
     return filter_acquisition(val, acquisition)
 
 
-def run_baselines(names, cfg, mask_cfg, grid=None, iters=None, progress=None, tune_data=None):
+def run_baselines(names, cfg, mask_cfg, grid=None, iters=None, progress=None, tune_data=None, tol=None):
     """Baseline recon functions for a run: λ tuned on the *training* split (``cfg.data.val_fraction``)
     of ``tune_data`` (default: the run's own data), never on evaluated slices (see baselines.py).
 
@@ -239,6 +239,7 @@ def run_baselines(names, cfg, mask_cfg, grid=None, iters=None, progress=None, tu
         iters or bl.DEFAULT_ITERS,
         tuned_on=f"training split of {data}",
         progress=progress,
+        tol=tol,
     )
 
 
@@ -253,6 +254,7 @@ def evaluate_run(
     baselines=(),
     baseline_grid=None,
     baseline_iters=None,
+    baseline_tol=None,
     note=None,
     baseline_tune_data=None,
     acquisition: str | None = None,
@@ -266,7 +268,8 @@ def evaluate_run(
         mask_changes: overrides of the run's ``MaskConfig`` fields (kind, acceleration, seed).
         split: ``val`` (the run's held-out part) or ``all``.
         baselines: names from ``kerasrecon.baselines.BASELINES`` scored on the same masked k-space.
-        baseline_grid, baseline_iters: λ candidates (swept on the run's training split) and iterations.
+        baseline_grid, baseline_iters, baseline_tol: λ candidates (swept on the run's training split), and
+            the solvers' stopping rule: iteration cap and tolerance (``kerasrecon.baselines``).
         baseline_tune_data: sweep λ on the training split of this dataset instead (e.g. one prepared
             with the same simulation as ``data``); its held-out part is never used.
         acquisition: score only volumes of this fastMRI acquisition (``CORPD_FBK``...), as
@@ -290,9 +293,12 @@ def evaluate_run(
     mask_cfg = dataclasses.replace(cfg.mask, **(mask_changes or {}))
     volumes = held_out_volumes(data, cfg.data.val_fraction, split, acquisition)
     base_fns, settings = run_baselines(
-        baselines, cfg, mask_cfg, baseline_grid, baseline_iters, note, baseline_tune_data
+        baselines, cfg, mask_cfg, baseline_grid, baseline_iters, note, baseline_tune_data, baseline_tol
     )
     result = evaluate({cfg.loss.content: fn, **base_fns}, volumes, mask_cfg, batch_size, progress, keep_recons, target)
+    from kerasrecon.baselines import record_iterations
+
+    record_iterations(base_fns, settings)
     result.meta = {
         "run": str(run_dir),
         "step": step,
