@@ -20,9 +20,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 
-# Full suite (notebooks included); pytest exits 5 when it collects nothing, which fails make.
+# Full suite (notebooks included), one test file per worker process (pytest-xdist; module fixtures
+# are built once); pytest exits 5 when it collects nothing, which fails make.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 # Unit tier: no training and no SavedModel (about 30 s on 2 cores); KERAS_BACKEND=jax runs it on JAX.
 test-fast: $(STAMP)
