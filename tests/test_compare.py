@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from kerasrecon import metrics
-from kerasrecon.compare import compare_runs, paired_difference
+from kerasrecon.compare import _markdown, compare_runs, comparison_table, paired_difference
 from kerasrecon.config import DataConfig, LossConfig, ModelConfig, TrainConfig
 from kerasrecon.data.demo import demo_images
 from kerasrecon.errors import DataError
@@ -38,6 +38,46 @@ def test_paired_difference_by_hand():
     half = 4.302652729911275 / np.sqrt(3)  # t_{0.975, 2}
     assert d["mean"] == pytest.approx(3.0)
     assert (d["ci_low"], d["ci_high"]) == pytest.approx((3 - half, 3 + half))
+
+
+def test_per_volume_means_by_hand():
+    """Volume a has 3 slices, b has 1: the slice mean weights a 3:1, the per-volume mean 1:1."""
+    psnr = {
+        ("tv", "a"): [30.0, 31.0, 32.0],
+        ("tv", "b"): [20.0],
+        ("net", "a"): [31.0, 32.0, 33.0],
+        ("net", "b"): [18.0],
+    }
+    rows = [
+        {"method": m, "volume": v, "slice": i, "acceleration": 4.0, "mask_kind": "poisson", "mask_seed": 0,
+         "psnr": p, "nmse": 0.1, "ssim": 0.5, "hfen": 0.2}
+        for (m, v), ps in psnr.items()
+        for i, p in enumerate(ps)
+    ]  # fmt: skip
+    table = {r["method"]: r for r in comparison_table(rows, "tv")}
+    assert table["tv"]["psnr_mean"] == pytest.approx((30 + 31 + 32 + 20) / 4)
+    assert table["tv"]["psnr_vol_mean"] == pytest.approx((31 + 20) / 2)
+    assert table["net"]["psnr_diff_vs_tv"] == pytest.approx((1 + 1 + 1 - 2) / 4)
+    assert table["net"]["psnr_vol_diff_vs_tv"] == pytest.approx((1 - 2) / 2)
+    used = {"min": 300, "mean": 410.5, "max": 520}
+    tv = {
+        "lam": 0.01,
+        "tuned_on": "x",
+        "tol": 1e-5,
+        "iters": 5000,
+        "grid": [0.01],
+        "sweep_psnr": [],
+        "iterations_used": used,
+    }
+    meta = {
+        "mask": {"acceleration": 4, "kind": "poisson", "seed": 0},
+        "data": "d",
+        "split": "val",
+        "baselines": {"tv": tv},
+    }
+    md = _markdown(list(table.values()), "tv", meta)
+    assert "| net | 28.50 ± " in md and "| 25.00 |" in md and "| -0.50 [" in md
+    assert "tolerance 1e-05, at most 5000 iterations; iterations used per slice 300–520 (mean 410.5)" in md
 
 
 def test_table_equals_metrics_on_independent_recons(runs):
