@@ -28,6 +28,7 @@ from kerasrecon.config import (
     STRATEGIES,
     TARGET_KEYS,
     TARGETS,
+    THESIS_LOSSES,
     TrainConfig,
 )
 from kerasrecon.data.simulate import PHASES
@@ -381,7 +382,8 @@ def train_options(fn):
             type=click.Choice(CONTENT_LOSS_NAMES),
             default=DEFAULTS.loss.content,
             show_default=True,
-            help="Content loss: pixel MSE, VGG19 φ5,4 features, or α·MSE + β·feature.",
+            help="Content loss: pixel MSE, VGG19 φ5,4 features, α·MSE + β·feature, 1 − SSIM (7×7 window, "
+            "fastMRI's SSIMLoss), or 0.1·L1 + 0.9·(1 − SSIM).",
         ),
         click.option(
             "--acceleration",
@@ -1033,9 +1035,11 @@ def reconstruct(
 )
 @click.option(
     "--losses",
-    default=",".join(CONTENT_LOSS_NAMES),
+    default=",".join(THESIS_LOSSES),
     show_default=True,
-    help="With --train: losses to train, comma- or space-separated (--losses mse feature hybrid).",
+    help="With --train: losses to train, comma- or space-separated, from "
+    + ", ".join(CONTENT_LOSS_NAMES)
+    + " (--losses mse feature hybrid).",
 )
 @click.option(
     "--split",

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from kerasrecon.errors import ConfigError, arg
 
-CONTENT_LOSS_NAMES = ("mse", "feature", "hybrid")
+CONTENT_LOSS_NAMES = ("mse", "feature", "hybrid", "ssim", "l1ssim")
+THESIS_LOSSES = ("mse", "feature", "hybrid")  # the thesis' comparison (compare --train's default)
+VGG_LOSSES = ("feature", "hybrid")  # content losses that need VGG19 features
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16", "float64")
 SAMPLINGS = ("patch", "slice")

@@ -8,6 +8,11 @@ gradients summed over replicas equal single-device gradients on the same global 
   normalisation) are scaled by ``VGG_INPUT_SCALE = 255``, replicated to 3 channels and put through
   ``keras.applications.vgg19.preprocess_input`` (caffe: BGR, ImageNet mean subtracted).
 * ``hybrid``: ``α·mse + β·feature``.
+* ``ssim``: ``1 − SSIM`` as fastMRI's ``SSIMLoss`` (and E2E-VarNet's training loss): 7×7 uniform
+  window, K1 = 0.01, K2 = 0.03, sample covariance (×49/48), data range = the target's maximum per
+  example, mean over the window positions inside the image — the value of skimage's
+  ``structural_similarity`` with those settings (tested).
+* ``l1ssim``: ``0.1·L1 + 0.9·(1 − SSIM)`` (ATOMMIC's weighting).
 * adversarial: ``BCE(D(ŷ), 1)``; discriminator: ``BCE(D(y), 1) + BCE(D(ŷ), 0)``, computed from D's
   logit z (``D = sigmoid(z)``): ``BCE(z, 1) = softplus(−z)``, ``BCE(z, 0) = softplus(z)``. The same
   cross-entropy as on probabilities, but it keeps its gradient when D is sure: on clipped
@@ -25,7 +30,7 @@ from pathlib import Path
 import keras
 from keras import ops
 
-from kerasrecon.config import LossConfig
+from kerasrecon.config import VGG_LOSSES, LossConfig
 from kerasrecon.errors import ConfigError, arg
 from kerasrecon.models.generator import wide_dtype
 
@@ -133,6 +138,38 @@ def mse_loss(target, recon):
     return ops.mean(ops.square(ops.subtract(target, recon)), axis=(1, 2, 3))
 
 
+SSIM_WINDOW = 7
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+L1SSIM_WEIGHTS = (0.1, 0.9)  # (L1, 1 − SSIM)
+
+
+def ssim_loss(target, recon):
+    """Per-example ``1 − SSIM`` (fastMRI's ``SSIMLoss``). target, recon: ``[B, H, W, 1]`` magnitudes
+    (H, W >= 7) -> ``[B]`` float32 (float64 for float64 inputs)."""
+    dtype = wide_dtype(recon.dtype)
+    t, r = ops.cast(target, dtype), ops.cast(recon, dtype)
+    data_range = ops.max(t, axis=(1, 2, 3), keepdims=True)
+    c1, c2 = ops.square(SSIM_K1 * data_range), ops.square(SSIM_K2 * data_range)
+
+    def mean(x):  # the window mean at every position where the window fits
+        return ops.average_pool(x, SSIM_WINDOW, strides=1, padding="valid")
+
+    ux, uy = mean(t), mean(r)
+    n = SSIM_WINDOW * SSIM_WINDOW
+    cov = n / (n - 1)
+    vx, vy = cov * (mean(t * t) - ux * ux), cov * (mean(r * r) - uy * uy)
+    vxy = cov * (mean(t * r) - ux * uy)
+    s = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return 1.0 - ops.mean(s, axis=(1, 2, 3))
+
+
+def l1ssim_loss(target, recon):
+    """Per-example ``0.1·mean|ŷ − y| + 0.9·(1 − SSIM)``: ``[B, H, W, 1]`` -> ``[B]``."""
+    w_l1, w_ssim = L1SSIM_WEIGHTS
+    l1 = ops.mean(ops.abs(ops.subtract(target, recon)), axis=(1, 2, 3))
+    return w_l1 * ops.cast(l1, wide_dtype(recon.dtype)) + w_ssim * ssim_loss(target, recon)
+
+
 def feature_loss(target, recon, vgg):
     """Per-example VGG54 feature MSE (features ×1/12.75). Magnitudes ``[B, H, W, 1]`` -> ``[B]``."""
     f_target, f_recon = (vgg(vgg_preprocess(x), training=False) for x in (target, recon))
@@ -141,7 +178,7 @@ def feature_loss(target, recon, vgg):
 
 
 class ContentLoss:
-    """``mse`` | ``feature`` | ``hybrid`` content loss as one callable.
+    """``mse`` | ``feature`` | ``hybrid`` | ``ssim`` | ``l1ssim`` content loss as one callable.
 
     Args:
         kind: str, one of ``CONTENT_LOSSES``.
@@ -161,7 +198,7 @@ class ContentLoss:
     ):
         if kind not in CONTENT_LOSSES:
             raise ConfigError(f"{arg('loss.content')} must be one of {sorted(CONTENT_LOSSES)}. Received: {kind!r}")
-        if kind != "mse" and vgg is None:
+        if kind in VGG_LOSSES and vgg is None:
             raise ConfigError(f"{arg('loss.content')} {kind} needs VGG19 features ({arg('loss.vgg_weights')})")
         self.kind, self.vgg = kind, vgg
         self.mse_weight, self.feature_weight = mse_weight, feature_weight
@@ -174,6 +211,8 @@ CONTENT_LOSSES = {
     "mse": lambda c, t, r: mse_loss(t, r),
     "feature": lambda c, t, r: feature_loss(t, r, c.vgg),
     "hybrid": lambda c, t, r: c.mse_weight * mse_loss(t, r) + c.feature_weight * feature_loss(t, r, c.vgg),
+    "ssim": lambda c, t, r: ssim_loss(t, r),
+    "l1ssim": lambda c, t, r: l1ssim_loss(t, r),
 }
 
 

@@ -41,7 +41,7 @@ def batch():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("content", ["mse", "feature", "hybrid"])
+@pytest.mark.parametrize("content", ["mse", "feature", "hybrid", "l1ssim"])
 def test_each_loss_updates_g_and_d_every_step(batch, content):
     gan = build_gan(tiny(content))
     for _ in range(2):

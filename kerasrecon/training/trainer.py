@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerasrecon.config import TrainConfig
+from kerasrecon.config import VGG_LOSSES, TrainConfig
 from kerasrecon.data import load_volumes, split_volumes
 from kerasrecon.data.pipeline import check_training_volumes, coil_inputs, numpy_batches
 from kerasrecon.errors import ConfigError, KerasReconError, arg
@@ -102,7 +102,7 @@ def build_gan(cfg: TrainConfig, multicoil: bool = False) -> ReconGAN:
         multicoil=multicoil,
     )
     d = build_discriminator(cfg.data.patch_size, dtype=policy)
-    vgg = build_vgg_features(cfg.loss.vgg_weights, dtype=policy) if cfg.loss.content != "mse" else None
+    vgg = build_vgg_features(cfg.loss.vgg_weights, dtype=policy) if cfg.loss.content in VGG_LOSSES else None
     content = ContentLoss(cfg.loss.content, vgg, cfg.loss.mse_weight, cfg.loss.feature_weight)
     gan = ReconGAN(g, d, content, cfg.loss.adv_weight)
 
