@@ -41,7 +41,7 @@ from kerasrecon.kspace import check_kspace
 BASELINES = ("zero_filled", "tv", "l1wavelet")
 SOLVERS = ("tv", "l1wavelet")
 # λ relative to normalised k-space (zero-filled image maximum = 1); the sweep's default grid.
-LAMBDA_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+LAMBDA_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 DEFAULT_ITERS = 5000  # the cap of the stopping rule, not a fixed count
 # The stopping rule's tolerance per solver: relative change of the iterate over CHECK_EVERY iterations.
 # FISTA (l1wavelet) oscillates at ~2e-5 long after its PSNR has settled; PDHG (multi-coil tv) needs 1e-5.
@@ -270,9 +270,14 @@ class BaselineSetting:
     tuned_on: str = ""
     tol: float | None = None
 
+    @property
+    def at_grid_edge(self) -> bool:
+        """The swept λ is the grid's smallest or largest value: the best λ may lie outside the grid."""
+        return len(self.sweep_psnr) > 1 and self.lam in (min(self.grid), max(self.grid))
+
     def to_dict(self) -> dict:
-        """Plain dict (JSON)."""
-        return asdict(self)
+        """Plain dict (JSON), with ``at_grid_edge``."""
+        return {**asdict(self), "at_grid_edge": self.at_grid_edge}
 
 
 def sweep_slices(train_volumes, n: int = SWEEP_SLICES):
@@ -368,7 +373,8 @@ def baseline_fns(
         t0 = time.perf_counter()
         setting = sweep_lambda(name, train_volumes, mask_cfg, grid, iters, tuned_on=tuned_on, tol=tol)
         if progress:
-            progress(f"{name}: λ = {setting.lam:g} ({setting.tuned_on}, {time.perf_counter() - t0:.0f} s)")
+            edge = f"; at the edge of the grid, widen {arg('baseline_lambdas')}" if setting.at_grid_edge else ""
+            progress(f"{name}: λ = {setting.lam:g} ({setting.tuned_on}, {time.perf_counter() - t0:.0f} s{edge})")
         fns[name] = recon_fn(name, setting.lam, setting.iters, setting.tol)
         settings[name] = setting.to_dict()
     return fns, settings

@@ -142,9 +142,10 @@ def _markdown(table, reference, meta) -> str:
         its = (
             f"iterations used per slice {used['min']}–{used['max']} (mean {used['mean']:g})" if used else "iterations —"
         )
+        edge = " — at the edge of the grid: the best λ may lie outside it" if b.get("at_grid_edge") else ""
         lines.append(
-            f"\n{name}: λ = {b['lam']:g} ({b['tuned_on']}); stopping rule: tolerance {b.get('tol', 0):g}, at most "
-            f"{b['iters']} iterations; {its} (λ: mean PSNR dB — {sweep})."
+            f"\n{name}: λ = {b['lam']:g}{edge} ({b['tuned_on']}); stopping rule: tolerance {b.get('tol', 0):g}, "
+            f"at most {b['iters']} iterations; {its} (λ: mean PSNR dB — {sweep})."
         )
     return "\n".join(lines) + "\n"
 

@@ -102,6 +102,9 @@ def test_sweep_picks_the_best_lambda_on_the_given_slices():
     assert len(setting.sweep_psnr) == 3 and setting.sweep_psnr[1] == max(setting.sweep_psnr)
     assert setting.sweep_psnr[2] < setting.sweep_psnr[0]
     assert "2 slices" in setting.tuned_on
+    assert not setting.at_grid_edge and setting.to_dict()["at_grid_edge"] is False
+    edge = bl.sweep_lambda("tv", [vol], MaskConfig(acceleration=4), grid=[1e-3, 10.0, 100.0], iters=60)
+    assert edge.lam == 1e-3 and edge.at_grid_edge  # the best value is the grid's smallest
     fixed = bl.sweep_lambda("tv", [vol], MaskConfig(), grid=[0.5])
     assert fixed.lam == 0.5 and fixed.sweep_psnr == [] and "fixed" in fixed.tuned_on
 
