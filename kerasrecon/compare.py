@@ -107,12 +107,16 @@ def comparison_table(rows, reference: str, summary: dict | None = None) -> list[
     return table
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _markdown(table, reference, meta) -> str:
     lines = [
         f"R = {meta['mask']['acceleration']:g}, mask = {meta['mask']['kind']}, mask seed = {meta['mask']['seed']}, "
         f"data = {meta['data']} ({meta['split']}), {table[0]['n_slices']} slices, target "
         f"{meta.get('target', '|image|')}; mean ± std over slices; per volume: mean over the "
-        f"{table[0].get('n_volumes', 1)} volumes of each volume's mean; "
+        f"{_plural(table[0].get('n_volumes', 1), 'volume')} of each volume's mean; "
         f"Δ = paired difference vs {reference} with 95 % CI (over slices; per volume: over volumes).",
         "",
         "| method | PSNR (dB) | PSNR per volume | NMSE | SSIM | HFEN | ΔPSNR vs "
