@@ -78,4 +78,5 @@ def test_compare_with_baselines_uses_tv_as_reference(tmp_path):
     assert list(rows) == ["zero_filled", "mse", "tv", "l1wavelet"]
     assert "psnr_diff_vs_tv" in rows["mse"] and float(rows["tv"]["sec_per_slice"]) > 0
     table = (tmp_path / "cmp" / "table.md").read_text()
-    assert "ΔPSNR vs tv" in table and "tv: λ = 0.001, 3 iterations (fixed by --baseline-lambdas)" in table
+    assert "ΔPSNR vs tv" in table and "tv: λ = 0.001 (fixed by --baseline-lambdas)" in table
+    assert "tolerance 1e-05, at most 3 iterations; iterations used per slice 3–3" in table  # the cap stopped it
