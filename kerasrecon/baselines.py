@@ -193,7 +193,8 @@ def solve(
             f"with S, C >= 1 and H, W >= 2. Received: shape={masked_kspace.shape}"
         )
     check_kspace(masked_kspace, name="masked_kspace")
-    if maps is None:
+    single = maps is None
+    if single:
         masked_kspace, maps = masked_kspace[:, None], np.ones_like(masked_kspace[:, None])
     else:
         maps = np.asarray(maps)
@@ -210,7 +211,6 @@ def solve(
     if not np.all((mask == 0) | (mask == 1)):
         raise DataError("mask: expected only 0 and 1 (NaN, 0.5 or other values found)")
     masks = np.broadcast_to(mask, (s, h, w))
-    single = masked_kspace.shape[1] == 1 and np.all(maps == 1)
     out, used = np.empty((s, h, w), np.complex64), np.zeros(s, np.int64)
     for i in range(s):
         y = (masked_kspace[i] * masks[i]).astype(np.complex64)

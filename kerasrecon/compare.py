@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from kerasrecon.baselines import record_iterations
 from kerasrecon.config import TrainConfig
 from kerasrecon.errors import ConfigError, arg
 from kerasrecon.evaluate import evaluate, held_out_volumes, target_description, write_results
@@ -237,7 +238,6 @@ def compare_runs(
         ``{"table": [...], "reference": str, "meta": {...}}``.
     """
     from kerasrecon.api import Reconstructor
-    from kerasrecon.baselines import record_iterations
     from kerasrecon.evaluate import run_baselines
 
     if not run_dirs:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kerasrecon.baselines import record_iterations
 from kerasrecon.config import SPLITS, TARGET_KEYS, MaskConfig
 from kerasrecon.data.slices import evaluation_slices
 from kerasrecon.data.volume import Volume
@@ -296,8 +297,6 @@ def evaluate_run(
         baselines, cfg, mask_cfg, baseline_grid, baseline_iters, note, baseline_tune_data, baseline_tol
     )
     result = evaluate({cfg.loss.content: fn, **base_fns}, volumes, mask_cfg, batch_size, progress, keep_recons, target)
-    from kerasrecon.baselines import record_iterations
-
     record_iterations(base_fns, settings)
     result.meta = {
         "run": str(run_dir),

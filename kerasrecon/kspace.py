@@ -75,7 +75,7 @@ def zero_filled_np(kspace: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return ifft2c_np(undersample_np(kspace, mask))
 
 
-def _coil_mask(mask: np.ndarray) -> np.ndarray:
+def coil_mask(mask: np.ndarray) -> np.ndarray:
     """A mask ``[H, W]`` (broadcasts as is) or ``[B, H, W]`` (gets a coil axis: ``[B, 1, H, W]``)."""
     mask = np.asarray(mask)
     return mask if mask.ndim == 2 else mask[..., None, :, :]
@@ -92,7 +92,7 @@ def sense_forward_np(image: np.ndarray, maps: np.ndarray, mask: np.ndarray) -> n
     Returns:
         multi-coil k-space, complex ``[B, C, H, W]``.
     """
-    return fft2c_np(maps * image[:, None]) * _coil_mask(mask)
+    return fft2c_np(maps * image[:, None]) * coil_mask(mask)
 
 
 def sense_adjoint_np(kspace: np.ndarray, maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -104,7 +104,7 @@ def sense_adjoint_np(kspace: np.ndarray, maps: np.ndarray, mask: np.ndarray) -> 
     Returns:
         complex ``[B, H, W]``.
     """
-    return np.sum(np.conj(maps) * ifft2c_np(kspace * _coil_mask(mask)), axis=1)
+    return np.sum(np.conj(maps) * ifft2c_np(kspace * coil_mask(mask)), axis=1)
 
 
 def measure_np(kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | None = None):
@@ -122,7 +122,7 @@ def measure_np(kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | None = N
     if maps is None:
         masked = kspace * mask
         return masked, ifft2c_np(masked)
-    masked = kspace * _coil_mask(mask)
+    masked = kspace * coil_mask(mask)
     return masked, sense_adjoint_np(masked, maps, mask)
 
 

@@ -22,7 +22,7 @@ from kerasrecon.coils import rss_np
 from kerasrecon.config import TARGETS  # what multi-coil results are scored against (Volume.target)
 from kerasrecon.data import h5
 from kerasrecon.errors import DataError, arg
-from kerasrecon.kspace import check_kspace, ifft2c_np, measure_np, per_slice
+from kerasrecon.kspace import check_kspace, coil_mask, ifft2c_np, measure_np, per_slice
 
 MANIFEST = "manifest.json"
 FORMAT = "kerasrecon-dataset"
@@ -76,20 +76,20 @@ class Volume:
         """What a scanner with this sampling ``mask`` (``[H, W]`` or ``[S, H, W]``) measures, scaled per
         slice by ``scale`` (float ``[S]``, default 1): masked k-space complex64 ``[S, H, W]``, or
         ``[S, C, H, W]`` for multi-coil volumes."""
-        return self._measure(mask, scale)[0]
+        k = self._scaled_kspace(scale)
+        m = np.asarray(mask, np.float32)
+        return (k * (coil_mask(m) if self.multicoil else m)).astype(np.complex64)
 
-    def _measure(self, mask, scale):
-        """``kspace.measure_np`` of this volume's (coil) k-space, scaled per slice by ``scale``."""
+    def _scaled_kspace(self, scale):
+        """This volume's (coil) k-space, scaled per slice by ``scale`` (float ``[S]``, or ``None``)."""
         k = self.coil_kspace if self.multicoil else self.kspace
-        if scale is not None:
-            k = k * per_slice(scale, k.ndim)
-        masked, zero_filled = measure_np(k, np.asarray(mask, np.float32), self.maps if self.multicoil else None)
-        return masked.astype(np.complex64), zero_filled.astype(np.complex64)
+        return k if scale is None else k * per_slice(scale, k.ndim)
 
     def zero_filled(self, mask: np.ndarray, scale=None) -> np.ndarray:
         """The zero-filled image under ``mask``: ``Fᴴ(M ⊙ k)``, multi-coil the SENSE combination
         ``Σ_c conj(S_c) Fᴴ(M ⊙ y_c)``. complex64 ``[S, H, W]`` (scaled like :meth:`measured`)."""
-        return self._measure(mask, scale)[1]
+        k, m = self._scaled_kspace(scale), np.asarray(mask, np.float32)
+        return measure_np(k, m, self.maps if self.multicoil else None)[1].astype(np.complex64)
 
     def slices(self, rows, name: str | None = None) -> Volume:
         """The volume restricted to slices ``rows`` (a slice or index array), every field kept."""
