@@ -9,9 +9,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "bench_out"
-SCRIPTS = ["pipeline.py", "train_step.py", "inference.py", "multicoil.py"]
-# The train step again on the JAX backend (same machine, same run): the CPU ratio JAX / TensorFlow.
-BACKEND_RUNS = {"train_step_jax": ("train_step.py", "jax")}
+SCRIPTS = ["pipeline.py", "train_step.py", "inference.py", "multicoil.py", "host_sync.py"]
+# The train step again on the JAX backend (same machine, same run): the CPU ratio JAX / TensorFlow;
+# the per-step host read on JAX, where dispatch is asynchronous.
+BACKEND_RUNS = {"train_step_jax": ("train_step.py", "jax"), "host_sync_jax": ("host_sync.py", "jax")}
 
 
 def main():

@@ -90,6 +90,22 @@ ARGUMENT_OPTIONS = {
 }
 
 
+class ModelSpec(click.ParamType):
+    """A model argument: ``pretrained:NAME`` (a model shipped in the package) or an existing directory
+    (a run from ``fit``, or an export where the command takes one). The name itself is checked by the
+    library, which lists the shipped names."""
+
+    name = "DIR|pretrained:NAME"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.startswith("pretrained:"):
+            return value
+        return click.Path(exists=True, file_okay=False).convert(value, param, ctx)
+
+
+MODEL = ModelSpec()
+
+
 def one_line_errors(fn):
     """Turn library errors and OS errors into ``kerasrecon: error: ...`` and exit code 2; an interrupt
     (SIGINT/SIGTERM) into one line and exit 130/143 after the library has removed its temporary files."""
@@ -452,6 +468,13 @@ def train_options(fn):
             help="Soft data consistency with this λ (default: hard).",
         ),
         click.option(
+            "--learned-dc",
+            is_flag=True,
+            default=DEFAULTS.model.learned_dc,
+            help="Each cascade learns its data-consistency step η in k − η·M⊙(k − y) (starts at 1: hard DC; "
+            "E2E-VarNet's soft DC); --noise-lambda is then unused.",
+        ),
+        click.option(
             "--alpha",
             "mse_weight",
             type=float,
@@ -596,7 +619,11 @@ def config_from_options(o: dict):
             sampling=o["sampling"],
         ),
         model=ModelConfig(
-            blocks=o["blocks"], filters=o["filters"], noise_lambda=o["noise_lambda"], cascades=o["cascades"]
+            blocks=o["blocks"],
+            filters=o["filters"],
+            noise_lambda=o["noise_lambda"],
+            cascades=o["cascades"],
+            learned_dc=o["learned_dc"],
         ),
         loss=LossConfig(
             content=o["content"],
@@ -627,31 +654,34 @@ class _Progress:
     LINES = 20
 
     def __init__(self, out=None):
-        self.out, self.bar, self.started = out, None, None
+        self.out, self.bar, self.started, self.printed = out, None, None, 0
         self.tty = sys.stdout.isatty()
 
     def __call__(self, step, total, logs):
+        """Called before the first step (``step`` = the step the run starts from) and whenever the
+        trainer reads the step's values (every --log-every steps, at checkpoints, at the end)."""
         import time
 
         if self.started is None:
-            self.started = (time.perf_counter(), step - 1)
-            if step > 1 and self.out is not None:
-                ckpt_dir = Path(self.out) / "checkpoints" / f"ckpt-{step - 1:08d}"
-                click.echo(f"resuming {self.out} at step {step - 1} (checkpoint {ckpt_dir})", err=True)
+            self.started, self.printed = (time.perf_counter(), step), step
+            if step > 0 and self.out is not None:
+                ckpt_dir = Path(self.out) / "checkpoints" / f"ckpt-{step:08d}"
+                click.echo(f"resuming {self.out} at step {step} (checkpoint {ckpt_dir})", err=True)
+            return
         if self.tty:
             import keras
 
             if self.bar is None:
                 self.bar = keras.utils.Progbar(total, stateful_metrics=list(logs) + ["d_loss", "adversarial"])
-                self.bar.update(step - 1)
+                self.bar.update(self.started[1])
             self.bar.update(step, values=list(logs.items()))
             return
-        every = max(1, total // self.LINES)
-        if step % every == 0 or step == total:
+        if step - self.printed >= max(1, total // self.LINES) or step == total:
             t0, first = self.started
             rate = (time.perf_counter() - t0) / max(step - first, 1)
             values = " ".join(f"{k} {v:.4g}" for k, v in logs.items())
             click.echo(f"step {step}/{total} {values} ({rate:.2f} s/step)")
+            self.printed = step
 
 
 @cli.command()
@@ -772,9 +802,10 @@ def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tol, 
 @click.option(
     "--model",
     "model_dir",
-    type=click.Path(exists=True, file_okay=False),
+    type=MODEL,
     required=True,
-    help="A run directory written by 'kerasrecon fit', or a SavedModel from 'kerasrecon export'.",
+    help="A run directory written by 'kerasrecon fit', a SavedModel from 'kerasrecon export', or "
+    "pretrained:NAME (a model shipped in the package: 'kerasrecon pretrained' lists them).",
 )
 @click.option("--data", default=None, help="'demo' or a prepared dataset directory (default: the run's).")
 @click.option(
@@ -930,12 +961,13 @@ def score(predictions, targets, acquisition, target_key, out, force):
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dir", type=MODEL)
 @click.option("--out", type=click.Path(), required=True, help="SavedModel directory to create.")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")
 @one_line_errors
 def export(run_dir, out, force):
-    """Export RUN_DIR's newest generator as a TensorFlow SavedModel (k-space -> image, DC inside).
+    """Export RUN_DIR's newest generator (or pretrained:NAME) as a TensorFlow SavedModel (k-space -> image,
+    DC inside).
 
     \b
     Signatures: serving_default(kspace_real, kspace_imag [B,H,W], mask [B,H,W]|[H,W]) -> image, complex_image
@@ -953,9 +985,10 @@ def export(run_dir, out, force):
 @click.option(
     "--model",
     "model_dir",
-    type=click.Path(exists=True, file_okay=False),
+    type=MODEL,
     required=True,
-    help="An exported SavedModel ('kerasrecon export').",
+    help="An exported SavedModel ('kerasrecon export'), a run directory ('kerasrecon fit'), or "
+    "pretrained:NAME ('kerasrecon pretrained' lists them).",
 )
 @click.option(
     "--input",
@@ -1087,10 +1120,11 @@ def compare(
     baseline_tune_data,
     **options,
 ):
-    """Compare runs (RUNS: fit output dirs) on the same slices and masks: table + figures.
+    """Compare runs (RUNS: fit output dirs or pretrained:NAME) on the same slices and masks: table + figures.
 
     \b
     kerasrecon compare runs/mse runs/feature runs/hybrid --out cmp/
+    kerasrecon compare runs/mse pretrained:singlecoil-r4 --out cmp/
     kerasrecon compare --train --losses mse feature hybrid --steps 2000 --out cmp/
     kerasrecon compare runs/hybrid --baselines tv,l1wavelet --out cmp/   (Δ then vs tv)
     Without --train, --data, --acceleration, --mask and --mask-seed (when given) override the runs' own.
@@ -1159,3 +1193,24 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+@cli.command()
+@click.argument("name", required=False)
+@one_line_errors
+def pretrained(name):
+    """List the pretrained models shipped in the package, or print NAME's model card.
+
+    \b
+    kerasrecon pretrained                      # names and one-line summaries
+    kerasrecon pretrained singlecoil-r4        # the card: training data, recipe, licence, results
+    Use them wherever a model is accepted as pretrained:NAME (reconstruct --model, evaluate --model,
+    compare, export).
+    """
+    from kerasrecon import pretrained as pt
+
+    if name is None:
+        for n, summary in pt.pretrained_models().items():
+            click.echo(f"pretrained:{n}  {summary}")
+        return
+    click.echo(pt.card(name, option="NAME").rstrip("\n"))

@@ -7,5 +7,6 @@ training) are imported lazily by the caller: ``from kerasrecon.models import gen
 __version__ = "0.1.0"
 
 from kerasrecon.api import Reconstructor  # noqa: E402  (NumPy-only import; TensorFlow loads on use)
+from kerasrecon.pretrained import pretrained_models  # noqa: E402
 
-__all__ = ["Reconstructor", "__version__"]
+__all__ = ["Reconstructor", "pretrained_models", "__version__"]

@@ -2,6 +2,7 @@
 
     >>> from kerasrecon import Reconstructor
     >>> rec = Reconstructor.from_run("runs/hybrid")          # or .from_export("export/")
+    >>> rec = Reconstructor.pretrained("singlecoil-r4")      # or a model shipped in the package
     >>> image = rec(kspace, mask)                             # [S, H, W] or [H, W] float32 magnitude
 
 The input is measured k-space at its own scale (centred orthonormal convention, ``kspace.py``); it
@@ -12,6 +13,7 @@ and scaled back. ``from_export`` runs the SavedModel, which does the same in its
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +21,18 @@ import numpy as np
 from kerasrecon.errors import DataError, arg
 from kerasrecon.kspace import check_kspace, from_channels, model_inputs_np, per_slice
 
+# A mask whose achieved R is further than this (relative) from the training R draws a warning.
+R_TOLERANCE = 0.1
+
+
+class MaskMismatchWarning(UserWarning):
+    """A model is used with another mask kind or acceleration than it was trained with."""
+
 
 def _check_mask(mask, shape):
-    """mask 0/1 ``[H, W]`` or ``[S, H, W]`` -> float32 broadcast to ``shape`` ``(S, H, W)``."""
-    mask = np.asarray(mask)
+    """mask 0/1 ``[H, W]`` or ``[S, H, W]`` (or a :class:`kerasrecon.masks.Mask`) -> float32 broadcast to
+    ``shape`` ``(S, H, W)``."""
+    mask = np.asarray(getattr(mask, "array", mask))
     if np.iscomplexobj(mask) or not (np.issubdtype(mask.dtype, np.number) or mask.dtype == bool):
         raise DataError(f"mask: expected real 0/1 values. Received: dtype={mask.dtype}")
     mask = mask.astype(np.float32)
@@ -90,26 +100,51 @@ class Reconstructor:
     sensitivities complex ``[S, C, H, W]``: the input is the SENSE-combined zero-filled image and
     data consistency runs coil by coil (same weights); returns ``[S, H, W]``.
 
+    The mask may also be a :class:`kerasrecon.masks.Mask`. A mask of another kind or acceleration than
+    the model's training mask works, with one :class:`MaskMismatchWarning` per Reconstructor.
+
     Attributes:
-        config: the run's ``TrainConfig``; step: the checkpoint step; source: the path.
+        config: the run's ``TrainConfig``; step: the checkpoint step; source: the path (or
+        ``pretrained:NAME``); card: the model card (Markdown) of a pretrained model, else ``None``.
     """
 
-    def __init__(self, call, config, step, source, call_multicoil=None):
+    def __init__(self, call, config, step, source, call_multicoil=None, card=None):
         self._call, self.config, self.step, self.source = call, config, step, str(source)
         self._call_multicoil = call_multicoil
+        self.card = card
+        self._warned = set()
 
     @classmethod
     def from_run(cls, run_dir, option: str | None = None) -> Reconstructor:
         """The newest intact checkpoint of a ``kerasrecon fit`` run directory (``option`` names the
-        argument in errors, e.g. a run that ``fit`` is writing; default ``model``)."""
+        argument in errors, e.g. a run that ``fit`` is writing; default ``model``). ``pretrained:NAME``
+        is :meth:`pretrained`."""
         option = option or arg("model")
+        from kerasrecon.pretrained import pretrained_name
+
+        if pretrained_name(run_dir) is not None:
+            return cls.pretrained(pretrained_name(run_dir), option)
         from kerasrecon.io import RunLock
         from kerasrecon.training.checkpoint import load_generator
 
         run_dir = _path_argument(run_dir, option)
         with RunLock(run_dir, exclusive=False, option=option):
             cfg, generator, step = load_generator(run_dir)
+        return cls._from_generator(cfg, generator, step, run_dir)
 
+    @classmethod
+    def pretrained(cls, name: str, option: str | None = None) -> Reconstructor:
+        """A model shipped in the package (:func:`kerasrecon.pretrained_models` lists them), its files
+        checked against their recorded SHA-256; ``rec.card`` is its model card. Multi-coil models are
+        called as runs are: ``rec(coil_kspace [S, C, H, W], mask, maps=maps)``."""
+        from kerasrecon.pretrained import PREFIX, load_pretrained
+
+        cfg, generator, step, model = load_pretrained(name, option)
+        card = (model.path / "card.md").read_text(encoding="utf-8")
+        return cls._from_generator(cfg, generator, step, PREFIX + name, card)
+
+    @classmethod
+    def _from_generator(cls, cfg, generator, step, source, card=None) -> Reconstructor:
         multicoil_generator = []
 
         def call(kspace, mask, maps=None):
@@ -123,7 +158,7 @@ class Reconstructor:
             inputs, scale = model_inputs_np(kspace, mask, maps)
             return np.abs(from_channels(np.asarray(model(inputs, training=False)))) / per_slice(scale, 3)
 
-        return cls(call, cfg, step, run_dir, call_multicoil=call)
+        return cls(call, cfg, step, source, call_multicoil=call, card=card)
 
     @classmethod
     def from_export(cls, path) -> Reconstructor:
@@ -147,14 +182,43 @@ class Reconstructor:
         )
 
     @classmethod
-    def load(cls, path) -> Reconstructor:
-        """``from_export`` for a SavedModel directory, else ``from_run``."""
-        path = _path_argument(path, arg("model"))
-        return cls.from_export(path) if (Path(path) / "saved_model.pb").is_file() else cls.from_run(path)
+    def load(cls, path, option: str | None = None) -> Reconstructor:
+        """``pretrained`` for ``pretrained:NAME``, ``from_export`` for a SavedModel directory, else
+        ``from_run`` (``option`` names the argument in errors; default ``model``)."""
+        from kerasrecon.pretrained import pretrained_name
+
+        option = option or arg("model")
+        if pretrained_name(path) is not None:
+            return cls.pretrained(pretrained_name(path), option)
+        path = _path_argument(path, option)
+        return cls.from_export(path) if (Path(path) / "saved_model.pb").is_file() else cls.from_run(path, option)
+
+    def note_mask(self, kind: str | None = None, acceleration: float | None = None) -> None:
+        """Warn (:class:`MaskMismatchWarning`, once per difference) when ``kind`` or ``acceleration``
+        differs from the model's training mask; the reconstruction still runs."""
+        trained = self.config.mask
+        if kind is not None and kind != trained.kind:
+            trained_as = f"it was trained with {trained.kind} masks at R = {trained.acceleration:g}"
+            self._warn(("kind", kind), f"with {kind} masks ({trained_as})")
+        if acceleration is not None and abs(acceleration / trained.acceleration - 1) > R_TOLERANCE:
+            self._warn(
+                ("R", round(acceleration)),
+                f"at R = {acceleration:.3g} (it was trained at R = {trained.acceleration:g} with {trained.kind} masks)",
+            )
+
+    def _warn(self, key, what):
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(
+                f"{self.source} is used {what}: expect lower quality than at its training mask",
+                MaskMismatchWarning,
+                stacklevel=3,
+            )
 
     def __call__(self, kspace, mask, batch_size: int = 8, maps=None) -> np.ndarray:
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise DataError(f"batch_size must be >= 1. Received: {batch_size}")
+        self.note_mask(getattr(mask, "kind", None))
         if maps is None:
             kspace, mask, single = _as_batch(kspace, mask)
             parts = [
@@ -172,6 +236,7 @@ class Reconstructor:
                 self._call_multicoil(kspace[i : i + batch_size], mask[i : i + batch_size], maps[i : i + batch_size])
                 for i in range(0, kspace.shape[0], batch_size)
             ]
+        self.note_mask(acceleration=float(mask.size / max(float(mask.sum()), 1.0)))
         out = np.concatenate(parts).astype(np.float32)
         if not np.all(np.isfinite(out)):  # float32 arithmetic overflowed (k-space near 3e38): never a silent NaN
             raise DataError(

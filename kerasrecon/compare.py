@@ -256,11 +256,14 @@ def compare_runs(
     loaded = [Reconstructor.from_run(r, option="RUNS") for r in run_dirs]
     first_cfg: TrainConfig = loaded[0].config
     mask_cfg = dataclasses.replace(first_cfg.mask, **(mask_changes or {}))
+    for rec in loaded:
+        rec.note_mask(mask_cfg.kind, mask_cfg.acceleration)
     data = data or first_cfg.data.data
     fns, names = {}, []
     for run, rec in zip(run_dirs, loaded):
         cfg, step = rec.config, rec.step
-        name = cfg.loss.content if cfg.loss.content not in fns else Path(run).name
+        name = str(run) if rec.card is not None else cfg.loss.content  # pretrained:NAME by its name
+        name = name if name not in fns else Path(run).name
         if name in fns:  # two runs with the same loss and the same directory name (a/mse, b/mse)
             name = str(run)
         fns[name] = rec

@@ -85,12 +85,15 @@ class ModelConfig:
         filters: conv filters in the generator.
         noise_lambda: ``None`` = hard data consistency; a float = soft DC with that λ.
         cascades: K generator + DC stages in series (1 = the thesis' generator).
+        learned_dc: each DC stage learns its step η in ``k − η M ⊙ (k − s0)`` (initialised to 1, hard DC;
+            E2E-VarNet's soft data consistency); ``noise_lambda`` is then unused.
     """
 
     blocks: int = 16
     filters: int = 64
     noise_lambda: float | None = None
     cascades: int = 1
+    learned_dc: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,9 @@ class TrainConfig:
         jit: XLA-compile the train step; ``None`` = auto (on for GPUs).
         collective_timeout_s: multi-worker collectives fail after this many seconds (dead worker).
         checkpoint_every: steps between checkpoints.
-        log_every: steps between TensorBoard scalar writes.
+        log_every: steps between reads of the step's values from the device (TensorBoard scalars,
+            progress, the finiteness check, which names the first non-finite step); between reads the
+            device runs ahead without a host round trip.
     """
 
     mask: MaskConfig = field(default_factory=MaskConfig)
@@ -186,7 +191,14 @@ class TrainConfig:
 RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "strategy", "precision", "jit", "collective_timeout_s"}
 # Fields that change the shapes of saved variables: even --force cannot continue a run across them
 # (lr_schedule: a constant rate is an optimizer variable, a schedule is not).
-ARCHITECTURE_FIELDS = ("model.blocks", "model.filters", "model.cascades", "data.patch_size", "lr_schedule")
+ARCHITECTURE_FIELDS = (
+    "model.blocks",
+    "model.filters",
+    "model.cascades",
+    "model.learned_dc",
+    "data.patch_size",
+    "lr_schedule",
+)
 
 # Seeds feed NumPy's legacy seeding (keras.utils.set_random_seed), TensorFlow and JAX PRNG keys; all
 # accept [0, 2**31 - 1], and mask seeds are offset by slice and bank indices (+ 100000 + j) within it.
@@ -210,6 +222,7 @@ OPTIONS = {
     "model.blocks": "--blocks",
     "model.filters": "--filters",
     "model.noise_lambda": "--noise-lambda",
+    "model.learned_dc": "--learned-dc",
     "model.cascades": "--cascades",
     "loss.content": "--loss",
     "loss.mse_weight": "--alpha",

@@ -292,6 +292,7 @@ def evaluate_run(
     cfg, step = fn.config, fn.step
     data = data or cfg.data.data
     mask_cfg = dataclasses.replace(cfg.mask, **(mask_changes or {}))
+    fn.note_mask(mask_cfg.kind, mask_cfg.acceleration)
     volumes = held_out_volumes(data, cfg.data.val_fraction, split, acquisition)
     base_fns, settings = run_baselines(
         baselines, cfg, mask_cfg, baseline_grid, baseline_iters, note, baseline_tune_data, baseline_tol

@@ -303,7 +303,7 @@ def export_run(run_dir, out, force: bool = False) -> Path:
     one-line error); ``out`` is written under a temporary name and renamed when complete.
 
     Args:
-        run_dir: a ``kerasrecon fit`` output directory.
+        run_dir: a ``kerasrecon fit`` output directory, or ``pretrained:NAME`` (a shipped model).
         out: export directory; must not exist or be empty, must not overlap ``run_dir``.
         force: replace an existing export at ``out`` (never a directory that is not one).
 
@@ -311,6 +311,7 @@ def export_run(run_dir, out, force: bool = False) -> Path:
         ``out`` as a Path.
     """
     from kerasrecon.io import RunLock, atomic_dir, check_output
+    from kerasrecon.pretrained import load_pretrained, pretrained_name
     from kerasrecon.training.checkpoint import load_generator
 
     out = check_output(
@@ -322,8 +323,11 @@ def export_run(run_dir, out, force: bool = False) -> Path:
         replaceable=is_export,
         what="a kerasrecon export",
     )
-    with RunLock(run_dir, exclusive=False, option="RUN_DIR"):
-        cfg, generator, step = load_generator(run_dir)
+    if pretrained_name(run_dir) is not None:
+        cfg, generator, step, _ = load_pretrained(pretrained_name(run_dir), "RUN_DIR")
+    else:
+        with RunLock(run_dir, exclusive=False, option="RUN_DIR"):
+            cfg, generator, step = load_generator(run_dir)
     metadata = {
         "kerasrecon_version": __version__,
         "tensorflow_version": tf.__version__,

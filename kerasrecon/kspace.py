@@ -287,30 +287,37 @@ def ifft2c_ch(k):
     return _centred_fft_ch(k, inverse=True)
 
 
-def data_consistency_ch(image, masked_kspace, mask, noise_lambda=None):
+def data_consistency_ch(image, masked_kspace, mask, noise_lambda=None, eta=None):
     """Put measured k-space samples back into a reconstruction (channel form, any backend).
 
     Hard (``noise_lambda=None``): ``k = (1 - M) ⊙ F(x) + M ⊙ s0``, measured samples are replaced
     exactly. Soft (noise level ``λ > 0``): measured samples become ``(F(x) + λ s0) / (1 + λ)``
     (the noisy-data solution of Schlemper et al. 2017); large λ tends to hard replacement.
+    Learned step ``eta`` (a scalar tensor; E2E-VarNet's soft DC): ``k = F(x) − η M ⊙ (F(x) − s0)``;
+    η = 1 is hard replacement, η = λ / (1 + λ) the soft blend.
 
     Args:
         image: float32 ``[B, H, W, 2]``, the network's image.
         masked_kspace: float32 ``[B, H, W, 2]``, measured k-space (values off the mask are ignored).
         mask: float32 ``[H, W]`` or ``[B, H, W]`` in {0, 1}.
         noise_lambda: ``None`` for hard replacement, else a positive float.
+        eta: ``None``, or a scalar step (overrides ``noise_lambda``).
 
     Returns:
         float32 ``[B, H, W, 2]``.
     """
     ops = _ops()
     k = fft2c_ch(image)
-    return ifft2c_ch(_replace_measured(k, masked_kspace, ops.expand_dims(ops.cast(mask, k.dtype), -1), noise_lambda))
+    m = ops.expand_dims(ops.cast(mask, k.dtype), -1)
+    return ifft2c_ch(_replace_measured(k, masked_kspace, m, noise_lambda, eta))
 
 
-def _replace_measured(k, masked_kspace, m, noise_lambda):
-    """``(1 - M) ⊙ k + M ⊙ s0`` (hard) or with ``(k + λ s0) / (1 + λ)`` on the samples (soft): the one
-    k-space update of single- and multi-coil data consistency (``m`` broadcasts against ``k``)."""
+def _replace_measured(k, masked_kspace, m, noise_lambda, eta=None):
+    """``(1 - M) ⊙ k + M ⊙ s0`` (hard), with ``(k + λ s0) / (1 + λ)`` on the samples (soft), or
+    ``k − η M ⊙ (k − s0)`` (learned step): the one k-space update of single- and multi-coil data
+    consistency (``m`` broadcasts against ``k``)."""
+    if eta is not None:
+        return k - eta * m * (k - masked_kspace)
     measured = masked_kspace if noise_lambda is None else (k + noise_lambda * masked_kspace) / (1.0 + noise_lambda)
     return (1.0 - m) * k + m * measured
 
@@ -351,7 +358,7 @@ def sense_adjoint_ch(kspace, maps, mask):
     return ops.sum(complex_mul_ch(maps, ifft2c_ch(kspace * m), conjugate_a=True), axis=1)
 
 
-def sense_data_consistency_ch(image, masked_kspace, maps, mask, noise_lambda=None):
+def sense_data_consistency_ch(image, masked_kspace, maps, mask, noise_lambda=None, eta=None):
     """Multi-coil data consistency (channel form, any backend): each coil's k-space of the network's
     image, ``k_c = F(S_c x)``, gets its measured samples back (hard, or the soft blend of
     ``data_consistency_ch``), and the coils are SENSE-combined: ``x' = Σ_c conj(S_c) Fᴴ k'_c``.
@@ -360,7 +367,8 @@ def sense_data_consistency_ch(image, masked_kspace, maps, mask, noise_lambda=Non
     Args:
         image: float32 ``[B, H, W, 2]``; masked_kspace: float32 ``[B, C, H, W, 2]`` (measured samples,
             zeros elsewhere); maps: float32 ``[B, C, H, W, 2]`` (``Σ_c |S_c|² = 1`` on the object);
-            mask: ``[B, H, W]`` in {0, 1}; noise_lambda: ``None`` (hard) or a positive float.
+            mask: ``[B, H, W]`` in {0, 1}; noise_lambda: ``None`` (hard) or a positive float; eta: a
+            learned scalar step (see ``data_consistency_ch``) or ``None``.
 
     Returns:
         float32 ``[B, H, W, 2]``.
@@ -368,7 +376,7 @@ def sense_data_consistency_ch(image, masked_kspace, maps, mask, noise_lambda=Non
     ops = _ops()
     k = fft2c_ch(complex_mul_ch(maps, ops.expand_dims(image, 1)))
     m = ops.expand_dims(ops.expand_dims(ops.cast(mask, k.dtype), 1), -1)
-    k = _replace_measured(k, masked_kspace, m, noise_lambda)
+    k = _replace_measured(k, masked_kspace, m, noise_lambda, eta)
     return ops.sum(complex_mul_ch(maps, ifft2c_ch(k), conjugate_a=True), axis=1)
 
 

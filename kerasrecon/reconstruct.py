@@ -1,8 +1,10 @@
-"""Reconstruct k-space files with an exported SavedModel (fastMRI submission layout).
+"""Reconstruct k-space files with an exported SavedModel, a run or a pretrained model (fastMRI
+submission layout).
 
 Input: a fastMRI single-coil ``.h5`` or a prepared-dataset volume ``.h5`` (both hold ``kspace``
-complex ``[S, H, W]``), a fastMRI multi-coil ``.h5`` (``kspace`` ``[S, C, H, W]``: the export's
-``multicoil`` signature estimates coil maps from the sampled centre, SENSE-combines and runs
+complex ``[S, H, W]``), a fastMRI multi-coil ``.h5`` (``kspace`` ``[S, C, H, W]``: coil maps are
+estimated from the sampled centre, ``max(4, round(center_fraction · W))`` columns — in the graph by an
+export's ``multicoil`` signature, by ``coils.acs_maps_np`` for a run — then SENSE-combined, with
 coil-wise data consistency), a ``.npy`` of complex k-space ``[S, H, W]`` or ``[H, W]`` (centred
 orthonormal convention), or a directory of them. A fully sampled fastMRI file is reconstructed on the
 grid the models are trained on (320×320: crop the image, re-transform; ``grid="file"`` keeps the
@@ -155,6 +157,52 @@ def _file_mask(f, shape, mask_cfg: MaskConfig, name: str, padding=None):
     }
 
 
+class _Model:
+    """The model behind ``reconstruct_files``: an export's signatures, or a :class:`Reconstructor` (a run
+    or ``pretrained:NAME``) with coil maps estimated as the export estimates them. Attributes:
+    ``train_config`` (dict), ``step``, ``version``."""
+
+    def __init__(self, model_dir):
+        from kerasrecon import __version__
+        from kerasrecon.api import Reconstructor
+        from kerasrecon.pretrained import pretrained_name
+
+        self.model_dir, self.rec, self.loaded = model_dir, None, None
+        if pretrained_name(model_dir) is None and (Path(model_dir) / "saved_model.pb").is_file():
+            from kerasrecon.export import load_export
+
+            self.loaded, meta = load_export(model_dir)
+            self.train_config, self.step, self.version = (
+                meta["train_config"],
+                meta.get("step"),
+                meta.get("kerasrecon_version"),
+            )
+        else:
+            self.rec = Reconstructor.load(model_dir)
+            self.train_config, self.step, self.version = self.rec.config.to_dict(), self.rec.step, __version__
+
+    def check_multicoil(self, src):
+        if self.loaded is not None and "multicoil" not in self.loaded.signatures:
+            raise DataError(
+                f"{src}: multi-coil k-space, but {arg('model')} {self.model_dir} has no 'multicoil' "
+                "signature (exported before multi-coil serving): export the run again"
+            )
+
+    def __call__(self, kspace, mask, center_fraction, name):
+        """kspace complex ``[B, H, W]`` or ``[B, C, H, W]``, mask ``[H, W]`` -> magnitude float32 ``[B, H, W]``."""
+        multicoil = kspace.ndim == 4
+        if self.loaded is not None:
+            serve = self.loaded.signatures["multicoil" if multicoil else "serving_default"]
+            return run_serving(serve, kspace, mask, name=name)
+        if not multicoil:
+            return self.rec(kspace, mask, batch_size=max(1, kspace.shape[0]))
+        from kerasrecon.coils import acs_maps_np
+
+        acs = max(4, int(round(center_fraction * kspace.shape[-1])))
+        maps = acs_maps_np(kspace * mask, min(acs, kspace.shape[-1]))
+        return self.rec(kspace, mask, batch_size=max(1, kspace.shape[0]), maps=maps)
+
+
 def reconstruct_files(
     model_dir,
     input_path,
@@ -170,7 +218,8 @@ def reconstruct_files(
     """Reconstruct every input file; returns the written paths.
 
     Args:
-        model_dir: an exported SavedModel (``kerasrecon export``).
+        model_dir: an exported SavedModel (``kerasrecon export``), a run directory (``kerasrecon fit``)
+            or ``pretrained:NAME``.
         input_path: an ``.h5`` file or a directory of them.
         output: output ``.h5`` (single input) or directory (directory input).
         mask_cfg: mask for files without their own ``mask``; default: the mask the model was trained
@@ -186,7 +235,7 @@ def reconstruct_files(
             fastMRI's submissions; ``file``: on the file's own k-space grid (640×368), output
             centre-cropped to 320×320. Undersampled files (own ``mask``) always use their own grid.
     """
-    from kerasrecon.export import load_export
+    from kerasrecon.masks import resolved_center_fraction
 
     if batch_size < 1:
         raise DataError(f"{arg('batch_size')} must be >= 1. Received: {batch_size}")
@@ -205,15 +254,17 @@ def reconstruct_files(
         targets = [output]
     for t in targets:
         check_output(t, arg("output"), inputs=inputs, force=force)
-    loaded, meta = load_export(model_dir)
+    model = _Model(model_dir)
     if mask_cfg is None:
-        trained = meta["train_config"].get("mask", {})
+        trained = model.train_config.get("mask", {})
         mask_cfg = MaskConfig(
             **{k: trained[k] for k in ("kind", "acceleration", "seed", "center_fraction") if k in trained}
         )
     if mask_changes:
         mask_cfg = dataclasses.replace(mask_cfg, **mask_changes)
-    serve = loaded.signatures["serving_default"]
+    if model.rec is not None:
+        model.rec.note_mask(mask_cfg.kind)
+    fraction = resolved_center_fraction(mask_cfg.kind, mask_cfg.center_fraction)
     written = []
     for src, dst in zip(files, targets):
         f = _NpyKspace(src) if src.suffix.lower() == ".npy" else h5.open_file(src, arg("input"))
@@ -230,14 +281,8 @@ def reconstruct_files(
                 )
             if f["kspace"].ndim == 4 and f["kspace"].shape[1] < 1:
                 raise DataError(f"{src}: 'kspace' has no coils. Received: shape {f['kspace'].shape}")
-            serve_file = serve
             if f["kspace"].ndim == 4:
-                if "multicoil" not in loaded.signatures:
-                    raise DataError(
-                        f"{src}: multi-coil k-space, but {arg('model')} {model_dir} has no 'multicoil' "
-                        "signature (exported before multi-coil serving): export the run again"
-                    )
-                serve_file = loaded.signatures["multicoil"]
+                model.check_multicoil(src)
             raw_shape = f["kspace"].shape[-2:]
             is_fastmri = any(k in f for k in ("reconstruction_esc", "reconstruction_rss", "ismrmrd_header", "mask"))
             # A fully sampled fastMRI file goes on the grid the models are trained on: crop the image to
@@ -259,7 +304,7 @@ def reconstruct_files(
                 check_kspace(k, name=f"{src}:kspace")
                 if retransform:
                     k = to_training_grid(k)
-                img = run_serving(serve_file, k, mask, name=str(src))
+                img = model(k, mask, fraction, name=str(src))
                 recons.append(center_crop(img, out_crop) if out_crop else img)
                 if progress:
                     progress(min(i + batch_size, n), n)
@@ -273,9 +318,9 @@ def reconstruct_files(
             g.attrs["source"] = str(src)
             g.attrs["model"] = json.dumps(
                 {
-                    "step": meta.get("step"),
-                    "loss": meta["train_config"]["loss"]["content"],
-                    "kerasrecon_version": meta.get("kerasrecon_version"),
+                    "step": model.step,
+                    "loss": model.train_config["loss"]["content"],
+                    "kerasrecon_version": model.version,
                 }
             )
         with atomic_file(dst, "reconstruct", option=arg("output")) as tmp, open(tmp, "wb") as fh:

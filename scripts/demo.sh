@@ -32,6 +32,7 @@ $BIN/kerasrecon fit --data demo --loss hybrid --acceleration 4 --mask poisson --
   --blocks 4 --patch-size 48 --batch-size 8 --pretrain-steps "$STEPS" --steps "$STEPS" \
   --checkpoint-every 50 --log-every 10 --vgg-weights "$VGG" --out "$OUT/run_hybrid"
 
-echo "== 3/3 evaluate on the 12 held-out slices beside zero-filling, TV and L1-wavelet CS (same masks; λ swept on training slices)"
-$BIN/kerasrecon compare "$OUT/run_hybrid" --baselines tv,l1wavelet --out "$OUT/eval" --force
+echo "== 3/3 evaluate on the 12 held-out slices beside zero-filling, the pretrained single-coil R = 4 model,"
+echo "   TV and L1-wavelet CS (same masks; λ swept on training slices)"
+$BIN/kerasrecon compare "$OUT/run_hybrid" pretrained:singlecoil-r4 --baselines tv,l1wavelet --out "$OUT/eval" --force
 echo "Results: $OUT/eval/table.md, slices.csv, summary.json, examples.png, psnr.png; TensorBoard: $OUT/run_hybrid/tensorboard"

@@ -106,6 +106,27 @@ def test_train_resume_and_checkpoint_contents(tmp_path):
 
 
 @pytest.mark.slow
+def test_step_values_are_read_only_at_log_and_checkpoint_steps(tmp_path, monkeypatch):
+    """No host round trip per step: the loop reads the steps' values every log_every steps, at
+    checkpoints and at the end (all steps since the last read, oldest first), and reports progress then."""
+    from kerasrecon.training import trainer
+
+    reads, seen, real = [], [], trainer._read_values
+
+    def spy(pending, *args):
+        reads.append([s for s, _, _ in pending])
+        return real(pending, *args)
+
+    monkeypatch.setattr(trainer, "_read_values", spy)
+    result = train(
+        tiny(steps=7, log_every=3, checkpoint_every=5), tmp_path / "run", progress=lambda s, t, _: seen.append(s)
+    )
+    assert reads == [[1, 2, 3], [4, 5], [6], [7]]
+    assert seen == [0, 3, 5, 6, 7]
+    assert all(isinstance(v, float) and np.isfinite(v) for v in result.logs.values())
+
+
+@pytest.mark.slow
 def test_resume_refuses_different_config(tmp_path):
     out = tmp_path / "run"
     train(tiny(steps=2), out)
@@ -120,8 +141,9 @@ def test_nan_guard_names_step_and_keeps_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "run"
     train(tiny(steps=2), out)
     monkeypatch.setattr(losses, "mse_loss", lambda t, r: tf.reduce_mean(t - r, axis=[1, 2, 3]) * np.nan)
+    # Values are read at step 5 (log and checkpoint): the error names step 3, where NaN first appeared.
     with pytest.raises(TrainingDiverged, match="at step 3; .*last good checkpoint is step 2"):
-        train(tiny(steps=6), out)
+        train(tiny(steps=10, log_every=5, checkpoint_every=5), out)
     step, path = ckpt.latest_checkpoint(out)
     assert step == 2 and (path / "generator.weights.h5").stat().st_size > 0
 

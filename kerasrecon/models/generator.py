@@ -66,24 +66,30 @@ class DataConsistency(layers.Layer):
 
     Args:
         noise_lambda: ``None`` (hard, default) or a positive float (soft).
+        learned: learn the step η of ``k − η M ⊙ (k − s0)`` (a scalar weight ``eta``, initialised to 1:
+            hard replacement); ``noise_lambda`` is then unused.
     """
 
-    def __init__(self, noise_lambda: float | None = None, **kwargs):
+    def __init__(self, noise_lambda: float | None = None, learned: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.noise_lambda = noise_lambda
+        self.noise_lambda, self.learned = noise_lambda, learned
+        self.eta = None
+        if learned:
+            self.eta = self.add_weight(shape=(), initializer=keras.initializers.Constant(1.0), name="eta")
 
     def call(self, inputs):
+        eta = None if self.eta is None else keras.ops.cast(self.eta, self.compute_dtype)
         if len(inputs) == 4:
             image, masked_kspace, mask, maps = (keras.ops.cast(t, self.compute_dtype) for t in inputs)
-            return kspace.sense_data_consistency_ch(image, masked_kspace, maps, mask, noise_lambda=self.noise_lambda)
+            return kspace.sense_data_consistency_ch(image, masked_kspace, maps, mask, self.noise_lambda, eta)
         image, masked_kspace, mask = (keras.ops.cast(t, self.compute_dtype) for t in inputs)
-        return kspace.data_consistency_ch(image, masked_kspace, mask, noise_lambda=self.noise_lambda)
+        return kspace.data_consistency_ch(image, masked_kspace, mask, self.noise_lambda, eta)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
 
     def get_config(self):
-        return {**super().get_config(), "noise_lambda": self.noise_lambda}
+        return {**super().get_config(), "noise_lambda": self.noise_lambda, "learned": self.learned}
 
 
 def _conv(filters, name, use_bias=True, dtype=None):
@@ -119,6 +125,7 @@ def build_generator(
     cascades: int = 1,
     dtype=None,
     multicoil: bool = False,
+    learned_dc: bool = ModelConfig.learned_dc,
 ) -> keras.Model:
     """Build the generator.
 
@@ -130,6 +137,7 @@ def build_generator(
         cascades: K stages ``[residual network → DC]`` in series, each refining the previous
             stage's image (cascaded DC networks; K = 1 is the thesis' generator). Layer names get
             the prefix ``g_`` for K = 1 and ``g{k}_`` (k = 1..K) otherwise.
+        learned_dc: each DC layer learns its step η (``DataConsistency(learned=True)``).
         multicoil: inputs for multi-coil data consistency: ``masked_kspace`` ``[B, C, H, W, 2]`` and
             ``maps`` ``[B, C, H, W, 2]`` (same weights as the single-coil graph: a model trained on
             either loads into both).
@@ -160,24 +168,40 @@ def build_generator(
     image = zero_filled
     for k in range(cascades):
         prefix = "g_" if cascades == 1 else f"g{k + 1}_"
+        dc = DataConsistency(noise_lambda, learned_dc, dtype=wide, name=f"{prefix}data_consistency")
         image = _stage(
-            image, [masked_kspace, mask, *dc_extra], blocks, filters, noise_lambda, data_consistency, prefix, dtype
+            image, [masked_kspace, mask, *dc_extra], blocks, filters, dc if data_consistency else None, prefix, dtype
         )
     return keras.Model(inputs, image, name="generator")
+
+
+def from_config(model_cfg, dtype=None, multicoil: bool = False) -> keras.Model:
+    """``build_generator`` with the architecture of ``model_cfg`` (a ``ModelConfig``): the one place a
+    run's, a checkpoint's or a pretrained model's generator is built from its config."""
+    m = model_cfg
+    return build_generator(
+        m.blocks,
+        m.filters,
+        m.noise_lambda,
+        cascades=m.cascades,
+        dtype=dtype,
+        multicoil=multicoil,
+        learned_dc=m.learned_dc,
+    )
 
 
 def multicoil_twin(generator, model_cfg) -> keras.Model:
     """The multi-coil graph (``build_generator(multicoil=True)``) of a trained single-coil generator:
     the same architecture from ``model_cfg`` (a ``ModelConfig``), the same weights."""
-    m = model_cfg
-    twin = build_generator(m.blocks, m.filters, m.noise_lambda, cascades=m.cascades, multicoil=True)
+    twin = from_config(model_cfg, multicoil=True)
     twin.set_weights(generator.get_weights())
     return twin
 
 
-def _stage(image_in, measured, blocks, filters, noise_lambda, data_consistency, prefix, dtype=None):
+def _stage(image_in, measured, blocks, filters, dc, prefix, dtype=None):
     """One residual network + DC: float32 ``[B, H, W, 2]`` image -> refined image (same shape).
-    ``measured``: the DC layer's other inputs, ``[masked_kspace, mask]`` or ``[..., maps]``."""
+    ``measured``: the DC layer's other inputs, ``[masked_kspace, mask]`` or ``[..., maps]``; ``dc``: the
+    ``DataConsistency`` layer, or ``None`` for none."""
     x = _conv(filters, f"{prefix}conv_in", dtype=dtype)(image_in)
     x = head = _prelu(f"{prefix}prelu_in", dtype)(x)
     for i in range(blocks):
@@ -191,6 +215,6 @@ def _stage(image_in, measured, blocks, filters, noise_lambda, data_consistency, 
     wide = wide_dtype(dtype)
     x = layers.Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype=wide, name=f"{prefix}conv_out")(x)
     image = layers.Add(dtype=wide, name=f"{prefix}residual")([image_in, x])
-    if data_consistency:
-        image = DataConsistency(noise_lambda, dtype=wide, name=f"{prefix}data_consistency")([image, *measured])
+    if dc is not None:
+        image = dc([image, *measured])
     return image

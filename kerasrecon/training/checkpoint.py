@@ -338,10 +338,10 @@ def load_generator(run_dir):
     Returns:
         (TrainConfig, keras.Model generator, step).
     """
-    from kerasrecon.models.generator import build_generator
+    from kerasrecon.models.generator import from_config
 
     cfg = read_config(run_dir)
-    g = build_generator(cfg.model.blocks, cfg.model.filters, cfg.model.noise_lambda, cascades=cfg.model.cascades)
+    g = from_config(cfg.model)
 
     def load(path):
         try:

@@ -12,7 +12,9 @@
   the JAX alternative named.
 
 Both expose ``replicas``, ``chief``, ``scope()``, ``batches(volumes, cfg, start_step)``,
-``prepare(gan, cfg)``, ``step(pretrain, batch) -> {name: float}`` and ``sync()``.
+``prepare(gan, cfg)``, ``step(pretrain, batch) -> {name: scalar}`` and ``sync()``. The step's values
+stay on the device (a TF tensor, a JAX array): reading one waits for the step to finish, so the
+training loop reads them only every ``log_every`` steps and at checkpoints.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class TFRunner:
             values = self._steps[pretrain](batch)
         except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError, tf.errors.CancelledError) as exc:
             raise CollectiveFailed(exc.__class__.__name__) from None
-        return {k: float(v) for k, v in values.items()}
+        return values
 
     def sync(self):
         """Nothing to do: the TF step updates the Keras variables in place."""
@@ -136,7 +138,7 @@ class JaxRunner:
         if self._state is None:
             self._state = step.init_state()
         self._state, values = step(self._state, batch)
-        return {k: float(v) for k, v in values.items()}
+        return values
 
     def sync(self):
         """Write the state's arrays back into the Keras variables (checkpoints, previews, results)."""

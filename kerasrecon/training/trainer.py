@@ -28,7 +28,7 @@ from kerasrecon.kspace import magnitude
 from kerasrecon.losses import ContentLoss, build_vgg_features
 from kerasrecon.metrics_ops import batch_psnr
 from kerasrecon.models.discriminator import build_discriminator
-from kerasrecon.models.generator import build_generator
+from kerasrecon.models.generator import from_config as generator_from_config
 from kerasrecon.training import checkpoint as ckpt
 from kerasrecon.training.gan import PRETRAIN_KEYS, ReconGAN
 from kerasrecon.training.logs import ScalarWriter
@@ -93,14 +93,7 @@ def build_gan(cfg: TrainConfig, multicoil: bool = False) -> ReconGAN:
     are those of the single-coil graph (checkpoints load into either).
     """
     policy = resolve_precision(cfg.precision)
-    g = build_generator(
-        cfg.model.blocks,
-        cfg.model.filters,
-        cfg.model.noise_lambda,
-        cascades=cfg.model.cascades,
-        dtype=policy,
-        multicoil=multicoil,
-    )
+    g = generator_from_config(cfg.model, dtype=policy, multicoil=multicoil)
     d = build_discriminator(cfg.data.patch_size, dtype=policy)
     vgg = build_vgg_features(cfg.loss.vgg_weights, dtype=policy) if cfg.loss.content in VGG_LOSSES else None
     content = ContentLoss(cfg.loss.content, vgg, cfg.loss.mse_weight, cfg.loss.feature_weight)
@@ -130,7 +123,9 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
         out: run directory; created if needed; resumed if it holds a checkpoint with the same config.
         force: continue a run whose saved config differs.
         strategy: a ``tf.distribute.Strategy`` to use instead of ``cfg.strategy`` (TensorFlow, tests).
-        progress: optional callable ``(step, total_steps, logs: dict)`` called after every step.
+        progress: optional callable ``(step, total_steps, logs: dict)``, called once before the first
+            step (``step`` = the step the run starts from, ``logs`` empty) and then whenever the step's
+            values are read from the device: every ``log_every`` steps, at checkpoints and at the last step.
 
     Returns:
         :class:`TrainResult`.
@@ -198,28 +193,28 @@ def _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progre
     runner.prepare(gan, cfg)
     iterator = runner.batches(train_vols, cfg, start)
     step, logs, last_saved = start, {}, start
+    pending = []  # (step, pretrain, the step's values on the device) not read yet
     t0 = time.perf_counter()
+    if progress is not None:
+        progress(start, total, {})
     while step < total:
         pretrain = step < cfg.pretrain_steps
         try:
-            logs = runner.step(pretrain, next(iterator))
+            pending.append((step + 1, pretrain, runner.step(pretrain, next(iterator))))
         except CollectiveFailed as exc:
             raise WorkerFailed(
                 f"step {step + 1}: a collective failed ({exc}; a worker died or is unreachable); "
                 f"last good checkpoint is step {_last(last_saved)}"
             ) from None
         step += 1
-        if pretrain:
-            logs = {k: v for k, v in logs.items() if k in PRETRAIN_KEYS}
-        bad = [k for k, v in logs.items() if not math.isfinite(v)]
-        if bad:
-            raise TrainingDiverged(
-                f"non-finite {bad[0]}={logs[bad[0]]} at step {step}; training stopped, last good checkpoint "
-                f"is step {_last(last_saved)} in {out / ckpt.CKPT_DIR}"
-            )
+        checkpoint = chief and (step % cfg.checkpoint_every == 0 or step == total)
+        if not (checkpoint or step % cfg.log_every == 0 or step == total):
+            continue  # no host round trip: the device runs ahead
+        logs = _read_values(pending, out, last_saved)
+        pending = []
         if step % cfg.log_every == 0 or step == total:
             writer.scalars(step, {("pretrain/" if pretrain else "train/") + k: v for k, v in logs.items()})
-        if chief and (step % cfg.checkpoint_every == 0 or step == total):
+        if checkpoint:
             runner.sync()
             try:
                 ckpt.save_checkpoint(out, step, gan)
@@ -243,6 +238,21 @@ def _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progre
     writer.flush()
     log.info("trained %d steps in %.1f s", step - start, time.perf_counter() - t0)
     return TrainResult(out, start, step, logs, gan)
+
+
+def _read_values(pending, out, last_saved) -> dict:
+    """Read the values of the steps since the last read (oldest first) as floats; ``TrainingDiverged``
+    naming the first step with a non-finite value. Returns the last step's ``{name: float}``."""
+    logs = {}
+    for step, pretrain, values in pending:
+        logs = {k: float(v) for k, v in values.items() if not pretrain or k in PRETRAIN_KEYS}
+        bad = [k for k, v in logs.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingDiverged(
+                f"non-finite {bad[0]}={logs[bad[0]]} at step {step}; training stopped, last good checkpoint "
+                f"is step {_last(last_saved)} in {out / ckpt.CKPT_DIR}"
+            )
+    return logs
 
 
 def _preview_batch(volumes, cfg):

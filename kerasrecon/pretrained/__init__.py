@@ -1,0 +1,123 @@
+"""Pretrained generators shipped inside the package, each with a model card.
+
+    >>> import kerasrecon
+    >>> kerasrecon.pretrained_models()                       # {name: one-line summary}
+    >>> rec = kerasrecon.Reconstructor.pretrained("singlecoil-r4")
+    >>> image = rec(kspace, mask)                             # [S, H, W] float32 magnitude
+    >>> print(rec.card)                                       # sources, recipe, licence, results
+
+Everywhere a model is accepted the same models are named ``pretrained:NAME``
+(``kerasrecon reconstruct --model pretrained:singlecoil-r4``, ``evaluate --model``, ``compare``,
+``export``).
+
+Layout: ``kerasrecon/pretrained/NAME/`` holds ``config.json`` (the run's ``TrainConfig``),
+``generator.weights.h5`` (the generator only: no discriminator, no optimizer state) and ``card.md``;
+``registry.json`` records, per name, the training step, a summary and the SHA-256 of each of those
+files. Every load checks the digests first: a changed or truncated file is a ``DataError``, never a
+silently different model. ``scripts/pretrained.sh`` retrains every model from scratch and writes
+the files and the registry entry.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from kerasrecon.errors import DataError, arg
+
+PREFIX = "pretrained:"
+HERE = Path(__file__).resolve().parent
+REGISTRY = HERE / "registry.json"
+FILES = ("config.json", "generator.weights.h5", "card.md")
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    """One registry entry.
+
+    Attributes:
+        name: ``singlecoil-r4`` ...; path: its directory; step: training steps of the weights;
+        multicoil: trained with multi-coil data consistency (call with ``maps=``);
+        summary: one line; sha256: ``{file: hex digest}`` of ``FILES``.
+    """
+
+    name: str
+    path: Path
+    step: int
+    multicoil: bool
+    summary: str
+    sha256: dict
+
+
+def _registry() -> dict:
+    if not REGISTRY.is_file():
+        return {}
+    return json.loads(REGISTRY.read_text())
+
+
+def pretrained_models() -> dict[str, str]:
+    """The shipped pretrained models: ``{name: one-line summary}`` (sorted by name)."""
+    return {name: entry["summary"] for name, entry in sorted(_registry().items())}
+
+
+def pretrained_name(spec) -> str | None:
+    """``NAME`` when ``spec`` is the string ``pretrained:NAME``, else ``None`` (a path, or anything else)."""
+    if isinstance(spec, str) and spec.startswith(PREFIX):
+        return spec[len(PREFIX) :]
+    return None
+
+
+def get(name: str, option: str | None = None) -> PretrainedModel:
+    """The registry entry of ``name``; ``DataError`` naming ``option`` and the shipped names when unknown."""
+    entries = _registry()
+    if not isinstance(name, str) or name not in entries:
+        known = ", ".join(sorted(entries)) or "none in this installation"
+        raise DataError(f"{option or arg('model')}: no pretrained model {name!r}; shipped: {known}")
+    e = entries[name]
+    return PretrainedModel(name, HERE / name, int(e["step"]), bool(e["multicoil"]), e["summary"], dict(e["sha256"]))
+
+
+def verify(model: PretrainedModel) -> None:
+    """``DataError`` unless every file of ``model`` is present and matches its recorded SHA-256."""
+    from kerasrecon.io import sha256_file
+
+    for f in FILES:
+        p = model.path / f
+        if not p.is_file():
+            raise DataError(f"pretrained model {model.name}: {p} is missing; reinstall kerasrecon")
+        if sha256_file(p) != model.sha256.get(f):
+            raise DataError(
+                f"pretrained model {model.name}: {p} does not match its recorded SHA-256 (changed or "
+                "truncated); reinstall kerasrecon"
+            )
+
+
+def card(name: str, option: str | None = None) -> str:
+    """The model card of ``name`` (Markdown): training sources, recipe, licence, results."""
+    model = get(name, option)
+    verify(model)
+    return (model.path / "card.md").read_text(encoding="utf-8")
+
+
+def load_pretrained(name: str, option: str | None = None):
+    """Build the generator of pretrained model ``name`` and load its verified weights.
+
+    Returns:
+        ``(TrainConfig, keras.Model generator, step, PretrainedModel)``; the generator takes the
+        inputs of :func:`kerasrecon.models.generator.build_generator` (single-coil graph; the
+        multi-coil twin is built from it with the same weights).
+
+    Raises:
+        DataError: unknown name (naming ``option``), a file that does not match its SHA-256.
+    """
+    from kerasrecon.config import TrainConfig
+    from kerasrecon.models.generator import from_config
+
+    model = get(name, option)
+    verify(model)
+    where = f"pretrained model {name}: config.json"
+    cfg = TrainConfig.from_json((model.path / "config.json").read_text(encoding="utf-8"), where)
+    g = from_config(cfg.model)
+    g.load_weights(str(model.path / "generator.weights.h5"))
+    return cfg, g, model.step, model
