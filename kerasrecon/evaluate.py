@@ -333,13 +333,15 @@ def score_predictions(predictions, targets, acquisition: str | None = None, targ
         acquisition: only targets whose ``acquisition`` attribute equals this (fastMRI's filter).
         target_key: ``reconstruction_esc`` | ``reconstruction_rss``; default: the one the file has.
 
-    Each target is centre-cropped to the prediction's width (square), the prediction to the target's,
-    then NMSE, PSNR (data range = the target volume's max) and SSIM are computed per volume.
+    As fastMRI does, each target is centre-cropped to a square of its own width, the prediction to the
+    same square (``DataError`` when the prediction is smaller), then MSE, NMSE, PSNR (data range = the
+    target volume's max) and SSIM are computed per volume.
 
     Returns:
-        ``{"per_volume": {name: {nmse, psnr, ssim}}, "summary": {metric: {mean, std, n}},
+        ``{"per_volume": {name: {mse, nmse, psnr, ssim}}, "summary": {metric: {mean, std, n}},
         "fastmri": {metric: "mean +/- 2·std"}, "target_key": str}`` — the last is fastMRI's summary
-        convention (its ``Metrics.__repr__``), over volumes.
+        (its ``Metrics.__repr__``: metrics sorted by name, std over volumes with ddof 1 as
+        ``runstats.Statistics.stddev``, so ``nan`` for one volume).
     """
     from kerasrecon.data import h5
     from kerasrecon.data.fastmri import center_crop
@@ -375,20 +377,32 @@ def score_predictions(predictions, targets, acquisition: str | None = None, targ
         for name, arr in ((pfile, pred), (tfile, target)):
             if not np.all(np.isfinite(arr)):
                 raise DataError(f"{name}: holds NaN/Inf values")
-        target = center_crop(target, (pred.shape[-1], pred.shape[-1]))
-        pred = center_crop(pred, (target.shape[-1], target.shape[-1]))
+        side = target.shape[-1]
+        if target.shape[-2] < side or min(pred.shape[-2:]) < side:
+            raise DataError(
+                f"{pfile}: fastMRI scores the centre {side}×{side} square of the target (its own width); "
+                f"prediction {pred.shape[-2]}×{pred.shape[-1]}, target {target.shape[-2]}×{side} do not hold it"
+            )
+        target, pred = center_crop(target, (side, side)), center_crop(pred, (side, side))
         keys.add(key)
-        per_volume[tfile.stem] = {"nmse": nmse(target, pred), "psnr": psnr(target, pred), "ssim": ssim(target, pred)}
+        per_volume[tfile.stem] = {
+            "mse": float(np.mean((target.astype(np.float64) - pred) ** 2)),
+            "nmse": nmse(target, pred),
+            "psnr": psnr(target, pred),
+            "ssim": ssim(target, pred),
+        }
     if not per_volume:
         raise DataError(
             f"{arg('targets')} {target_dir}: no target file"
             + (f" with acquisition {acquisition}" if acquisition else " (*.h5)")
         )
-    summary = {m: _stats([v[m] for v in per_volume.values()]) for m in ("nmse", "psnr", "ssim")}
-    fastmri = {m.upper(): f"{s['mean']:.4g} +/- {2 * _std0(per_volume, m):.4g}" for m, s in summary.items()}
+    summary = {m: _stats([v[m] for v in per_volume.values()]) for m in ("mse", "nmse", "psnr", "ssim")}
+    fastmri = {m.upper(): f"{s['mean']:.4g} +/- {2 * _std1(per_volume, m):.4g}" for m, s in sorted(summary.items())}
     return {"per_volume": per_volume, "summary": summary, "fastmri": fastmri, "target_key": ", ".join(sorted(keys))}
 
 
-def _std0(per_volume, metric) -> float:
-    """Population std over volumes (``np.std``, ddof = 0), as fastMRI's ``Metrics`` computes it."""
-    return float(np.std([v[metric] for v in per_volume.values()]))
+def _std1(per_volume, metric) -> float:
+    """Sample std over volumes (ddof = 1; ``nan`` for one volume), as fastMRI's ``Metrics`` computes it
+    (``runstats.Statistics.stddev``)."""
+    values = [v[metric] for v in per_volume.values()]
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")

@@ -49,8 +49,9 @@ def test_bad_inputs(gt, pred, match):
 
 
 def test_score_predictions_follows_fastmri_evaluate(tmp_path, rng):
-    """Folders in fastMRI's layout: targets cropped to the prediction's width, metrics per volume (NumPy
-    and skimage references written out here), fastMRI's mean +/- 2·(population) std summary."""
+    """Folders in fastMRI's layout: the target cropped to a square of its own width and the prediction
+    to the same square, metrics per volume (NumPy and skimage references written out here), fastMRI's
+    summary: metrics sorted by name, mean +/- 2·std with ddof 1 (``runstats``), ``nan`` for one volume."""
     import h5py
     from click.testing import CliRunner
     from skimage.metrics import structural_similarity
@@ -62,16 +63,18 @@ def test_score_predictions_follows_fastmri_evaluate(tmp_path, rng):
     (tmp_path / "p").mkdir()
     expected = {}
     for name, acq in [("a", "CORPD_FBK"), ("b", "CORPD_FBK"), ("c", "CORPDFS_FBK")]:
-        target = rng.random((3, 40, 40)).astype(np.float32)
-        pred = (target[:, 4:36, 4:36] + 0.05 * rng.standard_normal((3, 32, 32))).astype(np.float32)
+        target = rng.random((3, 48, 40)).astype(np.float32)  # fastMRI: crop to 40×40, rows 4..43
+        pred = rng.random((3, 44, 44)).astype(np.float32)  # cropped to the same 40×40: rows and columns 2..41
+        pred[:, 2:42, 2:42] = target[:, 4:44] + 0.05 * rng.standard_normal((3, 40, 40))
         with h5py.File(tmp_path / "t" / f"{name}.h5", "w") as f:
             f.create_dataset("reconstruction_esc", data=target)
             f.attrs["acquisition"] = acq
         with h5py.File(tmp_path / "p" / f"{name}.h5", "w") as f:
             f.create_dataset("reconstruction", data=pred)
-        gt = target[:, 4:36, 4:36]
+        gt, pred = target[:, 4:44], pred[:, 2:42, 2:42]
         ref_ssim = np.mean([structural_similarity(g, p, data_range=gt.max(), win_size=7) for g, p in zip(gt, pred)])
         expected[name] = {
+            "mse": np.mean((gt.astype(np.float64) - pred) ** 2),
             "nmse": np.sum((gt - pred) ** 2) / np.sum(gt**2),
             "psnr": 10 * np.log10(gt.max() ** 2 / np.mean((gt - pred) ** 2)),
             "ssim": ref_ssim,
@@ -81,11 +84,13 @@ def test_score_predictions_follows_fastmri_evaluate(tmp_path, rng):
         for m, v in ref.items():
             assert res["per_volume"][name][m] == pytest.approx(v, rel=1e-5), (name, m)
     psnrs = [expected[n]["psnr"] for n in "abc"]
-    assert res["fastmri"]["PSNR"] == f"{np.mean(psnrs):.4g} +/- {2 * np.std(psnrs):.4g}"
+    sample_std = np.sqrt(np.sum((np.array(psnrs) - np.mean(psnrs)) ** 2) / (len(psnrs) - 1))
+    assert res["fastmri"]["PSNR"] == f"{np.mean(psnrs):.4g} +/- {2 * sample_std:.4g}"
+    assert list(res["fastmri"]) == ["MSE", "NMSE", "PSNR", "SSIM"]
     only = score_predictions(tmp_path / "p", tmp_path / "t", acquisition="CORPDFS_FBK")
-    assert list(only["per_volume"]) == ["c"]
+    assert list(only["per_volume"]) == ["c"] and only["fastmri"]["PSNR"].endswith("+/- nan")
     out = CliRunner().invoke(cli, ["score", "--predictions", str(tmp_path / "p"), "--targets", str(tmp_path / "t")])
-    assert out.exit_code == 0 and "fastMRI convention: NMSE = " in out.output and "3 volume(s)" in out.output
+    assert out.exit_code == 0 and "fastMRI convention: MSE = " in out.output and "3 volume(s)" in out.output
     (tmp_path / "p" / "b.h5").unlink()
     out = CliRunner().invoke(cli, ["score", "--predictions", str(tmp_path / "p"), "--targets", str(tmp_path / "t")])
     assert out.exit_code == 2 and "no b.h5" in out.output
