@@ -20,14 +20,34 @@ fi
 [ -d "$WHEELS/site" ] && export PYTHONPATH="$PWD:$WHEELS/site:${PYTHONPATH:-}" || export PYTHONPATH="$PWD:${PYTHONPATH:-}"
 STEPS=${STEPS:-20}
 ARGS=${ARGS:-}  # e.g. ARGS="--batch 2 --patch 32 --blocks 1" for a smoke run on CPU
+PRECISIONS=${PRECISIONS:-float32 mixed_bfloat16}
+# Every module the JAX run imports, checked first: a missing one is one line naming it.
+missing=$($PY -c '
+import importlib.util
+need = ["jax", "keras", "namex", "optree", "numpy", "h5py", "scipy", "skimage", "absl", "rich", "ml_dtypes"]
+def absent(m):
+    try:
+        return importlib.util.find_spec(m) is None
+    except ImportError:
+        return True
+print(" ".join(m for m in need if absent(m)))
+')
+if [ -n "$missing" ]; then
+  echo "gpu_train: missing Python module(s): $missing (keras, namex, optree: bash benchmarks/gpu_train.sh --fetch, then carry $WHEELS/; the others: the host's own packages)" >&2
+  exit 2
+fi
 line() {  # the headline figures of one train_step.py run, as one JSON line
   $PY -c 'import json,sys; d=json.load(sys.stdin); s=d["settings"]; print(json.dumps({**s, "s_per_step": d["seconds_per_step"], "images_per_s": d["images_per_s"], "tflop_per_step": d["tflop_per_step"], "achieved_tflop_per_s": round(d["achieved_gflop_per_s"]/1e3, 2), "conv_tflop_per_s": round(d["conv2d_3x3_64_gflop_per_s"]/1e3, 2), "ratio": d["ratio_achieved_to_conv2d"], "hours_1e5": d["projected_hours_for_1e5_steps"], "gpus": d["machine"]["gpus"]}))'
 }
-for precision in float32 mixed_bfloat16; do
-  KERAS_BACKEND=jax $PY benchmarks/train_step.py --steps "$STEPS" --precision "$precision" $ARGS | line
-done
+run() {  # backend precision [extra args]: one train_step.py run, its JSON line, or one line saying it failed
+  local out
+  if ! out=$(KERAS_BACKEND=$1 $PY benchmarks/train_step.py --steps "$STEPS" --precision "$2" "${@:3}" $ARGS); then
+    echo "gpu_train: benchmarks/train_step.py failed on $1 with $2 (its error is above)" >&2
+    exit 1
+  fi
+  echo "$out" | line
+}
+for precision in $PRECISIONS; do run jax "$precision"; done
 if $PY -c "import tensorflow" 2>/dev/null; then
-  for precision in float32 mixed_bfloat16; do
-    KERAS_BACKEND=tensorflow $PY benchmarks/train_step.py --steps "$STEPS" --precision "$precision" --jit on $ARGS | line
-  done
+  for precision in $PRECISIONS; do run tensorflow "$precision" --jit on; done
 fi
