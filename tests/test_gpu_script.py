@@ -4,8 +4,8 @@ TensorFlow import creeping into the JAX path fails CI; a missing module is one l
 
 import json
 import os
-import sys
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
