@@ -883,12 +883,22 @@ def _mask_changes(acceleration=None, kind=None, seed=None, center_fraction=None)
 
 
 class _SliceProgress:
-    """Progress bar over slices; a new bar for each file (new total)."""
+    """Progress over slices: a Keras progress bar on a terminal (a new bar for each file: new total);
+    one plain line per call with the elapsed time when stdout is a file or pipe (no carriage returns
+    or colour codes in logs)."""
 
     def __init__(self):
-        self.bar, self.total, self.last = None, None, 0
+        import time
+
+        self.bar, self.total, self.last, self.t0 = None, None, 0, time.perf_counter()
+        self.tty = sys.stdout.isatty()
 
     def __call__(self, done, total):
+        import time
+
+        if not self.tty:
+            click.echo(f"{done}/{total} slices ({time.perf_counter() - self.t0:.0f} s)")
+            return
         import keras
 
         if self.bar is None or total != self.total or done <= self.last:

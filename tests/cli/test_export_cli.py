@@ -110,6 +110,8 @@ def test_reconstruct_bad_inputs(exported, tmp_path):
 def test_evaluate_run_and_its_export_agree(exported, tmp_path):
     res = run("evaluate", "--model", exported / "run", "--out", tmp_path / "a")
     assert res.exit_code == 0, res.output
+    # stdout is not a terminal: plain progress lines, no carriage returns or colour codes
+    assert "\r" not in res.output and "\x1b" not in res.output and "slices (" in res.output
     res = run("evaluate", "--model", exported / "export", "--out", tmp_path / "b")
     assert res.exit_code == 0, res.output
     a = list(csv.DictReader(open(tmp_path / "a" / "slices.csv")))
