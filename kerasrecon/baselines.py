@@ -306,6 +306,7 @@ def sweep_lambda(
     n_slices: int = SWEEP_SLICES,
     tuned_on: str = "training split",
     tol: float | None = None,
+    progress=None,
 ) -> BaselineSetting:
     """Choose λ for ``method`` by mean PSNR on ``n_slices`` training slices (never evaluation slices).
 
@@ -315,6 +316,7 @@ def sweep_lambda(
         mask_cfg: ``MaskConfig``; training volume i uses the mask seed ``mask_cfg.seed + i``.
         grid: candidate λ values; a single value is used without sweeping.
         iters, tol: the stopping rule (cap and tolerance), the same as for the evaluated slices.
+        progress: optional callable for a one-line message after each candidate λ.
 
     Returns:
         :class:`BaselineSetting` with the grid and the mean PSNR of each candidate.
@@ -330,14 +332,19 @@ def sweep_lambda(
     if len(grid) == 1:
         return BaselineSetting(method, grid[0], iters, grid, [], f"fixed by {arg('baseline_lambdas')}", tol)
     items = [ev for ev in evaluation_slices(sweep_slices(train_volumes, n_slices), mask_cfg) if ev["target"].shape[0]]
-    scores = []
-    for lam in grid:
+    scores, t0 = [], time.perf_counter()
+    for i, lam in enumerate(grid):
         vals = []
         for ev in items:
             pred = np.abs(solve(method, ev["masked_kspace"], ev["mask"].array, lam, iters, ev["maps"], tol))
             pred /= per_slice(ev["scale"], 3)
             vals += [psnr(t, p, float(t.max())) for t, p in zip(ev["target"], pred)]
         scores.append(float(np.mean(vals)))
+        if progress:
+            progress(
+                f"{method}: λ {lam:g} {scores[-1]:.2f} dB ({i + 1}/{len(grid)} of the sweep, "
+                f"{time.perf_counter() - t0:.0f} s)"
+            )
     n = sum(ev["target"].shape[0] for ev in items)
     best = grid[int(np.argmax(scores))]
     return BaselineSetting(method, best, iters, grid, scores, f"swept on {n} slices of the {tuned_on}", tol)
@@ -371,7 +378,9 @@ def baseline_fns(
     fns, settings = {}, {}
     for name in solvers:
         t0 = time.perf_counter()
-        setting = sweep_lambda(name, train_volumes, mask_cfg, grid, iters, tuned_on=tuned_on, tol=tol)
+        setting = sweep_lambda(
+            name, train_volumes, mask_cfg, grid, iters, tuned_on=tuned_on, tol=tol, progress=progress
+        )
         if progress:
             edge = f"; at the edge of the grid, widen {arg('baseline_lambdas')}" if setting.at_grid_edge else ""
             progress(f"{name}: λ = {setting.lam:g} ({setting.tuned_on}, {time.perf_counter() - t0:.0f} s{edge})")

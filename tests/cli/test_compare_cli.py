@@ -69,14 +69,16 @@ def test_compare_with_baselines_uses_tv_as_reference(tmp_path):
         "--baselines",
         "tv,l1wavelet",
         "--baseline-lambdas",
-        "1e-3",
+        "1e-3,1e-2",
         "--baseline-iters",
         "3",
     )
     assert res.exit_code == 0, res.output
+    # the λ sweep reports each candidate as it finishes
+    assert "baseline tv: λ 0.001 " in res.output and "(2/2 of the sweep" in res.output
     rows = {r["method"]: r for r in csv.DictReader(open(tmp_path / "cmp" / "table.csv"))}
     assert list(rows) == ["zero_filled", "mse", "tv", "l1wavelet"]
     assert "psnr_diff_vs_tv" in rows["mse"] and float(rows["tv"]["sec_per_slice"]) > 0
     table = (tmp_path / "cmp" / "table.md").read_text()
-    assert "ΔPSNR vs tv" in table and "tv: λ = 0.001 (fixed by --baseline-lambdas)" in table
+    assert "ΔPSNR vs tv" in table and "tv: λ = 0.0" in table and "(swept on " in table
     assert "tolerance 1e-05, at most 3 iterations; iterations used per slice 3–3" in table  # the cap stopped it
