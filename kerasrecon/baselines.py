@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from kerasrecon.errors import ConfigError, DataError, arg
-from kerasrecon.kspace import check_kspace
+from kerasrecon.kspace import check_kspace, normalise_np, sense_adjoint_np
 
 BASELINES = ("zero_filled", "tv", "l1wavelet")
 SOLVERS = ("tv", "l1wavelet")
@@ -161,12 +161,16 @@ def solve(
 ):
     """Reconstruct slices with a CS solver (SENSE-CS with ``maps``), each run to the stopping rule.
 
+    Each slice is solved at the models' input scale — its k-space scaled so that the zero-filled
+    (multi-coil: SENSE-combined) image peaks at 1 — and the result scaled back, so ``lam`` does not
+    depend on the data's intensity and is the λ that ``evaluate``/``compare`` print and sweep.
+
     Args:
         method: ``tv`` or ``l1wavelet``.
-        masked_kspace: complex ``[S, H, W]`` (zeros where not sampled), centred orthonormal convention;
-            multi-coil ``[S, C, H, W]`` with ``maps``.
+        masked_kspace: complex ``[S, H, W]`` or ``[H, W]`` (zeros where not sampled), centred
+            orthonormal convention; multi-coil ``[S, C, H, W]`` with ``maps``.
         mask: ``[H, W]`` or ``[S, H, W]`` of 0/1.
-        lam: regularisation weight λ (> 0).
+        lam: regularisation weight λ (> 0) for the normalised slice.
         iters: the most iterations per slice (the rule's cap).
         maps: coil sensitivities complex ``[S, C, H, W]`` (multi-coil), or ``None``.
         tol: the rule's tolerance on the relative change of the iterate over ``CHECK_EVERY`` iterations
@@ -174,7 +178,8 @@ def solve(
         return_iterations: also return the iterations each slice used.
 
     Returns:
-        complex64 ``[S, H, W]`` images; with ``return_iterations``, ``(images, int [S])``.
+        complex64 ``[S, H, W]`` images (``[H, W]`` for ``[H, W]`` input) at the input's scale; with
+        ``return_iterations``, ``(images, int [S])``.
     """
     if method not in SOLVERS:
         raise ConfigError(f"{arg('baselines')}: unknown solver {method!r}; expected one of {SOLVERS}")
@@ -186,6 +191,9 @@ def solve(
     if not (isinstance(tol, (int, float, np.floating)) and np.isfinite(tol) and tol >= 0):
         raise ConfigError(f"{arg('baseline_tol')} must be a finite number >= 0. Received: {tol!r}")
     masked_kspace = np.asarray(masked_kspace)
+    if maps is None and masked_kspace.ndim == 2:  # one slice
+        out = solve(method, masked_kspace[None], mask, lam, iters, None, tol, return_iterations)
+        return (out[0][0], out[1]) if return_iterations else out[0]
     rank = 3 if maps is None else 4
     if masked_kspace.ndim != rank or 0 in masked_kspace.shape or min(masked_kspace.shape[-2:]) < 2:
         raise DataError(
@@ -213,9 +221,12 @@ def solve(
     masks = np.broadcast_to(mask, (s, h, w))
     out, used = np.empty((s, h, w), np.complex64), np.zeros(s, np.int64)
     for i in range(s):
-        y = (masked_kspace[i] * masks[i]).astype(np.complex64)
+        y = masked_kspace[i] * masks[i]
+        scale = normalise_np(sense_adjoint_np(y[None], maps[i][None], masks[i]))[1][0]
+        y = (y * scale).astype(np.complex64)
         if method == "tv" and single:
-            out[i], used[i] = tv_admm(y[0], masks[i], float(lam), tol, iters)
+            x, used[i] = tv_admm(y[0], masks[i], float(lam), tol, iters)
+            out[i] = x / scale
             continue
         sp = require_sigpy()
         from sigpy.mri import app
@@ -229,30 +240,28 @@ def solve(
             show_pbar=False,
             device=sp.cpu_device,
         )
-        out[i], used[i] = _run_to_tolerance(solver, tol, iters)
+        x, used[i] = _run_to_tolerance(solver, tol, iters)
+        out[i] = x / scale
     return (out, used) if return_iterations else out
 
 
 def recon_fn(method: str, lam: float, iters: int = DEFAULT_ITERS, tol: float | None = None):
-    """``solve`` with the models' normalisation, in evaluate's one signature (``evaluate.ReconFn``).
+    """``solve`` in evaluate's one signature (``evaluate.ReconFn``).
 
     The returned ``fn(kspace, mask, batch_size=..., maps=None)`` takes k-space complex ``[B, H, W]``
     (multi-coil ``[B, C, H, W]`` with ``maps`` ``[B, C, H, W]``: SENSE-TV/L1) at any scale and mask
-    ``[B, H, W]``, scales each slice so its (SENSE-combined) zero-filled peak is 1 (so λ means the same
-    for every image, as for the models), solves, and returns the magnitude float32 ``[B, H, W]`` at
-    the input's scale. ``fn.iterations`` lists the iterations each solved slice used.
+    ``[B, H, W]``, masks it and solves (``solve`` normalises each slice, so λ means the same for every
+    image, as for the models), and returns the magnitude float32 ``[B, H, W]`` at the input's scale.
+    ``fn.iterations`` lists the iterations each solved slice used.
     """
-    from kerasrecon.kspace import measure_np, normalise_np, per_slice
+    from kerasrecon.kspace import coil_mask
 
     def fn(kspace, mask, batch_size=None, maps=None):
         kspace, mask = np.asarray(kspace), np.asarray(mask)
-        masked, zero_filled = measure_np(kspace, mask, maps)
-        _, scale = normalise_np(zero_filled)
-        out, used = solve(
-            method, masked * per_slice(scale, masked.ndim), mask, lam, iters, maps, tol, return_iterations=True
-        )
+        masked = kspace * (mask if maps is None else coil_mask(mask))
+        out, used = solve(method, masked, mask, lam, iters, maps, tol, return_iterations=True)
         fn.iterations.extend(int(n) for n in used)
-        return (np.abs(out) / per_slice(scale, 3)).astype(np.float32)
+        return np.abs(out).astype(np.float32)
 
     fn.iterations = []
     return fn

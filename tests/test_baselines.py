@@ -124,7 +124,9 @@ def test_lambda_is_tuned_on_training_slices_only(monkeypatch, tmp_path):
 
     seen = []
 
-    def spy(method, train_volumes, mask_cfg, grid, iters, n_slices=bl.SWEEP_SLICES, tuned_on="", tol=None):
+    def spy(
+        method, train_volumes, mask_cfg, grid, iters, n_slices=bl.SWEEP_SLICES, tuned_on="", tol=None, progress=None
+    ):
         seen.append(train_volumes)
         return bl.BaselineSetting(method, 1e-3, iters, list(grid), [], tuned_on)
 
@@ -222,3 +224,20 @@ def test_recon_fn_normalises_so_lambda_is_scale_free():
     a, b = fn(k, mask[None]), fn(k * 500.0, mask[None])
     assert a.shape == (1, 32, 32) and a.dtype == np.float32
     np.testing.assert_allclose(b, a * 500.0, rtol=1e-3, atol=1e-3 * 500 * a.max())
+
+
+def test_solve_lambda_is_scale_free_and_takes_one_slice():
+    """``solve`` works at the models' input scale: λ means the same for k-space ×1000 (the result
+    scales with the input), and an ``[H, W]`` slice gives the ``[1, H, W]`` result's slice. The reference
+    is the same solve on k-space normalised by hand (zero-filled peak 1, the explicit-DFT inverse)."""
+    from tests.conftest import ref_ifft2c
+
+    img = phantom(32).astype(np.complex64)
+    mask = make_mask("poisson", 4, (32, 32), 0).array
+    k = (ref_fft2c(img) * mask).astype(np.complex64)
+    peak = np.abs(ref_ifft2c(k)).max()
+    by_hand = bl.solve("tv", (k / peak)[None], mask, 1e-2, iters=200, tol=0)[0] * peak
+    for factor in (1.0, 1000.0):
+        got = bl.solve("tv", k * factor, mask, 1e-2, iters=200, tol=0)
+        assert got.shape == (32, 32)
+        np.testing.assert_allclose(got / factor, by_hand, rtol=1e-4, atol=1e-4 * np.abs(by_hand).max())
