@@ -4,7 +4,7 @@ The library never prints or exits; it logs and raises. Heavy submodules (TensorF
 training) are imported lazily by the caller: ``from kerasrecon.models import generator``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from kerasrecon.api import Reconstructor  # noqa: E402  (NumPy-only import; TensorFlow loads on use)
 from kerasrecon.pretrained import pretrained_models  # noqa: E402
