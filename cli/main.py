@@ -598,6 +598,29 @@ def train_options(fn):
     return fn
 
 
+def _merge_config(path, given_cfg, ctx):
+    """The ``TrainConfig`` of the JSON file ``path`` with the fields of the options given on the command
+    line taken from ``given_cfg`` (``config.OPTIONS`` maps fields to options)."""
+    from kerasrecon.schema import read_json
+
+    flags = {
+        flag: p.name
+        for p in ctx.command.params
+        if ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE
+        for flag in p.opts
+    }
+    d = TrainConfig.from_dict(read_json(Path(path), "a kerasrecon run config"), f"--config {path}").to_dict()
+    given = given_cfg.to_dict()
+    for field, flag in OPTIONS.items():
+        if flag in flags:
+            *parents, name = field.split(".")
+            src, dst = given, d
+            for part in parents:
+                src, dst = src[part], dst[part]
+            dst[name] = src[name]
+    return TrainConfig.from_dict(d, f"--config {path}")
+
+
 def config_from_options(o: dict):
     """Build the library's ``TrainConfig`` from parsed options."""
     from kerasrecon.config import DataConfig, LossConfig, MaskConfig, ModelConfig, TrainConfig
@@ -693,17 +716,29 @@ class _Progress:
     help="Run directory (config.json, checkpoints/, tensorboard/). Rerunning the same command resumes.",
 )
 @click.option("--force", is_flag=True, help="Continue a run in --out even though its saved config differs.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Start from this run config (a run's config.json, e.g. a pretrained model's); options given on "
+    "the command line override its fields.",
+)
+@click.pass_context
 @one_line_errors
-def fit(out, force, **options):
+def fit(ctx, out, force, config_file, **options):
     """Train the reconstruction GAN (resumes from the last checkpoint in --out).
 
     \b
     kerasrecon fit --data demo --loss hybrid --out runs/hybrid --vgg-weights PATH/TO/vgg19_..._notop.h5
     kerasrecon fit --data data/knee --loss mse -R 8 --mask poisson --steps 20000 --out runs/mse_r8
+    kerasrecon fit --config runs/mse_r8/config.json --data data/other --out runs/mse_r8_other
     """
     from kerasrecon.training.trainer import train
 
     cfg = config_from_options(options)
+    if config_file:
+        cfg = _merge_config(config_file, cfg, ctx)
     result = train(cfg, out, force=force, progress=_Progress(out))
     logs = (
         f"tensorboard --logdir {Path(out) / 'tensorboard'}"

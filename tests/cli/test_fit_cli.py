@@ -1,9 +1,12 @@
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from kerasrecon_cli.main import cli
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = ["--batch-size", "2", "--patch-size", "32", "--blocks", "1", "--filters", "8", "--vgg-weights", "none"]
 
@@ -289,3 +292,25 @@ def test_acquisition_filter_in_prepare_and_evaluate(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert {r["volume"] for r in csv.DictReader(open(tmp_path / "cmp" / "slices.csv"))} == {"a", "c"}
+
+
+@pytest.mark.slow
+def test_fit_config_reproduces_a_run_with_options_overriding(tmp_path):
+    """--config RUN/config.json starts from that config; options given on the command line win."""
+    src = json.loads(
+        (ROOT / "kerasrecon" / "pretrained" / "singlecoil-r4" / "config.json").read_text()
+    )  # a real run's config
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(src))
+    out = tmp_path / "run"
+    res = run("fit", "--config", path, "--data", "demo", "--pretrain-steps", 1, "-R", 6, "--out", out)
+    assert res.exit_code == 0, res.output
+    got = json.loads((out / "config.json").read_text())
+    expected = json.loads(json.dumps(src))
+    expected["data"]["data"], expected["pretrain_steps"], expected["mask"]["acceleration"] = "demo", 1, 6.0
+    expected["model"].setdefault("learned_dc", False)
+    assert got == expected
+    path.write_text(json.dumps({**src, "steps": "many"}))
+    res = run("fit", "--config", path, "--out", tmp_path / "run2")
+    assert res.exit_code == 2 and "--config " in res.output and "steps" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "run2").exists()
