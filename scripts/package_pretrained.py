@@ -83,6 +83,7 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         "",
         "```python",
         "import kerasrecon",
+        "",
         f'rec = kerasrecon.Reconstructor.pretrained("{name}")',
         f"image = {call}",
         "```",
