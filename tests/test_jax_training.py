@@ -181,3 +181,20 @@ def test_two_jax_devices_equal_one(tmp_path):
     assert one.keys() == two.keys() and len(one) > 20
     for k in one:  # Adam turns round-off in near-zero gradients into ~lr steps: compare to lr scale
         np.testing.assert_allclose(two[k], one[k], atol=2e-4, rtol=1e-3, err_msg=k)
+
+
+@pytest.mark.slow
+def test_seeding_on_jax_imports_no_tensorflow():
+    """trainer.set_seed seeds Python, NumPy and Keras as keras.utils.set_random_seed does, without the
+    TensorFlow import Keras would do whenever TensorFlow is installed."""
+    code = (
+        "import sys, random, numpy as np, keras\n"
+        "from kerasrecon.training.trainer import set_seed\n"
+        "set_seed(3); a = (random.random(), np.random.rand())\n"
+        "random.seed(3); np.random.seed(3); b = (random.random(), np.random.rand())\n"
+        "assert a == b and keras.config.backend() == 'jax'\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]

@@ -151,7 +151,7 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     train_vols, val_vols = split_volumes(load_volumes(cfg.data.data), cfg.data.val_fraction)
     check_training_volumes(train_vols, cfg.data.patch_size)
     preview = _preview_batch(val_vols or train_vols, cfg) if chief else None  # masks drawn: -R, seeds checked
-    keras.utils.set_random_seed(cfg.seed)  # weights, dropout-free layers' RNG, patch order: all from --seed
+    set_seed(cfg.seed)  # weights, dropout-free layers' RNG, patch order: all from --seed
     with runner.scope():
         # also loads the VGG19 weights (--vgg-weights errors surface here)
         gan = build_gan(cfg, multicoil=coil_inputs(train_vols, cfg))
@@ -171,6 +171,32 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
 
 
 _OWN_FILES = {LOCK_FILE}
+
+
+class _NoTensorFlow:
+    """A meta-path finder under which ``import tensorflow`` fails (see :func:`set_seed`)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+def set_seed(seed: int) -> None:
+    """``keras.utils.set_random_seed(seed)`` (Python, NumPy, Keras' global seed; TensorFlow's too on the
+    TensorFlow backend) without importing TensorFlow on another backend: Keras would import it
+    whenever it is installed — seconds of start-up and its log lines in a JAX process."""
+    import sys
+
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        keras.utils.set_random_seed(seed)
+        return
+    finder = _NoTensorFlow()
+    sys.meta_path.insert(0, finder)
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        sys.meta_path.remove(finder)
 
 
 def _create_run_dir(out: Path):
