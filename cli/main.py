@@ -740,11 +740,7 @@ def fit(ctx, out, force, config_file, **options):
     if config_file:
         cfg = _merge_config(config_file, cfg, ctx)
     result = train(cfg, out, force=force, progress=_Progress(out))
-    logs = (
-        f"tensorboard --logdir {Path(out) / 'tensorboard'}"
-        if _keras_backend() == "tensorflow"
-        else f"scalars in {Path(out) / 'tensorboard' / 'scalars.jsonl'}"
-    )
+    logs = f"tensorboard --logdir {Path(out) / 'tensorboard'}"
     click.echo(f"trained steps {result.start_step}..{result.step}; run in {out} ({logs})")
 
 

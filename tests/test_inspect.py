@@ -80,6 +80,31 @@ def test_read_scalars_hand_written(tmp_path):
         read_scalars(tmp_path / "nothing")
 
 
+def test_event_files_are_read_by_tensorboard_itself(tmp_path):
+    """ScalarWriter's files (written without TensorFlow) as TensorBoard's own loader sees them: scalars
+    and a PNG preview whose pixels decode back (skimage's PNG reader)."""
+    import io
+
+    from skimage.io import imread
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from kerasrecon.training.logs import ScalarWriter
+
+    w = ScalarWriter(tmp_path)
+    w.scalars(1, {"train/g_loss": 0.5})
+    w.scalars(3, {"train/g_loss": 0.25, "val/psnr": 31.5})
+    grid = np.linspace(0, 1, 4 * 6).reshape(1, 4, 6, 1)
+    w.image(3, "val/grid", grid)
+    w.flush()
+    acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "images": 0}).Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("train/g_loss")] == [(1, 0.5), (3, 0.25)]
+    assert [e.value for e in acc.Scalars("val/psnr")] == [31.5]
+    (img,) = acc.Images("val/grid/image/0")
+    assert (img.step, img.width, img.height) == (3, 6, 4)
+    np.testing.assert_array_equal(imread(io.BytesIO(img.encoded_image_string)), np.round(grid[0, ..., 0] * 255))
+    assert read_scalars(tmp_path)["train/g_loss"][1].tolist() == [0.5, 0.25]
+
+
 @pytest.mark.slow
 def test_read_scalars_of_a_run(tmp_path):
     result = train(tiny("mse", steps=2, pretrain_steps=2), tmp_path / "run")  # 2 warm-start + 2 GAN steps

@@ -55,9 +55,10 @@ def test_fit_on_jax_without_tensorflow_resumes_and_exports(tmp_path):
     out = tmp_path / "run"
     res = jax_cli("fit", "--steps", 2, "--pretrain-steps", 2, "--out", out, *TINY)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "trained steps 0..4" in res.stdout and "scalars.jsonl" in res.stdout
-    lines = [json.loads(x) for x in (out / "tensorboard" / "scalars.jsonl").read_text().splitlines()]
-    assert {r["tag"] for r in lines} >= {"pretrain/g_loss", "train/d_loss", "train/adversarial", "val/psnr"}
+    assert "trained steps 0..4" in res.stdout and "tensorboard --logdir" in res.stdout
+    from kerasrecon.training.logs import read_scalars  # TensorBoard event files, written without TensorFlow
+
+    assert set(read_scalars(out)) >= {"pretrain/g_loss", "train/d_loss", "train/adversarial", "val/psnr"}
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["steps"] == 2 and cfg["loss"]["content"] == "hybrid"
     # Resume on JAX: two more GAN steps from the step-4 checkpoint.
