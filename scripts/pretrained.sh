@@ -48,6 +48,12 @@ for R in 4 8; do
 done
 cmp mc_real_r4 runs/multicoil-r4 --data mc_real_eval --split all --baseline-tune-data mc_real_train
 
+# Factor: the singlecoil-r4 recipe with a learned data-consistency step per cascade (--learned-dc),
+# against the shipped model on the same slices, masks and TV λ.
+[ -d runs/singlecoil-r4-ldc ] || fit singlecoil-r4-ldc --data real_train_noisy -R 4 --patch-size 48 --pretrain-steps 5000 --learned-dc
+LAM=$("$BIN/python" -c "import json; print(json.load(open('real_r4/summary.json'))['meta']['baselines']['tv']['lam'])")
+cmp ldc_r4 runs/singlecoil-r4 runs/singlecoil-r4-ldc --data real_eval_noisy --split all --baseline-lambdas "$LAM"
+
 for name in singlecoil-r4 singlecoil-r8 multicoil-r4; do
   R=${name##*-r}; tables=(real_r$R/table.md demo_r$R/table.md)
   [ "$name" = multicoil-r4 ] && tables=(mc_real_r4/table.md)

@@ -1,0 +1,206 @@
+"""The pretrained models shipped in the package: files, loading on both backends, quality on held-out
+slices against independent NumPy computations, and the ``pretrained:NAME`` spelling everywhere."""
+
+import configparser
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import kerasrecon
+from kerasrecon import pretrained as pt
+from kerasrecon.api import MaskMismatchWarning, Reconstructor
+from kerasrecon.errors import DataError
+from kerasrecon.masks import make_mask
+from kerasrecon_cli.main import cli
+from tests.conftest import ref_fft2c, ref_ifft2c
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ("multicoil-r4", "singlecoil-r4", "singlecoil-r8")
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def psnr(x, y):
+    """Peak over the target's maximum, as kerasrecon's and fastMRI's metrics define it."""
+    return 10 * np.log10(y.max() ** 2 / np.mean((x - y) ** 2))
+
+
+def test_registry_lists_the_three_models_and_their_files_match_sha256():
+    assert tuple(kerasrecon.pretrained_models()) == NAMES
+    registry = json.loads((ROOT / "kerasrecon" / "pretrained" / "registry.json").read_text())
+    total = 0
+    for name in NAMES:
+        for f in pt.FILES:
+            data = (ROOT / "kerasrecon" / "pretrained" / name / f).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == registry[name]["sha256"][f], (name, f)
+            total += len(data)
+    assert total < 5_000_000  # "a few MB in all"
+
+
+def test_the_wheel_ships_every_pretrained_file():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    assert "kerasrecon.pretrained" in cfg["options"]["packages"].split()
+    globs = [g.strip() for g in cfg["options.package_data"]["kerasrecon.pretrained"].split(",")]
+    here = ROOT / "kerasrecon" / "pretrained"
+    for p in here.rglob("*"):
+        if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts:
+            assert any(fnmatch.fnmatch(str(p.relative_to(here)), g) for g in globs), p
+
+
+def test_card_names_sources_licence_and_results():
+    for name in NAMES:
+        rec_card = pt.card(name)
+        for needed in ("nibabel", "dipy", "MIT", "BSD-3-Clause", "scripts/pretrained.sh", "| tv |", "per volume"):
+            assert needed in rec_card, (name, needed)
+
+
+def test_unknown_name_is_one_line_naming_the_shipped_ones(tmp_path):
+    with pytest.raises(DataError, match="no pretrained model 'nope'; shipped: multicoil-r4, singlecoil-r4"):
+        Reconstructor.pretrained("nope")
+    np.save(tmp_path / "x.npy", np.ones((1, 8, 8), np.complex64))
+    res = run("reconstruct", "--model", "pretrained:nope", "--input", tmp_path / "x.npy", "--output", tmp_path / "o.h5")
+    assert res.exit_code == 2 and "--model: no pretrained model 'nope'" in res.output
+    res = run("pretrained", "nope")
+    assert res.exit_code == 2 and "NAME: no pretrained model" in res.output
+
+
+def test_changed_file_is_refused(tmp_path, monkeypatch):
+    shutil.copytree(pt.HERE, tmp_path / "p", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    monkeypatch.setattr(pt, "HERE", tmp_path / "p")
+    monkeypatch.setattr(pt, "REGISTRY", tmp_path / "p" / "registry.json")
+    w = tmp_path / "p" / "singlecoil-r4" / "generator.weights.h5"
+    data = bytearray(w.read_bytes())
+    data[-100] ^= 1
+    w.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="does not match its recorded SHA-256"):
+        Reconstructor.pretrained("singlecoil-r4")
+    (tmp_path / "p" / "singlecoil-r8" / "card.md").unlink()
+    with pytest.raises(DataError, match="card.md is missing"):
+        pt.card("singlecoil-r8")
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    """Two of the demo's held-out slices (the last 12 of 60), realistic simulation as in the cards."""
+    from kerasrecon.data.demo import demo_images
+    from kerasrecon.data.simulate import Simulation, simulate_kspace
+
+    images = demo_images()
+    k = simulate_kspace(images, Simulation(phase="smooth", noise=0.01, seed=0))[[50, 55]]
+    return k, np.abs(ref_ifft2c(k.astype(np.complex128)))  # target: the noisy fully sampled image
+
+
+@pytest.mark.parametrize("name,r", [("singlecoil-r4", 4), ("singlecoil-r8", 8)])
+def test_pretrained_beats_zero_filling_on_held_out_demo_slices(held_out, name, r):
+    k, target = held_out
+    mask = make_mask("poisson", r, k.shape[1:], seed=0)
+    rec = Reconstructor.pretrained(name)
+    assert rec.card.startswith(f"# pretrained:{name}") and rec.source == f"pretrained:{name}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MaskMismatchWarning)  # its own mask: no warning
+        out = rec(k, mask)
+    zero_filled = np.abs(ref_ifft2c(k * mask.array))
+    for i in range(len(k)):  # the cards: +3.3 dB (R = 4) and +2.8 dB (R = 8) on the 12 held-out slices
+        assert psnr(out[i], target[i]) > psnr(zero_filled[i], target[i]) + 2, i
+
+
+def test_other_acceleration_or_kind_works_with_one_warning(held_out):
+    k, target = held_out
+    rec = Reconstructor.pretrained("singlecoil-r4")
+    mask = make_mask("poisson", 8, k.shape[1:], seed=0)
+    with pytest.warns(MaskMismatchWarning, match="at R = 8.*trained at R = 4") as caught:
+        out = rec(k[:1], mask)
+        rec(k[:1], mask)
+    assert len([w for w in caught if w.category is MaskMismatchWarning]) == 1
+    assert np.all(np.isfinite(out))
+    lines = make_mask("random", 4, k.shape[1:], seed=0)
+    with pytest.warns(MaskMismatchWarning, match="with random masks"):
+        rec(k[:1], lines)  # a Mask object carries its kind
+
+
+def test_multicoil_model_is_called_like_a_run(rng):
+    from kerasrecon.coils import birdcage_maps
+    from kerasrecon.data.demo import demo_images
+
+    image = demo_images()[52, 100:228, 80:208].astype(np.complex64)  # a held-out slice, 128×128
+    maps = birdcage_maps(8, 128, 128)
+    coil_k = ref_fft2c(maps * image)[None].astype(np.complex64)  # [1, 8, H, W]
+    mask = make_mask("poisson", 4, (128, 128), seed=0)
+    rec = Reconstructor.pretrained("multicoil-r4")
+    out = rec(coil_k, mask, maps=maps[None].astype(np.complex64))
+    zero_filled = np.abs(np.sum(np.conj(maps) * ref_ifft2c(coil_k[0] * mask.array), axis=0))
+    assert out.shape == (1, 128, 128)
+    assert psnr(out[0], np.abs(image)) > psnr(zero_filled, np.abs(image)) + 3
+
+
+def test_same_reconstruction_on_jax(held_out, tmp_path):
+    k, _ = held_out
+    mask = make_mask("poisson", 4, k.shape[1:], seed=0).array
+    np.save(tmp_path / "k.npy", k[:1])
+    np.save(tmp_path / "m.npy", mask)
+    code = (
+        "import numpy as np, kerasrecon, keras; assert keras.backend.backend() == 'jax';"
+        f"rec = kerasrecon.Reconstructor.pretrained('singlecoil-r4');"
+        f"np.save(r'{tmp_path}/jax.npy', rec(np.load(r'{tmp_path}/k.npy'), np.load(r'{tmp_path}/m.npy')))"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    ours = Reconstructor.pretrained("singlecoil-r4")(k[:1], mask)
+    np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), ours, atol=2e-4 * ours.max())
+
+
+def test_cli_lists_prints_card_and_reconstructs(held_out, tmp_path):
+    res = run("pretrained")
+    assert res.exit_code == 0 and [line.split()[0] for line in res.output.splitlines()] == [
+        f"pretrained:{n}" for n in NAMES
+    ]
+    res = run("pretrained", "singlecoil-r8")
+    assert res.exit_code == 0 and res.output.startswith("# pretrained:singlecoil-r8")
+    k, _ = held_out
+    np.save(tmp_path / "k.npy", k[:1])
+    model = "pretrained:singlecoil-r4"
+    res = run("reconstruct", "--model", model, "--input", tmp_path / "k.npy", "--output", tmp_path / "o.h5")
+    assert res.exit_code == 0, res.output
+    import h5py
+
+    with h5py.File(tmp_path / "o.h5") as f:
+        got = f["reconstruction"][()]
+        assert json.loads(f.attrs["model"])["step"] == pt.get("singlecoil-r4").step
+    mask = make_mask("poisson", 4, k.shape[1:], seed=0)  # the model's training mask kind, R and seed
+    np.testing.assert_allclose(got, Reconstructor.pretrained("singlecoil-r4")(k[:1], mask), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_export_evaluate_and_compare_take_pretrained_names(held_out, tmp_path):
+    res = run("export", "pretrained:singlecoil-r4", "--out", tmp_path / "exp")
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "exp" / "assets" / "kerasrecon.json").read_text())
+    assert meta["run"] == "pretrained:singlecoil-r4" and meta["step"] == pt.get("singlecoil-r4").step
+    k, _ = held_out
+    mask = make_mask("poisson", 4, k.shape[1:], seed=0)
+    served = Reconstructor.from_export(tmp_path / "exp")(k[:1], mask)
+    ours = Reconstructor.pretrained("singlecoil-r4")(k[:1], mask)
+    np.testing.assert_allclose(served, ours, rtol=1e-4, atol=1e-4 * ours.max())
+    res = run("evaluate", "--model", "pretrained:singlecoil-r8", "--data", "demo", "--out", tmp_path / "ev")
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["meta"]["run"] == "pretrained:singlecoil-r8" and summary["meta"]["mask"]["acceleration"] == 8
+    args = ["compare", "pretrained:singlecoil-r4", "pretrained:singlecoil-r8", "--data", "demo", "-R", "4"]
+    res = run(*args, "--no-figures", "--out", tmp_path / "cmp")
+    assert res.exit_code == 0, res.output
+    table = (tmp_path / "cmp" / "table.md").read_text()
+    assert "| pretrained:singlecoil-r4 |" in table and "| pretrained:singlecoil-r8 |" in table
