@@ -116,6 +116,7 @@ def one_line_errors(fn):
         # its one error line only (the records are dropped on exit); a succeeding one shows them at the end.
         with warnings.catch_warnings(record=True) as caught, argument_names(ARGUMENT_OPTIONS):
             try:
+                _before_command()
                 result = fn(*args, **kwargs)
             except KerasReconError as exc:
                 _fail(str(exc))
@@ -129,6 +130,17 @@ def one_line_errors(fn):
         return result
 
     return wrapper
+
+
+def _before_command():
+    """For commands that load TensorFlow: import it quietly now, after click has parsed and checked the
+    arguments (a usage error or a missing file is reported at once, not after seconds of import)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return
+    parts = ctx.command_path.split()
+    if len(parts) > 1 and parts[1] in TF_COMMANDS:
+        _import_tensorflow_quietly(verbose=bool(ctx.find_root().params.get("verbose")))
 
 
 def _fail(message: str, status: int = 2):
@@ -1212,30 +1224,6 @@ def compare(
     return result
 
 
-def main(argv=None):
-    """Console-script entry point: SIGTERM handling and quiet TensorFlow, then the click group."""
-    import signal
-
-    args = sys.argv[1:] if argv is None else list(argv)
-    signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        if TF_COMMANDS & set(args) and not {"-h", "--help", "--version"} & set(args):
-            backend = _keras_backend()
-            if backend not in SUPPORTED_BACKENDS:
-                _fail(
-                    f"KERAS_BACKEND={backend}: kerasrecon runs on {' or '.join(SUPPORTED_BACKENDS)} "
-                    "(set KERAS_BACKEND to one of them)"
-                )
-            _import_tensorflow_quietly(verbose=bool({"-v", "--verbose"} & set(args)))
-    except (KeyboardInterrupt, Interrupted) as exc:
-        interrupted_exit(exc)
-    cli(args=args, prog_name="kerasrecon")
-
-
-if __name__ == "__main__":
-    main()
-
-
 @cli.command()
 @click.argument("name", required=False)
 @one_line_errors
@@ -1255,3 +1243,28 @@ def pretrained(name):
             click.echo(f"pretrained:{n}  {summary}")
         return
     click.echo(pt.card(name, option="NAME").rstrip("\n"))
+
+
+def main(argv=None):
+    """Console-script entry point: SIGTERM handling and quiet TensorFlow, then the click group."""
+    import signal
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        if TF_COMMANDS & set(args) and not {"-h", "--help", "--version"} & set(args):
+            backend = _keras_backend()
+            if backend not in SUPPORTED_BACKENDS:
+                _fail(
+                    f"KERAS_BACKEND={backend}: kerasrecon runs on {' or '.join(SUPPORTED_BACKENDS)} "
+                    "(set KERAS_BACKEND to one of them)"
+                )
+            # TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL unless it is set before the import
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if {"-v", "--verbose"} & set(args) else "3")
+    except (KeyboardInterrupt, Interrupted) as exc:
+        interrupted_exit(exc)
+    cli(args=args, prog_name="kerasrecon")
+
+
+if __name__ == "__main__":
+    main()

@@ -531,6 +531,21 @@ def test_unsupported_keras_backend_is_one_line(backend, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(
+    "args", [["fit", "--loss", "l1", "--out", "x"], ["evaluate", "--model", "/nonexistent", "--out", "x"]]
+)
+def test_usage_errors_come_before_the_tensorflow_import(args, tmp_path):
+    """Click's checks (choices, paths) run before TensorFlow is imported: a typo costs no import."""
+    code = (
+        "import sys\nfrom kerasrecon_cli.main import main\n"
+        f"try:\n    main({args!r})\nexcept SystemExit as exc:\n    assert exc.code == 2, exc.code\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Invalid value" in res.stderr and not (tmp_path / "x").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_during_the_tensorflow_import_is_one_line(sig, status, tmp_path):
