@@ -81,8 +81,17 @@ def _build_vgg(weights: str) -> keras.Model:
         log.warning(f"{arg('loss.vgg_weights')} none: the feature loss uses a RANDOM VGG19; results are not meaningful")
         vgg = keras.applications.VGG19(include_top=False, weights=None, input_tensor=inp)
     elif weights == "imagenet":
+        import contextlib
+        import io
+        import sys
+
+        # Keras prints "Downloading data from https://..." before it tries: held back, so an offline
+        # failure is the one line below, and replayed when the download worked.
+        held = io.StringIO()
         try:
-            vgg = keras.applications.VGG19(include_top=False, weights="imagenet", input_tensor=inp)
+            with contextlib.redirect_stdout(held):
+                vgg = keras.applications.VGG19(include_top=False, weights="imagenet", input_tensor=inp)
+            sys.stdout.write(held.getvalue())
         except Exception as exc:  # Keras raises a bare Exception("URL fetch failure on ...") offline
             raise ConfigError(
                 f"{arg('loss.vgg_weights')} imagenet: {VGG_NOTOP_FILE} is not in the Keras cache "

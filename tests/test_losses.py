@@ -64,18 +64,21 @@ def test_vgg_weights_from_path(tmp_path):
     )
 
 
-def test_vgg_weights_errors(tmp_path, monkeypatch):
+def test_vgg_weights_errors(tmp_path, monkeypatch, capsys):
     with pytest.raises(ConfigError, match="loss.vgg_weights .*file not found"):
         losses.build_vgg_features(str(tmp_path / "missing.h5"))
 
     def offline(*args, **kwargs):
+        print("Downloading data from https://storage.googleapis.com/...")  # what Keras prints first
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- unreachable")
 
     monkeypatch.setattr(keras.applications, "VGG19", offline)
+    capsys.readouterr()
     with pytest.raises(ConfigError) as exc:
         losses.build_vgg_features("imagenet")
     msg = str(exc.value)
     assert "loss.vgg_weights=PATH" in msg and losses.VGG_NOTOP_FILE in msg and "\n" not in msg
+    assert capsys.readouterr().out == ""  # the error is the only line: no "Downloading data from"
 
 
 def test_unknown_loss():
