@@ -48,6 +48,29 @@ def test_fastmri_reader_crop_then_retransform(tmp_path, rng):
         assert f.reconstruction_esc(0).shape == (32, 32)
 
 
+def test_fastmri_grid_defaults_to_the_files_own_reconstruction(tmp_path, rng):
+    """fastMRI's convention: the image grid is that of the file's reconstruction_esc/_rss; without one,
+    320×320; a grid larger than the file's images is one error naming crop (--crop in the CLI)."""
+    from click.testing import CliRunner
+
+    from kerasrecon_cli.main import cli
+
+    (tmp_path / "src").mkdir()
+    k = write_fastmri(tmp_path / "src" / "small.h5", rng, shape=(64, 40))
+    with FastMRIFile(tmp_path / "src" / "small.h5") as f:
+        assert f.crop == (32, 32)
+        np.testing.assert_allclose(f.image(0), ref_ifft2c(k[0])[16:48, 4:36], atol=1e-5)
+    write_fastmri(tmp_path / "noesc.h5", rng, shape=(64, 40), esc=False)
+    with pytest.raises(DataError, match=r"grid 320×320 is larger than the file's images 64×40; pass crop H W"):
+        FastMRIFile(tmp_path / "noesc.h5")
+    res = CliRunner().invoke(cli, ["data", "prepare", str(tmp_path / "src"), str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(
+        cli, ["data", "prepare", str(tmp_path / "src"), str(tmp_path / "o2"), "--crop", "48", "48"]
+    )
+    assert res.exit_code == 2 and "pass --crop H W with H <= 64, W <= 40" in res.output
+
+
 def test_fastmri_reader_errors(tmp_path, rng):
     with h5py.File(tmp_path / "nok.h5", "w") as f:
         f.create_dataset("reconstruction_esc", data=np.zeros((1, 8, 8)))

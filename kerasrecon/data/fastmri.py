@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasrecon.data import h5
-from kerasrecon.errors import DataError
+from kerasrecon.errors import DataError, arg
 from kerasrecon.kspace import check_kspace, fft2c_np, ifft2c_np
 
 CROP = (320, 320)
@@ -50,14 +50,15 @@ class FastMRIFile:
 
     Args:
         path: the file.
-        crop: (h, w) image grid for training/DC; default (320, 320).
+        crop: (h, w) image grid for training/DC; ``None`` (default): the grid of the file's own
+            ``reconstruction_esc``/``reconstruction_rss`` (fastMRI's convention, 320×320 for its knee
+            files), else (320, 320).
 
     Use as a context manager or call ``close()``.
     """
 
-    def __init__(self, path, crop=CROP):
+    def __init__(self, path, crop=None):
         self.path = Path(path)
-        self.crop = tuple(crop)
         self._f = h5.open_file(self.path)
         try:
             shape = h5.dataset(
@@ -71,8 +72,19 @@ class FastMRIFile:
             ).shape
             if len(shape) == 4 and shape[1] < 1:
                 raise DataError(f"{self.path}: 'kspace' has no coils. Received: shape={shape}")
-            for key in ("reconstruction_esc", "reconstruction_rss"):
-                h5.dataset(self._f, key, self.path, "real", (3,), required=False, layout="[slices, H, W]")
+            grids = [
+                tuple(ds.shape[-2:])
+                for key in ("reconstruction_esc", "reconstruction_rss")
+                if (ds := h5.dataset(self._f, key, self.path, "real", (3,), required=False, layout="[slices, H, W]"))
+                is not None
+            ]
+            self.crop = tuple(crop) if crop is not None else grids[0] if grids else CROP
+            # (test/challenge files, undersampled with a 'mask', are refused by their readers before any grid)
+            if "mask" not in self._f and (self.crop[0] > shape[-2] or self.crop[1] > shape[-1]):
+                raise DataError(
+                    f"{self.path}: the image grid {self.crop[0]}×{self.crop[1]} is larger than the file's images "
+                    f"{shape[-2]}×{shape[-1]}; pass {arg('crop')} H W with H <= {shape[-2]}, W <= {shape[-1]}"
+                )
             self.attrs = dict(self._f.attrs)
             self._metadata = {
                 key: h5.attribute(self.attrs, key, self.path, kind)

@@ -384,7 +384,7 @@ def _prepare_one(path, tmp: Path, dataset, crop, simulation, index, coil_options
                 "simulate measurements from images; "
                 "a fastMRI file already holds measured k-space"
             )
-        with FastMRIFile(path, crop=crop or (320, 320)) as f:
+        with FastMRIFile(path, crop=crop) as f:
             if f.undersampled:
                 raise DataError(
                     f"{path}: an undersampled fastMRI test/challenge file (it has a 'mask' dataset), "
