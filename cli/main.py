@@ -34,6 +34,7 @@ from kerasrecon.config import (
 from kerasrecon.data.simulate import PHASES
 from kerasrecon.errors import KerasReconError, argument_names
 from kerasrecon.masks import MASK_KINDS
+from kerasrecon.tf_import import import_tensorflow_quietly, keras_backend
 from kerasrecon_cli.entry import Interrupted, interrupted_exit, on_sigterm
 
 CENTER_HELP = (
@@ -140,7 +141,7 @@ def _before_command():
         return
     parts = ctx.command_path.split()
     if len(parts) > 1 and parts[1] in TF_COMMANDS:
-        _import_tensorflow_quietly(verbose=bool(ctx.find_root().params.get("verbose")))
+        import_tensorflow_quietly(verbose=bool(ctx.find_root().params.get("verbose")))
 
 
 def _fail(message: str, status: int = 2):
@@ -152,58 +153,6 @@ SUPPORTED_BACKENDS = ("tensorflow", "jax")
 
 # Commands that load TensorFlow, whose C++ runtime prints start-up lines that no variable silences.
 TF_COMMANDS = {"data", "fit", "evaluate", "compare", "export", "reconstruct"}
-
-
-def _keras_backend() -> str:
-    """The Keras backend this process uses, found without importing Keras (which would import
-    TensorFlow noisily): ``KERAS_BACKEND``, else ``$KERAS_HOME/keras.json``, else ``tensorflow``."""
-    if "keras" in sys.modules:
-        return sys.modules["keras"].backend.backend()
-    if os.environ.get("KERAS_BACKEND"):
-        return os.environ["KERAS_BACKEND"]
-    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    try:
-        with open(os.path.join(home, "keras.json")) as f:
-            backend = json.load(f).get("backend", "tensorflow")
-        return backend if isinstance(backend, str) else "tensorflow"
-    except (OSError, ValueError, AttributeError):  # Keras itself falls back to its default then
-        return "tensorflow"
-
-
-def _import_tensorflow_quietly(verbose: bool):
-    """Import TensorFlow before the command runs, silencing its C++ start-up lines.
-
-    ``TF_CPP_MIN_LOG_LEVEL=3`` (set before the import) silences TensorFlow's own later messages (the
-    CUDA ``cuInit`` error line among them), but TensorFlow 2.21 also logs through absl before
-    ``absl::InitializeLog()`` runs, and those lines ("All log messages before absl::InitializeLog()...",
-    oneDNN, "Could not find cuda drivers") ignore every variable. They are written during the import,
-    so the import runs with file descriptor 2 pointed at a temporary file, which is replayed only if
-    the import fails. ``--verbose`` keeps everything.
-    """
-    if verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
-        return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # our errors are one line; --verbose shows TensorFlow's
-    if "tensorflow" in sys.modules or _keras_backend() != "tensorflow":
-        return  # on JAX TensorFlow is imported only by the commands that need it (export), if at all
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        except (KeyboardInterrupt, Interrupted):
-            raise  # a signal, not a failed import: main() prints its one line
-        except BaseException:
-            os.dup2(saved, 2)
-            capture.seek(0)
-            sys.stderr.write(capture.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -1253,7 +1202,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
         if TF_COMMANDS & set(args) and not {"-h", "--help", "--version"} & set(args):
-            backend = _keras_backend()
+            backend = keras_backend()
             if backend not in SUPPORTED_BACKENDS:
                 _fail(
                     f"KERAS_BACKEND={backend}: kerasrecon runs on {' or '.join(SUPPORTED_BACKENDS)} "

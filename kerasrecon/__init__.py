@@ -6,6 +6,10 @@ training) are imported lazily by the caller: ``from kerasrecon.models import gen
 
 __version__ = "0.2.0"
 
+from kerasrecon import tf_import  # noqa: E402
+
+tf_import.install()  # TensorFlow's start-up lines are held back whoever imports it (KERASRECON_TF_LOGS=1 keeps them)
+
 from kerasrecon.api import Reconstructor  # noqa: E402  (NumPy-only import; TensorFlow loads on use)
 from kerasrecon.pretrained import pretrained_models  # noqa: E402
 
