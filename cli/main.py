@@ -58,6 +58,7 @@ ARGUMENT_OPTIONS = {
             "baseline_iters",
             "baseline_tol",
             "baseline_lambdas",
+            "baseline_tune_data",
             "baselines",
             "batch_size",
             "center_fraction",
@@ -885,11 +886,13 @@ class _SliceProgress:
         self.bar, self.total, self.last, self.t0 = None, None, 0, time.perf_counter()
         self.tty = sys.stdout.isatty()
 
-    def __call__(self, done, total):
+    def __call__(self, done, total, what=None):
         import time
 
         if not self.tty:
-            click.echo(f"{done}/{total} slices ({time.perf_counter() - self.t0:.0f} s)")
+            click.echo(f"{done}/{total} slices ({time.perf_counter() - self.t0:.0f} s)" + (f": {what}" if what else ""))
+            return
+        if what:  # the bar moves per volume; within one, a method finished
             return
         import keras
 

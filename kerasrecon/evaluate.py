@@ -93,7 +93,8 @@ def evaluate(
         volumes: held-out volumes.
         mask_cfg: masks (volume i uses ``mask_cfg.seed + i``).
         batch_size: slices per generator call.
-        progress: optional callable ``(done_slices, total_slices)``.
+        progress: optional callable ``(done_slices, total_slices, what=None)``: after each method on
+            each volume (``what`` says which, and how long it took), and after each volume.
         keep_recons: also keep ``{method: {volume: recon [S, H, W]}}`` and the targets.
         target: multi-coil volumes are scored against ``sense`` (the SENSE-combined image's magnitude)
             or ``rss`` (the coil images' root-sum-of-squares, fastMRI's); single-coil: ``|image|`` either way.
@@ -116,6 +117,9 @@ def evaluate(
             t0 = time.perf_counter()
             outputs[name] = reconstruct_volume(fn, ev, batch_size)
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
+            if progress:
+                n = target.shape[0]
+                progress(done, total, f"{ev['name']}: {name}, {n} slices in {time.perf_counter() - t0:.1f} s")
         targets[ev["name"]] = target
         for method, pred in outputs.items():
             slice_rows = [
@@ -230,13 +234,27 @@ def run_baselines(names, cfg, mask_cfg, grid=None, iters=None, progress=None, tu
 
     if not any(n in bl.SOLVERS for n in names):
         return bl.baseline_fns(names, [], mask_cfg)
+    grid = grid or bl.LAMBDA_GRID
     data = tune_data or cfg.data.data
-    train_volumes, _ = split_volumes(load_volumes(data), cfg.data.val_fraction)
+    train_volumes = []
+    if len(grid) > 1:  # a single λ is used as given: no training data needed
+        try:
+            volumes = load_volumes(data)
+        except DataError as exc:
+            if tune_data is not None:
+                raise
+            reason = str(exc).split(": ", 1)[-1]
+            raise DataError(  # e.g. a pretrained model: its training data are not on this machine
+                f"{arg('baseline_tune_data')}: λ is swept on the training split of the model's data {data!r}, "
+                f"which cannot be read here ({reason}); pass {arg('baseline_tune_data')} DATA (prepared with the "
+                f"evaluated data's simulation) or a single {arg('baseline_lambdas')} value"
+            ) from None
+        train_volumes, _ = split_volumes(volumes, cfg.data.val_fraction)
     return bl.baseline_fns(
         names,
         train_volumes,
         mask_cfg,
-        grid or bl.LAMBDA_GRID,
+        grid,
         iters or bl.DEFAULT_ITERS,
         tuned_on=f"training split of {data}",
         progress=progress,

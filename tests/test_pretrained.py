@@ -199,6 +199,25 @@ def test_export_evaluate_and_compare_take_pretrained_names(held_out, tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert summary["meta"]["run"] == "pretrained:singlecoil-r8" and summary["meta"]["mask"]["acceleration"] == 8
+    # Baselines: the λ sweep needs training data of the same simulation, which a pretrained model's are
+    # not (they are not on this machine): one line naming the option; a single λ needs none.
+    res = run(
+        "evaluate",
+        "--model",
+        "pretrained:singlecoil-r4",
+        "--data",
+        "demo",
+        "--out",
+        tmp_path / "b1",
+        "--baselines",
+        "tv",
+    )
+    assert res.exit_code == 2 and "pass --baseline-tune-data DATA" in res.output
+    res = run(
+        "evaluate", "--model", "pretrained:singlecoil-r4", "--data", "demo", "--out", tmp_path / "b2",
+        "--baselines", "tv", "--baseline-lambdas", "1e-2", "--baseline-iters", "20",
+    )  # fmt: skip
+    assert res.exit_code == 0 and "tv: λ = 0.01" in res.output, res.output
     args = ["compare", "pretrained:singlecoil-r4", "pretrained:singlecoil-r8", "--data", "demo", "-R", "4"]
     res = run(*args, "--no-figures", "--out", tmp_path / "cmp")
     assert res.exit_code == 0, res.output

@@ -112,6 +112,7 @@ def test_evaluate_run_and_its_export_agree(exported, tmp_path):
     assert res.exit_code == 0, res.output
     # stdout is not a terminal: plain progress lines, no carriage returns or colour codes
     assert "\r" not in res.output and "\x1b" not in res.output and "slices (" in res.output
+    assert ": mse, " in res.output and " slices in " in res.output  # each method reported as it finishes
     res = run("evaluate", "--model", exported / "export", "--out", tmp_path / "b")
     assert res.exit_code == 0, res.output
     a = list(csv.DictReader(open(tmp_path / "a" / "slices.csv")))
