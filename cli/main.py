@@ -1211,8 +1211,11 @@ def main(argv=None):
                     f"KERAS_BACKEND={backend}: kerasrecon runs on {' or '.join(SUPPORTED_BACKENDS)} "
                     "(set KERAS_BACKEND to one of them)"
                 )
-            # TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL unless it is set before the import
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if {"-v", "--verbose"} & set(args) else "3")
+            # TensorFlow's later C++ lines (the cuInit error) follow TF_CPP_MIN_LOG_LEVEL, read at its import
+            if {"-v", "--verbose"} & set(args):
+                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+            else:
+                os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # our errors are one line; --verbose shows TensorFlow's
     except (KeyboardInterrupt, Interrupted) as exc:
         interrupted_exit(exc)
     cli(args=args, prog_name="kerasrecon")

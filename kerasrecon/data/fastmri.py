@@ -79,12 +79,7 @@ class FastMRIFile:
                 is not None
             ]
             self.crop = tuple(crop) if crop is not None else grids[0] if grids else CROP
-            # (test/challenge files, undersampled with a 'mask', are refused by their readers before any grid)
-            if "mask" not in self._f and (self.crop[0] > shape[-2] or self.crop[1] > shape[-1]):
-                raise DataError(
-                    f"{self.path}: the image grid {self.crop[0]}×{self.crop[1]} is larger than the file's images "
-                    f"{shape[-2]}×{shape[-1]}; pass {arg('crop')} H W with H <= {shape[-2]}, W <= {shape[-1]}"
-                )
+            self._grid = tuple(shape[-2:])
             self.attrs = dict(self._f.attrs)
             self._metadata = {
                 key: h5.attribute(self.attrs, key, self.path, kind)
@@ -127,14 +122,26 @@ class FastMRIFile:
         check_kspace(k, name=f"{self.path}:kspace[{i}]")
         return k.astype(np.complex64)
 
+    def _check_grid(self):
+        """``DataError`` naming ``crop`` when the image grid is larger than the file's images (checked when
+        images are read: the header and attributes can be read whatever the grid)."""
+        (h, w), (gh, gw) = self.crop, self._grid
+        if h > gh or w > gw:
+            raise DataError(
+                f"{self.path}: the image grid {h}×{w} is larger than the file's images {gh}×{gw}; "
+                f"pass {arg('crop')} H W with H <= {gh}, W <= {gw}"
+            )
+
     def image(self, i: int) -> np.ndarray:
         """Complex image of slice ``i`` on the training grid: complex64 ``[320, 320]`` (the target),
         multi-coil: the coil images ``[C, 320, 320]``."""
+        self._check_grid()
         return center_crop(ifft2c_np(self.raw_kspace(i)), self.crop)
 
     def kspace(self, i: int) -> np.ndarray:
         """k-space of slice ``i`` on the training grid (crop, then re-transform): complex64 ``[320, 320]``,
         multi-coil ``[C, 320, 320]``."""
+        self._check_grid()
         return to_training_grid(self.raw_kspace(i), self.crop)
 
     def reconstruction_esc(self, i: int):
