@@ -73,7 +73,7 @@ def tv_admm(
     lam: float,
     tol: float = DEFAULT_TOLS["tv"],
     max_iter: int = DEFAULT_ITERS,
-):
+) -> tuple[np.ndarray, int]:
     """Single-coil TV by ADMM with an exact x-update: ``argmin_x ½‖M F x − y‖² + λ Σ|∇x|``.
 
     Splitting ``z = ∇x`` (scaled dual ``u``, penalty ρ adapted by residual balancing), the x-update
@@ -158,7 +158,7 @@ def solve(
     maps: np.ndarray | None = None,
     tol: float | None = None,
     return_iterations: bool = False,
-):
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Reconstruct slices with a CS solver (SENSE-CS with ``maps``), each run to the stopping rule.
 
     Each slice is solved at the models' input scale — its k-space scaled so that the zero-filled

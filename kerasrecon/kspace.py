@@ -107,7 +107,7 @@ def sense_adjoint_np(kspace: np.ndarray, maps: np.ndarray, mask: np.ndarray) -> 
     return np.sum(np.conj(maps) * ifft2c_np(kspace * coil_mask(mask)), axis=1)
 
 
-def measure_np(kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | None = None):
+def measure_np(kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """What a scanner with ``mask`` measures and its zero-filled image (NumPy).
 
     Args:
@@ -126,7 +126,7 @@ def measure_np(kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | None = N
     return masked, sense_adjoint_np(masked, maps, mask)
 
 
-def per_slice(scale, ndim: int) -> np.ndarray:
+def per_slice(scale: np.ndarray, ndim: int) -> np.ndarray:
     """``scale`` float ``[S]`` shaped ``[S, 1, ...]`` to broadcast over an array ``[S, ...]`` of rank ``ndim``."""
     return np.asarray(scale).reshape((-1,) + (1,) * (ndim - 1))
 
@@ -134,7 +134,7 @@ def per_slice(scale, ndim: int) -> np.ndarray:
 NORMALISE_EPS = 1e-8  # floor of the zero-filled peak (an all-zero slice keeps scale 1e8, not inf)
 
 
-def normalise_np(zero_filled: np.ndarray):
+def normalise_np(zero_filled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The models' input scale: each slice scaled so that its zero-filled magnitude peaks at 1.
 
     A statistic known at inference time (the zero-filled image), used by training, evaluation, the
@@ -151,7 +151,7 @@ def normalise_np(zero_filled: np.ndarray):
     return (zero_filled * per_slice(scale, 3)).astype(np.complex64), scale
 
 
-def model_inputs_np(kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | None = None):
+def model_inputs_np(kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
     """The generator's inputs for whole slices (NumPy): measure, zero-fill, normalise.
 
     Args:
@@ -178,7 +178,7 @@ def model_inputs_np(kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | Non
     return inputs, scale
 
 
-def check_kspace(kspace, name: str = "kspace") -> None:
+def check_kspace(kspace: np.ndarray, name: str = "kspace") -> None:
     """Raise ``DataError`` unless ``kspace`` is a finite complex array of rank >= 2.
 
     Args:

@@ -320,7 +320,9 @@ def resolved_center_fraction(kind: str, center_fraction: float | None = None) ->
     return CALIB_FRACTION if kind == "poisson" else CENTER_FRACTION
 
 
-def make_mask(kind: str, acceleration: float, shape, seed: int, center_fraction: float | None = None) -> Mask:
+def make_mask(
+    kind: str, acceleration: float, shape: tuple[int, int], seed: int, center_fraction: float | None = None
+) -> Mask:
     """Draw a mask by kind name. Returns :class:`Mask` with ``array`` float32 ``[H, W]``.
 
     ``center_fraction``: the fully sampled centre (``None``: the kind's default, ``CENTER_FRACTION``

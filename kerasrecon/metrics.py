@@ -44,27 +44,27 @@ def _range(gt, data_range):
     return rng
 
 
-def nmse(gt, pred) -> float:
+def nmse(gt: np.ndarray, pred: np.ndarray) -> float:
     """Normalised MSE ``‖gt − pred‖² / ‖gt‖²`` over the volume."""
     gt, pred = _prepare(gt, pred)
     return float(np.sum((gt - pred) ** 2) / np.sum(gt**2))
 
 
-def psnr(gt, pred, data_range=None) -> float:
+def psnr(gt: np.ndarray, pred: np.ndarray, data_range: float | None = None) -> float:
     """PSNR in dB over the volume; ``data_range`` defaults to ``gt.max()``."""
     gt, pred = _prepare(gt, pred)
     mse = float(np.mean((gt - pred) ** 2))
     return float("inf") if mse == 0 else float(10 * np.log10(_range(gt, data_range) ** 2 / mse))
 
 
-def ssim(gt, pred, data_range=None) -> float:
+def ssim(gt: np.ndarray, pred: np.ndarray, data_range: float | None = None) -> float:
     """Mean over slices of skimage SSIM (7×7 window); ``data_range`` defaults to the volume max."""
     gt, pred = _prepare(gt, pred)
     rng = _range(gt, data_range)
     return float(np.mean([structural_similarity(g, p, data_range=rng, win_size=SSIM_WINDOW) for g, p in zip(gt, pred)]))
 
 
-def hfen(gt, pred, sigma: float = HFEN_SIGMA) -> float:
+def hfen(gt: np.ndarray, pred: np.ndarray, sigma: float = HFEN_SIGMA) -> float:
     """High-frequency error norm with a per-slice 2-D LoG of width ``sigma`` (default 1.5 px)."""
     gt, pred = _prepare(gt, pred)
     log_gt = np.stack([ndimage.gaussian_laplace(g, sigma) for g in gt])
@@ -75,7 +75,7 @@ def hfen(gt, pred, sigma: float = HFEN_SIGMA) -> float:
 METRICS = {"nmse": nmse, "psnr": psnr, "ssim": ssim, "hfen": hfen}
 
 
-def all_metrics(gt, pred, data_range=None) -> dict:
+def all_metrics(gt: np.ndarray, pred: np.ndarray, data_range: float | None = None) -> dict:
     """``{"nmse", "psnr", "ssim", "hfen"}`` of one volume (or slice, with the volume's data_range)."""
     return {
         "nmse": nmse(gt, pred),

@@ -61,7 +61,7 @@ def pretrained_models() -> dict[str, str]:
     return {name: entry["summary"] for name, entry in sorted(_registry().items())}
 
 
-def pretrained_name(spec) -> str | None:
+def pretrained_name(spec: object) -> str | None:
     """``NAME`` when ``spec`` is the string ``pretrained:NAME``, else ``None`` (a path, or anything else)."""
     if isinstance(spec, str) and spec.startswith(PREFIX):
         return spec[len(PREFIX) :]
@@ -100,7 +100,7 @@ def card(name: str, option: str | None = None) -> str:
     return (model.path / "card.md").read_text(encoding="utf-8")
 
 
-def load_pretrained(name: str, option: str | None = None):
+def load_pretrained(name: str, option: str | None = None) -> tuple:
     """Build the generator of pretrained model ``name`` and load its verified weights.
 
     Returns:
