@@ -96,12 +96,16 @@ def acs_maps_np(kspace: np.ndarray, acs: int, threshold: float = MAP_THRESHOLD) 
     return normalise_maps(low, support)
 
 
+ESPIRIT_KERNEL = 6  # sigpy's EspiritCalib kernel width (its default), passed explicitly
+
+
 def espirit_maps(kspace: np.ndarray, calib_width: int = 24, threshold: float = 0.02, crop: float = 0.95) -> np.ndarray:
     """ESPIRiT maps through sigpy (``pip install 'kerasrecon[baselines]'``).
 
     Args:
         kspace: complex ``[C, H, W]`` of one slice.
-        calib_width: side of the centre calibration region (fully sampled there).
+        calib_width: side of the centre calibration region (fully sampled there), from
+            ``ESPIRIT_KERNEL`` to ``min(H, W)``.
         threshold, crop: sigpy's singular-value threshold and eigenvalue crop.
 
     Returns:
@@ -116,8 +120,19 @@ def espirit_maps(kspace: np.ndarray, calib_width: int = 24, threshold: float = 0
         ) from None
     if kspace.ndim != 3:
         raise DataError(f"ESPIRiT: expected one slice of multi-coil k-space [C, H, W]. Received: {kspace.shape}")
+    if not ESPIRIT_KERNEL <= calib_width <= min(kspace.shape[-2:]):
+        raise ConfigError(
+            f"{arg('acs_lines')} {calib_width}: ESPIRiT's calibration region must hold its {ESPIRIT_KERNEL}×"
+            f"{ESPIRIT_KERNEL} kernel and fit the {kspace.shape[-2]}×{kspace.shape[-1]} image "
+            f"(expected {ESPIRIT_KERNEL}..{min(kspace.shape[-2:])})"
+        )
     maps = EspiritCalib(
-        kspace.astype(np.complex64), calib_width=calib_width, thresh=threshold, crop=crop, show_pbar=False
+        kspace.astype(np.complex64),
+        calib_width=calib_width,
+        kernel_width=ESPIRIT_KERNEL,
+        thresh=threshold,
+        crop=crop,
+        show_pbar=False,
     ).run()
     return normalise_maps(np.asarray(maps))
 

@@ -141,3 +141,16 @@ def test_multicoil_refusals(tmp_path, rng):
     with pytest.raises(DataError, match="coil_maps must be one of acs, espirit"):
         prepare_dataset(tmp_path / "m.h5", tmp_path / "out", coil_maps="bart")
     assert not (tmp_path / "out").exists()
+
+
+def test_espirit_calibration_region_must_hold_its_kernel(rng):
+    """ESPIRiT's 6×6 kernel must fit the calibration region, and the region the image: a one-line error
+    naming acs_lines, not sigpy's 'negative dimensions' (found by the input fuzzer)."""
+    pytest.importorskip("sigpy")
+    from kerasrecon.coils import ESPIRIT_KERNEL, estimate_maps
+
+    k = random_complex(rng, (1, 2, 8, 8))
+    for acs in (1, ESPIRIT_KERNEL - 1):
+        with pytest.raises(ConfigError, match=f"acs_lines {acs}: ESPIRiT's calibration region"):
+            estimate_maps(k, "espirit", acs)
+    assert np.all(np.isfinite(estimate_maps(k, "espirit", ESPIRIT_KERNEL)))
