@@ -250,16 +250,13 @@ def recon_fn(method: str, lam: float, iters: int = DEFAULT_ITERS, tol: float | N
 
     The returned ``fn(kspace, mask, batch_size=..., maps=None)`` takes k-space complex ``[B, H, W]``
     (multi-coil ``[B, C, H, W]`` with ``maps`` ``[B, C, H, W]``: SENSE-TV/L1) at any scale and mask
-    ``[B, H, W]``, masks it and solves (``solve`` normalises each slice, so λ means the same for every
+    ``[B, H, W]`` and solves (``solve`` masks and normalises each slice, so λ means the same for every
     image, as for the models), and returns the magnitude float32 ``[B, H, W]`` at the input's scale.
     ``fn.iterations`` lists the iterations each solved slice used.
     """
-    from kerasrecon.kspace import coil_mask
 
     def fn(kspace, mask, batch_size=None, maps=None):
-        kspace, mask = np.asarray(kspace), np.asarray(mask)
-        masked = kspace * (mask if maps is None else coil_mask(mask))
-        out, used = solve(method, masked, mask, lam, iters, maps, tol, return_iterations=True)
+        out, used = solve(method, np.asarray(kspace), np.asarray(mask), lam, iters, maps, tol, return_iterations=True)
         fn.iterations.extend(int(n) for n in used)
         return np.abs(out).astype(np.float32)
 
