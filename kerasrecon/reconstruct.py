@@ -3,8 +3,9 @@ submission layout).
 
 Input: a fastMRI single-coil ``.h5`` or a prepared-dataset volume ``.h5`` (both hold ``kspace``
 complex ``[S, H, W]``), a fastMRI multi-coil ``.h5`` (``kspace`` ``[S, C, H, W]``: coil maps are
-estimated from the sampled centre, ``max(4, round(center_fraction · W))`` columns — in the graph by an
-export's ``multicoil`` signature, by ``coils.acs_maps_np`` for a run — then SENSE-combined, with
+estimated from the sampled centre, ``coils.acs_lines_ch`` columns of the training mask's centre
+fraction — in the graph by an export's ``multicoil`` signature, by ``coils.acs_maps_np`` for a run —
+then SENSE-combined, with
 coil-wise data consistency), a ``.npy`` of complex k-space ``[S, H, W]`` or ``[H, W]`` (centred
 orthonormal convention), or a directory of them. A fully sampled fastMRI file is reconstructed on the
 grid the models are trained on (320×320: crop the image, re-transform; ``grid="file"`` keeps the
@@ -178,8 +179,12 @@ class _Model:
                 meta.get("kerasrecon_version"),
             )
         else:
+            from kerasrecon.masks import resolved_center_fraction
+
             self.rec = Reconstructor.load(model_dir)
             self.train_config, self.step, self.version = self.rec.config.to_dict(), self.rec.step, __version__
+            trained = self.rec.config.mask  # the export's rule: the training mask's centre fraction
+            self.center_fraction = resolved_center_fraction(trained.kind, trained.center_fraction)
 
     def check_multicoil(self, src):
         if self.loaded is not None and "multicoil" not in self.loaded.signatures:
@@ -188,7 +193,7 @@ class _Model:
                 "signature (exported before multi-coil serving): export the run again"
             )
 
-    def __call__(self, kspace, mask, center_fraction, name):
+    def __call__(self, kspace, mask, name):
         """kspace complex ``[B, H, W]`` or ``[B, C, H, W]``, mask ``[H, W]`` -> magnitude float32 ``[B, H, W]``."""
         multicoil = kspace.ndim == 4
         if self.loaded is not None:
@@ -196,9 +201,9 @@ class _Model:
             return run_serving(serve, kspace, mask, name=name)
         if not multicoil:
             return self.rec(kspace, mask, batch_size=max(1, kspace.shape[0]))
-        from kerasrecon.coils import acs_maps_np
+        from kerasrecon.coils import acs_lines_ch, acs_maps_np
 
-        acs = max(4, int(round(center_fraction * kspace.shape[-1])))
+        acs = int(acs_lines_ch(kspace.shape[-1], self.center_fraction))
         maps = acs_maps_np(kspace * mask, min(acs, kspace.shape[-1]))
         return self.rec(kspace, mask, batch_size=max(1, kspace.shape[0]), maps=maps)
 
@@ -235,8 +240,6 @@ def reconstruct_files(
             fastMRI's submissions; ``file``: on the file's own k-space grid (640×368), output
             centre-cropped to 320×320. Undersampled files (own ``mask``) always use their own grid.
     """
-    from kerasrecon.masks import resolved_center_fraction
-
     if batch_size < 1:
         raise DataError(f"{arg('batch_size')} must be >= 1. Received: {batch_size}")
     if grid not in GRIDS:
@@ -264,7 +267,6 @@ def reconstruct_files(
         mask_cfg = dataclasses.replace(mask_cfg, **mask_changes)
     if model.rec is not None:
         model.rec.note_mask(mask_cfg.kind)
-    fraction = resolved_center_fraction(mask_cfg.kind, mask_cfg.center_fraction)
     written = []
     for src, dst in zip(files, targets):
         f = _NpyKspace(src) if src.suffix.lower() == ".npy" else h5.open_file(src, arg("input"))
@@ -304,7 +306,7 @@ def reconstruct_files(
                 check_kspace(k, name=f"{src}:kspace")
                 if retransform:
                     k = to_training_grid(k)
-                img = model(k, mask, fraction, name=str(src))
+                img = model(k, mask, name=str(src))
                 recons.append(center_crop(img, out_crop) if out_crop else img)
                 if progress:
                     progress(min(i + batch_size, n), n)

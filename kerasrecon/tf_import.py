@@ -11,6 +11,7 @@ TensorFlow is imported, and nothing when ``KERASRECON_TF_LOGS=1`` (the CLI's ``-
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.util
 import json
@@ -108,3 +109,24 @@ def import_tensorflow_quietly(verbose: bool = False) -> None:
     if not verbose:
         install()
     import tensorflow  # noqa: F401
+
+
+class _NoTensorFlow(importlib.abc.MetaPathFinder):
+    """A meta-path finder under which ``import tensorflow`` fails (see :func:`tensorflow_hidden`)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+@contextlib.contextmanager
+def tensorflow_hidden():
+    """Within the block ``import tensorflow`` fails as if it were not installed (code that imports it
+    only when it is available, such as ``keras.utils.set_random_seed``, then leaves it alone)."""
+    finder = _NoTensorFlow()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)

@@ -4,7 +4,7 @@
 ``kerasrecon fit`` writes TensorBoard event files ``RUN/tensorboard/events.out.tfevents.*`` on every
 backend (``tensorboard --logdir RUN/tensorboard`` shows them), without TensorFlow: the records are
 tensorboard's ``Event`` protos in TFRecord framing (``tensorboard.summary.writer.record_writer``),
-scalars as ``simple_value``, preview images as PNG. Tags: ``pretrain/{g_loss,content,psnr}`` during
+scalars as ``simple_value``, preview images as PNG (imageio). Tags: ``pretrain/{g_loss,content,psnr}`` during
 the MSE warm start, ``train/{d_loss,g_loss,content,adversarial,psnr}`` in GAN steps (every
 ``--log-every`` steps) and ``val/psnr`` plus the preview grid on a fixed held-out batch at each
 checkpoint. A resumed run appends new event files; later values of a step win. Runs of earlier
@@ -19,7 +19,6 @@ import os
 import socket
 import struct
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,16 +31,11 @@ _COUNTER = itertools.count()
 
 
 def png_gray(image: np.ndarray) -> bytes:
-    """8-bit grayscale PNG of a float ``[H, W]`` image in [0, 1] (zlib and the PNG chunk layout only)."""
+    """8-bit grayscale PNG of a float ``[H, W]`` image in [0, 1] (imageio, scikit-image's image I/O)."""
+    import imageio.v3 as iio
+
     pixels = np.clip(np.round(np.asarray(image, np.float64) * 255), 0, 255).astype(np.uint8)
-    h, w = pixels.shape
-    raw = b"".join(b"\x00" + row.tobytes() for row in pixels)  # filter type 0 per row
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit, grayscale
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return iio.imwrite("<bytes>", pixels, extension=".png")
 
 
 class ScalarWriter:

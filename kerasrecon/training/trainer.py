@@ -173,30 +173,19 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
 _OWN_FILES = {LOCK_FILE}
 
 
-class _NoTensorFlow:
-    """A meta-path finder under which ``import tensorflow`` fails (see :func:`set_seed`)."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "tensorflow" or name.startswith("tensorflow."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-
 def set_seed(seed: int) -> None:
     """``keras.utils.set_random_seed(seed)`` (Python, NumPy, Keras' global seed; TensorFlow's too on the
     TensorFlow backend) without importing TensorFlow on another backend: Keras would import it
     whenever it is installed — seconds of start-up and its log lines in a JAX process."""
     import sys
 
+    from kerasrecon.tf_import import tensorflow_hidden
+
     if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
         keras.utils.set_random_seed(seed)
         return
-    finder = _NoTensorFlow()
-    sys.meta_path.insert(0, finder)
-    try:
+    with tensorflow_hidden():
         keras.utils.set_random_seed(seed)
-    finally:
-        sys.meta_path.remove(finder)
 
 
 def _create_run_dir(out: Path):
