@@ -288,7 +288,7 @@ class BaselineSetting:
 
 def sweep_slices(train_volumes, n: int = SWEEP_SLICES):
     """Up to ``n`` training slices, evenly spaced over all training volumes: a list of ``Volume``."""
-    index = [(vi, si) for vi, v in enumerate(train_volumes) for si in range(v.kspace.shape[0])]
+    index = [(vi, si) for vi, v in enumerate(train_volumes) for si in range(len(v))]
     if not index:
         raise DataError(
             f"{arg('baselines')}: the training split is empty, so λ cannot be tuned without using "

@@ -102,9 +102,9 @@ def evaluate(
     Returns:
         :class:`EvalResult` (``meta`` empty).
     """
-    if not volumes or sum(v.kspace.shape[0] for v in volumes) == 0:
+    if not volumes or sum(len(v) for v in volumes) == 0:
         raise DataError("nothing to evaluate: the held-out set is empty")
-    total = sum(v.kspace.shape[0] for v in volumes)
+    total = sum(len(v) for v in volumes)
     rows, per_volume, done = [], {}, 0
     recons, targets, seconds = {}, {}, {}
     for ev in evaluation_slices(volumes, mask_cfg, target):

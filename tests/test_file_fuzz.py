@@ -141,7 +141,7 @@ def test_hdf5_trees_through_every_reader(spec, tmp_path_factory):
     path = tmp_path_factory.mktemp("h5") / "v.h5"
     write_h5(path, *spec, rng)
     readers = [
-        lambda: read_prepared_volume(path),
+        lambda: read_prepared_volume(path).loaded(),  # opening reads headers; loaded() reads the data
         lambda: read_image_stack(path),
         lambda: read_image_stack(path, dataset="mask"),
         lambda: _read_fastmri(FastMRIFile, path),

@@ -62,7 +62,7 @@ def test_training_inputs_are_sense_zero_filled_windows(multicoil_dir):
     vols = load_volumes(str(multicoil_dir[0]))
     c = cfg()
     plan = sampling_plan(vols, c)
-    assert plan.maps.shape == (8, 4, 32, 28) and not plan.exact_dc
+    assert (len(plan), plan.coils, plan.h, plan.w) == (8, 4, 32, 28) and not plan.exact_dc
     inputs, target = next(numpy_batches(vols, c))
     tf_inputs, tf_target = next(iter(training_dataset(vols, c)))
     np.testing.assert_allclose(tf_inputs["zero_filled"].numpy(), inputs["zero_filled"], atol=1e-5)
@@ -72,7 +72,7 @@ def test_training_inputs_are_sense_zero_filled_windows(multicoil_dir):
     from kerasrecon.data.pipeline import element_indices
 
     s, top, left, m = element_indices(plan, 0)
-    zf = np.sum(np.conj(plan.maps[s]) * ifft2c_np(plan.coil_kspace[s] * plan.bank[m]), axis=0)
+    zf = np.sum(np.conj(plan.maps(s)) * ifft2c_np(plan.coil_kspace(s) * plan.mask(m)), axis=0)
     window = zf[top : top + 16, left : left + 16]
     np.testing.assert_allclose(inputs["zero_filled"][0], np.stack([window.real, window.imag], -1), atol=1e-5)
 
@@ -86,7 +86,7 @@ def test_patch_inputs_are_coils_measured_on_the_patch_grid(multicoil_dir):
     c = cfg(data=DataConfig(patch_size=16, batch_size=2, sampling="patch", val_fraction=0.0))
     assert coil_inputs(vols, c) and not coil_inputs(vols, cfg())  # slice windows smaller than the slice: no
     plan = sampling_plan(vols, c)
-    assert plan.coil_inputs and plan.coil_kspace is None
+    assert plan.coil_inputs and not plan.whole_slice
     inputs, target = next(numpy_batches(vols, c))
     assert inputs["masked_kspace"].shape == inputs["maps"].shape == (2, 4, 16, 16, 2)
     tf_inputs, tf_target = next(iter(training_dataset(vols, c)))
@@ -95,9 +95,9 @@ def test_patch_inputs_are_coils_measured_on_the_patch_grid(multicoil_dir):
     np.testing.assert_allclose(tf_target.numpy(), target, atol=1e-6)
     for j in range(2):  # element j by hand
         s, top, left, m = element_indices(plan, j)
-        crop = plan.targets[s][top : top + 16, left : left + 16]
-        maps = plan.maps[s][:, top : top + 16, left : left + 16]
-        mask = plan.bank[m]
+        crop = plan.target(s)[top : top + 16, left : left + 16]
+        maps = plan.maps(s)[:, top : top + 16, left : left + 16]
+        mask = plan.mask(m)
         assert mask.shape == (16, 16)
         zf = np.zeros((16, 16), complex)
         for coil in range(4):

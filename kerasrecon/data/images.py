@@ -426,9 +426,10 @@ def _prepare_one(path, tmp: Path, dataset, crop, simulation, index, coil_options
     # inside libhdf5 leaves a half-closed file that crashes the interpreter at exit.
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
-        f.create_dataset("kspace", data=kspace.astype(np.complex64), compression="gzip", compression_opts=4)
-        for key, value in extra_data.items():  # multi-coil: coil_kspace, maps
-            f.create_dataset(key, data=value.astype(np.complex64), compression="gzip", compression_opts=4)
+        for key, value in (("kspace", kspace), *extra_data.items()):  # multi-coil: coil_kspace, maps
+            # one chunk per slice: training reads a slice with one read and one decompression
+            gz = {"compression": "gzip", "compression_opts": 4, "chunks": (1, *value.shape[1:])}
+            f.create_dataset(key, data=value.astype(np.complex64), **gz)
         f.attrs["source"] = str(path)
         f.attrs["scale"] = scale
         for key, value in extra_attrs.items():  # fastMRI's acquisition, max, norm, patient_id

@@ -4,7 +4,9 @@ thread pool (the JAX backend and any host without TensorFlow) and :func:`trainin
 inside tf.data (``tf.numpy_function``, the TensorFlow backend), so both yield the same elements.
 
 Training samples (deterministic given ``TrainConfig.seed``; element ``i`` is a pure function of
-``(seed, i)``, so parallel maps and sharding never change the stream):
+``(seed, i)``, so parallel maps and sharding never change the stream; the slice is drawn over the
+whole dataset and read from disk when drawn — :class:`SamplingPlan` holds no data, so memory does
+not grow with the dataset):
 
 1. slice ``n``, crop offsets and (``per_sample``) mask index are drawn by :func:`element_indices`
    from ``numpy.random.default_rng([seed, i])`` — one function for both input paths;
@@ -40,15 +42,13 @@ target [p, p, 1] f32 magnitude)``, batched to ``[B, ...]``; multi-coil with exac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from kerasrecon.config import TrainConfig
-from kerasrecon.data.slices import normalisation_scales, reference_masks
+from kerasrecon.data.slices import reference_masks
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import ConfigError, DataError, arg
-from kerasrecon.kspace import fft2c_np, ifft2c_np, per_slice, sense_adjoint_np, to_channels
+from kerasrecon.kspace import fft2c_np, ifft2c_np, measure_np, normalise_np, sense_adjoint_np, to_channels
 from kerasrecon.masks import make_mask
 
 PER_SAMPLE_SEED_OFFSET = 100_000  # per-sample bank masks never reuse a per-volume reference seed
@@ -56,9 +56,9 @@ PER_SAMPLE_SEED_OFFSET = 100_000  # per-sample bank masks never reuse a per-volu
 
 def check_training_volumes(volumes, patch: int):
     """Raise unless the volumes are non-empty, share one slice shape and fit the patch. Returns (H, W)."""
-    if not volumes or sum(v.kspace.shape[0] for v in volumes) == 0:
+    if not volumes or sum(len(v) for v in volumes) == 0:
         raise DataError("the training set is empty (no slices)")
-    shapes = {tuple(v.kspace.shape[1:]) for v in volumes}
+    shapes = {tuple(v.shape[1:]) for v in volumes}
     if len(shapes) > 1:
         raise DataError(
             f"training slices have different shapes {sorted(shapes)}; re-run 'kerasrecon data prepare' with --crop H W"
@@ -69,82 +69,116 @@ def check_training_volumes(volumes, patch: int):
     return h, w
 
 
-@dataclass
 class SamplingPlan:
-    """Everything an element needs, computed once per run from the training volumes and config.
+    """What an element needs, without holding the data: the training volumes (read slice by slice on
+    demand, :mod:`kerasrecon.data.store`), where each volume's slices start in the dataset's slice
+    numbering, and the masks — bit-packed, one per volume (its reference mask, seed ``mask.seed +
+    volume index``) or ``mask.bank_size`` of them with ``per_sample`` —, so memory grows by a few
+    bytes per volume, not with the data. Each slice's normalisation factor is computed the first time
+    the slice is drawn (from its zero-filled image under its volume's reference mask) and kept (4 bytes
+    a slice).
 
-    ``targets`` complex64 ``[N, H, W]`` (each slice scaled by its normalisation factor), ``kspace``
-    their k-space (whole-slice sampling only), ``bank`` float32 ``[M, gh, gw]`` masks (slice- or
-    patch-shaped), ``mask_of_slice`` int ``[N]`` (the bank index of each slice's reference mask).
-    Multi-coil data: ``maps`` complex64 ``[N, C, H, W]`` and, for whole-slice sampling, ``coil_kspace``
-    (scaled, same shape); the input is then the SENSE-combined zero-filled image of the undersampled
-    coils (``coil_inputs``: the elements carry the coils and maps, for exact multi-coil DC in training).
+    Per slice ``s`` of the dataset (``0 <= s < len(plan)``): :meth:`target` complex64 ``[H, W]`` (the
+    fully sampled image scaled by its factor), :meth:`kspace` its k-space; multi-coil
+    :meth:`coil_kspace` (scaled) and :meth:`maps` complex64 ``[C, H, W]``; :meth:`mask` float32
+    ``[gh, gw]`` the bank's ``m``-th mask (slice- or patch-shaped), :meth:`mask_index` the bank index of
+    slice ``s``'s reference mask.
     """
 
-    p: int
-    h: int
-    w: int
-    seed: int
-    targets: np.ndarray
-    kspace: np.ndarray | None
-    bank: np.ndarray
-    mask_of_slice: np.ndarray
-    per_sample: bool
-    whole_slice: bool
-    exact_dc: bool
-    coil_kspace: np.ndarray | None = None
-    maps: np.ndarray | None = None
+    def __init__(self, volumes: list[Volume], cfg: TrainConfig):
+        self.p = cfg.data.patch_size
+        self.h, self.w = check_training_volumes(volumes, self.p)
+        self.multicoil = check_coils(volumes)
+        self.coils = volumes[0].coils
+        self.seed = int(cfg.seed)
+        self.volumes = list(volumes)
+        self.offsets = np.concatenate([[0], np.cumsum([len(v) for v in volumes])]).astype(np.int64)
+        self.per_sample = cfg.mask.per_sample
+        self.whole_slice = cfg.data.sampling == "slice"
+        self.exact_dc = dc_is_exact(cfg, self.h, self.w)
+        m = cfg.mask
+        if m.per_sample:
+            seeds = [m.seed + PER_SAMPLE_SEED_OFFSET + j for j in range(m.bank_size)]
+        else:
+            seeds = [m.seed + i for i in range(len(volumes))]
+        self.grid = (self.h, self.w) if self.whole_slice else (self.p, self.p)
+        self.bank = np.stack(
+            [_packed(make_mask(m.kind, m.acceleration, self.grid, s, m.center_fraction)) for s in seeds]
+        )
+        if self.whole_slice and not m.per_sample:  # the bank is the reference masks
+            self.references = self.bank
+        else:
+            self.references = np.stack([_packed(mask) for mask in reference_masks(volumes, m)])
+        self.scales = np.full(len(self), np.nan, np.float32)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
 
     @property
     def coil_inputs(self) -> bool:
-        return self.maps is not None and self.exact_dc
+        """Whether elements carry the coils and maps (multi-coil data where DC is exact)."""
+        return self.multicoil and self.exact_dc
+
+    def locate(self, s: int) -> tuple[int, int]:
+        """(volume index, slice within the volume) of dataset slice ``s``."""
+        v = int(np.searchsorted(self.offsets, s, side="right")) - 1
+        return v, int(s - self.offsets[v])
+
+    def mask(self, m: int) -> np.ndarray:
+        """The bank's ``m``-th mask, float32 ``[gh, gw]``."""
+        return _unpacked(self.bank[m], self.grid)
+
+    def mask_index(self, s: int) -> int:
+        """The bank index of slice ``s``'s reference mask (its volume's)."""
+        return self.locate(s)[0]
+
+    def scale(self, s: int) -> np.float32:
+        """Slice ``s``'s normalisation factor ``1 / max|zero_filled|`` (its volume's reference mask)."""
+        value = self.scales[s]
+        if np.isnan(value):
+            v, r = self.locate(s)
+            vol, ref = self.volumes[v], _unpacked(self.references[v], (self.h, self.w))
+            if self.multicoil:
+                zero_filled = measure_np(vol.coil_kspace_at(r)[None], ref, vol.maps_at(r)[None])[1]
+            else:
+                zero_filled = measure_np(vol.kspace_at(r)[None], ref)[1]
+            value = self.scales[s] = normalise_np(zero_filled.astype(np.complex64))[1][0]
+        return value
+
+    def target(self, s: int) -> np.ndarray:
+        """Slice ``s``'s fully sampled image, scaled: complex64 ``[H, W]``."""
+        v, r = self.locate(s)
+        return (ifft2c_np(self.volumes[v].kspace_at(r)) * self.scale(s)).astype(np.complex64)
+
+    def kspace(self, s: int) -> np.ndarray:
+        """Slice ``s``'s k-space, scaled: complex64 ``[H, W]``."""
+        v, r = self.locate(s)
+        return (self.volumes[v].kspace_at(r) * self.scale(s)).astype(np.complex64)
+
+    def coil_kspace(self, s: int) -> np.ndarray:
+        """Slice ``s``'s coil k-space, scaled: complex64 ``[C, H, W]`` (multi-coil data)."""
+        v, r = self.locate(s)
+        return (self.volumes[v].coil_kspace_at(r) * self.scale(s)).astype(np.complex64)
+
+    def maps(self, s: int) -> np.ndarray:
+        """Slice ``s``'s coil maps: complex64 ``[C, H, W]`` (multi-coil data)."""
+        v, r = self.locate(s)
+        return self.volumes[v].maps_at(r)
+
+
+def _packed(mask) -> np.ndarray:
+    """A mask (``Mask`` or ``[h, w]`` array of 0/1) as packed bits, uint8 ``[ceil(h·w / 8)]``."""
+    return np.packbits(np.asarray(getattr(mask, "array", mask)).reshape(-1) > 0)
+
+
+def _unpacked(bits: np.ndarray, shape) -> np.ndarray:
+    """:func:`_packed`'s inverse: float32 ``shape``."""
+    return np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).astype(np.float32)
 
 
 def sampling_plan(volumes: list[Volume], cfg: TrainConfig) -> SamplingPlan:
     """The :class:`SamplingPlan` of ``cfg`` on ``volumes`` (checks the volumes first)."""
-    p = cfg.data.patch_size
-    h, w = check_training_volumes(volumes, p)
-    multicoil = check_coils(volumes)
-    ref = reference_masks(volumes, cfg.mask)
-    scales = normalisation_scales(volumes, ref)
-    targets = np.concatenate([v.images * per_slice(s, 3) for v, s in zip(volumes, scales)]).astype(np.complex64)
-    vol_of_slice = np.concatenate([np.full(v.kspace.shape[0], i) for i, v in enumerate(volumes)])
-    if cfg.mask.per_sample:
-        seeds = [cfg.mask.seed + PER_SAMPLE_SEED_OFFSET + j for j in range(cfg.mask.bank_size)]
-    else:
-        seeds = [cfg.mask.seed + i for i in range(len(volumes))]
-    whole_slice = cfg.data.sampling == "slice"
-    grid = (h, w) if whole_slice else (p, p)
-    bank = np.stack(
-        [make_mask(cfg.mask.kind, cfg.mask.acceleration, grid, s, cfg.mask.center_fraction).array for s in seeds]
-    ).astype(np.float32)
-    # Whole-slice sampling needs each slice's k-space: it is the volume's own (scaled), taken once here
-    # instead of one full-slice FFT per sample.
-    kspace = (
-        np.concatenate([v.kspace * per_slice(s, 3) for v, s in zip(volumes, scales)]).astype(np.complex64)
-        if whole_slice
-        else None
-    )
-    coil_kspace = maps = None
-    if multicoil:
-        if whole_slice:  # patches are measured from the scaled SENSE target and the window's maps
-            coil_kspace = np.concatenate([v.coil_kspace * per_slice(s, 4) for v, s in zip(volumes, scales)])
-        maps = np.concatenate([v.maps for v in volumes])
-    return SamplingPlan(
-        p,
-        h,
-        w,
-        int(cfg.seed),
-        targets,
-        kspace,
-        bank,
-        vol_of_slice.astype(np.int64),
-        cfg.mask.per_sample,
-        whole_slice,
-        dc_is_exact(cfg, h, w),
-        coil_kspace,
-        maps,
-    )
+    return SamplingPlan(volumes, cfg)
 
 
 def check_coils(volumes: list[Volume]) -> bool:
@@ -168,18 +202,18 @@ def dc_is_exact(cfg: TrainConfig, h: int, w: int) -> bool:
 def coil_inputs(volumes: list[Volume], cfg: TrainConfig) -> bool:
     """Whether the training elements of ``volumes`` under ``cfg`` carry coils and maps (multi-coil data
     with :func:`dc_is_exact`); the generator is then built with ``multicoil=True``."""
-    return check_coils(volumes) and dc_is_exact(cfg, *volumes[0].kspace.shape[1:])
+    return check_coils(volumes) and dc_is_exact(cfg, *volumes[0].shape[1:])
 
 
 def element_indices(plan: SamplingPlan, i: int) -> np.ndarray:
     """Element ``i``'s draws, a pure function of ``(seed, i)``: int32 ``[4]`` = (slice, top, left, bank
     mask). Both input paths (tf.data and NumPy) call this one function, so they yield the same stream."""
     u = np.random.default_rng([plan.seed, int(i)]).random(4)
-    n = len(plan.targets)
+    n = len(plan)
     s = min(int(u[0] * n), n - 1)
     top = min(int(u[1] * (plan.h - plan.p + 1)), plan.h - plan.p)
     left = min(int(u[2] * (plan.w - plan.p + 1)), plan.w - plan.p)
-    m = min(int(u[3] * len(plan.bank)), len(plan.bank) - 1) if plan.per_sample else int(plan.mask_of_slice[s])
+    m = min(int(u[3] * len(plan.bank)), len(plan.bank) - 1) if plan.per_sample else plan.mask_index(s)
     return np.array([s, top, left, m], np.int32)
 
 
@@ -187,14 +221,15 @@ def numpy_element(plan: SamplingPlan, i: int):
     """Element ``i`` computed with NumPy: ``({"zero_filled": [p, p, 2], "masked_kspace": [p, p, 2],
     "mask": [p, p]}, target [p, p, 1])``, all float32 (the module docstring's recipe)."""
     s, top, left, m = (int(x) for x in element_indices(plan, i))
-    p, mask = plan.p, plan.bank[m]
+    p, mask = plan.p, plan.mask(m)
     window = (slice(top, top + p), slice(left, left + p))
-    patch = plan.targets[s][window]
-    if plan.maps is not None:
-        maps = plan.maps[s][(slice(None), *window)]
+    patch = plan.target(s)[window]
+    if plan.multicoil:
+        slice_maps = plan.maps(s)
+        maps = slice_maps[(slice(None), *window)]
         if plan.whole_slice:  # the window of the slice's SENSE-combined zero-filled image
-            masked = plan.coil_kspace[s] * mask
-            zero_filled = sense_adjoint_np(masked[None], plan.maps[s][None], mask)[0][window]
+            masked = plan.coil_kspace(s) * mask
+            zero_filled = sense_adjoint_np(masked[None], slice_maps[None], mask)[0][window]
         else:  # the window's coil images measured on the p×p grid
             masked = fft2c_np(maps * patch) * mask
             zero_filled = sense_adjoint_np(masked[None], maps[None], mask)[0]
@@ -208,7 +243,7 @@ def numpy_element(plan: SamplingPlan, i: int):
             return inputs, np.abs(patch)[..., None].astype(np.float32)
         masked, mask = np.zeros((p, p), np.complex64), np.zeros((p, p), np.float32)  # DC the identity
     elif plan.whole_slice:
-        masked = plan.kspace[s] * mask
+        masked = plan.kspace(s) * mask
         zero_filled = ifft2c_np(masked)[window]
         if not plan.exact_dc:
             masked, mask = np.zeros((p, p), np.complex64), np.zeros((p, p), np.float32)
@@ -227,7 +262,7 @@ def element_spec(plan: SamplingPlan):
     """The input keys of an element and their shapes: ``(keys, shapes)`` as in the module docstring."""
     p = plan.p
     if plan.coil_inputs:
-        c = plan.maps.shape[1]
+        c = plan.coils
         return ("zero_filled", "masked_kspace", "mask", "maps"), ([p, p, 2], [c, p, p, 2], [p, p], [c, p, p, 2])
     return ("zero_filled", "masked_kspace", "mask"), ([p, p, 2], [p, p, 2], [p, p])
 
@@ -281,6 +316,7 @@ def training_dataset(
     num_shards: int = 1,
     shard_index: int = 0,
     start: int = 0,
+    failures: list | None = None,
 ):
     """Infinite, deterministic tf.data stream of training batches.
 
@@ -290,6 +326,8 @@ def training_dataset(
         batch_size: batch size of this input pipeline (default ``cfg.data.batch_size``).
         num_shards, shard_index: take elements ``i ≡ shard_index (mod num_shards)`` (multi-worker).
         start: index of the first element (resuming at step s uses ``s × global batch``).
+        failures: a list that receives any exception an element raises (a ``DataError`` from a read),
+            which tf.data itself reports as an ``OpError`` with a traceback in its message.
 
     Returns:
         ``tf.data.Dataset`` of ``(inputs dict, target)`` as described in the module docstring.
@@ -301,7 +339,12 @@ def training_dataset(
     keys, shapes = element_spec(plan)
 
     def element(i):
-        inputs, target = numpy_element(plan, int(i))
+        try:
+            inputs, target = numpy_element(plan, int(i))
+        except Exception as exc:
+            if failures is not None:
+                failures.append(exc)
+            raise
         return [inputs[k] for k in keys] + [target]
 
     def sample(i):  # numpy_element in the tf.data graph: one recipe for both input paths

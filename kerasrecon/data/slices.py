@@ -14,15 +14,24 @@ from kerasrecon.masks import Mask, make_mask
 
 def reference_masks(volumes: list[Volume], mask_cfg: MaskConfig) -> list[Mask]:
     """One slice-shaped mask per volume, seed ``mask_cfg.seed + volume index``."""
-    return [
-        make_mask(mask_cfg.kind, mask_cfg.acceleration, v.kspace.shape[1:], mask_cfg.seed + i, mask_cfg.center_fraction)
-        for i, v in enumerate(volumes)
-    ]
+    return [reference_mask(v, mask_cfg, i) for i, v in enumerate(volumes)]
+
+
+def reference_mask(volume: Volume, mask_cfg: MaskConfig, index: int) -> Mask:
+    """The slice-shaped mask of the ``index``-th volume: seed ``mask_cfg.seed + index``."""
+    return make_mask(
+        mask_cfg.kind, mask_cfg.acceleration, volume.shape[1:], mask_cfg.seed + index, mask_cfg.center_fraction
+    )
 
 
 def normalisation_scales(volumes: list[Volume], masks: list[Mask]) -> list[np.ndarray]:
     """Per-slice factors ``1 / max|zero_filled|``: a float32 ``[S]`` array per volume."""
-    return [normalise_np(vol.zero_filled(mask.array))[1] for vol, mask in zip(volumes, masks)]
+    return [normalisation_scale(vol, mask) for vol, mask in zip(volumes, masks)]
+
+
+def normalisation_scale(volume: Volume, mask: Mask) -> np.ndarray:
+    """One volume's per-slice factors ``1 / max|zero_filled|`` under its reference ``mask``: float32 ``[S]``."""
+    return normalise_np(volume.zero_filled(mask.array))[1]
 
 
 def evaluation_slices(volumes: list[Volume], mask_cfg: MaskConfig, target: str = "sense"):
@@ -36,9 +45,9 @@ def evaluation_slices(volumes: list[Volume], mask_cfg: MaskConfig, target: str =
     multi-coil: of the SENSE-combined fully sampled image, or with ``target="rss"`` the coil images'
     root-sum-of-squares, fastMRI's target).
     """
-    masks = reference_masks(volumes, mask_cfg)
-    scales = normalisation_scales(volumes, masks)
-    for vol, mask, scale in zip(volumes, masks, scales):
+    for i, vol in enumerate(volumes):  # one volume in memory at a time
+        vol, mask = vol.loaded(), reference_mask(vol, mask_cfg, i)
+        scale = normalisation_scale(vol, mask)
         yield {
             "name": vol.name,
             "mask": mask,

@@ -6,7 +6,12 @@ Prepared dataset directory (written by ``kerasrecon data prepare``)::
     DIR/<name>.h5       dataset "kspace" complex64 [S, H, W] (centred orthonormal, see kspace.py),
                         attrs: source, scale (image intensities were multiplied by it);
                         multi-coil volumes also "coil_kspace" and "maps" complex64 [S, C, H, W]
-                        ("kspace" is then that of the SENSE-combined image), attrs coils, coil_maps
+                        ("kspace" is then that of the SENSE-combined image), attrs coils, coil_maps;
+                        every dataset is stored as one gzip chunk per slice, so one slice is one read
+
+Opening a dataset reads the manifest and each file's header, never the data: a :class:`Volume` of a
+prepared dataset reads its slices from the file when they are used (:mod:`kerasrecon.data.store`),
+so training, evaluation and the baselines' λ sweep run in memory that does not grow with the dataset.
 """
 
 from __future__ import annotations
@@ -20,15 +25,14 @@ import numpy as np
 
 from kerasrecon.coils import rss_np
 from kerasrecon.config import TARGETS  # what multi-coil results are scored against (Volume.target)
-from kerasrecon.data import h5
+from kerasrecon.data import h5, store
 from kerasrecon.errors import DataError, arg
-from kerasrecon.kspace import check_kspace, coil_mask, ifft2c_np, measure_np, per_slice
+from kerasrecon.kspace import coil_mask, ifft2c_np, measure_np, per_slice
 
 MANIFEST = "manifest.json"
 FORMAT = "kerasrecon-dataset"
 
 
-@dataclass
 class Volume:
     """One volume of fully sampled k-space.
 
@@ -37,25 +41,67 @@ class Volume:
         kspace: complex64 ``[S, H, W]``.
         source: where it came from (file path or ``demo``).
         acquisition: fastMRI's acquisition (``CORPD_FBK``, ``CORPDFS_FBK``...), ``""`` when unknown.
+        coil_kspace, maps: multi-coil volumes: complex64 ``[S, C, H, W]`` (``None`` for single-coil).
+
+    The arrays are NumPy arrays, or — for volumes of a prepared dataset — :class:`~kerasrecon.data.store.H5Array`
+    stand-ins that read the file on demand: ``kspace``, ``coil_kspace`` and ``maps`` then read the whole
+    volume each time they are used (nothing is kept), :meth:`kspace_at` and friends read one slice
+    through a bounded cache, and :attr:`shape`, :meth:`slices` and ``len`` read nothing. A dataset of
+    any size is opened in constant memory.
     """
 
-    name: str
-    kspace: np.ndarray
-    source: str = ""
-    acquisition: str = ""
-    coil_kspace: np.ndarray | None = None
-    maps: np.ndarray | None = None
+    def __init__(self, name: str, kspace, source: str = "", acquisition: str = "", coil_kspace=None, maps=None):
+        self.name, self.source, self.acquisition = name, source, acquisition
+        self._kspace, self._coil_kspace, self._maps = kspace, coil_kspace, maps
+
+    def __repr__(self) -> str:
+        return f"Volume({self.name!r}, shape={self.shape}, coils={self.coils}, source={self.source!r})"
+
+    @property
+    def kspace(self) -> np.ndarray:
+        """Fully sampled k-space complex64 ``[S, H, W]`` (read from the file when the volume is on disk)."""
+        return store.whole(self._kspace)
+
+    @property
+    def coil_kspace(self) -> np.ndarray | None:
+        """Coil k-space complex64 ``[S, C, H, W]``, or ``None`` for single-coil volumes."""
+        return store.whole(self._coil_kspace)
+
+    @property
+    def maps(self) -> np.ndarray | None:
+        """Coil sensitivities complex64 ``[S, C, H, W]``, or ``None`` for single-coil volumes."""
+        return store.whole(self._maps)
+
+    def kspace_at(self, i: int) -> np.ndarray:
+        """Slice ``i``'s k-space complex64 ``[H, W]`` (read-only; one read, or the cache)."""
+        return store.row(self._kspace, i)
+
+    def coil_kspace_at(self, i: int) -> np.ndarray:
+        """Slice ``i``'s coil k-space complex64 ``[C, H, W]`` (multi-coil volumes; read-only)."""
+        return store.row(self._coil_kspace, i)
+
+    def maps_at(self, i: int) -> np.ndarray:
+        """Slice ``i``'s coil maps complex64 ``[C, H, W]`` (multi-coil volumes; read-only)."""
+        return store.row(self._maps, i)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def loaded(self) -> Volume:
+        """This volume with its arrays read into memory (each field read once; the same volume when it is
+        in memory already): for whole-volume work such as evaluation."""
+        return Volume(self.name, self.kspace, self.source, self.acquisition, self.coil_kspace, self.maps)
 
     @property
     def multicoil(self) -> bool:
         """True when the volume carries coil k-space and sensitivity maps (``coil_kspace``, ``maps``:
         complex64 ``[S, C, H, W]``); ``kspace`` is then that of the SENSE-combined image."""
-        return self.coil_kspace is not None
+        return self._coil_kspace is not None
 
     @property
     def coils(self) -> int:
         """Number of coils (1 for single-coil volumes)."""
-        return self.coil_kspace.shape[1] if self.multicoil else 1
+        return self._coil_kspace.shape[1] if self.multicoil else 1
 
     @property
     def images(self) -> np.ndarray:
@@ -92,26 +138,30 @@ class Volume:
         return measure_np(k, m, self.maps if self.multicoil else None)[1].astype(np.complex64)
 
     def slices(self, rows, name: str | None = None) -> Volume:
-        """The volume restricted to slices ``rows`` (a slice or index array), every field kept."""
-
-        def pick(a):
-            return None if a is None else a[rows]
-
+        """The volume restricted to slices ``rows`` (a slice or index array), every field kept; nothing
+        is read."""
         return Volume(
-            name or self.name, self.kspace[rows], self.source, self.acquisition, pick(self.coil_kspace), pick(self.maps)
+            name or self.name,
+            store.take(self._kspace, rows),
+            self.source,
+            self.acquisition,
+            store.take(self._coil_kspace, rows),
+            store.take(self._maps, rows),
         )
 
     @property
     def shape(self):
-        """(S, H, W)."""
-        return tuple(self.kspace.shape)
+        """(S, H, W), known without reading the data."""
+        return tuple(self._kspace.shape)
 
 
 def read_prepared_volume(path: Path) -> Volume:
-    """Read one ``<name>.h5`` of a prepared dataset. Raises ``DataError`` naming the file."""
+    """Open one ``<name>.h5`` of a prepared dataset: its header and the datasets' shapes and dtypes are
+    checked now, the data are read slice by slice when used (:mod:`kerasrecon.data.store`). Raises
+    ``DataError`` naming the file."""
     try:
         with h5.open_file(path) as f:
-            kspace = h5.dataset(f, "kspace", path, "complex", (3,), min_shape=(1, 2, 2), layout="[S, H, W]")[()]
+            kspace = h5.dataset(f, "kspace", path, "complex", (3,), min_shape=(1, 2, 2), layout="[S, H, W]").shape
             source = h5.attribute(f.attrs, "source", path, str, str(path))
             acquisition = h5.attribute(f.attrs, "acquisition", path, str, "")
             coil_kspace, maps = (
@@ -120,27 +170,25 @@ def read_prepared_volume(path: Path) -> Volume:
                 )
                 for name in ("coil_kspace", "maps")
             )
-            coil_kspace, maps = (None if d is None else d[()] for d in (coil_kspace, maps))
+            coil_kspace, maps = (None if d is None else d.shape for d in (coil_kspace, maps))
     except (OSError, KeyError) as exc:
         raise DataError(f"{path}: cannot read HDF5 file ({exc.__class__.__name__}: {exc})") from None
-    check_kspace(kspace, name=f"{path}:kspace")
     if (coil_kspace is None) != (maps is None) or (
-        coil_kspace is not None
-        and (
-            coil_kspace.ndim != 4
-            or coil_kspace.shape != maps.shape
-            or (coil_kspace.shape[0], *coil_kspace.shape[2:]) != kspace.shape
-        )
+        coil_kspace is not None and (coil_kspace != maps or (coil_kspace[0], *coil_kspace[2:]) != kspace)
     ):
-        got = [None if a is None else a.shape for a in (coil_kspace, maps)]
         raise DataError(
             f"{path}: 'coil_kspace' and 'maps' must both be [S, C, H, W] with the S, H, W of "
-            f"'kspace' {kspace.shape}. Received: {got}"
+            f"'kspace' {kspace}. Received: {[coil_kspace, maps]}"
         )
-    if coil_kspace is not None:
-        check_kspace(coil_kspace, name=f"{path}:coil_kspace")
-        coil_kspace, maps = coil_kspace.astype(np.complex64), maps.astype(np.complex64)
-    return Volume(path.stem, kspace.astype(np.complex64), source, acquisition, coil_kspace, maps)
+    multicoil = coil_kspace is not None
+    return Volume(
+        path.stem,
+        store.H5Array(path, "kspace", kspace),
+        source,
+        acquisition,
+        store.H5Array(path, "coil_kspace", coil_kspace) if multicoil else None,
+        store.H5Array(path, "maps", maps) if multicoil else None,
+    )
 
 
 def load_prepared(data: str) -> list[Volume]:
@@ -151,7 +199,8 @@ def load_prepared(data: str) -> list[Volume]:
             :func:`kerasrecon.data.load_volumes`).
 
     Returns:
-        list of :class:`Volume`, in manifest order; each ``kspace`` ``[S, H, W]`` complex64.
+        list of :class:`Volume`, in manifest order; each ``kspace`` ``[S, H, W]`` complex64, read from
+        the files on demand (opening a dataset reads only headers).
     """
     root = Path(data)
     if not root.is_dir():
@@ -248,7 +297,7 @@ def split_volumes(volumes: list[Volume], val_fraction: float):
         n_val = min(max(math.ceil(val_fraction * len(volumes)), 1), len(volumes) - 1)
         return list(volumes[:-n_val]), list(volumes[-n_val:])
     vol = volumes[0]
-    s = vol.kspace.shape[0]
+    s = len(vol)
     n_val = math.ceil(val_fraction * s)
     if n_val >= s:
         raise DataError(f"volume {vol.name} has {s} slices: too few to hold out {val_fraction:.0%}")

@@ -48,6 +48,7 @@ class TFRunner:
         from kerasrecon.data.pipeline import training_dataset
 
         gbs = cfg.data.batch_size
+        failures = []  # what the input pipeline raised (a DataError from a read), re-raised as itself
 
         def per_worker_dataset(ctx: tf.distribute.InputContext):
             # Each input pipeline (worker) takes every n-th element of the seeded stream, so workers see
@@ -59,9 +60,18 @@ class TFRunner:
                 num_shards=ctx.num_input_pipelines,
                 shard_index=ctx.input_pipeline_id,
                 start=start_step * gbs,
+                failures=failures,
             )
 
-        return iter(self.strategy.distribute_datasets_from_function(per_worker_dataset))
+        batches = iter(self.strategy.distribute_datasets_from_function(per_worker_dataset))
+        while True:
+            try:
+                batch = next(batches)
+            except tf.errors.OpError:
+                if failures:  # tf.data wrapped it in an OpError with a traceback: raise the error itself
+                    raise failures[0] from None
+                raise
+            yield batch
 
     def prepare(self, gan, cfg: TrainConfig):
         from kerasrecon.training.precision import resolve_jit

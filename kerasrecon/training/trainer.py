@@ -22,7 +22,7 @@ from keras import ops
 from kerasrecon.config import VGG_LOSSES, TrainConfig
 from kerasrecon.data import load_volumes, split_volumes
 from kerasrecon.data.pipeline import check_training_volumes, coil_inputs, numpy_batches
-from kerasrecon.errors import ConfigError, KerasReconError, arg
+from kerasrecon.errors import ConfigError, DataError, KerasReconError, arg
 from kerasrecon.io import LOCK_FILE, RunLock, check_output, write_text_atomic
 from kerasrecon.kspace import magnitude
 from kerasrecon.losses import ContentLoss, build_vgg_features
@@ -216,6 +216,10 @@ def _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progre
         pretrain = step < cfg.pretrain_steps
         try:
             pending.append((step + 1, pretrain, runner.step(pretrain, next(iterator))))
+        except DataError as exc:  # a slice read from disk on demand was unreadable or not finite
+            raise DataError(
+                f"{exc}; training stopped at step {step + 1}, last good checkpoint is step {_last(last_saved)}"
+            ) from None
         except CollectiveFailed as exc:
             raise WorkerFailed(
                 f"step {step + 1}: a collective failed ({exc}; a worker died or is unreachable); "
