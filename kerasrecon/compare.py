@@ -283,7 +283,8 @@ def compare_runs(
         baselines, first_cfg, mask_cfg, baseline_grid, baseline_iters, note, baseline_tune_data, baseline_tol
     )
     fns.update({k: v for k, v in base_fns.items() if k not in fns})
-    result = evaluate(fns, volumes, mask_cfg, batch_size, progress, keep_recons=True, target=target)
+    # the figures show the first volume: only its reconstructions are kept
+    result = evaluate(fns, volumes, mask_cfg, batch_size, progress, keep_recons=1, target=target)
     record_iterations(base_fns, settings)
     rows, summary, recons, targets = result.rows, result.summary, result.recons, result.targets
     reference = "tv" if "tv" in base_fns else "mse" if "mse" in fns else "zero_filled"

@@ -55,8 +55,8 @@ class EvalResult:
         rows: per method × volume × slice dicts (``ROW_FIELDS``).
         summary: per method: per-volume metrics, mean/std over volumes and slices, seconds per slice.
         meta: run, step, data, split, mask and baseline settings (``evaluate_run``; empty otherwise).
-        recons: ``{method: {volume: float32 [S, H, W]}}`` (only with ``keep_recons``).
-        targets: ``{volume: float32 [S, H, W]}`` (only with ``keep_recons``).
+        recons: ``{method: {volume: float32 [S, H, W]}}`` (the volumes ``keep_recons`` keeps).
+        targets: ``{volume: float32 [S, H, W]}`` (the same volumes).
     """
 
     rows: list
@@ -83,10 +83,10 @@ def evaluate(
     mask_cfg: MaskConfig,
     batch_size: int = 4,
     progress=None,
-    keep_recons: bool = False,
+    keep_recons: bool | int = False,
     target: str = "sense",
 ):
-    """Score methods on whole slices.
+    """Score methods on whole slices, one volume in memory at a time.
 
     Args:
         recon_fns: ``{method name: ReconFn}``; ``zero_filled`` is added automatically.
@@ -95,7 +95,8 @@ def evaluate(
         batch_size: slices per generator call.
         progress: optional callable ``(done_slices, total_slices, what=None)``: after each method on
             each volume (``what`` says which, and how long it took), and after each volume.
-        keep_recons: also keep ``{method: {volume: recon [S, H, W]}}`` and the targets.
+        keep_recons: also keep ``{method: {volume: recon [S, H, W]}}`` and the targets: ``True`` of every
+            volume, an integer ``n`` of the first ``n`` (memory then stays that of ``n`` volumes).
         target: multi-coil volumes are scored against ``sense`` (the SENSE-combined image's magnitude)
             or ``rss`` (the coil images' root-sum-of-squares, fastMRI's); single-coil: ``|image|`` either way.
 
@@ -120,7 +121,9 @@ def evaluate(
             if progress:
                 n = target.shape[0]
                 progress(done, total, f"{ev['name']}: {name}, {n} slices in {time.perf_counter() - t0:.1f} s")
-        targets[ev["name"]] = target
+        keep = keep_recons is True or (keep_recons is not False and len(targets) < keep_recons)
+        if keep:
+            targets[ev["name"]] = target
         for method, pred in outputs.items():
             slice_rows = [
                 {
@@ -140,7 +143,7 @@ def evaluate(
                 "hfen": hfen(target, pred),
             }
             rows.extend(slice_rows)
-            if keep_recons:
+            if keep:
                 recons.setdefault(method, {})[ev["name"]] = pred
         done += target.shape[0]
         if progress:
