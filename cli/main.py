@@ -147,7 +147,19 @@ def _before_command():
 
 def _fail(message: str, status: int = 2):
     click.echo(f"kerasrecon: error: {message.splitlines()[0] if message else 'failed'}", err=True)
+    if _in_jax_cluster():
+        # JAX's exit hook waits on a barrier with every process; with a peer dead it aborts with pages of
+        # C++ log. This process's error is said: leave without the hook.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     sys.exit(status)
+
+
+def _in_jax_cluster() -> bool:
+    """Whether this process joined a multi-process JAX cluster (``fit --strategy multiworker`` on JAX)."""
+    jax = sys.modules.get("jax")
+    return jax is not None and jax.distributed.is_initialized()
 
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax")
@@ -515,8 +527,9 @@ def train_options(fn):
             type=click.Choice(STRATEGIES),
             default=DEFAULTS.strategy,
             show_default=True,
-            help="auto: MirroredStrategy when >= 2 GPUs are visible; multiworker: "
-            "MultiWorkerMirroredStrategy, cluster from TF_CONFIG (or Slurm).",
+            help="auto: MirroredStrategy when >= 2 GPUs are visible (JAX: data parallel over all local "
+            "devices); multiworker: one process per host, cluster from TF_CONFIG (TensorFlow: "
+            "MultiWorkerMirroredStrategy, or Slurm; JAX: jax.distributed, the first worker coordinates).",
         ),
         click.option(
             "--precision",
@@ -538,7 +551,8 @@ def train_options(fn):
             type=float,
             default=DEFAULTS.collective_timeout_s,
             show_default=True,
-            help="multiworker: seconds before a collective with a dead worker fails.",
+            help="multiworker: seconds before a collective with a dead worker fails (JAX: before a process "
+            "that stopped sending heartbeats is declared dead, and the wait to join the cluster).",
         ),
         click.option(
             "--checkpoint-every",

@@ -14,6 +14,9 @@ Usage::
     for batch in batches:
         state, logs = step(state, batch)      # jitted, the state buffers are donated
     step.write_back(state)                    # arrays back into the Keras variables (checkpoints)
+
+With ``mesh`` (multi-process training) the state is replicated over the mesh and the batches are
+sharded on its ``batch`` axis; the jitted step is the same program on every process.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax
+import numpy as np
 from keras import ops
 
 from kerasrecon.kspace import magnitude
@@ -68,15 +72,23 @@ class JaxStep:
     (global-batch means).
     """
 
-    def __init__(self, gan: ReconGAN, pretrain: bool = False):
+    def __init__(self, gan: ReconGAN, pretrain: bool = False, mesh=None):
         self.gan, self.pretrain = gan, pretrain
         self._vgg = gan.content_loss.vgg
-        self._jitted = jax.jit(self._pretrain if pretrain else self._step, donate_argnums=(0,))
+        self._replicated = None
+        fn = self._pretrain if pretrain else self._step
+        if mesh is None:
+            self._jitted = jax.jit(fn, donate_argnums=(0,))
+        else:  # several processes: state and values replicated over the mesh, batches sharded on it
+            from jax.sharding import NamedSharding, PartitionSpec
+
+            self._replicated = NamedSharding(mesh, PartitionSpec())
+            self._jitted = jax.jit(fn, donate_argnums=(0,), out_shardings=self._replicated)
 
     def init_state(self) -> TrainState:
         """The current values of every variable, as a ``TrainState``."""
         g, d = self.gan.generator, self.gan.discriminator
-        return TrainState(
+        state = TrainState(
             _values(g.trainable_variables),
             _values(g.non_trainable_variables),
             _values(d.trainable_variables),
@@ -84,6 +96,13 @@ class JaxStep:
             _values(self.gan.g_optimizer.variables),
             _values(self.gan.d_optimizer.variables),
             _values(self._vgg.non_trainable_variables) if self._vgg is not None else [],
+        )
+        if self._replicated is None:
+            return state
+        # Every process holds the same values (same seed, or the same checkpoint): each supplies its copy.
+        return jax.tree_util.tree_map(
+            lambda x: jax.make_array_from_callback(x.shape, self._replicated, lambda index: np.asarray(x)[index]),
+            state,
         )
 
     def write_back(self, state: TrainState):
@@ -99,7 +118,8 @@ class JaxStep:
         ]
         for variables, values in pairs:
             for v, x in zip(variables, values):
-                v.assign(x)
+                # across processes: this process's copy of the replicated array (the variables stay local)
+                v.assign(x if self._replicated is None else np.asarray(x))
 
     def __call__(self, state: TrainState, batch):
         return self._jitted(state, batch)

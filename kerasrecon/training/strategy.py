@@ -12,7 +12,6 @@ others fail with a clear error instead of hanging.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -20,6 +19,7 @@ import tensorflow as tf
 
 from kerasrecon.config import STRATEGIES, TrainConfig
 from kerasrecon.errors import ConfigError, arg
+from kerasrecon.training.cluster import EXAMPLE, tf_config
 
 log = logging.getLogger(__name__)
 
@@ -60,27 +60,12 @@ def make_strategy(
 
 
 def cluster_resolver():
-    """A cluster resolver from ``TF_CONFIG`` (validated) or Slurm; ``ConfigError`` if neither is usable."""
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
+    """A cluster resolver from ``TF_CONFIG`` (validated: :func:`kerasrecon.training.cluster.tf_config`)
+    or Slurm; ``ConfigError`` if neither is usable."""
+    if tf_config() is None:
         if os.environ.get("SLURM_JOB_ID"):
             return tf.distribute.cluster_resolver.SlurmClusterResolver()
-        raise ConfigError(
-            '--strategy multiworker needs TF_CONFIG, e.g. {"cluster": {"worker": ["h1:12345", '
-            '"h2:12345"]}, "task": {"type": "worker", "index": 0}} (or run inside Slurm)'
-        )
-    try:
-        conf = json.loads(raw)
-        cluster, task = conf["cluster"], conf["task"]
-        members = cluster[task["type"]]
-        index = int(task["index"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"TF_CONFIG is malformed ({exc.__class__.__name__}: {exc}); expected "
-            '{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": i}}'
-        ) from None
-    if not 0 <= index < len(members):
-        raise ConfigError(f"TF_CONFIG task index {index} is outside cluster[{task['type']!r}] of {len(members)}")
+        raise ConfigError(f"--strategy multiworker needs TF_CONFIG, e.g. {EXAMPLE} (or run inside Slurm)")
     return tf.distribute.cluster_resolver.TFConfigClusterResolver()
 
 

@@ -221,15 +221,15 @@ def _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progre
                 f"{exc}; training stopped at step {step + 1}, last good checkpoint is step {_last(last_saved)}"
             ) from None
         except CollectiveFailed as exc:
-            raise WorkerFailed(
-                f"step {step + 1}: a collective failed ({exc}; a worker died or is unreachable); "
-                f"last good checkpoint is step {_last(last_saved)}"
-            ) from None
+            raise WorkerFailed(_worker_failed(step + 1, exc, last_saved)) from None
         step += 1
         checkpoint = chief and (step % cfg.checkpoint_every == 0 or step == total)
         if not (checkpoint or step % cfg.log_every == 0 or step == total):
             continue  # no host round trip: the device runs ahead
-        logs = _read_values(pending, out, last_saved)
+        try:
+            logs = _read_values(pending, out, last_saved, runner)
+        except CollectiveFailed as exc:  # JAX dispatches ahead: a failed collective shows when read
+            raise WorkerFailed(_worker_failed(pending[0][0], exc, last_saved)) from None
         pending = []
         if step % cfg.log_every == 0 or step == total:
             writer.scalars(step, {("pretrain/" if pretrain else "train/") + k: v for k, v in logs.items()})
@@ -259,12 +259,19 @@ def _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progre
     return TrainResult(out, start, step, logs, gan)
 
 
-def _read_values(pending, out, last_saved) -> dict:
+def _worker_failed(step: int, exc, last_saved: int) -> str:
+    return (
+        f"step {step}: a collective failed ({exc}; a worker died or is unreachable); "
+        f"last good checkpoint is step {_last(last_saved)}"
+    )
+
+
+def _read_values(pending, out, last_saved, runner) -> dict:
     """Read the values of the steps since the last read (oldest first) as floats; ``TrainingDiverged``
     naming the first step with a non-finite value. Returns the last step's ``{name: float}``."""
     logs = {}
     for step, pretrain, values in pending:
-        logs = {k: float(v) for k, v in values.items() if not pretrain or k in PRETRAIN_KEYS}
+        logs = runner.read({k: v for k, v in values.items() if not pretrain or k in PRETRAIN_KEYS})
         bad = [k for k, v in logs.items() if not math.isfinite(v)]
         if bad:
             raise TrainingDiverged(
