@@ -192,7 +192,7 @@ def test_prepare_writes_one_chunk_per_slice(tmp_path):
     np.save(src / "a.npy", np.random.default_rng(0).random((3, 16, 12)).astype(np.float32))
     prepare_dataset(src, tmp_path / "out", simulation=Simulation(coils=2), acs_lines=8)
     with h5py.File(tmp_path / "out" / "a.h5") as f:
-        assert f["kspace"].chunks == (1, 16, 12)
+        assert f["kspace"].chunks == (1, 16, 12) and f["kspace"].compression is None
         assert f["coil_kspace"].chunks == f["maps"].chunks == (1, 2, 16, 12)
 
 

@@ -6,7 +6,6 @@ volume's maximum is 1 (the factor is stored as ``scale`` in the manifest and the
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from pathlib import Path
@@ -15,7 +14,7 @@ import h5py
 import numpy as np
 
 from kerasrecon.data.fastmri import FastMRIFile, center_crop
-from kerasrecon.data.volume import FORMAT, MANIFEST
+from kerasrecon.data.volume import FORMAT, MANIFEST, write_prepared_volume
 from kerasrecon.errors import DataError, arg
 from kerasrecon.io import atomic_dir, check_output
 from kerasrecon.kspace import fft2c_np, ifft2c_np
@@ -422,20 +421,9 @@ def _prepare_one(path, tmp: Path, dataset, crop, simulation, index, coil_options
     target = tmp / f"{name}.h5"
     if target.exists():
         raise DataError(f"{path}: two sources map to the same volume name {name!r}")
-    # The HDF5 file is built in memory and written with plain file I/O: a write error (full disk)
-    # inside libhdf5 leaves a half-closed file that crashes the interpreter at exit.
-    buf = io.BytesIO()
-    with h5py.File(buf, "w") as f:
-        for key, value in (("kspace", kspace), *extra_data.items()):  # multi-coil: coil_kspace, maps
-            # one chunk per slice: training reads a slice with one read and one decompression
-            gz = {"compression": "gzip", "compression_opts": 4, "chunks": (1, *value.shape[1:])}
-            f.create_dataset(key, data=value.astype(np.complex64), **gz)
-        f.attrs["source"] = str(path)
-        f.attrs["scale"] = scale
-        for key, value in extra_attrs.items():  # fastMRI's acquisition, max, norm, patient_id
-            f.attrs[key] = value
-    with open(target, "wb") as fh:
-        fh.write(buf.getbuffer())
+    write_prepared_volume(
+        target, {"kspace": kspace, **extra_data}, {"source": str(path), "scale": scale, **extra_attrs}
+    )
     log.info("prepared %s -> %s %s", path, target.name, kspace.shape)
     return {
         "file": target.name,

@@ -7,7 +7,8 @@ Prepared dataset directory (written by ``kerasrecon data prepare``)::
                         attrs: source, scale (image intensities were multiplied by it);
                         multi-coil volumes also "coil_kspace" and "maps" complex64 [S, C, H, W]
                         ("kspace" is then that of the SENSE-combined image), attrs coils, coil_maps;
-                        every dataset is stored as one gzip chunk per slice, so one slice is one read
+                        every dataset is stored uncompressed in one chunk per slice, so one slice is
+                        one read (:func:`write_prepared_volume`)
 
 Opening a dataset reads the manifest and each file's header, never the data: a :class:`Volume` of a
 prepared dataset reads its slices from the file when they are used (:mod:`kerasrecon.data.store`),
@@ -153,6 +154,34 @@ class Volume:
     def shape(self):
         """(S, H, W), known without reading the data."""
         return tuple(self._kspace.shape)
+
+
+def write_prepared_volume(target: Path, arrays: dict, attrs: dict) -> None:
+    """Write one ``<name>.h5`` of a prepared dataset.
+
+    Args:
+        target: the file to write (created; the caller checks that it does not exist).
+        arrays: ``{"kspace": [S, H, W]}``, multi-coil also ``"coil_kspace"`` and ``"maps"`` ``[S, C, H, W]``;
+            stored as complex64, one chunk per slice, uncompressed: training reads one slice at a time,
+            and gzip saved 7 % of the bytes of real multi-coil k-space while reading 34× slower
+            (161 MB/s against 5.5 GB/s on 2 CPU cores).
+        attrs: the file's attributes (``source``, ``scale``; fastMRI's ``acquisition`` ...).
+    """
+    import io
+
+    import h5py
+
+    # The file is built in memory and written with plain file I/O: a write error (full disk) inside
+    # libhdf5 leaves a half-closed file that crashes the interpreter at exit.
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        for key, value in arrays.items():
+            value = np.asarray(value, np.complex64)
+            f.create_dataset(key, data=value, chunks=(1, *value.shape[1:]))
+        for key, value in attrs.items():
+            f.attrs[key] = value
+    with open(target, "wb") as fh:
+        fh.write(buf.getbuffer())
 
 
 def read_prepared_volume(path: Path) -> Volume:
