@@ -99,3 +99,21 @@ def conv_flops_per_second(batch=16, size=96, channels=64, repeats=5) -> float:
         conv = tf.function(lambda: tf.nn.conv2d(xt, kt, 1, "SAME"))
         sec = seconds_per_call(lambda: conv().numpy(), repeats, warmup=2)
     return 2 * batch * size * size * 9 * channels * channels / sec
+
+
+def small_config(steps: int, log_every: int, **data):
+    """The small model of the training-loop benchmarks (where per-step overhead shows most): 2 blocks × 16
+    filters, 32×32 patches, batch 4, MSE, float32; ``steps`` MSE steps, one checkpoint at the end;
+    ``data``: other ``DataConfig`` fields."""
+    from kerasrecon.config import DataConfig, LossConfig, ModelConfig, TrainConfig
+
+    return TrainConfig(
+        data=DataConfig(patch_size=32, batch_size=4, **data),
+        model=ModelConfig(blocks=2, filters=16),
+        loss=LossConfig(content="mse", vgg_weights="none"),
+        pretrain_steps=steps,
+        steps=0,
+        log_every=log_every,
+        checkpoint_every=steps,
+        precision="float32",
+    )

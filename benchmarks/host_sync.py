@@ -20,9 +20,8 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT.parent))
 import keras  # noqa: E402
-from common import machine  # noqa: E402
+from common import machine, small_config  # noqa: E402
 
-from kerasrecon.config import DataConfig, LossConfig, ModelConfig, TrainConfig  # noqa: E402
 from kerasrecon.training.trainer import train  # noqa: E402
 
 
@@ -38,16 +37,7 @@ def steady_rate(read_every_step: bool, steps: int) -> float:
         return runner
 
     trainer.make_runner = make_runner
-    cfg = TrainConfig(
-        data=DataConfig(patch_size=32, batch_size=4),
-        model=ModelConfig(blocks=2, filters=16),
-        loss=LossConfig(content="mse", vgg_weights="none"),
-        pretrain_steps=steps,
-        steps=0,
-        log_every=steps // 2,
-        checkpoint_every=steps,
-        precision="float32",
-    )
+    cfg = small_config(steps, log_every=steps // 2)
     marks = {}
     with tempfile.TemporaryDirectory() as tmp:
         train(cfg, Path(tmp) / "run", progress=lambda s, t, _: marks.setdefault(s, time.perf_counter()))

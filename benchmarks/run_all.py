@@ -9,7 +9,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "bench_out"
-SCRIPTS = ["pipeline.py", "train_step.py", "inference.py", "multicoil.py", "host_sync.py"]
+SCRIPTS = ["pipeline.py", "train_step.py", "inference.py", "multicoil.py", "host_sync.py", "streaming.py"]
 # The train step again on the JAX backend (same machine, same run): the CPU ratio JAX / TensorFlow;
 # the per-step host read on JAX, where dispatch is asynchronous.
 BACKEND_RUNS = {"train_step_jax": ("train_step.py", "jax"), "host_sync_jax": ("host_sync.py", "jax")}
@@ -66,6 +66,18 @@ def main():
             f"{mc['ratios_to_single_coil']['serving'].get('C15')}×",
         ),
     ]
+    fits = {(r["volumes"], r["coils"], r["backend"]): r["fit"] for r in results["streaming"]["rows"]}
+    for backend in ("tensorflow", "jax"):
+        small, large = fits.get((10, 1, backend)), fits.get((1000, 1, backend))
+        if small and large:
+            rows.append(
+                (
+                    f"streaming, 10 → 1,000 volumes ({backend}): fit peak RSS MB; steps/s",
+                    f"{small['peak_rss_mb']} → {large['peak_rss_mb']}; {small['steps_per_s']} → {large['steps_per_s']}",
+                    f"{round(large['peak_rss_mb'] / small['peak_rss_mb'], 3)}×; "
+                    f"{round(large['steps_per_s'] / small['steps_per_s'], 3)}×",
+                )
+            )
     print(f"Machine: {t['machine']}\n")
     print("| measure | value | ratio |\n| --- | --- | --- |")
     for name, value, ratio in rows:

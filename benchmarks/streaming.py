@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))  # this checkout's kerasrecon, installed or not
+sys.path.insert(0, str(ROOT))
 SLICES, SIZE = 20, 64
 HELD_OUT = 5  # volumes evaluated, whatever the dataset's size
 
@@ -80,19 +81,11 @@ def make_dataset(out: Path, volumes: int, coils: int = 1, seed: int = 0) -> int:
 
 def child_fit(data: str, run: str, steps: int, volumes: int) -> dict:
     """Train the small model on ``data`` into ``run``: steady steps/s and seconds to the first step."""
-    from kerasrecon.config import DataConfig, LossConfig, ModelConfig, TrainConfig
+    from common import small_config
+
     from kerasrecon.training.trainer import train
 
-    cfg = TrainConfig(
-        data=DataConfig(data=data, patch_size=32, batch_size=4, val_fraction=HELD_OUT / volumes),
-        model=ModelConfig(blocks=2, filters=16),
-        loss=LossConfig(content="mse", vgg_weights="none"),
-        pretrain_steps=steps,
-        steps=0,
-        log_every=steps // 6,
-        checkpoint_every=steps,
-        precision="float32",
-    )
+    cfg = small_config(steps, log_every=steps // 6, data=data, val_fraction=HELD_OUT / volumes)
     marks, t0 = {}, time.perf_counter()
     train(cfg, Path(run), progress=lambda s, t, _: marks.setdefault(s, time.perf_counter()))
     first = min(s for s in marks if s > 0)
@@ -144,7 +137,6 @@ def main():
         out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         print(json.dumps(out))
         return
-    sys.path.insert(0, str(ROOT))
     from common import machine
 
     rows = []

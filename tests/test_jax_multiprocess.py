@@ -8,11 +8,10 @@ import subprocess
 import sys
 import time
 
-import h5py
 import numpy as np
 import pytest
 
-from tests.test_jax_training import NO_TF, ROOT, TINY
+from tests.test_jax_training import NO_TF, ROOT, TINY, checkpoint_weights
 from tests.test_multiworker import free_ports, worker_env
 
 ARGS = ["--pretrain-steps", "1", *TINY, "--lr", "1e-3", "--loss", "mse"]
@@ -39,14 +38,6 @@ def finish(procs, timeout=500):
                 p.wait()
 
 
-def weights(path):
-    found = {}
-    for name in ("generator.weights.h5", "discriminator.weights.h5"):
-        with h5py.File(path / name, "r") as f:
-            f.visititems(lambda k, v: found.__setitem__(name + k, v[()]) if isinstance(v, h5py.Dataset) else None)
-    return found
-
-
 @pytest.mark.slow
 def test_two_jax_processes_equal_one(tmp_path):
     ports = free_ports(2)
@@ -61,8 +52,8 @@ def test_two_jax_processes_equal_one(tmp_path):
     assert single.returncode == 0, err[-3000:]
     assert "trained steps 0..4" in outs[0][0]  # the chief reports; both ran every step
     one, two = (
-        weights(tmp_path / "single" / "checkpoints" / "ckpt-00000004"),
-        weights(run / "checkpoints" / "ckpt-00000004"),
+        checkpoint_weights(tmp_path / "single" / "checkpoints" / "ckpt-00000004"),
+        checkpoint_weights(run / "checkpoints" / "ckpt-00000004"),
     )
     assert one.keys() == two.keys() and len(one) > 20
     for k in one:  # Adam turns round-off in near-zero gradients into ~lr steps: compare to lr scale

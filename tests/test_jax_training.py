@@ -43,6 +43,17 @@ RECON = (
 )
 
 
+def checkpoint_weights(path) -> dict:
+    """Every array of a checkpoint's generator and discriminator weight files, by file and HDF5 path."""
+    import h5py
+
+    found = {}
+    for name in ("generator.weights.h5", "discriminator.weights.h5"):
+        with h5py.File(path / name, "r") as f:
+            f.visititems(lambda k, v: found.__setitem__(name + k, v[()]) if isinstance(v, h5py.Dataset) else None)
+    return found
+
+
 def jax_cli(*args):
     env = dict(os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="")
     return subprocess.run(
@@ -148,15 +159,6 @@ def test_two_jax_devices_equal_one(tmp_path):
         )
         assert res.returncode == 0, res.stderr[-3000:]
         outs[strategy] = out / "checkpoints" / "ckpt-00000004"
-    import h5py
-
-    def weights(path):
-        found = {}
-        for name in ("generator.weights.h5", "discriminator.weights.h5"):
-            with h5py.File(path / name, "r") as f:
-                f.visititems(lambda k, v: found.__setitem__(name + k, v[()]) if isinstance(v, h5py.Dataset) else None)
-        return found
-
     res = subprocess.run(
         [
             sys.executable,
@@ -178,7 +180,7 @@ def test_two_jax_devices_equal_one(tmp_path):
         timeout=600,
     )
     assert res.returncode == 2 and "not divisible by the 2 replicas" in res.stderr  # auto really used 2 devices
-    one, two = weights(outs["none"]), weights(outs["auto"])
+    one, two = checkpoint_weights(outs["none"]), checkpoint_weights(outs["auto"])
     assert one.keys() == two.keys() and len(one) > 20
     for k in one:  # Adam turns round-off in near-zero gradients into ~lr steps: compare to lr scale
         np.testing.assert_allclose(two[k], one[k], atol=2e-4, rtol=1e-3, err_msg=k)
