@@ -211,13 +211,17 @@ def held_out_volumes(
     optionally only those of one fastMRI ``acquisition`` (filtered after the split, so the held-out
     volumes stay those training held out)."""
     from kerasrecon.data import filter_acquisition, load_volumes, split_volumes
+    from kerasrecon.data.volume import dataset_files, read_prepared_volume
 
-    volumes = load_volumes(data)
-    if split == "all":
-        return filter_acquisition(volumes, acquisition)
     if split not in SPLITS:
         raise DataError(f"{arg('split')} must be one of {', '.join(SPLITS)}. Received: {split!r}")
-    _, val = split_volumes(volumes, val_fraction)
+    if split == "all":
+        return filter_acquisition(load_volumes(data), acquisition)
+    files = [] if data == "demo" else dataset_files(data)
+    if len(files) > 1:  # split by volume: only the held-out files are opened
+        val = [read_prepared_volume(path) for path in split_volumes(files, val_fraction)[1]]
+    else:  # one volume: its last slices are held out
+        val = split_volumes(load_volumes(data), val_fraction)[1]
     if not val:
         raise DataError(
             f"{arg('split')} val: the run used val_fraction=0, so {data} has no held-out part; use {arg('split')} all"

@@ -54,17 +54,23 @@ def fresh_store():
 
 
 class Reads:
-    """Counts the reads that reach the HDF5 files."""
+    """Records the reads that reach the files: through HDF5 (``("h5", path, name, index)``) or by offset
+    (``("raw", path, name, offset)``)."""
 
     def __init__(self, monkeypatch):
         self.calls = []
-        original = store.FILES.read
+        h5_read, raw_read = store.FILES.read, store._pread
 
         def read(path, name, index):
-            self.calls.append((path, name, index))
-            return original(path, name, index)
+            self.calls.append(("h5", path, name, index))
+            return h5_read(path, name, index)
+
+        def pread(path, name, offset, nbytes, stamp):
+            self.calls.append(("raw", path, name, offset))
+            return raw_read(path, name, offset, nbytes, stamp)
 
         monkeypatch.setattr(store.FILES, "read", read)
+        monkeypatch.setattr(store, "_pread", pread)
 
 
 def test_opening_reads_no_data_and_slices_equal_the_written_arrays(tmp_path, monkeypatch):
@@ -86,6 +92,8 @@ def test_opening_reads_no_data_and_slices_equal_the_written_arrays(tmp_path, mon
     n = len(reads.calls)
     vols[1].kspace_at(2)  # cached: no new read
     assert len(reads.calls) == n
+    # slices are read by offset (data prepare's layout: one raw chunk per slice), whole volumes via HDF5
+    assert {c[0] for c in reads.calls if c[2] == "kspace" and isinstance(c[3], (int, np.integer))} == {"raw"}
     with pytest.raises(IndexError):
         vols[0].kspace_at(4)
 
@@ -94,7 +102,7 @@ def test_cache_and_open_files_are_bounded(tmp_path, monkeypatch):
     write_dataset(tmp_path / "d", volumes=store.MAX_OPEN_FILES + 8, slices=2, h=8, w=8)
     vols = load_volumes(str(tmp_path / "d"))
     for v in vols:
-        v.kspace_at(0)
+        v.loaded()  # whole volumes are read through HDF5, whose open files are the bounded LRU
     assert len(store.FILES.handles) == store.MAX_OPEN_FILES
     # an LRU of 3 slices of 8×8 complex64 (512 bytes each)
     cache = store.SliceCache(budget=3 * 512)
@@ -196,11 +204,38 @@ def test_prepare_writes_one_chunk_per_slice(tmp_path):
         assert f["coil_kspace"].chunks == f["maps"].chunks == (1, 2, 16, 12)
 
 
-def test_unchunked_files_read_the_same(tmp_path):
-    written = write_dataset(tmp_path / "d", volumes=1, slices=3, chunked=False)
+@pytest.mark.parametrize("layout", ["contiguous", "gzip", "complex128"])
+def test_other_layouts_are_read_through_hdf5_and_give_the_same_slices(tmp_path, layout, monkeypatch):
+    rng = np.random.default_rng(1)
+    k = (rng.standard_normal((3, 8, 6)) + 1j * rng.standard_normal((3, 8, 6))).astype(np.complex64)
+    (tmp_path / "d").mkdir()
+    with h5py.File(tmp_path / "d" / "v.h5", "w") as f:
+        if layout == "contiguous":
+            f.create_dataset("kspace", data=k)
+        elif layout == "gzip":
+            f.create_dataset("kspace", data=k, chunks=(1, 8, 6), compression="gzip")
+        else:
+            f.create_dataset("kspace", data=k.astype(np.complex128), chunks=(1, 8, 6))
+    (tmp_path / "d" / "manifest.json").write_text(
+        json.dumps({"format": "kerasrecon-dataset", "volumes": [{"file": "v.h5"}]})
+    )
+    reads = Reads(monkeypatch)
     (vol,) = load_volumes(str(tmp_path / "d"))
-    np.testing.assert_array_equal(vol.kspace_at(1), written["v000"][0][1])
-    np.testing.assert_array_equal(vol.kspace, written["v000"][0])
+    assert vol._kspace.offsets is None
+    np.testing.assert_array_equal(vol.kspace_at(1), k[1])
+    np.testing.assert_array_equal(vol.kspace, k)
+    assert [c[0] for c in reads.calls] == ["h5", "h5"]
+
+
+def test_offsets_are_those_of_the_slices(tmp_path):
+    """The byte offsets looked up once are where each slice's bytes lie: read back with plain file I/O."""
+    written = write_dataset(tmp_path / "d", volumes=1, slices=4, h=6, w=5)
+    with h5py.File(tmp_path / "d" / "v000.h5") as f:
+        offsets = store.slice_offsets(f["kspace"])
+    raw = (tmp_path / "d" / "v000.h5").read_bytes()
+    for i, offset in enumerate(offsets):
+        got = np.frombuffer(raw[offset : offset + 6 * 5 * 8], "<c8").reshape(6, 5)
+        np.testing.assert_array_equal(got, written["v000"][0][i])
 
 
 @pytest.mark.slow
@@ -241,7 +276,7 @@ def test_evaluation_from_disk_holds_one_volume_and_scores_like_numpy(tmp_path, m
     reads = Reads(monkeypatch)
     result = evaluate({}, vols, MaskConfig(seed=3), keep_recons=1)
     assert list(result.targets) == ["v000"] and list(result.recons["zero_filled"]) == ["v000"]
-    assert sorted({c[0].rsplit("/", 1)[-1] for c in reads.calls}) == ["v000.h5", "v001.h5", "v002.h5"]
+    assert sorted({c[1].rsplit("/", 1)[-1] for c in reads.calls}) == ["v000.h5", "v001.h5", "v002.h5"]
     assert len(reads.calls) == 3  # one whole-volume read each (single-coil: kspace only)
 
     def ifft2c(x):
@@ -253,3 +288,19 @@ def test_evaluation_from_disk_holds_one_volume_and_scores_like_numpy(tmp_path, m
         expected = [peak_signal_noise_ratio(t, z, data_range=target.max()) for t, z in zip(target, zf)]
         got = [r["psnr"] for r in result.rows if r["volume"] == f"v{v:03d}"]
         np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+def test_held_out_volumes_open_only_their_files(tmp_path, monkeypatch):
+    """Evaluating the held-out part of a dataset opens the held-out files only (the split is by volume)."""
+    import kerasrecon.data.volume as volume
+    from kerasrecon.evaluate import held_out_volumes
+
+    write_dataset(tmp_path / "d", volumes=10, slices=2)
+    opened = []
+    original = volume.read_prepared_volume
+    monkeypatch.setattr(volume, "read_prepared_volume", lambda path: opened.append(path.name) or original(path))
+    val = held_out_volumes(str(tmp_path / "d"), 0.2)
+    assert [v.name for v in val] == ["v008", "v009"] and opened == ["v008.h5", "v009.h5"]
+    write_dataset(tmp_path / "one", volumes=1, slices=10)  # one volume: its last slices are held out
+    (val,) = held_out_volumes(str(tmp_path / "one"), 0.2)
+    assert len(val) == 2 and val.name == "v000_val"

@@ -200,6 +200,8 @@ def read_prepared_volume(path: Path) -> Volume:
                 for name in ("coil_kspace", "maps")
             )
             coil_kspace, maps = (None if d is None else d.shape for d in (coil_kspace, maps))
+            offsets = {name: store.slice_offsets(f[name]) for name in ("kspace", "coil_kspace", "maps") if name in f}
+        stamp = store.file_stamp(path)
     except (OSError, KeyError) as exc:
         raise DataError(f"{path}: cannot read HDF5 file ({exc.__class__.__name__}: {exc})") from None
     if (coil_kspace is None) != (maps is None) or (
@@ -209,14 +211,12 @@ def read_prepared_volume(path: Path) -> Volume:
             f"{path}: 'coil_kspace' and 'maps' must both be [S, C, H, W] with the S, H, W of "
             f"'kspace' {kspace}. Received: {[coil_kspace, maps]}"
         )
-    multicoil = coil_kspace is not None
+
+    def array(name, shape):
+        return None if shape is None else store.H5Array(path, name, shape, offsets=offsets[name], stamp=stamp)
+
     return Volume(
-        path.stem,
-        store.H5Array(path, "kspace", kspace),
-        source,
-        acquisition,
-        store.H5Array(path, "coil_kspace", coil_kspace) if multicoil else None,
-        store.H5Array(path, "maps", maps) if multicoil else None,
+        path.stem, array("kspace", kspace), source, acquisition, array("coil_kspace", coil_kspace), array("maps", maps)
     )
 
 
@@ -231,6 +231,12 @@ def load_prepared(data: str) -> list[Volume]:
         list of :class:`Volume`, in manifest order; each ``kspace`` ``[S, H, W]`` complex64, read from
         the files on demand (opening a dataset reads only headers).
     """
+    return [read_prepared_volume(path) for path in dataset_files(data)]
+
+
+def dataset_files(data: str) -> list[Path]:
+    """The volume files of the prepared dataset directory ``data`` (manifest order), checked as
+    :func:`read_manifest` checks them; ``DataError`` naming ``--data`` when it is not such a directory."""
     root = Path(data)
     if not root.is_dir():
         raise DataError(f"--data {data}: not a directory (expected 'demo' or a dir from 'kerasrecon data prepare')")
@@ -240,7 +246,7 @@ def load_prepared(data: str) -> list[Volume]:
         if not files:
             raise DataError(f"{arg('data')} {data}: empty (no {MANIFEST} and no .h5 files)")
         raise DataError(f"--data {data}: no {MANIFEST}; run 'kerasrecon data prepare {data} OUT' first")
-    return [read_prepared_volume(path) for path in read_manifest(root)]
+    return read_manifest(root)
 
 
 @dataclass(frozen=True)
@@ -316,7 +322,9 @@ def split_volumes(volumes: list[Volume], val_fraction: float):
     last ``ceil(val_fraction · S)`` slices are (a contiguous block, so neighbours do not leak).
 
     Returns:
-        (train, val): two lists of :class:`Volume` (val empty when ``val_fraction == 0``).
+        (train, val): two lists of :class:`Volume` (val empty when ``val_fraction == 0``). With several
+        volumes the rule uses only their number, so it splits any list (the held-out files of a
+        dataset are chosen before they are opened).
     """
     if not volumes:
         raise DataError("no volumes to split (empty dataset)")
