@@ -21,10 +21,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINTED)
 
 # Full suite (notebooks included), one test file per worker process (pytest-xdist; module fixtures
-# are built once); pytest exits 5 when it collects nothing, which fails make.
+# are built once); pytest exits 5 when it collects nothing, which fails make. The 15 slowest tests are
+# listed at the end.
 TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # Unit tier: no training and no SavedModel (about 30 s on 2 cores); KERAS_BACKEND=jax runs it on JAX.
 test-fast: $(STAMP)

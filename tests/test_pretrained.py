@@ -90,6 +90,14 @@ def test_changed_file_is_refused(tmp_path, monkeypatch):
     (tmp_path / "p" / "singlecoil-r8" / "card.md").unlink()
     with pytest.raises(DataError, match="card.md is missing"):
         pt.card("singlecoil-r8")
+    # a damaged registry is one line naming it, whatever the damage
+    registry = tmp_path / "p" / "registry.json"
+    entry = json.loads(registry.read_text())["singlecoil-r4"]
+    for text in ("{not json", "[]", json.dumps({"singlecoil-r4": {**entry, "step": "many"}})):
+        registry.write_text(text)
+        with pytest.raises(DataError, match="registry.json") as exc:
+            pt.pretrained_models()
+        assert "\n" not in str(exc.value)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ the files and the registry entry.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,15 +49,32 @@ class PretrainedModel:
     sha256: dict
 
 
-def _registry() -> dict:
+@dataclass(frozen=True)
+class RegistryEntry:
+    """What ``registry.json`` records per model (other keys, such as the headline results, are kept in
+    the file but not needed to load the model)."""
+
+    step: int
+    multicoil: bool
+    summary: str
+    sha256: dict[str, str]
+
+
+def _registry() -> dict[str, RegistryEntry]:
+    """``registry.json``, structure checked: a damaged file is one ``DataError`` naming it."""
+    from kerasrecon.schema import from_dict, read_json
+
     if not REGISTRY.is_file():
         return {}
-    return json.loads(REGISTRY.read_text())
+    raw = read_json(REGISTRY, "the pretrained-model registry")
+    if not isinstance(raw, dict):
+        raise DataError(f"{REGISTRY}: expected a JSON object of models; reinstall kerasrecon")
+    return {name: from_dict(RegistryEntry, e, str(REGISTRY), path=name, extra="ignore") for name, e in raw.items()}
 
 
 def pretrained_models() -> dict[str, str]:
     """The shipped pretrained models: ``{name: one-line summary}`` (sorted by name)."""
-    return {name: entry["summary"] for name, entry in sorted(_registry().items())}
+    return {name: entry.summary for name, entry in sorted(_registry().items())}
 
 
 def pretrained_name(spec: object) -> str | None:
@@ -75,7 +91,7 @@ def get(name: str, option: str | None = None) -> PretrainedModel:
         known = ", ".join(sorted(entries)) or "none in this installation"
         raise DataError(f"{option or arg('model')}: no pretrained model {name!r}; shipped: {known}")
     e = entries[name]
-    return PretrainedModel(name, HERE / name, int(e["step"]), bool(e["multicoil"]), e["summary"], dict(e["sha256"]))
+    return PretrainedModel(name, HERE / name, e.step, e.multicoil, e.summary, dict(e.sha256))
 
 
 def verify(model: PretrainedModel) -> None:
