@@ -45,6 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 from kerasrecon.config import TrainConfig
+from kerasrecon.data import store
 from kerasrecon.data.slices import reference_masks
 from kerasrecon.data.volume import Volume
 from kerasrecon.errors import ConfigError, DataError, arg
@@ -110,6 +111,7 @@ class SamplingPlan:
         else:
             self.references = np.stack([_packed(mask) for mask in reference_masks(volumes, m)])
         self.scales = np.full(len(self), np.nan, np.float32)
+        self._token = object()  # this plan's key in the slice cache
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -146,9 +148,15 @@ class SamplingPlan:
         return value
 
     def target(self, s: int) -> np.ndarray:
-        """Slice ``s``'s fully sampled image, scaled: complex64 ``[H, W]``."""
-        v, r = self.locate(s)
-        return (ifft2c_np(self.volumes[v].kspace_at(r)) * self.scale(s)).astype(np.complex64)
+        """Slice ``s``'s fully sampled image, scaled: complex64 ``[H, W]``, read-only (kept in the slice
+        cache: a slice drawn again costs no FFT)."""
+        key = (self._token, s)
+        value = store.CACHE.get(key)
+        if value is None:
+            v, r = self.locate(s)
+            value = (ifft2c_np(self.volumes[v].kspace_at(r)) * self.scale(s)).astype(np.complex64)
+            store.CACHE.put(key, value)
+        return value
 
     def kspace(self, s: int) -> np.ndarray:
         """Slice ``s``'s k-space, scaled: complex64 ``[H, W]``."""
