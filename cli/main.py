@@ -717,7 +717,8 @@ def fit(ctx, out, force, config_file, **options):
         cfg = _merge_config(config_file, cfg, ctx)
     result = train(cfg, out, force=force, progress=_Progress(out))
     logs = f"tensorboard --logdir {Path(out) / 'tensorboard'}"
-    click.echo(f"trained steps {result.start_step}..{result.step}; run in {out} ({logs})")
+    on = f" on {result.replicas} replicas" if result.replicas > 1 else ""
+    click.echo(f"trained steps {result.start_step}..{result.step}{on}; run in {out} ({logs})")
 
 
 # evaluate and compare score against the same target

@@ -88,6 +88,12 @@ def start(tmp_path_factory):
 
 
 def run_steps(backend, init, out, precision="float32"):
+    """The helper's three steps; TensorFlow's in this (TensorFlow) process, JAX's in a subprocess."""
+    if backend == "tensorflow":
+        from tests.helpers.backend_steps import main
+
+        main(init, out, precision)
+        return np.load(out)
     res = subprocess.run(
         [sys.executable, str(HELPER), str(init), str(out), precision],
         env=backend_env(backend),

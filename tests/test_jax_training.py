@@ -1,14 +1,20 @@
 """`kerasrecon fit` on the JAX backend, on a host without TensorFlow (imports of it are blocked in the
-training process): train, resume, then export the run to a SavedModel under TensorFlow."""
+training processes): train, resume, then export the run to a SavedModel under TensorFlow; data parallel
+over 2 devices and over 2 processes (``--strategy multiworker``), each equal to one device; a dead
+process stops the other with one line."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.test_multiworker import free_ports, worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -76,13 +82,6 @@ def test_fit_on_jax_without_tensorflow_resumes_and_exports(tmp_path):
     res = jax_cli("fit", "--steps", 4, "--pretrain-steps", 2, "--out", out, *TINY, "--force")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "trained steps 4..6" in res.stdout and f"resuming {out} at step 4" in res.stderr
-    # TensorFlow-only options are refused with the JAX alternative named.
-    res = jax_cli("fit", "--steps", 1, "--strategy", "mirrored", "--out", tmp_path / "x", *TINY)
-    assert res.returncode == 2 and "on JAX use --strategy auto" in res.stderr.strip().splitlines()[-1]
-    assert not (tmp_path / "x").exists()
-    res = jax_cli("fit", "--steps", 1, "--precision", "mixed_float16", "--out", tmp_path / "y", *TINY)
-    assert res.returncode == 2 and "--precision mixed_bfloat16" in res.stderr and not (tmp_path / "y").exists()
-
     # The JAX-trained run exports to a SavedModel under TensorFlow (this process) and serves the same
     # images as the JAX generator itself.
     from kerasrecon import Reconstructor
@@ -121,69 +120,111 @@ def test_fit_on_jax_without_tensorflow_resumes_and_exports(tmp_path):
     assert json.loads((tmp_path / "export" / "assets" / "kerasrecon.json").read_text())["step"] == 6
 
 
-@pytest.mark.slow
-def test_two_jax_devices_equal_one(tmp_path):
-    """--strategy auto on 2 (host) devices shards each batch (DataParallel) and equals --strategy none on
-    one device with the same global batch: BatchNorm statistics and gradients are global."""
-    env = dict(
-        os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="", XLA_FLAGS="--xla_force_host_platform_device_count=2"
-    )
-    outs = {}
-    for strategy in ("none", "auto"):
-        out = tmp_path / strategy
-        res = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                NO_TF,
-                "fit",
-                "--steps",
-                "3",
-                "--pretrain-steps",
-                "1",
-                "--out",
-                str(out),
-                "--strategy",
-                strategy,
-                *TINY,
-                "--lr",
-                "1e-3",
-                "--loss",
-                "mse",
-            ],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert res.returncode == 0, res.stderr[-3000:]
-        outs[strategy] = out / "checkpoints" / "ckpt-00000004"
+# One process, one device: the reference the data-parallel runs below must equal.
+EQUAL_ARGS = ["--steps", "3", "--pretrain-steps", "1", *TINY, "--lr", "1e-3", "--loss", "mse"]
+
+
+def jax_env(**extra):
+    return dict(os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="", **extra)
+
+
+@pytest.fixture(scope="module")
+def one_device_weights(tmp_path_factory):
+    """Weights after 1 pretraining + 3 GAN steps on one device (``--strategy none``)."""
+    out = tmp_path_factory.mktemp("one_device") / "run"
     res = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            NO_TF,
-            "fit",
-            "--steps",
-            "1",
-            "--out",
-            str(tmp_path / "odd"),
-            *TINY,
-            "--batch-size",
-            "3",
-        ],
-        env=env,
+        [sys.executable, "-c", NO_TF, "fit", "--out", str(out), "--strategy", "none", *EQUAL_ARGS],
+        env=jax_env(),
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
     )
-    assert res.returncode == 2 and "not divisible by the 2 replicas" in res.stderr  # auto really used 2 devices
-    one, two = checkpoint_weights(outs["none"]), checkpoint_weights(outs["auto"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "on 1 replicas" not in res.stdout and "trained steps 0..4;" in res.stdout
+    return checkpoint_weights(out / "checkpoints" / "ckpt-00000004")
+
+
+def assert_same_weights(one, two):
     assert one.keys() == two.keys() and len(one) > 20
     for k in one:  # Adam turns round-off in near-zero gradients into ~lr steps: compare to lr scale
         np.testing.assert_allclose(two[k], one[k], atol=2e-4, rtol=1e-3, err_msg=k)
+
+
+@pytest.mark.slow
+def test_two_jax_devices_equal_one(tmp_path, one_device_weights):
+    """--strategy auto on 2 (host) devices shards each batch (DataParallel) and equals --strategy none on
+    one device with the same global batch: BatchNorm statistics and gradients are global."""
+    out = tmp_path / "auto"
+    res = subprocess.run(
+        [sys.executable, "-c", NO_TF, "fit", "--out", str(out), "--strategy", "auto", *EQUAL_ARGS],
+        env=jax_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "trained steps 0..4 on 2 replicas" in res.stdout  # auto really split each batch over 2 devices
+    assert_same_weights(one_device_weights, checkpoint_weights(out / "checkpoints" / "ckpt-00000004"))
+
+
+def start_worker(args, env):
+    """One ``kerasrecon fit`` process of a JAX cluster (TensorFlow unimportable)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", NO_TF, "fit", *map(str, args)],
+        env={**env, "KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(procs, timeout=500):
+    try:
+        return [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+@pytest.mark.slow
+def test_two_jax_processes_equal_one(tmp_path, one_device_weights):
+    """``--strategy multiworker`` on JAX: two processes on this machine (one CPU device each, Gloo
+    collectives) join through TF_CONFIG, as TensorFlow's workers do, and equal one process on the same
+    global batch."""
+    ports = free_ports(2)
+    run = tmp_path / "run"
+    args = ["--out", run, "--strategy", "multiworker", *EQUAL_ARGS]
+    procs = [start_worker(args, worker_env(ports, i)) for i in range(2)]
+    outs = finish(procs)
+    assert all(p.returncode == 0 for p in procs), "\n".join(e[-3000:] for _, e in outs)
+    assert "trained steps 0..4 on 2 replicas" in outs[0][0]  # the chief reports; the batch was split
+    assert_same_weights(one_device_weights, checkpoint_weights(run / "checkpoints" / "ckpt-00000004"))
+
+
+@pytest.mark.slow
+def test_a_dead_jax_process_stops_the_other_with_one_line(tmp_path):
+    ports = free_ports(2)
+    args = ["--steps", 500, "--out", tmp_path / "run", "--strategy", "multiworker", "--collective-timeout", 20]
+    args += ["--pretrain-steps", "1", *TINY, "--lr", "1e-3", "--loss", "mse"]
+    procs = [start_worker(args, worker_env(ports, i)) for i in range(2)]
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "run" / "checkpoints" / "ckpt-00000002").exists():  # both are training
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "no checkpoint 2"
+            time.sleep(0.5)
+        procs[1].send_signal(signal.SIGKILL)
+        _, err = procs[0].communicate(timeout=120)
+    finally:
+        finish(procs, timeout=10)
+    errors = [line for line in err.splitlines() if line.startswith("kerasrecon: error:")]
+    assert procs[0].returncode == 2 and len(errors) == 1, err[-3000:]
+    assert "a collective failed" in errors[0] and "last good checkpoint is step" in errors[0], errors[0]
+    assert "Traceback" not in err and "Check failure" not in err
 
 
 @pytest.mark.slow

@@ -52,14 +52,15 @@ class WorkerFailed(TrainingStopped):
 
 @dataclass
 class TrainResult:
-    """What ``train`` returns: the run directory, the first and last step, the last logged values and
-    the trained ``ReconGAN``."""
+    """What ``train`` returns: the run directory, the first and last step, the last logged values, the
+    trained ``ReconGAN`` and the number of replicas (devices, over all workers) each batch was split over."""
 
     out: Path
     start_step: int
     step: int
     logs: dict
     gan: ReconGAN = field(default=None, repr=False)
+    replicas: int = 1
 
 
 @keras.saving.register_keras_serializable(package="kerasrecon")
@@ -256,7 +257,7 @@ def _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progre
     runner.sync()
     writer.flush()
     log.info("trained %d steps in %.1f s", step - start, time.perf_counter() - t0)
-    return TrainResult(out, start, step, logs, gan)
+    return TrainResult(out, start, step, logs, gan, runner.replicas)
 
 
 def _worker_failed(step: int, exc, last_saved: int) -> str:
