@@ -13,6 +13,7 @@ import keras
 from keras import layers
 
 from kerasrecon.config import DataConfig
+from kerasrecon.models.conv import Conv2D
 from kerasrecon.models.generator import sync_batchnorm, wide_dtype
 
 D_FILTERS = (64, 64, 128, 128, 256, 256, 512, 512)
@@ -51,7 +52,7 @@ def build_discriminator(patch_size: int = DataConfig.patch_size, channels: int =
     x = inp
     for i, (f, s) in enumerate(zip(D_FILTERS, D_STRIDES), start=1):
         # Convs followed by BN carry no bias (BN's β replaces it); the first conv keeps its bias.
-        x = layers.Conv2D(f, 3, strides=s, padding="same", use_bias=(i == 1), name=f"d_conv{i}", dtype=dtype)(x)
+        x = Conv2D(f, 3, strides=s, padding="same", use_bias=(i == 1), name=f"d_conv{i}", dtype=dtype)(x)
         if i > 1:
             x = layers.BatchNormalization(synchronized=sync_batchnorm(), name=f"d_bn{i}", dtype=dtype)(x)
         x = LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"d_lrelu{i}", dtype=dtype)(x)

@@ -13,6 +13,7 @@ from keras import layers
 
 from kerasrecon import kspace
 from kerasrecon.config import ModelConfig
+from kerasrecon.models.conv import Conv2D
 
 KERNEL = 3
 # BN moving statistics (used at evaluation) follow the weights within ~10 updates; with Keras' default
@@ -95,7 +96,7 @@ class DataConsistency(layers.Layer):
 def _conv(filters, name, use_bias=True, dtype=None):
     # Convs followed by BatchNorm have no bias: BN's β makes it redundant, and its gradient is zero up
     # to round-off, which Adam would turn into full-size random steps.
-    return layers.Conv2D(filters, KERNEL, padding="same", use_bias=use_bias, name=name, dtype=dtype)
+    return Conv2D(filters, KERNEL, padding="same", use_bias=use_bias, name=name, dtype=dtype)
 
 
 def _prelu(name, dtype=None):
@@ -213,7 +214,7 @@ def _stage(image_in, measured, blocks, filters, dc, prefix, dtype=None):
     # (then DC), so training starts from the zero-filled baseline instead of from random noise.
     # Output conv, residual and DC stay float32 under mixed precision (the image and the FFTs need it).
     wide = wide_dtype(dtype)
-    x = layers.Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype=wide, name=f"{prefix}conv_out")(x)
+    x = Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype=wide, name=f"{prefix}conv_out")(x)
     image = layers.Add(dtype=wide, name=f"{prefix}residual")([image_in, x])
     if dc is not None:
         image = dc([image, *measured])

@@ -291,3 +291,100 @@ def test_gan_objectives_by_hand():
     np.testing.assert_allclose(float(ops.convert_to_numpy(d)), np.sum(-np.log(p) - np.log(1 - p)), rtol=1e-5)
     pre = pretrain_objective(target, recon)
     assert float(ops.convert_to_numpy(pre["g_loss"])) == pytest.approx(mse, rel=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's refusals: checked in this file's JAX run")
+@pytest.mark.parametrize(
+    "option, expected",
+    [
+        (["--strategy", "mirrored"], "on JAX use --strategy auto"),
+        (["--precision", "mixed_float16"], "on JAX use --precision mixed_bfloat16"),
+    ],
+)
+def test_tensorflow_only_fit_options_are_refused_on_jax(tmp_path, option, expected):
+    """A TensorFlow-only option on JAX: one line naming the JAX alternative, exit 2, --out not created."""
+    from click.testing import CliRunner
+
+    from kerasrecon_cli.main import cli
+
+    out = tmp_path / "run"
+    tiny = ["--batch-size", "2", "--patch-size", "32", "--blocks", "1", "--filters", "8", "--vgg-weights", "none"]
+    res = CliRunner().invoke(cli, ["fit", "--steps", "1", *option, "--out", str(out), *tiny])
+    assert res.exit_code == 2 and expected in res.output.strip().splitlines()[-1], res.output
+    assert not out.exists()
+
+
+def _ref_conv_and_grads(x, k, dy, stride):
+    """NumPy reference: 'same'-padded strided convolution (TensorFlow/XLA padding rule) and its input and
+    kernel gradients for the output cotangent ``dy``, written as explicit sums over the kernel taps."""
+    b, h, w, _ = x.shape
+    kh, kw, _, c_out = k.shape
+    oh, ow = -(-h // stride), -(-w // stride)
+    ph, pw = max((oh - 1) * stride + kh - h, 0), max((ow - 1) * stride + kw - w, 0)
+    xp = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0))).astype(np.float64)
+    y, dxp, dk = np.zeros((b, oh, ow, c_out)), np.zeros_like(xp), np.zeros(k.shape)
+    for i, j in itertools.product(range(kh), range(kw)):
+        window = xp[:, i : i + (oh - 1) * stride + 1 : stride, j : j + (ow - 1) * stride + 1 : stride, :]
+        y += window @ k[i, j]
+        dk[i, j] = np.einsum("bhwc,bhwo->co", window, dy)
+        dxp[:, i : i + (oh - 1) * stride + 1 : stride, j : j + (ow - 1) * stride + 1 : stride, :] += dy @ k[i, j].T
+    return y, dxp[:, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w], dk
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU kernel gradient: checked in the JAX run")
+@pytest.mark.parametrize("stride, batch, chunks", [(1, 4, 4), (2, 3, 2), (1, 5, 16)])
+def test_chunked_kernel_gradient_equals_numpy(rng, stride, batch, chunks):
+    """The conv whose kernel gradient is summed over batch chunks: output, input and kernel gradients
+    equal the NumPy sums (uneven chunks, more chunks than images, stride 2)."""
+    import jax
+
+    from kerasrecon.models.conv import Conv2D, chunked_kernel_grad, conv_with_chunked_kernel_grad
+
+    x = rng.standard_normal((batch, 12, 10, 3)).astype(np.float32)  # more pixels than SMALL_MAP_PIXELS
+    k = rng.standard_normal((3, 3, 3, 5)).astype(np.float32)
+    y_ref, dx_ref, dk_ref = _ref_conv_and_grads(x, k, np.ones((batch, 12 // stride, 10 // stride, 5)), stride)
+
+    def conv(a, w):
+        return ops.conv(a, w, strides=stride, padding="same")
+
+    def loss(a, w):
+        return conv_with_chunked_kernel_grad(conv, a, w, chunks).sum()
+
+    dx, dk = jax.grad(loss, argnums=(0, 1))(x, k)
+    np.testing.assert_allclose(conv_with_chunked_kernel_grad(conv, x, k, chunks), y_ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dk, dk_ref, rtol=1e-5, atol=1e-4)
+    # The models' layer takes this path on this (one-device CPU) host.
+    assert chunked_kernel_grad()
+    layer = Conv2D(5, 3, strides=stride, padding="same", use_bias=False)
+    layer.build(x.shape)
+    layer.kernel.assign(k)
+    assert not layer._as_matmul(x)
+    grad = jax.grad(lambda w: layer.stateless_call([w], [], x)[0].sum())(k)
+    np.testing.assert_allclose(grad, dk_ref, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU small-map path: checked in the JAX run")
+@pytest.mark.parametrize("size, stride", [((2, 2), 1), ((8, 6), 1), ((12, 12), 1), ((5, 6), 2), ((12, 12), 2)])
+def test_small_map_convolution_as_matmul_equals_numpy(rng, size, stride):
+    """The patch-matrix-product convolution (maps of at most SMALL_MAP_PIXELS pixels; odd sizes, stride
+    2) and the layer on either side of that size: output and gradients equal the NumPy sums."""
+    import jax
+
+    from kerasrecon.models.conv import SMALL_MAP_PIXELS, Conv2D, conv_as_matmul
+
+    x = rng.standard_normal((3, *size, 4)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 4, 6)).astype(np.float32)
+    out = (3, -(-size[0] // stride), -(-size[1] // stride), 6)
+    y_ref, dx_ref, dk_ref = _ref_conv_and_grads(x, k, np.ones(out), stride)
+    dx, dk = jax.grad(lambda a, w: conv_as_matmul(a, w, stride).sum(), argnums=(0, 1))(x, k)
+    np.testing.assert_allclose(conv_as_matmul(x, k, stride), y_ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dk, dk_ref, rtol=1e-5, atol=1e-4)
+    layer = Conv2D(6, 3, strides=stride, padding="same", use_bias=False)
+    layer.build(x.shape)
+    layer.kernel.assign(k)
+    assert layer._as_matmul(x) == (size[0] * size[1] <= SMALL_MAP_PIXELS)
+    y, grad = jax.value_and_grad(lambda w: layer.stateless_call([w], [], x)[0].sum())(k)
+    np.testing.assert_allclose(y, y_ref.sum(), rtol=1e-4)
+    np.testing.assert_allclose(grad, dk_ref, rtol=1e-5, atol=1e-4)
