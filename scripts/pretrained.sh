@@ -7,7 +7,7 @@
 #     columns, multi-coil data consistency in training.
 # Every model: MSE only, 4 blocks × 32 filters per stage, 2 cascades, batch 4, a new mask per sample,
 # Adam 1e-3 with cosine decay, seed 0; ≤ 30 min on a 2-core CPU each.
-# Scored on held-out real MR of other anatomies (shoulder, abdomen, cardiac, T1 coronal brain) and on
+# Scored on held-out real MR of other anatomies (shoulder, abdomen, 3 T T1 head slices, T1 coronal brain) and on
 # the demo template's 12 held-out slices, beside zero-filling and TV / SENSE-TV run to convergence
 # with λ swept on training slices only.
 # Needs once: pip install nibabel dipy pydicom-data   (the real images ship inside these packages).

@@ -8,7 +8,7 @@ Every image is a real scanner image that ships inside a PyPI package (no downloa
 |---|---|---|---|
 | shoulder | shoulder, Philips 1.5 T | pydicom-data (MIT) | data_store/data/MR2_UNCR.dcm |
 | abdomen | abdomen, Siemens 1.5 T | pydicom-data (MIT) | data_store/data/MR-SIEMENS-DICOM-WithOverlays.dcm |
-| cardiac | 10 frames, 3 T ("emri_small") | pydicom-data (MIT) | data_store/data/emri_small.dcm |
+| head_t1 | head T1, 10 slices of 64×64, 3 T (header: HEAD, T1) | pydicom-data (MIT) | data_store/data/emri_small.dcm |
 | t1_coronal | brain T1, coronal | dipy (BSD-3) | dipy/data/files/t1_coronal_slice.npy |
 | epi_brain | brain EPI (fMRI), 24 slices | nibabel (MIT) | nibabel/tests/data/example4d.nii.gz (t = 0) |
 | dwi_b0 | brain diffusion b = 0, 10 slices | dipy (BSD-3) | dipy/data/files/S0_10slices.nii.gz |
@@ -16,7 +16,8 @@ Every image is a real scanner image that ships inside a PyPI package (no downloa
 | dwi_aniso | brain diffusion, 24 slices | dipy (BSD-3) | dipy/data/files/aniso_vox.nii.gz |
 
 Split by whole volume (never slices of one volume on both sides):
-* ``eval/``  — shoulder, abdomen, cardiac, t1_coronal: other anatomies/scanners than any training data;
+* ``eval/``  — shoulder, abdomen, head_t1, t1_coronal: other anatomies, sequences or scanners than any
+  training data (head_t1 and t1_coronal are brains like the training volumes, but T1 scans, not EPI/DWI);
 * ``train/`` — the four brain EPI/DWI volumes, zero-padded/cropped to 128×128 (one grid for training).
 
 The shoulder (1024²) and abdomen (484²) are reduced by local means (4×, 2×) so a TV solve takes
@@ -38,14 +39,14 @@ import numpy as np
 SOURCES = {
     "shoulder": ("pydicom_data", "data_store/data/MR2_UNCR.dcm"),
     "abdomen": ("pydicom_data", "data_store/data/MR-SIEMENS-DICOM-WithOverlays.dcm"),
-    "cardiac": ("pydicom_data", "data_store/data/emri_small.dcm"),
+    "head_t1": ("pydicom_data", "data_store/data/emri_small.dcm"),
     "t1_coronal": ("dipy", "dipy/data/files/t1_coronal_slice.npy"),
     "epi_brain": ("nibabel", "nibabel/tests/data/example4d.nii.gz"),
     "dwi_b0": ("dipy", "dipy/data/files/S0_10slices.nii.gz"),
     "dwi_piesno": ("dipy", "dipy/data/files/test_piesno.nii.gz"),
     "dwi_aniso": ("dipy", "dipy/data/files/aniso_vox.nii.gz"),
 }
-EVAL = ("shoulder", "abdomen", "cardiac", "t1_coronal")
+EVAL = ("shoulder", "abdomen", "head_t1", "t1_coronal")
 TRAIN_GRID = (128, 128)
 
 
