@@ -516,6 +516,12 @@ def train_options(fn):
             "zero-filled image.",
         ),
         click.option(
+            "--augment",
+            is_flag=True,
+            help="With --sampling patch: turn each training patch by a random flip/quarter turn and "
+            "multiply it by a random global phase (seeded per sample; multi-coil maps turn with it).",
+        ),
+        click.option(
             "--cascades",
             type=int,
             default=DEFAULTS.model.cascades,
@@ -616,6 +622,7 @@ def config_from_options(o: dict):
             batch_size=o["batch_size"],
             val_fraction=o["val_fraction"],
             sampling=o["sampling"],
+            augment=o["augment"],
         ),
         model=ModelConfig(
             blocks=o["blocks"],

@@ -67,6 +67,10 @@ class DataConfig:
             training — the mask fed is zeros — unless the patch is the whole slice). Multi-coil
             data: ``patch`` measures the window's coil images on the p×p grid and trains with exact
             multi-coil DC; ``slice`` feeds windows of the slice's SENSE-combined zero-filled image.
+        augment: with ``sampling="patch"``, each training patch is first turned by one of the 8
+            flips/quarter turns of the square and multiplied by a global phase e^{iφ} (φ uniform in
+            [0, 2π)), drawn from ``(seed, element index)``; multi-coil: the window's maps turn with it.
+            The masks are not turned (they are the acquisition's).
     """
 
     data: str = "demo"
@@ -74,6 +78,7 @@ class DataConfig:
     batch_size: int = 16
     val_fraction: float = 0.2
     sampling: str = "patch"
+    augment: bool = False
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,7 @@ OPTIONS = {
     "data.batch_size": "--batch-size",
     "data.val_fraction": "--val-fraction",
     "data.sampling": "--sampling",
+    "data.augment": "--augment",
     "model.blocks": "--blocks",
     "model.filters": "--filters",
     "model.noise_lambda": "--noise-lambda",
@@ -319,3 +325,8 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(
                 f"{'/'.join(arg(n) for n in names.split('/'))} must be {expected}. Received: {received!r}"
             )
+    if cfg.data.augment and cfg.data.sampling != "patch":
+        raise ConfigError(
+            f"{arg('data.augment')} turns patches measured on their own grid: it needs {arg('data.sampling')} "
+            f"patch. Received: {arg('data.sampling')} {cfg.data.sampling}"
+        )

@@ -405,3 +405,75 @@ def test_header_padding_columns_are_never_sampled(tmp_path, rng):
     with h5py.File(tmp_path / "g.h5", "w") as f:
         f.create_dataset("ismrmrd_header", data=np.bytes_(b"<not xml"))
         assert kspace_padding(f) is None
+
+
+def _square_turns(x):
+    """The 8 symmetries of the square, written out (NumPy reference for the augmentation)."""
+    rots = [x, x.T[::-1], x[::-1, ::-1], x.T[:, ::-1]]  # 0, 90, 180, 270 degrees counter-clockwise
+    return rots + [r[:, ::-1] for r in rots]
+
+
+def test_augmented_patches_are_turned_crops_measured_by_hand(rng):
+    """--augment: each target is one of the 8 turns/flips of the un-augmented element's target (same
+    slice, window and mask); the zero-filled input is that turned crop times e^{iφ}, measured with the
+    un-turned mask (recomputed here from the slice); over 64 elements every turn occurs and φ covers
+    [0, 2π); the same element twice is the same."""
+    from kerasrecon.data.pipeline import augmentation, numpy_element, sampling_plan
+
+    images = (rng.random((3, 24, 20)) * np.exp(1j * rng.random((3, 24, 20)))).astype(np.complex64)
+    vol = Volume("v", ref_fft2c(images).astype(np.complex64))
+    cfg = small_cfg()
+    plain = sampling_plan([vol], cfg)
+    aug = sampling_plan([vol], TrainConfig(data=DataConfig(patch_size=16, augment=True), mask=cfg.mask, seed=3))
+    smask = make_mask("poisson", 4, (24, 20), cfg.mask.seed).array
+    scales = 1 / np.abs(ref_ifft2c(ref_fft2c(images) * smask)).reshape(3, -1).max(1)
+    crops = [(images[s, y : y + 16, x : x + 16] * scales[s]) for s in range(3) for y in range(9) for x in range(5)]
+    turns, phases = set(), []
+    for i in range(64):
+        (pi, pt), (ai, at) = numpy_element(plain, i), numpy_element(aug, i)
+        np.testing.assert_array_equal(ai["mask"], pi["mask"])  # the acquisition is not turned
+        (crop,) = [c for c in crops if np.allclose(np.abs(c), pt[..., 0], atol=1e-5)][:1]
+        hits = [t for t, g in enumerate(_square_turns(crop)) if np.allclose(np.abs(g), at[..., 0], atol=1e-5)]
+        assert hits, f"element {i}: the target is not a turn of the plain target"
+        t, phi = augmentation(aug, i)
+        assert t in hits
+        turns.add(t)
+        phases.append(phi)
+        expected = ref_ifft2c(ref_fft2c(_square_turns(crop)[t] * np.exp(1j * phi)) * pi["mask"])
+        np.testing.assert_allclose(ai["zero_filled"][..., 0] + 1j * ai["zero_filled"][..., 1], expected, atol=1e-5)
+    assert turns == set(range(8)) and np.histogram(phases, 4, (0, 2 * np.pi))[0].min() > 5
+    np.testing.assert_array_equal(numpy_element(aug, 5)[0]["zero_filled"], numpy_element(aug, 5)[0]["zero_filled"])
+
+
+def test_augment_needs_patch_sampling():
+    from kerasrecon.config import validate
+
+    with pytest.raises(ConfigError, match=r"data.augment .* needs data.sampling patch. Received: data.sampling slice"):
+        validate(TrainConfig(data=DataConfig(augment=True, sampling="slice")))
+
+
+def test_augmented_multicoil_patch_turns_the_maps_with_the_image(rng):
+    """Multi-coil --augment (patch sampling, coil inputs): the target and the window's maps are turned
+    alike, and the zero-filled input is the SENSE adjoint, with the turned maps, of the measured samples."""
+    from kerasrecon.data.pipeline import augmentation, numpy_element, sampling_plan
+
+    images = random_complex(rng, (2, 20, 20))
+    maps = random_complex(rng, (2, 3, 20, 20)) / 2
+    vol = Volume("mc", ref_fft2c(images), coil_kspace=ref_fft2c(maps * images[:, None]), maps=maps)
+    base = dict(mask=MaskConfig(acceleration=4), seed=2)
+    plain = sampling_plan([vol], TrainConfig(data=DataConfig(patch_size=12), **base))
+    aug = sampling_plan([vol], TrainConfig(data=DataConfig(patch_size=12, augment=True), **base))
+    assert aug.coil_inputs
+    for i in range(8):
+        (pi, pt), (ai, at) = numpy_element(plain, i), numpy_element(aug, i)
+        t, _ = augmentation(aug, i)
+        np.testing.assert_allclose(at[..., 0], _square_turns(pt[..., 0])[t], atol=1e-6)
+        pm, am = (x[..., 0] + 1j * x[..., 1] for x in (pi["maps"], ai["maps"]))
+        for c in range(3):
+            np.testing.assert_allclose(am[c], _square_turns(pm[c])[t], atol=1e-6)
+        k = ai["masked_kspace"][..., 0] + 1j * ai["masked_kspace"][..., 1]
+        zf = ai["zero_filled"][..., 0] + 1j * ai["zero_filled"][..., 1]
+        # the zero-filled input is the SENSE adjoint of the measured coil k-space with the turned maps
+        expected_zf = (np.conj(am) * ref_ifft2c(k)).sum(0)
+        np.testing.assert_allclose(zf, expected_zf, atol=1e-4)
+        np.testing.assert_allclose(k, k * ai["mask"], atol=1e-6)  # only measured samples

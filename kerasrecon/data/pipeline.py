@@ -96,6 +96,7 @@ class SamplingPlan:
         self.offsets = np.concatenate([[0], np.cumsum([len(v) for v in volumes])]).astype(np.int64)
         self.per_sample = cfg.mask.per_sample
         self.whole_slice = cfg.data.sampling == "slice"
+        self.augment = cfg.data.augment
         self.exact_dc = dc_is_exact(cfg, self.h, self.w)
         m = cfg.mask
         if m.per_sample:
@@ -225,6 +226,21 @@ def element_indices(plan: SamplingPlan, i: int) -> np.ndarray:
     return np.array([s, top, left, m], np.int32)
 
 
+def augmentation(plan: SamplingPlan, i: int) -> tuple[int, float]:
+    """Element ``i``'s augmentation draw, a pure function of ``(seed, i)`` (a stream of its own, so the
+    element's slice, window and mask are those of the un-augmented run): ``(t, phi)``, ``t`` in 0..7
+    indexing :func:`turn`, ``phi`` the global phase in [0, 2π)."""
+    u = np.random.default_rng([plan.seed, int(i), 1]).random(2)
+    return min(int(u[0] * 8), 7), float(u[1] * 2 * np.pi)
+
+
+def turn(x: np.ndarray, t: int) -> np.ndarray:
+    """One of the 8 symmetries of the square on the last two axes of ``x`` ``[..., p, p]``: ``t % 4``
+    quarter turns, then (``t >= 4``) a flip of the last axis."""
+    x = np.rot90(x, t % 4, axes=(-2, -1))
+    return np.ascontiguousarray(x[..., ::-1] if t >= 4 else x)
+
+
 def numpy_element(plan: SamplingPlan, i: int):
     """Element ``i`` computed with NumPy: ``({"zero_filled": [p, p, 2], "masked_kspace": [p, p, 2],
     "mask": [p, p]}, target [p, p, 1])``, all float32 (the module docstring's recipe)."""
@@ -232,9 +248,14 @@ def numpy_element(plan: SamplingPlan, i: int):
     p, mask = plan.p, plan.mask(m)
     window = (slice(top, top + p), slice(left, left + p))
     patch = plan.target(s)[window]
+    if plan.augment:  # patch sampling only (checked with the config)
+        t, phi = augmentation(plan, i)
+        patch = (turn(patch, t) * np.exp(1j * phi)).astype(np.complex64)
     if plan.multicoil:
         slice_maps = plan.maps(s)
         maps = slice_maps[(slice(None), *window)]
+        if plan.augment:
+            maps = turn(maps, t)
         if plan.whole_slice:  # the window of the slice's SENSE-combined zero-filled image
             masked = plan.coil_kspace(s) * mask
             zero_filled = sense_adjoint_np(masked[None], slice_maps[None], mask)[0][window]
