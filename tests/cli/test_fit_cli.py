@@ -309,6 +309,7 @@ def test_fit_config_reproduces_a_run_with_options_overriding(tmp_path):
     expected = json.loads(json.dumps(src))
     expected["data"]["data"], expected["pretrain_steps"], expected["mask"]["acceleration"] = "demo", 1, 6.0
     expected["model"].setdefault("learned_dc", False)
+    expected["data"].setdefault("augment", False)  # fields added since the pretrained run, at their defaults
     assert got == expected
     path.write_text(json.dumps({**src, "steps": "many"}))
     res = run("fit", "--config", path, "--out", tmp_path / "run2")
