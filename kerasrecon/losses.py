@@ -32,7 +32,7 @@ from keras import ops
 
 from kerasrecon.config import VGG_LOSSES, LossConfig
 from kerasrecon.errors import ConfigError, arg
-from kerasrecon.models.conv import Conv2D
+from kerasrecon.models.conv import Conv2D, chunked_kernel_grad
 from kerasrecon.models.generator import wide_dtype
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,8 @@ def _build_vgg(weights: str) -> keras.Model:
                 f"{str(exc).splitlines()[0][:120]})"
             ) from None
     features = keras.Model(inp, vgg.get_layer(VGG_LAYER).output, name="vgg19_phi54")
-    # the models' Conv2D: on JAX's CPU backend its 2×2-6×6 deep layers run as matrix products
-    features = Conv2D.replacing(features)
+    if chunked_kernel_grad():  # JAX on one CPU device: the deep 2×2-6×6 layers run as matrix products
+        features = Conv2D.replacing(features)
     features.trainable = False
     return features
 

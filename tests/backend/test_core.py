@@ -331,7 +331,13 @@ def _ref_conv_and_grads(x, k, dy, stride):
     return y, dxp[:, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w], dk
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU kernel gradient: checked in the JAX run")
+def _jax_on_one_cpu() -> bool:
+    from kerasrecon.models.conv import chunked_kernel_grad
+
+    return chunked_kernel_grad()
+
+
+@pytest.mark.skipif(not _jax_on_one_cpu(), reason="JAX on one CPU device: checked in the suite's JAX run")
 @pytest.mark.parametrize("stride, batch, chunks", [(1, 4, 4), (2, 3, 2), (1, 5, 16)])
 def test_chunked_kernel_gradient_equals_numpy(rng, stride, batch, chunks):
     """The conv whose kernel gradient is summed over batch chunks: output, input and kernel gradients
@@ -364,7 +370,7 @@ def test_chunked_kernel_gradient_equals_numpy(rng, stride, batch, chunks):
     np.testing.assert_allclose(grad, dk_ref, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU small-map path: checked in the JAX run")
+@pytest.mark.skipif(not _jax_on_one_cpu(), reason="JAX on one CPU device: checked in the suite's JAX run")
 @pytest.mark.parametrize("size, stride", [((2, 2), 1), ((8, 6), 1), ((12, 12), 1), ((5, 6), 2), ((12, 12), 2)])
 def test_small_map_convolution_as_matmul_equals_numpy(rng, size, stride):
     """The patch-matrix-product convolution (maps of at most SMALL_MAP_PIXELS pixels; odd sizes, stride
