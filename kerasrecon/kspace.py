@@ -380,6 +380,54 @@ def sense_data_consistency_ch(image, masked_kspace, maps, mask, noise_lambda=Non
     return ops.sum(complex_mul_ch(maps, ifft2c_ch(k), conjugate_a=True), axis=1)
 
 
+PHASE_WINDOW = 0.1  # σ of map_phase_ch's Gaussian k-space window, as a fraction of H and of W
+
+
+def map_phase_ch(masked_kspace, maps, window: float = PHASE_WINDOW, support=None):
+    """The phase that fixes a set of sensitivity maps' phase convention (channel form, any backend).
+
+    Maps are defined up to a phase: ``S_c e^{iθ}`` with any ``θ(r)`` fits the same data, and the SENSE
+    image ``Σ_c conj(S_c) Fᴴ y_c`` turns by ``e^{-iθ}``. ACS maps (``coils.acs_maps_np``) take the
+    object's low-resolution phase out of the image; ESPIRiT's and simulated maps leave it in. This is
+    the unit phase ``u = l / |l|`` of the low-resolution SENSE image ``l = Σ_c conj(S_c) Fᴴ(G ⊙ y_c)``,
+    ``G`` a Gaussian window of σ = ``window``·H by ``window``·W samples around DC. Then ``S_c u`` is
+    the same maps in the ACS convention: their low-resolution SENSE image is real and non-negative,
+    whatever phase the maps came with (exactly for a constant θ, to the window's resolution for a
+    smooth one). ``u = 1`` where ``|l| <= 1e-6`` of the slice's peak (off the maps' support).
+    With ``support``, also ``u = 0`` where the RSS of the windowed coil images is at most ``support``
+    times its peak: maps ``S_c u`` are then 0 off the object, as ACS maps are.
+
+    Args:
+        masked_kspace: float32 ``[B, C, H, W, 2]`` measured multi-coil k-space (zeros off the mask).
+        maps: float32 ``[B, C, H, W, 2]`` coil sensitivities.
+        window: σ of the window as a fraction of each side.
+        support: ``None``, or the fraction of the low-resolution RSS peak below which ``u = 0``.
+
+    Returns:
+        float32 ``[B, H, W, 2]``, ``|u|`` = 1 (0 off the support).
+    """
+    ops = _ops()
+    shape = ops.shape(masked_kspace)
+    dtype = masked_kspace.dtype
+
+    def axis(n):
+        offset = ops.cast(ops.arange(n) - n // 2, dtype) / (window * ops.cast(n, dtype))
+        return ops.exp(-0.5 * ops.square(offset))
+
+    gauss = axis(shape[2])[:, None] * axis(shape[3])[None, :]  # [H, W]
+    coil_low = ifft2c_ch(masked_kspace * gauss[:, :, None])
+    low = ops.sum(complex_mul_ch(maps, coil_low, conjugate_a=True), axis=1)  # [B, H, W, 2]
+    size = abs_ch(low)
+    keep = size > 1e-6 * ops.max(size, axis=(1, 2), keepdims=True)
+    re = ops.where(keep, low[..., 0] / ops.where(keep, size, 1.0), 1.0)
+    im = ops.where(keep, low[..., 1] / ops.where(keep, size, 1.0), 0.0)
+    if support is not None:
+        rss = ops.sqrt(ops.sum(ops.square(coil_low), axis=(1, 4)))  # [B, H, W]
+        inside = ops.cast(rss > support * ops.max(rss, axis=(1, 2), keepdims=True), re.dtype)
+        re, im = re * inside, im * inside
+    return ops.stack([re, im], axis=-1)
+
+
 def magnitude(x):
     """``|x|`` of channel form: float32 ``[..., H, W, 2]`` -> ``[..., H, W, 1]`` (any backend)."""
     ops = _ops()

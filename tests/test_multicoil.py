@@ -16,6 +16,28 @@ from kerasrecon.kspace import fft2c_np, ifft2c_np
 from kerasrecon.masks import make_mask
 
 
+def ref_map_phase(masked_kspace, maps=None, window=0.1, support=None):
+    """NumPy reference of the maps' convention: the unit phase of the SENSE combination of the coil
+    images of Gaussian-windowed k-space (σ = window · side around DC), 0 where their RSS is at most
+    ``support`` of its peak; complex ``[S, C, H, W]`` -> complex128 ``[S, H, W]``."""
+    masked_kspace = np.asarray(masked_kspace, np.complex128)
+    maps = np.ones_like(masked_kspace) if maps is None else np.asarray(maps, np.complex128)
+    h, w = masked_kspace.shape[-2:]
+    gy = np.exp(-0.5 * ((np.arange(h) - h // 2) / (window * h)) ** 2)
+    gx = np.exp(-0.5 * ((np.arange(w) - w // 2) / (window * w)) ** 2)
+    coil_low = np.fft.fftshift(
+        np.fft.ifft2(np.fft.ifftshift(masked_kspace * np.outer(gy, gx), axes=(-2, -1)), norm="ortho"), axes=(-2, -1)
+    )
+    low = np.sum(np.conj(maps) * coil_low, axis=-3)
+    size = np.abs(low)
+    keep = size > 1e-6 * size.max(axis=(-2, -1), keepdims=True)
+    u = np.where(keep, low / np.where(keep, size, 1), 1)
+    if support is not None:
+        rss = np.sqrt(np.sum(np.abs(coil_low) ** 2, axis=-3))
+        u = u * (rss > support * rss.max(axis=(-2, -1), keepdims=True))
+    return u
+
+
 def cfg(**kw):
     base = dict(
         data=DataConfig(patch_size=16, batch_size=2, sampling="slice", val_fraction=0.0),
@@ -165,6 +187,59 @@ def test_untrained_multicoil_generator_is_sense_dc_of_its_input(rng):
     np.testing.assert_allclose(out[..., 0] + 1j * out[..., 1], ref, atol=1e-5)
 
 
+def test_map_phase_is_the_low_resolution_sense_phase(rng):
+    """``kspace.map_phase_ch`` against the NumPy reference; the turned maps' low-resolution SENSE image
+    is real and non-negative."""
+    from kerasrecon.kspace import map_phase_ch
+
+    b, c, h, w = 2, 3, 20, 14
+    maps = np.stack([coils.birdcage_maps(c, h, w)] * b) * np.exp(1j * rng.uniform(0, 6, (b, 1, h, w)))
+    y = fft2c_np(maps * (1 + rng.standard_normal((b, 1, h, w)) + 1j * rng.standard_normal((b, 1, h, w))))
+    y = y * np.stack([make_mask("random", 2, (h, w), i).array for i in range(b)])[:, None]
+    ch = lambda z: np.stack([z.real, z.imag], -1).astype(np.float32)  # noqa: E731
+    u = np.asarray(map_phase_ch(ch(y), ch(maps)))
+    ref = ref_map_phase(y, maps)
+    np.testing.assert_allclose(u[..., 0] + 1j * u[..., 1], ref, atol=1e-4)
+    low = ref_map_phase(y, maps * ref[:, None])
+    np.testing.assert_allclose(low, np.ones_like(low), atol=1e-4)
+    # with a support: 0 where the windowed coil images' RSS is at most 30 % of its peak
+    u = np.asarray(map_phase_ch(ch(y), ch(maps), support=0.3))
+    ref = ref_map_phase(y, maps, support=0.3)
+    assert 0.1 < np.mean(ref == 0) < 0.9
+    np.testing.assert_allclose(u[..., 0] + 1j * u[..., 1], ref, atol=1e-4)
+
+
+def test_model_output_does_not_depend_on_the_maps_phase(rng):
+    """Maps S and S e^{iθ} fit the same data; the SENSE image turns by e^{-iθ}. With trained-like (random,
+    non-zero) weights the multi-coil graph returns exactly that turned image for a constant θ and the
+    same magnitude, and to within the window's resolution for a smooth θ."""
+    from kerasrecon.models.generator import build_generator
+
+    b, c, h, w = 2, 4, 24, 24
+    g = build_generator(blocks=1, filters=4, multicoil=True)
+    g.get_layer("g_conv_out").set_weights(
+        [rng.standard_normal(v.shape).astype(np.float32) * 0.1 for v in g.get_layer("g_conv_out").weights]
+    )
+    yy, xx = np.mgrid[:h, :w] / h
+    image = (np.exp(-((yy - 0.5) ** 2 + (xx - 0.5) ** 2) / 0.1) * np.exp(1j * 2 * xx))[None]
+    maps = np.stack([coils.birdcage_maps(c, h, w)] * b)
+    mask = np.stack([make_mask("random", 2, (h, w), i).array for i in range(b)]).astype(np.float32)
+    y = fft2c_np(maps * image[:, None]) * mask[:, None]
+    ch = lambda z: np.stack([z.real, z.imag], -1).astype(np.float32)  # noqa: E731
+
+    def run(m):
+        zf = np.sum(np.conj(m) * ifft2c_np(y), axis=1)
+        out = np.asarray(g({"zero_filled": ch(zf), "masked_kspace": ch(y), "mask": mask, "maps": ch(m)}))
+        return out[..., 0] + 1j * out[..., 1]
+
+    base = run(maps)
+    assert np.abs(base).max() > 0.1
+    turned = run(maps * np.exp(1.3j))
+    np.testing.assert_allclose(turned, base * np.exp(-1.3j), atol=1e-5)
+    smooth = run(maps * np.exp(1j * (0.5 + 1.5 * yy - xx)))
+    assert np.max(np.abs(np.abs(smooth) - np.abs(base))) < 0.05 * np.abs(base).max()
+
+
 @pytest.fixture(scope="module")
 def fastmri_multicoil_dir(tmp_path_factory):
     """Two multi-coil files in fastMRI's layout (4 slices, 4 coils, raw 48x40), prepared on a 32x32 grid."""
@@ -205,9 +280,13 @@ def test_fit_evaluate_multicoil_with_sense_baselines(fastmri_multicoil_dir, tmp_
     rec = Reconstructor.from_run(tmp_path / "run")
     vol = load_volumes(str(prepared))[1]
     mask = make_mask("random", 4, (32, 32), 0).array
-    one = rec(vol.kspace * mask, mask)
-    via_coils = rec((vol.kspace * mask)[:, None], mask, maps=np.ones((4, 1, 32, 32), np.complex64))
-    np.testing.assert_allclose(via_coils, one, rtol=1e-4, atol=1e-5)
+    # one coil through the multi-coil graph: S = 1 and S = the low-resolution phase of the data (NumPy)
+    # are one map in two phase conventions, so they give the same image
+    measured_one = (vol.kspace * mask)[:, None]
+    via_coils = rec(measured_one, mask, maps=np.ones((4, 1, 32, 32), np.complex64))
+    turned = rec(measured_one, mask, maps=ref_map_phase(measured_one)[:, None].astype(np.complex64))
+    np.testing.assert_allclose(turned, via_coils, rtol=1e-4, atol=1e-5 * via_coils.max())
+    assert np.isfinite(via_coils).all() and via_coils.shape == (4, 32, 32)
     multi = rec(vol.measured(mask), mask, maps=vol.maps)
     assert multi.shape == (4, 32, 32) and np.isfinite(multi).all()
     # the export's multicoil signature: maps from the sampled centre in the graph, same network

@@ -12,6 +12,7 @@ import keras
 from keras import layers
 
 from kerasrecon import kspace
+from kerasrecon.coils import MAP_THRESHOLD
 from kerasrecon.config import ModelConfig
 from kerasrecon.models.conv import Conv2D
 
@@ -93,6 +94,52 @@ class DataConsistency(layers.Layer):
         return {**super().get_config(), "noise_lambda": self.noise_lambda, "learned": self.learned}
 
 
+@keras.saving.register_keras_serializable(package="kerasrecon")
+class MapPhase(layers.Layer):
+    """The multi-coil graph's map convention (no weights): turn the maps a caller brings into the
+    convention of ACS maps, which the networks see in training, and turn the result back.
+
+    Maps are defined up to a phase and off the object: ``S_c e^{iθ}`` fits the same data for any θ,
+    and true or ESPIRiT maps are non-zero where ACS maps are 0. Given the same data, the shipped
+    multi-coil model returned the zero-filled image for ACS maps times a constant phase, and 4 dB less
+    with the true maps than with ACS maps (aliasing off the object, which ACS maps cut away, was never
+    in its training inputs). Here ``u = kspace.map_phase_ch(masked_kspace, maps, support=MAP_THRESHOLD)``:
+    the unit phase of the low-resolution SENSE image, 0 where the low-resolution RSS is below
+    ``MAP_THRESHOLD`` of its peak (the support rule of ``coils.acs_maps_np``).
+
+    Call args:
+        inputs: ``[zero_filled, masked_kspace, maps]`` float32 ``[B, H, W, 2]``, ``[B, C, H, W, 2]``,
+            ``[B, C, H, W, 2]``.
+
+    Returns:
+        ``[zero_filled · conj(u), maps · u, u]`` (float32 ``[B, H, W, 2]``, ``[B, C, H, W, 2]``,
+        ``[B, H, W, 2]``): the data in the convention where the low-resolution SENSE image is real,
+        non-negative and 0 off the support. The graph's output times ``u`` is back in the caller's
+        convention; for maps that differ by a constant phase it is the same image turned by it.
+    """
+
+    def call(self, inputs):
+        zero_filled, masked_kspace, maps = (keras.ops.cast(t, self.compute_dtype) for t in inputs)
+        u = kspace.map_phase_ch(masked_kspace, maps, support=MAP_THRESHOLD)
+        turned_maps = kspace.complex_mul_ch(maps, keras.ops.expand_dims(u, 1))
+        return [kspace.complex_mul_ch(u, zero_filled, conjugate_a=True), turned_maps, u]
+
+    def compute_output_shape(self, input_shape):
+        return [input_shape[0], input_shape[2], input_shape[0]]
+
+
+@keras.saving.register_keras_serializable(package="kerasrecon")
+class ComplexMultiply(layers.Layer):
+    """``x · u`` of channel-form tensors: inputs ``[x, u]`` float32 ``[B, H, W, 2]`` -> ``[B, H, W, 2]``."""
+
+    def call(self, inputs):
+        x, u = (keras.ops.cast(t, self.compute_dtype) for t in inputs)
+        return kspace.complex_mul_ch(x, u)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
 def _conv(filters, name, use_bias=True, dtype=None):
     # Convs followed by BatchNorm have no bias: BN's β makes it redundant, and its gradient is zero up
     # to round-off, which Adam would turn into full-size random steps.
@@ -141,7 +188,8 @@ def build_generator(
         learned_dc: each DC layer learns its step η (``DataConsistency(learned=True)``).
         multicoil: inputs for multi-coil data consistency: ``masked_kspace`` ``[B, C, H, W, 2]`` and
             ``maps`` ``[B, C, H, W, 2]`` (same weights as the single-coil graph: a model trained on
-            either loads into both).
+            either loads into both). The maps' phase convention is fixed first (``MapPhase``), so
+            the model takes maps from any estimator.
         dtype: Keras dtype policy of the hidden layers (``"float32"``, ``"mixed_bfloat16"``,
             ``"mixed_float16"``, ``"float64"`` or a ``keras.DTypePolicy``); default: the global policy. The
             output conv, the residual and DC are float32 (float64 under a float64 policy). Nothing
@@ -162,17 +210,19 @@ def build_generator(
     masked_kspace = keras.Input((*coil_shape, None, None, 2), name="masked_kspace", dtype=wide)
     mask = keras.Input((None, None), name="mask", dtype=wide)
     inputs = {"zero_filled": zero_filled, "masked_kspace": masked_kspace, "mask": mask}
-    dc_extra = []
+    dc_extra, image = [], zero_filled
     if multicoil:
         inputs["maps"] = keras.Input((None, None, None, 2), name="maps", dtype=wide)
-        dc_extra = [inputs["maps"]]
-    image = zero_filled
+        image, maps, phase = MapPhase(dtype=wide, name="map_phase")([zero_filled, masked_kspace, inputs["maps"]])
+        dc_extra = [maps]
     for k in range(cascades):
         prefix = "g_" if cascades == 1 else f"g{k + 1}_"
         dc = DataConsistency(noise_lambda, learned_dc, dtype=wide, name=f"{prefix}data_consistency")
         image = _stage(
             image, [masked_kspace, mask, *dc_extra], blocks, filters, dc if data_consistency else None, prefix, dtype
         )
+    if multicoil:
+        image = ComplexMultiply(dtype=wide, name="map_phase_back")([image, phase])
     return keras.Model(inputs, image, name="generator")
 
 
