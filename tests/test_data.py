@@ -213,12 +213,49 @@ def test_pipeline_deterministic_and_sharded():
 
 def test_pipeline_bad_inputs():
     vol = Volume("v", np.ones((2, 12, 12), np.complex64))
-    with pytest.raises(ConfigError, match="data.patch_size 16"):
+    with pytest.raises(ConfigError, match=r"data.patch_size 16 is larger than the images of v \(12×12\)"):
         training_dataset([vol], small_cfg())
-    with pytest.raises(DataError, match="different shapes"):
-        training_dataset([vol, Volume("w", np.ones((2, 20, 20), np.complex64))], small_cfg())
+    big = Volume("w", np.ones((2, 20, 20), np.complex64))
+    with pytest.raises(ConfigError, match="images of v"):  # patch sampling takes mixed shapes, each must fit
+        training_dataset([big, vol], small_cfg())
+    slices = TrainConfig(data=DataConfig(patch_size=8, sampling="slice"), mask=MaskConfig(acceleration=4))
+    with pytest.raises(DataError, match="different shapes.*data.sampling slice needs one"):
+        training_dataset([vol, big], slices)
     with pytest.raises(DataError, match="empty"):
         training_dataset([], small_cfg())
+
+
+def test_patches_from_volumes_of_different_sizes(rng):
+    """Patch sampling over volumes of different matrix sizes: every element is a crop of one slice of
+    its own volume (window inside that slice), scaled by that slice's factor under its volume's
+    slice-shaped reference mask and measured with its volume's patch mask (NumPy recomputation); both volumes
+    are drawn and windows reach the far edges of the larger one."""
+    from kerasrecon.data.pipeline import element_indices, numpy_element, sampling_plan
+
+    sizes = [(24, 20), (40, 33)]
+    images = [(rng.random((2, *hw)) * np.exp(1j * rng.random((2, *hw)))).astype(np.complex64) for hw in sizes]
+    vols = [Volume(f"v{i}", ref_fft2c(im).astype(np.complex64)) for i, im in enumerate(images)]
+    cfg = small_cfg()
+    plan = sampling_plan(vols, cfg)
+    pmasks = [make_mask("poisson", 4, (16, 16), cfg.mask.seed + v).array for v in range(2)]  # one per volume
+    scales = []
+    for v, (im, hw) in enumerate(zip(images, sizes)):
+        smask = make_mask("poisson", 4, hw, cfg.mask.seed + v).array  # volume v's reference mask
+        scales.append(1 / np.abs(ref_ifft2c(ref_fft2c(im) * smask)).reshape(2, -1).max(1))
+    seen, far = set(), 0
+    for i in range(40):
+        s, top, left, _ = element_indices(plan, i)
+        v, r = divmod(int(s), 2)
+        h, w = sizes[v]
+        assert 0 <= top <= h - 16 and 0 <= left <= w - 16
+        seen.add(v)
+        far = max(far, top + 16 if v == 1 else 0)
+        crop = images[v][r, top : top + 16, left : left + 16] * scales[v][r]
+        inputs, target = numpy_element(plan, i)
+        np.testing.assert_allclose(target[..., 0], np.abs(crop), atol=1e-5)
+        zf = inputs["zero_filled"]
+        np.testing.assert_allclose(zf[..., 0] + 1j * zf[..., 1], ref_ifft2c(ref_fft2c(crop) * pmasks[v]), atol=1e-5)
+    assert seen == {0, 1} and far > 24  # windows of the 40-row volume go past the small volume's 24 rows
 
 
 def test_evaluation_slices_by_hand(rng):

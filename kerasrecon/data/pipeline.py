@@ -55,19 +55,23 @@ from kerasrecon.masks import make_mask
 PER_SAMPLE_SEED_OFFSET = 100_000  # per-sample bank masks never reuse a per-volume reference seed
 
 
-def check_training_volumes(volumes, patch: int):
-    """Raise unless the volumes are non-empty, share one slice shape and fit the patch. Returns (H, W)."""
+def check_training_volumes(volumes, patch: int, sampling: str = "patch") -> list[tuple[int, int]]:
+    """Raise unless the volumes are non-empty, every slice fits the patch and, with whole-slice
+    sampling (``sampling="slice"``), all share one slice shape. Patches are measured on their own
+    grid, so volumes of different matrix sizes (resolutions, fields of view) train together.
+    Returns each volume's ``(H, W)``."""
     if not volumes or sum(len(v) for v in volumes) == 0:
         raise DataError("the training set is empty (no slices)")
-    shapes = {tuple(v.shape[1:]) for v in volumes}
-    if len(shapes) > 1:
+    shapes = [tuple(int(n) for n in v.shape[1:]) for v in volumes]
+    if sampling == "slice" and len(set(shapes)) > 1:
         raise DataError(
-            f"training slices have different shapes {sorted(shapes)}; re-run 'kerasrecon data prepare' with --crop H W"
+            f"training slices have different shapes {sorted(set(shapes))}; {arg('data.sampling')} slice needs one: "
+            f"re-run 'kerasrecon data prepare' with --crop H W, or train with {arg('data.sampling')} patch"
         )
-    h, w = shapes.pop()
-    if patch > min(h, w):
-        raise ConfigError(f"{arg('data.patch_size')} {patch} is larger than the images ({h}×{w})")
-    return h, w
+    for v, (h, w) in zip(volumes, shapes):
+        if patch > min(h, w):
+            raise ConfigError(f"{arg('data.patch_size')} {patch} is larger than the images of {v.name} ({h}×{w})")
+    return shapes
 
 
 class SamplingPlan:
@@ -88,7 +92,8 @@ class SamplingPlan:
 
     def __init__(self, volumes: list[Volume], cfg: TrainConfig):
         self.p = cfg.data.patch_size
-        self.h, self.w = check_training_volumes(volumes, self.p)
+        self.shapes = check_training_volumes(volumes, self.p, cfg.data.sampling)  # (H, W) per volume
+        self.h, self.w = self.shapes[0]  # the one slice shape of whole-slice sampling
         self.multicoil = check_coils(volumes)
         self.coils = volumes[0].coils
         self.seed = int(cfg.seed)
@@ -110,7 +115,7 @@ class SamplingPlan:
         if self.whole_slice and not m.per_sample:  # the bank is the reference masks
             self.references = self.bank
         else:
-            self.references = np.stack([_packed(mask) for mask in reference_masks(volumes, m)])
+            self.references = [_packed(mask) for mask in reference_masks(volumes, m)]  # each at its volume's shape
         self.scales = np.full(len(self), np.nan, np.float32)
         self._token = object()  # this plan's key in the slice cache
 
@@ -140,7 +145,7 @@ class SamplingPlan:
         value = self.scales[s]
         if np.isnan(value):
             v, r = self.locate(s)
-            vol, ref = self.volumes[v], _unpacked(self.references[v], (self.h, self.w))
+            vol, ref = self.volumes[v], _unpacked(self.references[v], self.shapes[v])
             if self.multicoil:
                 zero_filled = measure_np(vol.coil_kspace_at(r)[None], ref, vol.maps_at(r)[None])[1]
             else:
@@ -220,8 +225,9 @@ def element_indices(plan: SamplingPlan, i: int) -> np.ndarray:
     u = np.random.default_rng([plan.seed, int(i)]).random(4)
     n = len(plan)
     s = min(int(u[0] * n), n - 1)
-    top = min(int(u[1] * (plan.h - plan.p + 1)), plan.h - plan.p)
-    left = min(int(u[2] * (plan.w - plan.p + 1)), plan.w - plan.p)
+    h, w = plan.shapes[plan.locate(s)[0]]  # the window lies in slice s's own volume
+    top = min(int(u[1] * (h - plan.p + 1)), h - plan.p)
+    left = min(int(u[2] * (w - plan.p + 1)), w - plan.p)
     m = min(int(u[3] * len(plan.bank)), len(plan.bank) - 1) if plan.per_sample else plan.mask_index(s)
     return np.array([s, top, left, m], np.int32)
 
@@ -350,7 +356,8 @@ def training_dataset(
     """Infinite, deterministic tf.data stream of training batches.
 
     Args:
-        volumes: training volumes (same slice shape).
+        volumes: training volumes (one slice shape with whole-slice sampling; any shapes that fit
+            the patch with patch sampling).
         cfg: the run's config (mask, data.patch_size, data.batch_size, seed).
         batch_size: batch size of this input pipeline (default ``cfg.data.batch_size``).
         num_shards, shard_index: take elements ``i ≡ shard_index (mod num_shards)`` (multi-worker).

@@ -150,7 +150,7 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
         raise ConfigError(f"{arg('data.batch_size')} {cfg.data.batch_size} is not divisible by the {replicas} replicas")
     # Everything that can be checked is checked before --out is created or touched.
     train_vols, val_vols = split_volumes(load_volumes(cfg.data.data), cfg.data.val_fraction)
-    check_training_volumes(train_vols, cfg.data.patch_size)
+    check_training_volumes(train_vols, cfg.data.patch_size, cfg.data.sampling)
     preview = _preview_batch(val_vols or train_vols, cfg) if chief else None  # masks drawn: -R, seeds checked
     set_seed(cfg.seed)  # weights, dropout-free layers' RNG, patch order: all from --seed
     with runner.scope():
