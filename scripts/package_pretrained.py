@@ -130,8 +130,10 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         "## Recipe",
         f"- Masks: {mk.kind}, R = {mk.acceleration:g}, a new mask per training sample from a bank of {mk.bank_size} "
         f"(seed {mk.seed}), centre fraction {mk.center_fraction or 'default'}.",
-        f"- Samples: {d.sampling} {d.patch_size}×{d.patch_size}, batch {d.batch_size}; Adam lr "
-        f"{cfg.learning_rate:g} β1 {cfg.beta_1}, {cfg.lr_schedule} schedule; seed {cfg.seed}.",
+        f"- Samples: {d.sampling} {d.patch_size}×{d.patch_size}, batch {d.batch_size}"
+        + ("; augmented (a random flip/quarter turn and global phase per patch, `--augment`)" if d.augment else "")
+        + "; Adam lr "
+        + f"{cfg.learning_rate:g} β1 {cfg.beta_1}, {cfg.lr_schedule} schedule; seed {cfg.seed}.",
         f"- Retrain and re-measure: `bash scripts/pretrained.sh` (commit {commit.stdout.strip() or 'unknown'}, "
         f"{datetime.date.today().isoformat()}). Every option is in `config.json` beside this card.",
         "",

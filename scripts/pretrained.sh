@@ -34,7 +34,7 @@ COMMON="--loss mse --mask poisson --blocks 4 --filters 32 --cascades 2 --batch-s
 mkdir -p runs
 fit() { name=$1; shift; local t0=$SECONDS; $K fit $COMMON "$@" --out runs/$name > fit_$name.log 2>&1
         echo "$name: $((SECONDS - t0)) s" | tee -a fit_times.txt; }
-[ -d runs/singlecoil-r4 ] || fit singlecoil-r4 --data real_train_noisy -R 4 --patch-size 48 --pretrain-steps 5000
+[ -d runs/singlecoil-r4 ] || fit singlecoil-r4 --data real_train_noisy -R 4 --patch-size 64 --pretrain-steps 5000 --augment
 [ -d runs/multicoil-r4 ] || fit multicoil-r4 --data mc_real_train -R 4 --patch-size 64 --pretrain-steps 3000 --precision float32
 [ -d runs/singlecoil-r8 ] || fit singlecoil-r8 --data real_train_noisy -R 8 --patch-size 64 --pretrain-steps 5000
 
@@ -50,7 +50,7 @@ cmp mc_real_r4 runs/multicoil-r4 --data mc_real_eval --split all --baseline-tune
 
 # Factor: the singlecoil-r4 recipe with a learned data-consistency step per cascade (--learned-dc),
 # against the shipped model on the same slices, masks and TV λ.
-[ -d runs/singlecoil-r4-ldc ] || fit singlecoil-r4-ldc --data real_train_noisy -R 4 --patch-size 48 --pretrain-steps 5000 --learned-dc
+[ -d runs/singlecoil-r4-ldc ] || fit singlecoil-r4-ldc --data real_train_noisy -R 4 --patch-size 64 --pretrain-steps 5000 --augment --learned-dc
 LAM=$("$BIN/python" -c "import json; print(json.load(open('real_r4/summary.json'))['meta']['baselines']['tv']['lam'])")
 cmp ldc_r4 runs/singlecoil-r4 runs/singlecoil-r4-ldc --data real_eval_noisy --split all --baseline-lambdas "$LAM"
 
