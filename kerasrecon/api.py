@@ -98,7 +98,9 @@ class Reconstructor:
     magnitude float32 of the same ``[S, H, W]`` / ``[H, W]`` at the input's intensity scale.
     Multi-coil (a run, not an export): ``rec(kspace, mask, maps=maps)`` with kspace and coil
     sensitivities complex ``[S, C, H, W]``: the input is the SENSE-combined zero-filled image and
-    data consistency runs coil by coil (same weights); returns ``[S, H, W]``.
+    data consistency runs coil by coil (same weights); returns ``[S, H, W]``. Any valid maps work
+    (ACS, ESPIRiT, your own, with any phase): the graph puts them into the convention it was trained
+    with (``models.generator.MapPhase``).
 
     The mask may also be a :class:`kerasrecon.masks.Mask`. A mask of another kind or acceleration than
     the model's training mask works, with one :class:`MaskMismatchWarning` per Reconstructor.
