@@ -186,6 +186,7 @@ def test_multicoil_model_takes_the_maps_a_user_brings():
         assert value > got["acs"] - 0.5, (name, got)
 
 
+@pytest.mark.tensorflow  # this process against a JAX subprocess: nothing to compare in the JAX rerun
 def test_same_reconstruction_on_jax(held_out, tmp_path):
     k, _ = held_out
     mask = make_mask("poisson", 4, k.shape[1:], seed=0).array
