@@ -419,8 +419,9 @@ def map_phase_ch(masked_kspace, maps, window: float = PHASE_WINDOW, support=None
     low = ops.sum(complex_mul_ch(maps, coil_low, conjugate_a=True), axis=1)  # [B, H, W, 2]
     size = abs_ch(low)
     keep = size > 1e-6 * ops.max(size, axis=(1, 2), keepdims=True)
-    re = ops.where(keep, low[..., 0] / ops.where(keep, size, 1.0), 1.0)
-    im = ops.where(keep, low[..., 1] / ops.where(keep, size, 1.0), 0.0)
+    size = ops.where(keep, size, 1.0)  # no 0/0 where u is set to 1
+    re = ops.where(keep, low[..., 0] / size, 1.0)
+    im = ops.where(keep, low[..., 1] / size, 0.0)
     if support is not None:
         rss = ops.sqrt(ops.sum(ops.square(coil_low), axis=(1, 4)))  # [B, H, W]
         inside = ops.cast(rss > support * ops.max(rss, axis=(1, 2), keepdims=True), re.dtype)

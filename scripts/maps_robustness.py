@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import numpy as np
 
 from kerasrecon import Reconstructor
 from kerasrecon.coils import espirit_maps, rss_np
 from kerasrecon.data import load_volumes
+from kerasrecon.errors import KerasReconError
 from kerasrecon.kspace import ifft2c_np
 from kerasrecon.masks import make_mask
 from kerasrecon.metrics import psnr
@@ -28,8 +30,7 @@ from kerasrecon.metrics import psnr
 
 def variants(maps: np.ndarray, coil_kspace: np.ndarray, calib: int) -> dict:
     """The maps variants for one volume: complex64 ``[S, C, H, W]`` each."""
-    h, w = maps.shape[-2:]
-    x = np.arange(w)[None, :] / w
+    x = np.arange(maps.shape[-1])[None, :] / maps.shape[-1]
     return {
         "stored": maps,
         "espirit": np.stack([espirit_maps(k, calib_width=calib) for k in coil_kspace]),
@@ -47,7 +48,17 @@ def main(argv=None):
     ap.add_argument("--mask-seed", type=int, default=0)
     ap.add_argument("--calib", type=int, default=24, help="ESPIRiT calibration width (centre of k-space)")
     args = ap.parse_args(argv)
+    try:
+        print(json.dumps(measure(args), indent=1))
+    except KerasReconError as exc:  # a bad model, dataset or option: one line, exit 2
+        sys.exit(f"maps_robustness: {exc}")
+
+
+def measure(args) -> dict:
+    """The result object of ``main`` for parsed ``args``."""
     rec = Reconstructor.load(args.model)
+    if not all(v.multicoil for v in load_volumes(args.data)):
+        raise KerasReconError(f"DATA {args.data}: expected a multi-coil dataset (coil k-space and maps)")
     per_volume: dict = {}
     slices: dict = {}
     for vol in load_volumes(args.data):
@@ -61,7 +72,7 @@ def main(argv=None):
                 key = f"{name} vs {target_name}"
                 slices.setdefault(key, []).extend(values)
                 per_volume.setdefault(key, {})[vol.name] = round(float(np.mean(values)), 2)
-    result = {
+    return {
         "model": args.model,
         "data": args.data,
         "R": args.R,
@@ -76,7 +87,6 @@ def main(argv=None):
             for key, values in slices.items()
         },
     }
-    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
