@@ -522,6 +522,15 @@ def train_options(fn):
             "multiply it by a random global phase (seeded per sample; multi-coil maps turn with it).",
         ),
         click.option(
+            "--zoom",
+            type=float,
+            default=DEFAULTS.data.zoom,
+            show_default=True,
+            help="With --sampling patch: largest factor Z of a random zoom; each patch interpolates (cubic "
+            "spline) a window of side patch/z, z log-uniform in [1, Z], so the network also sees images "
+            "with fewer details per pixel, as of a finer matrix than the training data's (1 = off).",
+        ),
+        click.option(
             "--cascades",
             type=int,
             default=DEFAULTS.model.cascades,
@@ -623,6 +632,7 @@ def config_from_options(o: dict):
             val_fraction=o["val_fraction"],
             sampling=o["sampling"],
             augment=o["augment"],
+            zoom=o["zoom"],
         ),
         model=ModelConfig(
             blocks=o["blocks"],

@@ -71,6 +71,12 @@ class DataConfig:
             flips/quarter turns of the square and multiplied by a global phase e^{iφ} (φ uniform in
             [0, 2π)), drawn from ``(seed, element index)``; multi-coil: the window's maps turn with it.
             The masks are not turned (they are the acquisition's).
+        zoom: with ``sampling="patch"``, the largest scale factor Z of a random zoom (1 = none): each
+            training patch is then the cubic-spline interpolation, on the p×p grid, of a window of side
+            p/z inside its p×p window (z log-uniform in [1, Z], the window's place uniform; drawn from
+            ``(seed, element index)``), measured on its own grid as any patch. Zoomed patches carry
+            fewer details per pixel than the slice: images of a finer matrix than the training
+            volumes'. Multi-coil maps are zoomed with it (linear interpolation).
     """
 
     data: str = "demo"
@@ -79,6 +85,7 @@ class DataConfig:
     val_fraction: float = 0.2
     sampling: str = "patch"
     augment: bool = False
+    zoom: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,9 @@ ARCHITECTURE_FIELDS = (
     "lr_schedule",
 )
 
+# The largest --zoom: a p×p patch then interpolates a window of side p/4.
+MAX_ZOOM = 4.0
+
 # Seeds feed NumPy's legacy seeding (keras.utils.set_random_seed), TensorFlow and JAX PRNG keys; all
 # accept [0, 2**31 - 1], and mask seeds are offset by slice and bank indices (+ 100000 + j) within it.
 MAX_SEED = 2**31 - 1 - 200_000
@@ -225,6 +235,7 @@ OPTIONS = {
     "data.val_fraction": "--val-fraction",
     "data.sampling": "--sampling",
     "data.augment": "--augment",
+    "data.zoom": "--zoom",
     "model.blocks": "--blocks",
     "model.filters": "--filters",
     "model.noise_lambda": "--noise-lambda",
@@ -292,6 +303,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.data.batch_size >= 1, "data.batch_size", ">= 1", cfg.data.batch_size),
         (0 <= cfg.data.val_fraction < 1, "data.val_fraction", "in [0, 1)", cfg.data.val_fraction),
         (cfg.data.sampling in SAMPLINGS, "data.sampling", f"one of {SAMPLINGS}", cfg.data.sampling),
+        (1 <= cfg.data.zoom <= MAX_ZOOM, "data.zoom", f"in [1, {MAX_ZOOM:g}]", cfg.data.zoom),
         (cfg.model.cascades >= 1, "model.cascades", ">= 1", cfg.model.cascades),
         (cfg.model.blocks >= 0, "model.blocks", ">= 0", cfg.model.blocks),
         (cfg.model.filters >= 1, "model.filters", ">= 1", cfg.model.filters),
@@ -328,5 +340,10 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.data.augment and cfg.data.sampling != "patch":
         raise ConfigError(
             f"{arg('data.augment')} turns patches measured on their own grid: it needs {arg('data.sampling')} "
+            f"patch. Received: {arg('data.sampling')} {cfg.data.sampling}"
+        )
+    if cfg.data.zoom != 1 and cfg.data.sampling != "patch":
+        raise ConfigError(
+            f"{arg('data.zoom')} zooms patches measured on their own grid: it needs {arg('data.sampling')} "
             f"patch. Received: {arg('data.sampling')} {cfg.data.sampling}"
         )

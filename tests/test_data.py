@@ -514,3 +514,88 @@ def test_augmented_multicoil_patch_turns_the_maps_with_the_image(rng):
         expected_zf = (np.conj(am) * ref_ifft2c(k)).sum(0)
         np.testing.assert_allclose(zf, expected_zf, atol=1e-4)
         np.testing.assert_allclose(k, k * ai["mask"], atol=1e-6)  # only measured samples
+
+
+def _ramp(y, x, slope):
+    """A complex linear ramp (NumPy reference for the zoom): splines reproduce it inside the plane."""
+    return (1 + slope * (0.02 * y + 0.01 * x)) + 1j * (0.5 - 0.01 * y + 0.015 * x)
+
+
+def test_zoomed_patches_interpolate_a_smaller_window():
+    """--zoom Z: each element's image is the slice sampled at ``top + dy + j/z, left + dx + k/z``, z in
+    [1, Z] log-uniform, the zoomed window inside the p×p window; checked on linear ramps, which the
+    cubic spline reproduces (up to its edge condition, a few pixels deep: only elements sampling at
+    least 6 pixels inside the slice are compared), then measured on the p×p grid as any patch (the
+    input recomputed by hand with the patch-shaped mask). The slice, window and mask are the un-zoomed
+    element's."""
+    from kerasrecon.data.pipeline import element_indices, numpy_element, sampling_plan, zoom_draw
+
+    n, p, big = 48, 16, 3.0
+    yy, xx = np.mgrid[:n, :n]
+    images = np.stack([_ramp(yy, xx, 1.0), _ramp(yy, xx, -2.0)]).astype(np.complex64)
+    vol = Volume("v", ref_fft2c(images).astype(np.complex64))
+    cfg = small_cfg()
+    plain = sampling_plan([vol], cfg)
+    zoom = sampling_plan([vol], TrainConfig(data=DataConfig(patch_size=p, zoom=big), mask=cfg.mask, seed=3))
+    smask = make_mask("poisson", 4, (n, n), cfg.mask.seed).array
+    scales = 1 / np.abs(ref_ifft2c(ref_fft2c(images) * smask)).reshape(2, -1).max(1)
+    compared, logs = 0, []
+    for i in range(60):
+        s, top, left, _ = element_indices(zoom, i)
+        np.testing.assert_array_equal(element_indices(plain, i), element_indices(zoom, i))
+        z, dy, dx = zoom_draw(zoom, i)
+        logs.append(np.log(z) / np.log(big))
+        assert 1 <= z <= big and 0 <= dy <= (p - 1) * (1 - 1 / z) + 1e-9 and 0 <= dx <= (p - 1) * (1 - 1 / z) + 1e-9
+        rows, cols = top + dy + np.arange(p)[:, None] / z, left + dx + np.arange(p)[None, :] / z
+        if min(rows.min(), cols.min()) < 6 or max(rows.max(), cols.max()) > n - 7:
+            continue
+        compared += 1
+        expected = scales[s] * _ramp(rows, cols, [1.0, -2.0][s])
+        inputs, target = numpy_element(zoom, i)
+        np.testing.assert_allclose(target[..., 0], np.abs(expected), rtol=2e-3)
+        zf = ref_ifft2c(ref_fft2c(expected) * inputs["mask"])
+        np.testing.assert_allclose(inputs["zero_filled"][..., 0] + 1j * inputs["zero_filled"][..., 1], zf, atol=2e-3)
+        np.testing.assert_array_equal(inputs["mask"], numpy_element(plain, i)[0]["mask"])
+    assert compared >= 10
+    assert np.histogram(logs, 3, (0, 1))[0].min() >= 10  # log-uniform over [1, Z]
+
+
+def test_zoomed_multicoil_maps_are_interpolated_linearly(rng):
+    """Multi-coil --zoom: the window's maps are sampled where the image is, by linear interpolation
+    (exact for linear maps, so checked to round-off), and the input is the SENSE adjoint of the
+    zoomed coil images measured on the patch grid."""
+    from kerasrecon.data.pipeline import element_indices, numpy_element, sampling_plan, zoom_draw
+
+    n, p = 24, 12
+    yy, xx = np.mgrid[:n, :n]
+    images = random_complex(rng, (2, n, n))
+    maps = np.stack([_ramp(yy, xx, 1.0), _ramp(yy, xx, -1.0) * 1j, _ramp(yy, xx, 0.5)])[None].repeat(2, 0) / 3
+    vol = Volume("mc", ref_fft2c(images), coil_kspace=ref_fft2c(maps * images[:, None]), maps=maps.astype(np.complex64))
+    plan = sampling_plan([vol], TrainConfig(data=DataConfig(patch_size=p, zoom=2.0), mask=MaskConfig(acceleration=4)))
+    assert plan.coil_inputs
+    for i in range(6):
+        s, top, left, _ = element_indices(plan, i)
+        z, dy, dx = zoom_draw(plan, i)
+        rows, cols = top + dy + np.arange(p)[:, None] / z, left + dx + np.arange(p)[None, :] / z
+        inputs, _ = numpy_element(plan, i)
+        got = inputs["maps"][..., 0] + 1j * inputs["maps"][..., 1]
+        ref = np.stack([_ramp(rows, cols, 1.0), _ramp(rows, cols, -1.0) * 1j, _ramp(rows, cols, 0.5)]) / 3
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+        k = inputs["masked_kspace"][..., 0] + 1j * inputs["masked_kspace"][..., 1]
+        zf = inputs["zero_filled"][..., 0] + 1j * inputs["zero_filled"][..., 1]
+        np.testing.assert_allclose(zf, (np.conj(got) * ref_ifft2c(k)).sum(0), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (DataConfig(zoom=2.0, sampling="slice"), r"data.zoom .* needs data.sampling patch. Received: data.sampling slice"),
+        (DataConfig(zoom=0.5), r"data.zoom must be in \[1, 4\]. Received: 0.5"),
+        (DataConfig(zoom=8.0), r"data.zoom must be in \[1, 4\]. Received: 8.0"),
+    ],
+)
+def test_zoom_bad_values(data, match):
+    from kerasrecon.config import validate
+
+    with pytest.raises(ConfigError, match=match):
+        validate(TrainConfig(data=data))

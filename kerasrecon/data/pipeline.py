@@ -102,6 +102,7 @@ class SamplingPlan:
         self.per_sample = cfg.mask.per_sample
         self.whole_slice = cfg.data.sampling == "slice"
         self.augment = cfg.data.augment
+        self.zoom = float(cfg.data.zoom)
         self.exact_dc = dc_is_exact(cfg, self.h, self.w)
         m = cfg.mask
         if m.per_sample:
@@ -240,6 +241,35 @@ def augmentation(plan: SamplingPlan, i: int) -> tuple[int, float]:
     return min(int(u[0] * 8), 7), float(u[1] * 2 * np.pi)
 
 
+def zoom_draw(plan: SamplingPlan, i: int) -> tuple[float, float, float]:
+    """Element ``i``'s zoom draw, a pure function of ``(seed, i)`` (a stream of its own: the element's
+    slice, window, mask and turn are those of the un-zoomed run): ``(z, dy, dx)``, ``z`` log-uniform in
+    ``[1, plan.zoom]``, ``(dy, dx)`` the zoomed window's offset inside the p×p window, uniform in
+    ``[0, (p - 1)(1 - 1/z)]``."""
+    u = np.random.default_rng([plan.seed, int(i), 2]).random(3)
+    z = float(plan.zoom ** u[0])
+    room = (plan.p - 1) * (1 - 1 / z)
+    return z, float(u[1] * room), float(u[2] * room)
+
+
+def zoom_window(x: np.ndarray, p: int, z: float, y0: float, x0: float, order: int = 3) -> np.ndarray:
+    """A p×p grid over the window of side p/z at ``(y0, x0)`` of ``x``: complex ``[..., H, W]`` ->
+    complex64 ``[..., p, p]`` whose pixel ``(j, k)`` is the spline interpolation (``order``, real and
+    imaginary parts apart, over the whole ``H × W`` plane) of ``x[..., y0 + j/z, x0 + k/z]``. The
+    window must lie in the plane; ``z = 1`` at integer ``(y0, x0)`` is the crop."""
+    from scipy import ndimage
+
+    grid = np.arange(p) / z
+    rows, cols = np.meshgrid(y0 + grid, x0 + grid, indexing="ij")
+
+    def one(plane):
+        return ndimage.map_coordinates(plane, [rows, cols], order=order, mode="nearest")
+
+    flat = np.asarray(x).reshape(-1, *x.shape[-2:])
+    out = np.stack([one(a.real.astype(np.float64)) + 1j * one(a.imag.astype(np.float64)) for a in flat])
+    return out.reshape(*x.shape[:-2], p, p).astype(np.complex64)
+
+
 def turn(x: np.ndarray, t: int) -> np.ndarray:
     """One of the 8 symmetries of the square on the last two axes of ``x`` ``[..., p, p]``: ``t % 4``
     quarter turns, then (``t >= 4``) a flip of the last axis."""
@@ -253,13 +283,21 @@ def numpy_element(plan: SamplingPlan, i: int):
     s, top, left, m = (int(x) for x in element_indices(plan, i))
     p, mask = plan.p, plan.mask(m)
     window = (slice(top, top + p), slice(left, left + p))
-    patch = plan.target(s)[window]
-    if plan.augment:  # patch sampling only (checked with the config)
+    zoomed = plan.zoom != 1  # patch sampling only (checked with the config), as augment
+    if zoomed:
+        z, dy, dx = zoom_draw(plan, i)
+        patch = zoom_window(plan.target(s), p, z, top + dy, left + dx)
+    else:
+        patch = plan.target(s)[window]
+    if plan.augment:
         t, phi = augmentation(plan, i)
         patch = (turn(patch, t) * np.exp(1j * phi)).astype(np.complex64)
     if plan.multicoil:
         slice_maps = plan.maps(s)
-        maps = slice_maps[(slice(None), *window)]
+        if zoomed:  # linear: maps stay 0 between pixels where they are 0
+            maps = zoom_window(slice_maps, p, z, top + dy, left + dx, order=1)
+        else:
+            maps = slice_maps[(slice(None), *window)]
         if plan.augment:
             maps = turn(maps, t)
         if plan.whole_slice:  # the window of the slice's SENSE-combined zero-filled image
