@@ -589,7 +589,10 @@ def test_zoomed_multicoil_maps_are_interpolated_linearly(rng):
 @pytest.mark.parametrize(
     "data, match",
     [
-        (DataConfig(zoom=2.0, sampling="slice"), r"data.zoom .* needs data.sampling patch. Received: data.sampling slice"),
+        (
+            DataConfig(zoom=2.0, sampling="slice"),
+            r"data.zoom .* needs data.sampling patch. Received: data.sampling slice",
+        ),
         (DataConfig(zoom=0.5), r"data.zoom must be in \[1, 4\]. Received: 0.5"),
         (DataConfig(zoom=8.0), r"data.zoom must be in \[1, 4\]. Received: 8.0"),
     ],
