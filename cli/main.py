@@ -21,6 +21,7 @@ from kerasrecon.config import (
     CONTENT_LOSS_NAMES,
     GRIDS,
     LR_SCHEDULES,
+    NETWORKS,
     OPTIONS,
     PRECISIONS,
     SAMPLINGS,
@@ -538,6 +539,27 @@ def train_options(fn):
             help="K generator + data-consistency stages in series (cascaded DC network; 1 = the thesis).",
         ),
         click.option(
+            "--network",
+            type=click.Choice(NETWORKS),
+            default=DEFAULTS.model.network,
+            show_default=True,
+            help="Each cascade's regulariser: resnet (the thesis' residual generator, --blocks) or unet (a "
+            "U-Net, --levels poolings, --filters channels doubling per level: a larger receptive field).",
+        ),
+        click.option(
+            "--levels",
+            type=int,
+            default=DEFAULTS.model.levels,
+            show_default=True,
+            help="Poolings of --network unet.",
+        ),
+        click.option(
+            "--share-weights",
+            is_flag=True,
+            help="All cascades share one regulariser's weights (an unrolled iteration; the DC layers stay "
+            "per cascade).",
+        ),
+        click.option(
             "--strategy",
             type=click.Choice(STRATEGIES),
             default=DEFAULTS.strategy,
@@ -640,6 +662,9 @@ def config_from_options(o: dict):
             noise_lambda=o["noise_lambda"],
             cascades=o["cascades"],
             learned_dc=o["learned_dc"],
+            network=o["network"],
+            levels=o["levels"],
+            share_weights=o["share_weights"],
         ),
         loss=LossConfig(
             content=o["content"],

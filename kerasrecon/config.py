@@ -20,6 +20,7 @@ STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16", "float64")
 SAMPLINGS = ("patch", "slice")
 LR_SCHEDULES = ("constant", "cosine")
+NETWORKS = ("resnet", "unet")
 # Evaluation and serving choices (one home; the CLI builds its choice lists from these).
 SPLITS = ("val", "all")  # evaluate the run's held-out part of the data, or all of it
 TARGETS = ("sense", "rss")  # multi-coil results scored against the SENSE-combined image or the coil RSS
@@ -99,6 +100,12 @@ class ModelConfig:
         cascades: K generator + DC stages in series (1 = the thesis' generator).
         learned_dc: each DC stage learns its step η in ``k − η M ⊙ (k − s0)`` (initialised to 1, hard DC;
             E2E-VarNet's soft data consistency); ``noise_lambda`` is then unused.
+        network: each stage's regulariser: ``resnet`` (the thesis' residual generator, ``blocks`` residual
+            blocks) or ``unet`` (a U-Net of ``levels`` 2× poolings, ``filters`` channels at full
+            resolution doubling per level: a receptive field that grows with the image's scale).
+        levels: the U-Net's poolings (``network="unet"``).
+        share_weights: all cascades use one regulariser's weights (an unrolled iteration; the DC steps η
+            stay per cascade).
     """
 
     blocks: int = 16
@@ -106,6 +113,9 @@ class ModelConfig:
     noise_lambda: float | None = None
     cascades: int = 1
     learned_dc: bool = False
+    network: str = "resnet"
+    levels: int = 3
+    share_weights: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,6 +218,9 @@ ARCHITECTURE_FIELDS = (
     "model.filters",
     "model.cascades",
     "model.learned_dc",
+    "model.network",
+    "model.levels",
+    "model.share_weights",
     "data.patch_size",
     "lr_schedule",
 )
@@ -241,6 +254,9 @@ OPTIONS = {
     "model.noise_lambda": "--noise-lambda",
     "model.learned_dc": "--learned-dc",
     "model.cascades": "--cascades",
+    "model.network": "--network",
+    "model.levels": "--levels",
+    "model.share_weights": "--share-weights",
     "loss.content": "--loss",
     "loss.mse_weight": "--alpha",
     "loss.feature_weight": "--beta",
@@ -306,6 +322,8 @@ def validate(cfg: TrainConfig) -> None:
         (1 <= cfg.data.zoom <= MAX_ZOOM, "data.zoom", f"in [1, {MAX_ZOOM:g}]", cfg.data.zoom),
         (cfg.model.cascades >= 1, "model.cascades", ">= 1", cfg.model.cascades),
         (cfg.model.blocks >= 0, "model.blocks", ">= 0", cfg.model.blocks),
+        (cfg.model.network in NETWORKS, "model.network", f"one of {NETWORKS}", cfg.model.network),
+        (1 <= cfg.model.levels <= 6, "model.levels", "in [1, 6]", cfg.model.levels),
         (cfg.model.filters >= 1, "model.filters", ">= 1", cfg.model.filters),
         (
             cfg.model.noise_lambda is None or cfg.model.noise_lambda > 0,

@@ -148,3 +148,70 @@ def test_learned_dc_step_against_a_numpy_reference(rng):
         np.testing.assert_allclose(out[..., 0] + 1j * out[..., 1], expected, atol=1e-4)
     clone = DataConsistency.from_config(layer.get_config())
     assert clone.learned and clone.eta is not None
+
+
+def expected_unet_params(f, levels):
+    """Hand count of ``unet(f, levels)``: per level two [Conv3×3 (no bias), BN (γ, β, mean, var), PReLU]
+    down and up (the up level's first conv sees the upsampled and the skip channels), the bottom's
+    two, and the output conv 3×3·2 with bias."""
+
+    def double(cin, c):
+        return conv(3, cin, c, bias=False) + conv(3, c, c, bias=False) + 2 * (4 * c + c)
+
+    total, cin = 0, 2
+    for level in range(levels):
+        total += double(cin, f * 2**level)
+        cin = f * 2**level
+    total += double(cin, f * 2**levels)
+    for level in reversed(range(levels)):
+        total += double(f * 2 ** (level + 1) + f * 2**level, f * 2**level)
+    return total + conv(3, f, 2)
+
+
+def test_unet_regulariser_params_shared_weights_and_any_size(rng):
+    """``network="unet"``: parameters as counted by hand, one nested U-Net per cascade or one for all
+    (``share_weights``, also for the residual network), and on odd sizes (pooled to ⌈H/2⌉, cropped
+    back) the output keeps its shape and the measured samples (NumPy FFT); untrained, each stage is
+    the identity, so the generator returns the DC of its input."""
+    g = build_generator(filters=4, cascades=2, network="unet", levels=2)
+    assert g.count_params() == 2 * expected_unet_params(4, 2)
+    assert [lay.name for lay in g.layers if isinstance(lay, keras.Model)] == ["g1_unet", "g2_unet"]
+    shared = build_generator(filters=4, cascades=3, network="unet", levels=2, share_weights=True)
+    assert shared.count_params() == expected_unet_params(4, 2)
+    assert [lay.name for lay in shared.layers if isinstance(lay, keras.Model)] == ["g_unet"]
+    dc = [lay.name for lay in shared.layers if isinstance(lay, DataConsistency)]
+    assert dc == ["g1_data_consistency", "g2_data_consistency", "g3_data_consistency"]
+    resnet = build_generator(blocks=1, filters=8, cascades=3, share_weights=True)
+    assert resnet.count_params() == expected_generator_params(1, 8)
+    ch = lambda z: np.stack([z.real, z.imag], -1).astype("float32")  # noqa: E731
+    img = random_complex(rng, (2, 13, 11))
+    mask = make_mask("poisson", 4, (13, 11), 0).array
+    k = fft2c_np(img) * mask
+    zf = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    inputs = {"zero_filled": ch(zf), "masked_kspace": ch(k), "mask": np.broadcast_to(mask, (2, 13, 11))}
+    np.testing.assert_allclose(np.asarray(g(inputs)), ch(zf), atol=1e-5)  # identity stages, DC of a consistent image
+    for lay in g.layers:
+        if isinstance(lay, keras.Model):
+            out_conv = lay.get_layer(f"{lay.name}_conv_out")
+            out_conv.set_weights([rng.standard_normal(w.shape).astype("float32") * 0.1 for w in out_conv.get_weights()])
+    out = np.asarray(g(inputs))
+    assert out.shape == (2, 13, 11, 2)
+    out_k = fft2c_np(out[..., 0] + 1j * out[..., 1])
+    np.testing.assert_allclose(out_k[:, mask > 0], k[:, mask > 0], atol=1e-4)
+    assert np.abs(out_k[:, mask == 0] - k[:, mask == 0]).max() > 1e-2
+
+
+def test_unet_sees_further_than_the_residual_network(rng):
+    """Receptive field: with random weights, a pixel 20 rows away changes the U-Net's output (3
+    poolings: a field of over 60 pixels) but not the residual network's of 2 blocks (3×3 convs: 7
+    convs reach 7 pixels)."""
+    far = np.zeros((1, 48, 48, 2), np.float32)
+    near = far.copy()
+    far[0, 44, 24] = 1.0
+    for net, reach in (("unet", True), ("resnet", False)):
+        g = build_generator(blocks=2, filters=4, network=net, levels=3, data_consistency=False)
+        out_conv = g.get_layer("g_unet").get_layer("g_unet_conv_out") if net == "unet" else g.get_layer("g_conv_out")
+        out_conv.set_weights([rng.standard_normal(w.shape).astype("float32") for w in out_conv.get_weights()])
+        zeros = {"masked_kspace": np.zeros((1, 48, 48, 2), "float32"), "mask": np.zeros((1, 48, 48), "float32")}
+        a, b = (np.asarray(g({**zeros, "zero_filled": z}))[0, 24, 24] for z in (near, far))
+        assert (np.abs(a - b).max() > 1e-6) == reach, net

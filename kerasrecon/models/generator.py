@@ -140,6 +140,22 @@ class ComplexMultiply(layers.Layer):
         return input_shape[0]
 
 
+@keras.saving.register_keras_serializable(package="kerasrecon")
+class CropTo(layers.Layer):
+    """The U-Net's crop after upsampling: inputs ``[x, ref]``, ``x`` ``[B, H', W', C]`` with ``H' >= H``,
+    ``W' >= W``, ``ref`` ``[B, H, W, C_ref]`` -> ``x[:, :H, :W]`` (an odd size pooled to ⌈H/2⌉ and
+    upsampled is one row longer than its skip connection)."""
+
+    def call(self, inputs):
+        x, ref = inputs
+        shape = keras.ops.shape(ref)
+        return x[:, : shape[1], : shape[2], :]
+
+    def compute_output_shape(self, input_shape):
+        x, ref = input_shape
+        return (x[0], ref[1], ref[2], x[3])
+
+
 def _conv(filters, name, use_bias=True, dtype=None):
     # Convs followed by BatchNorm have no bias: BN's β makes it redundant, and its gradient is zero up
     # to round-off, which Adam would turn into full-size random steps.
@@ -155,16 +171,6 @@ def _bn(name, dtype=None):
     return layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_batchnorm(), name=name, dtype=dtype)
 
 
-def residual_block(x, filters: int, name: str, dtype=None):
-    """Conv-BN-PReLU-Conv-BN + skip. x: ``[B, H, W, filters]`` (the policy's compute dtype) -> same."""
-    y = _conv(filters, f"{name}_conv1", use_bias=False, dtype=dtype)(x)
-    y = _bn(f"{name}_bn1", dtype)(y)
-    y = _prelu(f"{name}_prelu", dtype)(y)
-    y = _conv(filters, f"{name}_conv2", use_bias=False, dtype=dtype)(y)
-    y = _bn(f"{name}_bn2", dtype)(y)
-    return layers.Add(name=f"{name}_add", dtype=dtype)([x, y])
-
-
 def build_generator(
     blocks: int = ModelConfig.blocks,
     filters: int = ModelConfig.filters,
@@ -174,6 +180,9 @@ def build_generator(
     dtype=None,
     multicoil: bool = False,
     learned_dc: bool = ModelConfig.learned_dc,
+    network: str = ModelConfig.network,
+    levels: int = ModelConfig.levels,
+    share_weights: bool = ModelConfig.share_weights,
 ) -> keras.Model:
     """Build the generator.
 
@@ -186,6 +195,11 @@ def build_generator(
             stage's image (cascaded DC networks; K = 1 is the thesis' generator). Layer names get
             the prefix ``g_`` for K = 1 and ``g{k}_`` (k = 1..K) otherwise.
         learned_dc: each DC layer learns its step η (``DataConsistency(learned=True)``).
+        network: each stage's regulariser, ``resnet`` (the residual network above; ``blocks``) or
+            ``unet`` (:func:`unet`; ``levels``, ``filters``), a nested model named ``{prefix}unet``.
+        levels: the U-Net's 2× poolings.
+        share_weights: one regulariser for all cascades (layer names ``g_...`` / ``g_unet``); each
+            cascade keeps its own DC layer ``g{k}_data_consistency``.
         multicoil: inputs for multi-coil data consistency: ``masked_kspace`` ``[B, C, H, W, 2]`` and
             ``maps`` ``[B, C, H, W, 2]`` (same weights as the single-coil graph: a model trained on
             either loads into both). The maps' phase convention is fixed first (``MapPhase``), so
@@ -215,12 +229,16 @@ def build_generator(
         inputs["maps"] = keras.Input((None, None, None, 2), name="maps", dtype=wide)
         image, maps, phase = MapPhase(dtype=wide, name="map_phase")([zero_filled, masked_kspace, inputs["maps"]])
         dc_extra = [maps]
+    shared = None
+    if share_weights:  # one regulariser, called once per cascade
+        shared = _regulariser(network, blocks, filters, levels, "g_", dtype)
     for k in range(cascades):
         prefix = "g_" if cascades == 1 else f"g{k + 1}_"
         dc = DataConsistency(noise_lambda, learned_dc, dtype=wide, name=f"{prefix}data_consistency")
-        image = _stage(
-            image, [masked_kspace, mask, *dc_extra], blocks, filters, dc if data_consistency else None, prefix, dtype
-        )
+        body = shared or _regulariser(network, blocks, filters, levels, prefix, dtype)
+        image = body(image)
+        if data_consistency:
+            image = dc([image, masked_kspace, mask, *dc_extra])
     if multicoil:
         image = ComplexMultiply(dtype=wide, name="map_phase_back")([image, phase])
     return keras.Model(inputs, image, name="generator")
@@ -238,6 +256,9 @@ def from_config(model_cfg, dtype=None, multicoil: bool = False) -> keras.Model:
         dtype=dtype,
         multicoil=multicoil,
         learned_dc=m.learned_dc,
+        network=m.network,
+        levels=m.levels,
+        share_weights=m.share_weights,
     )
 
 
@@ -249,23 +270,97 @@ def multicoil_twin(generator, model_cfg) -> keras.Model:
     return twin
 
 
-def _stage(image_in, measured, blocks, filters, dc, prefix, dtype=None):
-    """One residual network + DC: float32 ``[B, H, W, 2]`` image -> refined image (same shape).
-    ``measured``: the DC layer's other inputs, ``[masked_kspace, mask]`` or ``[..., maps]``; ``dc``: the
-    ``DataConsistency`` layer, or ``None`` for none."""
-    x = _conv(filters, f"{prefix}conv_in", dtype=dtype)(image_in)
-    x = head = _prelu(f"{prefix}prelu_in", dtype)(x)
-    for i in range(blocks):
-        x = residual_block(x, filters, name=f"{prefix}block{i + 1:02d}", dtype=dtype)
-    x = _conv(filters, f"{prefix}conv_mid", use_bias=False, dtype=dtype)(x)
-    x = _bn(f"{prefix}bn_mid", dtype)(x)
-    x = layers.Add(name=f"{prefix}long_skip", dtype=dtype)([head, x])
-    # Zero-initialised output conv: the untrained generator is the identity on its input image
-    # (then DC), so training starts from the zero-filled baseline instead of from random noise.
-    # Output conv, residual and DC stay float32 under mixed precision (the image and the FFTs need it).
+def _regulariser(network, blocks, filters, levels, prefix, dtype=None):
+    """One stage's network without its DC: a callable float32 ``[B, H, W, 2]`` image -> refined image
+    (same shape). ``resnet``: its layers are applied in the caller's graph (layer names as in 0.5.0, so
+    saved weights load); ``unet``: a nested model ``{prefix}unet``. Called twice, it shares weights
+    (``resnet`` rebuilds nothing: a closure over one set of layers)."""
+    if network == "unet":
+        return unet(filters, levels, f"{prefix}unet", dtype)
+    layer_list = _resnet_layers(blocks, filters, prefix, dtype)
+    return lambda image: _apply_resnet(layer_list, image)
+
+
+def _resnet_layers(blocks, filters, prefix, dtype=None):
+    """The residual network's layers, in the order :func:`_apply_resnet` calls them."""
     wide = wide_dtype(dtype)
-    x = Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype=wide, name=f"{prefix}conv_out")(x)
-    image = layers.Add(dtype=wide, name=f"{prefix}residual")([image_in, x])
-    if dc is not None:
-        image = dc([image, *measured])
-    return image
+    block_layers = [
+        (
+            _conv(filters, f"{prefix}block{i + 1:02d}_conv1", use_bias=False, dtype=dtype),
+            _bn(f"{prefix}block{i + 1:02d}_bn1", dtype),
+            _prelu(f"{prefix}block{i + 1:02d}_prelu", dtype),
+            _conv(filters, f"{prefix}block{i + 1:02d}_conv2", use_bias=False, dtype=dtype),
+            _bn(f"{prefix}block{i + 1:02d}_bn2", dtype),
+            layers.Add(name=f"{prefix}block{i + 1:02d}_add", dtype=dtype),
+        )
+        for i in range(blocks)
+    ]
+    return {
+        "head": (_conv(filters, f"{prefix}conv_in", dtype=dtype), _prelu(f"{prefix}prelu_in", dtype)),
+        "blocks": block_layers,
+        "mid": (
+            _conv(filters, f"{prefix}conv_mid", use_bias=False, dtype=dtype),
+            _bn(f"{prefix}bn_mid", dtype),
+            layers.Add(name=f"{prefix}long_skip", dtype=dtype),
+        ),
+        # Zero-initialised output conv: the untrained generator is the identity on its input image
+        # (then DC), so training starts from the zero-filled baseline instead of from random noise.
+        # Output conv, residual and DC stay float32 under mixed precision (the image and the FFTs need it).
+        "out": (
+            Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype=wide, name=f"{prefix}conv_out"),
+            layers.Add(dtype=wide, name=f"{prefix}residual"),
+        ),
+    }
+
+
+def _apply_resnet(net, image_in):
+    """Conv-PReLU head, residual blocks (Conv-BN-PReLU-Conv-BN + skip), Conv-BN + long skip, zero-
+    initialised output conv added to the input image: float32 ``[B, H, W, 2]`` -> same."""
+    conv_in, prelu_in = net["head"]
+    x = head = prelu_in(conv_in(image_in))
+    for conv1, bn1, prelu, conv2, bn2, add in net["blocks"]:
+        x = add([x, bn2(conv2(prelu(bn1(conv1(x)))))])
+    conv_mid, bn_mid, long_skip = net["mid"]
+    x = long_skip([head, bn_mid(conv_mid(x))])
+    conv_out, residual = net["out"]
+    return residual([image_in, conv_out(x)])
+
+
+def unet(filters: int, levels: int, name: str = "unet", dtype=None) -> keras.Model:
+    """A U-Net regulariser (fastMRI's layout with the thesis' layers): per level two [Conv3×3, BN,
+    PReLU] with ``filters · 2^level`` channels, 2× average pooling down, 2× nearest upsampling up
+    (cropped to the skip connection, so any H, W), concatenation with the skip, two [Conv3×3, BN,
+    PReLU]; a zero-initialised Conv3×3·2 added to the input (the untrained stage is the identity).
+
+    Args:
+        filters: channels at full resolution; ``levels``: 2× poolings (the receptive field grows as
+            ``2^levels``); ``name``: the model's name; ``dtype``: the hidden layers' dtype policy (the
+            output conv and residual are float32; float64 under a float64 policy).
+
+    Returns:
+        ``keras.Model`` float32 ``[B, H, W, 2]`` -> ``[B, H, W, 2]`` (any H, W ≥ 1).
+    """
+    wide = wide_dtype(dtype)
+    image = keras.Input((None, None, 2), dtype=wide, name=f"{name}_image")
+
+    def double_conv(x, channels, tag):
+        for j in (1, 2):
+            x = _conv(channels, f"{name}_{tag}_conv{j}", use_bias=False, dtype=dtype)(x)
+            x = _bn(f"{name}_{tag}_bn{j}", dtype)(x)
+            x = _prelu(f"{name}_{tag}_prelu{j}", dtype)(x)
+        return x
+
+    x, skips = image, []
+    for level in range(levels):
+        x = double_conv(x, filters * 2**level, f"down{level}")
+        skips.append(x)
+        x = layers.AveragePooling2D(2, padding="same", name=f"{name}_pool{level}", dtype=dtype)(x)
+    x = double_conv(x, filters * 2**levels, "bottom")
+    for level in reversed(range(levels)):
+        x = layers.UpSampling2D(2, name=f"{name}_up{level}", dtype=dtype)(x)
+        x = CropTo(name=f"{name}_crop{level}", dtype=dtype)([x, skips[level]])
+        x = layers.Concatenate(name=f"{name}_concat{level}", dtype=dtype)([x, skips[level]])
+        x = double_conv(x, filters * 2**level, f"up{level}")
+    x = Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype=wide, name=f"{name}_conv_out")(x)
+    out = layers.Add(dtype=wide, name=f"{name}_residual")([image, x])
+    return keras.Model(image, out, name=name)
