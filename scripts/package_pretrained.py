@@ -63,6 +63,15 @@ def _verdict(table_dir: Path, method: str) -> list[str]:
     return lines
 
 
+def regulariser(m) -> str:
+    """Each cascade's network in words (a ``ModelConfig``)."""
+    if m.network == "unet":
+        net = f"U-Net of {m.levels} poolings, {m.filters} filters at full resolution"
+    else:
+        net = f"conv → {m.blocks} residual blocks × {m.filters} filters"
+    return net + (" (one set of weights for all cascades)" if m.share_weights else "")
+
+
 def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
     manifest = json.loads((Path(cfg.data.data) / "manifest.json").read_text()) if Path(cfg.data.data).is_dir() else {}
     sim = manifest.get("simulation", {})
@@ -92,7 +101,7 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         f"CLI: `kerasrecon reconstruct --model pretrained:{name} ...` (also `evaluate --model`, `compare`, `export`).",
         "",
         "## Model",
-        f"- Generator: {m.cascades} cascades of [conv → {m.blocks} residual blocks × {m.filters} filters → "
+        f"- Generator: {m.cascades} cascades of [{regulariser(m)} → "
         f"data consistency ({'hard' if m.noise_lambda is None else f'soft, λ {m.noise_lambda}'})]; "
         f"{'multi-coil DC with coil maps' if multicoil else 'single-coil DC'}.",
         *(
@@ -132,6 +141,7 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         f"(seed {mk.seed}), centre fraction {mk.center_fraction or 'default'}.",
         f"- Samples: {d.sampling} {d.patch_size}×{d.patch_size}, batch {d.batch_size}"
         + ("; augmented (a random flip/quarter turn and global phase per patch, `--augment`)" if d.augment else "")
+        + (f"; random zoom up to {d.zoom:g}× (`--zoom`)" if d.zoom != 1 else "")
         + "; Adam lr "
         + f"{cfg.learning_rate:g} β1 {cfg.beta_1}, {cfg.lr_schedule} schedule; seed {cfg.seed}.",
         f"- Retrain and re-measure: `bash scripts/pretrained.sh` (commit {commit.stdout.strip() or 'unknown'}, "
@@ -184,7 +194,7 @@ def main(argv=None):
     multicoil = json.loads((Path(cfg.data.data) / "manifest.json").read_text())["simulation"].get("coils", 1) > 1
     registry[a.name] = {
         "summary": f"{'multi' if multicoil else 'single'}-coil, {mk.kind} R = {mk.acceleration:g}, "
-        f"{cfg.model.cascades} cascades × {cfg.model.blocks} blocks × {cfg.model.filters} filters, "
+        f"{cfg.model.cascades} cascades × {regulariser(cfg.model)}, "
         f"{step} MSE steps on real brain MR (realistic simulation)",
         "step": step,
         "multicoil": multicoil,
