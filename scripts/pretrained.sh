@@ -5,7 +5,8 @@
 #     simulation (smooth random phase, complex k-space noise σ = 1 % of the peak), 2-D Poisson masks.
 #   multicoil-r4: the same volumes through 8 simulated birdcage coils (noise 0.5 %), maps from 24 ACS
 #     columns, multi-coil data consistency in training.
-# Every model: MSE only, 4 blocks × 32 filters per stage, 2 cascades, batch 4, a new mask per sample,
+# Every model: MSE only, 2 cascades of 4 blocks × 32 filters (singlecoil-r8: one U-Net of 2 poolings and
+# 32 filters shared by both cascades), batch 4, a new mask per sample,
 # Adam 1e-3 with cosine decay, seed 0; ≤ 30 min on a 2-core CPU each.
 # Scored on held-out real MR of other anatomies (shoulder, abdomen, 3 T T1 head slices, T1 coronal brain) and on
 # the demo template's 12 held-out slices, beside zero-filling and TV / SENSE-TV run to convergence
@@ -36,7 +37,8 @@ fit() { name=$1; shift; local t0=$SECONDS; $K fit $COMMON "$@" --out runs/$name 
         echo "$name: $((SECONDS - t0)) s" | tee -a fit_times.txt; }
 [ -d runs/singlecoil-r4 ] || fit singlecoil-r4 --data real_train_noisy -R 4 --patch-size 64 --pretrain-steps 5000 --augment
 [ -d runs/multicoil-r4 ] || fit multicoil-r4 --data mc_real_train -R 4 --patch-size 64 --pretrain-steps 3000 --precision float32 --augment
-[ -d runs/singlecoil-r8 ] || fit singlecoil-r8 --data real_train_noisy -R 8 --patch-size 64 --pretrain-steps 5000 --augment
+[ -d runs/singlecoil-r8 ] || fit singlecoil-r8 --data real_train_noisy -R 8 --patch-size 64 --pretrain-steps 5000 --augment \
+    --network unet --levels 2 --share-weights
 
 # Converged baselines (the default stopping rule), λ swept on the training split of a dataset of the
 # same simulation; the evaluated slices are never used for tuning.
