@@ -251,5 +251,12 @@ class Reconstructor:
         m = self.config.model
         return (
             f"Reconstructor({self.source!r}, step={self.step}, loss={self.config.loss.content}, "
-            f"blocks={m.blocks}, cascades={m.cascades}, R={self.config.mask.acceleration:g})"
+            f"{_network(m)}, cascades={m.cascades}, R={self.config.mask.acceleration:g})"
         )
+
+
+def _network(m) -> str:
+    """A ``ModelConfig``'s regulariser for ``repr``: ``blocks=4`` or ``unet(levels=2, shared)``."""
+    if m.network == "unet":
+        return f"unet(levels={m.levels}{', shared' if m.share_weights else ''})"
+    return f"blocks={m.blocks}{', shared' if m.share_weights else ''}"
