@@ -215,3 +215,18 @@ def test_unet_sees_further_than_the_residual_network(rng):
         zeros = {"masked_kspace": np.zeros((1, 48, 48, 2), "float32"), "mask": np.zeros((1, 48, 48), "float32")}
         a, b = (np.asarray(g({**zeros, "zero_filled": z}))[0, 24, 24] for z in (near, far))
         assert (np.abs(a - b).max() > 1e-6) == reach, net
+
+
+def test_seeded_residual_network_draws_its_kernels_in_layer_order():
+    """A Keras initializer draws its seed when created: the residual network creates its convs in the
+    order it applies them (conv_in, each block's two, conv_mid), so a seeded run starts from the same
+    weights as before the layers were built ahead of use. Reference: GlorotUniform initializers
+    created in that order after the same seed."""
+    keras.utils.set_random_seed(7)
+    g = build_generator(blocks=2, filters=4)
+    keras.utils.set_random_seed(7)
+    shapes = [(3, 3, 2, 4)] + [(3, 3, 4, 4)] * 5
+    refs = [keras.initializers.GlorotUniform() for _ in shapes]
+    names = ["g_conv_in", "g_block01_conv1", "g_block01_conv2", "g_block02_conv1", "g_block02_conv2", "g_conv_mid"]
+    for name, init, shape in zip(names, refs, shapes):
+        np.testing.assert_array_equal(g.get_layer(name).get_weights()[0], np.asarray(init(shape)), err_msg=name)

@@ -282,9 +282,12 @@ def _regulariser(network, blocks, filters, levels, prefix, dtype=None):
 
 
 def _resnet_layers(blocks, filters, prefix, dtype=None):
-    """The residual network's layers, in the order :func:`_apply_resnet` calls them."""
+    """The residual network's layers, in the order :func:`_apply_resnet` calls them. They are created
+    in that order too: a Keras initializer draws its seed when it is created, so this order keeps the
+    initial weights of a seeded run those of 0.5.0 (tested)."""
     wide = wide_dtype(dtype)
-    block_layers = [
+    net = {"head": (_conv(filters, f"{prefix}conv_in", dtype=dtype), _prelu(f"{prefix}prelu_in", dtype))}
+    net["blocks"] = [
         (
             _conv(filters, f"{prefix}block{i + 1:02d}_conv1", use_bias=False, dtype=dtype),
             _bn(f"{prefix}block{i + 1:02d}_bn1", dtype),
@@ -295,22 +298,19 @@ def _resnet_layers(blocks, filters, prefix, dtype=None):
         )
         for i in range(blocks)
     ]
-    return {
-        "head": (_conv(filters, f"{prefix}conv_in", dtype=dtype), _prelu(f"{prefix}prelu_in", dtype)),
-        "blocks": block_layers,
-        "mid": (
-            _conv(filters, f"{prefix}conv_mid", use_bias=False, dtype=dtype),
-            _bn(f"{prefix}bn_mid", dtype),
-            layers.Add(name=f"{prefix}long_skip", dtype=dtype),
-        ),
-        # Zero-initialised output conv: the untrained generator is the identity on its input image
-        # (then DC), so training starts from the zero-filled baseline instead of from random noise.
-        # Output conv, residual and DC stay float32 under mixed precision (the image and the FFTs need it).
-        "out": (
-            Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype=wide, name=f"{prefix}conv_out"),
-            layers.Add(dtype=wide, name=f"{prefix}residual"),
-        ),
-    }
+    net["mid"] = (
+        _conv(filters, f"{prefix}conv_mid", use_bias=False, dtype=dtype),
+        _bn(f"{prefix}bn_mid", dtype),
+        layers.Add(name=f"{prefix}long_skip", dtype=dtype),
+    )
+    # Zero-initialised output conv: the untrained generator is the identity on its input image
+    # (then DC), so training starts from the zero-filled baseline instead of from random noise.
+    # Output conv, residual and DC stay float32 under mixed precision (the image and the FFTs need it).
+    net["out"] = (
+        Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype=wide, name=f"{prefix}conv_out"),
+        layers.Add(dtype=wide, name=f"{prefix}residual"),
+    )
+    return net
 
 
 def _apply_resnet(net, image_in):

@@ -212,6 +212,9 @@ def test_fit_help_text_matches_train_config():
         "--val-fraction": d.data.val_fraction,
         "--sampling": d.data.sampling,
         "--cascades": d.model.cascades,
+        "--network": d.model.network,
+        "--levels": d.model.levels,
+        "--zoom": d.data.zoom,
         "--strategy": d.strategy,
         "--precision": d.precision,
         "--collective-timeout": d.collective_timeout_s,
@@ -221,7 +224,16 @@ def test_fit_help_text_matches_train_config():
     assert set(shown) == set(expected), set(shown) ^ set(expected)
     for opt, value in expected.items():
         assert shown[opt] == str(value), (opt, shown[opt], value)
-    for choices in (C.CONTENT_LOSS_NAMES, MASK_KINDS, C.LR_SCHEDULES, C.SAMPLINGS, C.STRATEGIES, C.PRECISIONS):
+    choice_lists = (
+        C.CONTENT_LOSS_NAMES,
+        MASK_KINDS,
+        C.LR_SCHEDULES,
+        C.SAMPLINGS,
+        C.STRATEGIES,
+        C.PRECISIONS,
+        C.NETWORKS,
+    )
+    for choices in choice_lists:
         assert "[" + "|".join(choices) + "]" in text, choices
 
 
@@ -310,6 +322,8 @@ def test_fit_config_reproduces_a_run_with_options_overriding(tmp_path):
     expected["data"]["data"], expected["pretrain_steps"], expected["mask"]["acceleration"] = "demo", 1, 6.0
     expected["model"].setdefault("learned_dc", False)
     expected["data"].setdefault("augment", False)  # fields added since the pretrained run, at their defaults
+    expected["data"].setdefault("zoom", 1.0)
+    expected["model"].update({"network": "resnet", "levels": 3, "share_weights": False, **expected["model"]})
     assert got == expected
     path.write_text(json.dumps({**src, "steps": "many"}))
     res = run("fit", "--config", path, "--out", tmp_path / "run2")
