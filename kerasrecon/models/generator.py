@@ -235,7 +235,7 @@ def build_generator(
     for k in range(cascades):
         prefix = "g_" if cascades == 1 else f"g{k + 1}_"
         dc = DataConsistency(noise_lambda, learned_dc, dtype=wide, name=f"{prefix}data_consistency")
-        body = shared or _regulariser(network, blocks, filters, levels, prefix, dtype)
+        body = shared if shared is not None else _regulariser(network, blocks, filters, levels, prefix, dtype)
         image = body(image)
         if data_consistency:
             image = dc([image, masked_kspace, mask, *dc_extra])
