@@ -5,9 +5,9 @@
 #     simulation (smooth random phase, complex k-space noise σ = 1 % of the peak), 2-D Poisson masks.
 #   multicoil-r4: the same volumes through 8 simulated birdcage coils (noise 0.5 %), maps from 24 ACS
 #     columns, multi-coil data consistency in training.
-# Every model: MSE only, 2 cascades of 4 blocks × 32 filters (singlecoil-r8: one U-Net of 2 poolings and
-# 32 filters shared by both cascades), batch 4, a new mask per sample,
-# Adam 1e-3 with cosine decay, seed 0; ≤ 30 min on a 2-core CPU each.
+# Every model: MSE only, cascades of 4 blocks × 32 filters (singlecoil-r4: 4 cascades; multicoil-r4: 2;
+# singlecoil-r8: 2 cascades sharing one U-Net of 2 poolings and 32 filters), batch 4, a new mask per
+# sample, Adam 1e-3 with cosine decay, seed 0; 9–35 min each on a 2-core CPU (fit_times.txt).
 # Scored on held-out real MR of other anatomies (shoulder, abdomen, 3 T T1 head slices, T1 coronal brain) and on
 # the demo template's 12 held-out slices, beside zero-filling and TV / SENSE-TV run to convergence
 # with λ swept on training slices only.
@@ -29,15 +29,15 @@ for part in train eval; do
 done
 [ -d demo_noisy ] || $K data prepare demo demo_noisy --phase smooth --noise 0.01 --sim-seed 0
 
-COMMON="--loss mse --mask poisson --blocks 4 --filters 32 --cascades 2 --batch-size 4 --mask-per-sample
+COMMON="--loss mse --mask poisson --blocks 4 --filters 32 --batch-size 4 --mask-per-sample
         --steps 0 --lr 1e-3 --lr-schedule cosine --checkpoint-every 500 --log-every 100 --vgg-weights none
         --seed 0 --sampling patch"
 mkdir -p runs
 fit() { name=$1; shift; local t0=$SECONDS; $K fit $COMMON "$@" --out runs/$name > fit_$name.log 2>&1
         echo "$name: $((SECONDS - t0)) s" | tee -a fit_times.txt; }
-[ -d runs/singlecoil-r4 ] || fit singlecoil-r4 --data real_train_noisy -R 4 --patch-size 64 --pretrain-steps 5000 --augment
-[ -d runs/multicoil-r4 ] || fit multicoil-r4 --data mc_real_train -R 4 --patch-size 64 --pretrain-steps 3000 --precision float32 --augment
-[ -d runs/singlecoil-r8 ] || fit singlecoil-r8 --data real_train_noisy -R 8 --patch-size 64 --pretrain-steps 5000 --augment \
+[ -d runs/singlecoil-r4 ] || fit singlecoil-r4 --data real_train_noisy -R 4 --patch-size 64 --pretrain-steps 5000 --augment --cascades 4
+[ -d runs/multicoil-r4 ] || fit multicoil-r4 --data mc_real_train -R 4 --patch-size 64 --pretrain-steps 3000 --precision float32 --augment --cascades 2
+[ -d runs/singlecoil-r8 ] || fit singlecoil-r8 --data real_train_noisy -R 8 --patch-size 64 --pretrain-steps 5000 --augment --cascades 2 \
     --network unet --levels 2 --share-weights
 
 # Converged baselines (the default stopping rule), λ swept on the training split of a dataset of the
@@ -52,7 +52,7 @@ cmp mc_real_r4 runs/multicoil-r4 --data mc_real_eval --split all --baseline-tune
 
 # Factor: the singlecoil-r4 recipe with a learned data-consistency step per cascade (--learned-dc),
 # against the shipped model on the same slices, masks and TV λ.
-[ -d runs/singlecoil-r4-ldc ] || fit singlecoil-r4-ldc --data real_train_noisy -R 4 --patch-size 64 --pretrain-steps 5000 --augment --learned-dc
+[ -d runs/singlecoil-r4-ldc ] || fit singlecoil-r4-ldc --data real_train_noisy -R 4 --patch-size 64 --pretrain-steps 5000 --augment --cascades 2 --learned-dc
 LAM=$("$BIN/python" -c "import json; print(json.load(open('real_r4/summary.json'))['meta']['baselines']['tv']['lam'])")
 cmp ldc_r4 runs/singlecoil-r4 runs/singlecoil-r4-ldc --data real_eval_noisy --split all --baseline-lambdas "$LAM"
 
