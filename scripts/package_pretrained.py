@@ -110,8 +110,8 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
                 "ACS, your own, any phase) into the ACS convention (`MapPhase`: phase of the "
                 "low-resolution SENSE image, support where the low-resolution RSS exceeds 5 % of its "
                 "peak). `scripts/maps_robustness.py` on the held-out set: maps turned by a constant or "
-                "linear phase give the same PSNR; ESPIRiT maps score +0.15 dB against the map-free RSS "
-                "target and −0.6 to −0.8 dB against the SENSE image of the ACS maps (which favours them)."
+                "linear phase give the same PSNR; ESPIRiT maps score +0.2 dB against the map-free RSS "
+                "target and −0.7 to −0.8 dB against the SENSE image of the ACS maps (which favours them)."
             ]
             if multicoil
             else []

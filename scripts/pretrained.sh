@@ -5,9 +5,10 @@
 #     simulation (smooth random phase, complex k-space noise σ = 1 % of the peak), 2-D Poisson masks.
 #   multicoil-r4: the same volumes through 8 simulated birdcage coils (noise 0.5 %), maps from 24 ACS
 #     columns, multi-coil data consistency in training.
-# Every model: MSE only, cascades of 4 blocks × 32 filters (singlecoil-r4: 4 cascades; multicoil-r4: 2;
-# singlecoil-r8: 2 cascades sharing one U-Net of 2 poolings and 32 filters), batch 4, a new mask per
-# sample, Adam 1e-3 with cosine decay, seed 0; 9–35 min each on a 2-core CPU (fit_times.txt).
+# Every model: MSE only, cascades of 4 blocks × 32 filters (singlecoil-r4: 4 cascades; multicoil-r4: 4
+# cascades sharing one set of weights; singlecoil-r8: 2 cascades sharing one U-Net of 2 poolings and 32
+# filters), batch 4, a new mask per sample, Adam 1e-3 with cosine decay, seed 0; 18–35 min each on a
+# 2-core CPU beside other jobs (fit_times.txt).
 # Scored on held-out real MR of other anatomies (shoulder, abdomen, 3 T T1 head slices, T1 coronal brain) and on
 # the demo template's 12 held-out slices, beside zero-filling and TV / SENSE-TV run to convergence
 # with λ swept on training slices only.
@@ -36,7 +37,8 @@ mkdir -p runs
 fit() { name=$1; shift; local t0=$SECONDS; $K fit $COMMON "$@" --out runs/$name > fit_$name.log 2>&1
         echo "$name: $((SECONDS - t0)) s" | tee -a fit_times.txt; }
 [ -d runs/singlecoil-r4 ] || fit singlecoil-r4 --data real_train_noisy -R 4 --patch-size 64 --pretrain-steps 5000 --augment --cascades 4
-[ -d runs/multicoil-r4 ] || fit multicoil-r4 --data mc_real_train -R 4 --patch-size 64 --pretrain-steps 3000 --precision float32 --augment --cascades 2
+[ -d runs/multicoil-r4 ] || fit multicoil-r4 --data mc_real_train -R 4 --patch-size 64 --pretrain-steps 3000 --precision float32 --augment \
+    --cascades 4 --share-weights
 [ -d runs/singlecoil-r8 ] || fit singlecoil-r8 --data real_train_noisy -R 8 --patch-size 64 --pretrain-steps 5000 --augment --cascades 2 \
     --network unet --levels 2 --share-weights
 
