@@ -68,6 +68,7 @@ ARGUMENT_OPTIONS = {
             "crop",
             "data",
             "dataset",
+            "ensemble",
             "eval_batch_size",
             "force",
             "grid",
@@ -774,6 +775,17 @@ TARGET_OPTION = click.option(
     "the coil images' root-sum-of-squares (fastMRI's multi-coil target). Single-coil: |image| either way.",
 )
 
+ENSEMBLE_OPTION = click.option(
+    "--ensemble",
+    type=click.Choice(["1", "2", "4", "8"]),
+    default="1",
+    show_default=True,
+    callback=lambda _ctx, _param, value: int(value),
+    help="Self-ensemble: also reconstruct the acquisition mirrored (2: in H, 4: in H and W) and "
+    "transposed (8), each an exact acquisition of the transformed image, and average the complex "
+    "outputs turned back. Costs N times the model's time; a run or pretrained model (not an export).",
+)
+
 
 def baseline_options(fn):
     """--baselines / --baseline-lambdas / --baseline-iters / --baseline-tol (evaluate and compare)."""
@@ -880,6 +892,7 @@ def _baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tol, 
     "evaluation does (default: all).",
 )
 @TARGET_OPTION
+@ENSEMBLE_OPTION
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Writes slices.csv and summary.json here.")
 @click.option("--force", is_flag=True, help="Overwrite slices.csv/summary.json in --out.")
 @baseline_options
@@ -895,6 +908,7 @@ def evaluate(
     batch_size,
     acquisition,
     target,
+    ensemble,
     out,
     force,
     **baseline,
@@ -917,6 +931,7 @@ def evaluate(
         progress=_SliceProgress(),
         acquisition=acquisition,
         target=target,
+        ensemble=ensemble,
         **_baseline_kwargs(**baseline),
     )
     rows, summary, meta = res.rows, res.summary, res.meta
@@ -963,7 +978,9 @@ def _echo_summary(summary, meta):
     mask = meta["mask"]
     click.echo(
         f"R={mask['acceleration']:g} mask={mask['kind']} seed={mask['seed']} data={meta['data']} "
-        f"split={meta['split']} target={meta.get('target', '|image|')} (mean ± std over slices)"
+        f"split={meta['split']} target={meta.get('target', '|image|')}"
+        + (f" ensemble={meta['ensemble']}" if meta.get("ensemble", 1) > 1 else "")
+        + " (mean ± std over slices)"
     )
     for method, s in summary.items():
         o = s["over_slices"]
@@ -1096,10 +1113,22 @@ def export(run_dir, out, force):
     "grid, output cropped. Undersampled files (own 'mask') always use their own grid.",
 )
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Slices per model call.")
+@ENSEMBLE_OPTION
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @one_line_errors
 def reconstruct(
-    model_dir, input_path, output, acceleration, mask_kind, mask_seed, center_fraction, crop, grid, batch_size, force
+    model_dir,
+    input_path,
+    output,
+    acceleration,
+    mask_kind,
+    mask_seed,
+    center_fraction,
+    crop,
+    grid,
+    batch_size,
+    ensemble,
+    force,
 ):
     """Reconstruct k-space files; writes 'reconstruction' [slices, H, W] (fastMRI submission layout)."""
     from kerasrecon.reconstruct import reconstruct_files
@@ -1115,6 +1144,7 @@ def reconstruct(
         force=force,
         progress=_SliceProgress(),
         grid=grid,
+        ensemble=ensemble,
     )
     for p in paths:
         click.echo(f"wrote {p}")
@@ -1159,6 +1189,7 @@ def reconstruct(
     help="Compare only volumes of this fastMRI acquisition (CORPD_FBK, CORPDFS_FBK, ...; default: all).",
 )
 @TARGET_OPTION
+@ENSEMBLE_OPTION
 @baseline_options
 @train_options
 @click.pass_context
@@ -1175,6 +1206,7 @@ def compare(
     force,
     acquisition,
     target,
+    ensemble,
     baselines,
     baseline_lambdas,
     baseline_iters,
@@ -1201,6 +1233,7 @@ def compare(
         progress=_SliceProgress(),
         acquisition=acquisition,
         target=target,
+        ensemble=ensemble,
         **_baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tol, baseline_tune_data),
     )
     if do_train:

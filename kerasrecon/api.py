@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasrecon.errors import DataError, arg
-from kerasrecon.kspace import check_kspace, from_channels, model_inputs_np, per_slice
+from kerasrecon.kspace import ENSEMBLE_SIZES, check_kspace, dihedral_np, from_channels, model_inputs_np, per_slice
 
 # A mask whose achieved R is further than this (relative) from the training R draws a warning.
 R_TOLERANCE = 0.1
@@ -105,16 +105,51 @@ class Reconstructor:
     The mask may also be a :class:`kerasrecon.masks.Mask`. A mask of another kind or acceleration than
     the model's training mask works, with one :class:`MaskMismatchWarning` per Reconstructor.
 
+    Self-ensemble (``rec(..., ensemble=8)`` or ``rec.ensemble = 8``; default 1): the acquisition is
+    also reconstructed mirrored and transposed (k-space, mask and maps together: each transform is an
+    exact acquisition of the transformed image, ``kspace.dihedral_np``), the complex outputs are
+    turned back and averaged. 2 adds the H mirror, 4 both mirrors, 8 the transposes too; it costs
+    ``ensemble`` times the time. Runs and pretrained models only (an export returns magnitudes).
+
     Attributes:
         config: the run's ``TrainConfig``; step: the checkpoint step; source: the path (or
-        ``pretrained:NAME``); card: the model card (Markdown) of a pretrained model, else ``None``.
+        ``pretrained:NAME``); card: the model card (Markdown) of a pretrained model, else ``None``;
+        ensemble: the default self-ensemble size (1, 2, 4 or 8).
     """
 
-    def __init__(self, call, config, step, source, call_multicoil=None, card=None):
+    def __init__(self, call, config, step, source, call_multicoil=None, card=None, call_complex=None):
         self._call, self.config, self.step, self.source = call, config, step, str(source)
         self._call_multicoil = call_multicoil
+        self._call_complex = call_complex
         self.card = card
         self._warned = set()
+        self._ensemble = 1
+
+    @property
+    def ensemble(self) -> int:
+        """Self-ensemble size used when a call does not give one (1: off)."""
+        return self._ensemble
+
+    @ensemble.setter
+    def ensemble(self, n: int) -> None:
+        self.set_ensemble(n)
+
+    def set_ensemble(self, n: int, option: str = "ensemble") -> Reconstructor:
+        """Set the default self-ensemble size (1, 2, 4 or 8); ``DataError`` naming ``option`` for another
+        value, or above 1 for a SavedModel export. Returns ``self``."""
+        self._ensemble = self._check_ensemble(n, option)
+        return self
+
+    def _check_ensemble(self, n, option: str = "ensemble") -> int:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or int(n) not in ENSEMBLE_SIZES:
+            sizes = ", ".join(map(str, ENSEMBLE_SIZES))
+            raise DataError(f"{option}: expected one of {sizes}. Received: {n!r}")
+        if n > 1 and self._call_complex is None:
+            raise DataError(
+                f"{option} {n}: {self.source} is a SavedModel export, which returns magnitudes; self-ensemble "
+                "averages complex outputs: use the run directory or pretrained:NAME"
+            )
+        return int(n)
 
     @classmethod
     def from_run(cls, run_dir, option: str | None = None) -> Reconstructor:
@@ -149,7 +184,7 @@ class Reconstructor:
     def _from_generator(cls, cfg, generator, step, source, card=None) -> Reconstructor:
         multicoil_generator = []
 
-        def call(kspace, mask, maps=None):
+        def call_complex(kspace, mask, maps=None):
             model = generator
             if maps is not None:
                 if not multicoil_generator:  # built once
@@ -158,9 +193,12 @@ class Reconstructor:
                     multicoil_generator.append(multicoil_twin(generator, cfg.model))
                 model = multicoil_generator[0]
             inputs, scale = model_inputs_np(kspace, mask, maps)
-            return np.abs(from_channels(np.asarray(model(inputs, training=False)))) / per_slice(scale, 3)
+            return from_channels(np.asarray(model(inputs, training=False))) / per_slice(scale, 3)
 
-        return cls(call, cfg, step, source, call_multicoil=call, card=card)
+        def call(kspace, mask, maps=None):
+            return np.abs(call_complex(kspace, mask, maps))
+
+        return cls(call, cfg, step, source, call_multicoil=call, card=card, call_complex=call_complex)
 
     @classmethod
     def from_export(cls, path) -> Reconstructor:
@@ -217,16 +255,22 @@ class Reconstructor:
                 stacklevel=3,
             )
 
-    def __call__(self, kspace, mask, batch_size: int = 8, maps=None) -> np.ndarray:
+    def _ensembled(self, kspace, mask, maps, n: int) -> np.ndarray:
+        """Mean of the ``n`` transformed reconstructions' complex outputs, turned back; magnitude."""
+        total = 0
+        for t in range(n):
+            k, m = dihedral_np(kspace, t), dihedral_np(mask, t)
+            out = self._call_complex(k, m, None if maps is None else dihedral_np(maps, t))
+            total = total + dihedral_np(out, t, inverse=True)
+        return np.abs(total / n)
+
+    def __call__(self, kspace, mask, batch_size: int = 8, maps=None, ensemble: int | None = None) -> np.ndarray:
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise DataError(f"batch_size must be >= 1. Received: {batch_size}")
+        n = self._ensemble if ensemble is None else self._check_ensemble(ensemble)
         self.note_mask(getattr(mask, "kind", None))
         if maps is None:
             kspace, mask, single = _as_batch(kspace, mask)
-            parts = [
-                self._call(kspace[i : i + batch_size], mask[i : i + batch_size])
-                for i in range(0, kspace.shape[0], batch_size)
-            ]
         else:
             if self._call_multicoil is None:
                 raise DataError(
@@ -234,10 +278,20 @@ class Reconstructor:
                     "multi-coil data from the run directory"
                 )
             kspace, mask, maps, single = _as_batch_multicoil(kspace, mask, maps)
-            parts = [
-                self._call_multicoil(kspace[i : i + batch_size], mask[i : i + batch_size], maps[i : i + batch_size])
-                for i in range(0, kspace.shape[0], batch_size)
-            ]
+
+        def one(k, m, mp):
+            if n > 1:
+                return self._ensembled(k, m, mp, n)
+            return self._call(k, m) if mp is None else self._call_multicoil(k, m, mp)
+
+        parts = [
+            one(
+                kspace[i : i + batch_size],
+                mask[i : i + batch_size],
+                None if maps is None else maps[i : i + batch_size],
+            )
+            for i in range(0, kspace.shape[0], batch_size)
+        ]
         self.note_mask(acceleration=float(mask.size / max(float(mask.sum()), 1.0)))
         out = np.concatenate(parts).astype(np.float32)
         if not np.all(np.isfinite(out)):  # float32 arithmetic overflowed (k-space near 3e38): never a silent NaN
@@ -251,7 +305,8 @@ class Reconstructor:
         m = self.config.model
         return (
             f"Reconstructor({self.source!r}, step={self.step}, loss={self.config.loss.content}, "
-            f"{_network(m)}, cascades={m.cascades}, R={self.config.mask.acceleration:g})"
+            f"{_network(m)}, cascades={m.cascades}, R={self.config.mask.acceleration:g}"
+            + (f", ensemble={self._ensemble})" if self._ensemble > 1 else ")")
         )
 
 

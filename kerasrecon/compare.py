@@ -141,6 +141,13 @@ def _markdown(table, reference, meta) -> str:
             f"{diff('ssim', '.4f')} | "
             + (f"{r['sec_per_slice']:.3f} |" if r.get("sec_per_slice") is not None else "— |")
         )
+    ensembled = [r for r in meta.get("runs", []) if r.get("ensemble", 1) > 1]
+    if ensembled:
+        lines.append(
+            "\nSelf-ensemble (mirrored/transposed acquisitions averaged): "
+            + ", ".join(f"{r['method']} ×{r['ensemble']}" for r in ensembled)
+            + "."
+        )
     for name, b in meta.get("baselines", {}).items():
         sweep = ", ".join(f"{lam:g}: {p:.2f}" for lam, p in zip(b["grid"], b["sweep_psnr"])) or "no sweep"
         used = b.get("iterations_used")
@@ -216,6 +223,7 @@ def compare_runs(
     baseline_tune_data=None,
     acquisition: str | None = None,
     target: str = "sense",
+    ensemble: int = 1,
 ) -> dict:
     """Evaluate runs on identical slices and masks and write the comparison to ``out``.
 
@@ -233,6 +241,7 @@ def compare_runs(
         baseline_tune_data: sweep λ on this dataset's training split instead of the first run's data.
         acquisition: compare only volumes of this fastMRI acquisition (recorded in the metadata).
         target: multi-coil data: score against ``sense`` or ``rss`` (``evaluate.evaluate``).
+        ensemble: self-ensemble size of every run (1, 2, 4, 8: :class:`kerasrecon.Reconstructor`).
 
     Returns:
         ``{"table": [...], "reference": str, "meta": {...}}``.
@@ -253,7 +262,7 @@ def compare_runs(
     out = check_compare_out(out, force, run_dirs, data)
     if figures:
         _require_matplotlib()
-    loaded = [Reconstructor.from_run(r, option="RUNS") for r in run_dirs]
+    loaded = [Reconstructor.from_run(r, option="RUNS").set_ensemble(ensemble, arg("ensemble")) for r in run_dirs]
     first_cfg: TrainConfig = loaded[0].config
     mask_cfg = dataclasses.replace(first_cfg.mask, **(mask_changes or {}))
     for rec in loaded:
@@ -276,6 +285,7 @@ def compare_runs(
                 "vgg_weights": cfg.loss.vgg_weights,
                 "steps": cfg.steps,
                 "pretrain_steps": cfg.pretrain_steps,
+                "ensemble": rec.ensemble,
             }
         )
     volumes = held_out_volumes(data, first_cfg.data.val_fraction, split, acquisition)

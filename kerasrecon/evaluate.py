@@ -285,6 +285,7 @@ def evaluate_run(
     baseline_tune_data=None,
     acquisition: str | None = None,
     target: str = "sense",
+    ensemble: int = 1,
 ):
     """Evaluate a training run's newest checkpoint or an exported SavedModel (method named after its loss).
 
@@ -302,10 +303,11 @@ def evaluate_run(
             fastMRI's evaluation does; recorded in the results' metadata.
         target: ``sense`` or ``rss`` for multi-coil data (see :func:`evaluate`); recorded in the metadata.
         note: optional callable for one-line progress messages (λ sweep).
+        ensemble: self-ensemble size of the model (1, 2, 4, 8: :class:`kerasrecon.Reconstructor`).
 
     Returns:
-        :class:`EvalResult` whose ``meta`` records the run, step, data, split, mask config and the
-        baselines' λ settings.
+        :class:`EvalResult` whose ``meta`` records the run, step, data, split, mask config, the
+        self-ensemble size and the baselines' λ settings.
     """
     import dataclasses
 
@@ -314,6 +316,7 @@ def evaluate_run(
     if batch_size < 1:
         raise DataError(f"{arg('batch_size')} must be >= 1. Received: {batch_size}")
     fn = Reconstructor.load(run_dir)  # an export carries the run's config in its metadata
+    fn.set_ensemble(ensemble, arg("ensemble"))
     cfg, step = fn.config, fn.step
     data = data or cfg.data.data
     mask_cfg = dataclasses.replace(cfg.mask, **(mask_changes or {}))
@@ -328,6 +331,7 @@ def evaluate_run(
         "run": str(run_dir),
         "step": step,
         "loss": cfg.loss.content,
+        "ensemble": fn.ensemble,
         "data": data,
         "split": split,
         "mask": {

@@ -178,6 +178,49 @@ def model_inputs_np(kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | Non
     return inputs, scale
 
 
+# Self-ensemble: the 8 flips and transposes of the grid. Each is exact in both domains: mirroring the
+# image about the grid's centre (position p = n - N // 2 -> -p) mirrors k-space the same way, and
+# transposing one transposes the other, so a transformed acquisition is a valid acquisition.
+ENSEMBLE_SIZES = (1, 2, 4, 8)
+
+
+def centred_flip_np(x: np.ndarray, axis: int) -> np.ndarray:
+    """Mirror ``x`` about the centred grid's origin along ``axis``: ``out[n] = x[(2 (N // 2) - n) mod N]``.
+
+    For even ``N`` this is ``np.flip`` followed by a roll of one (index 0, position ``-N/2``, maps to
+    itself); for odd ``N`` it is ``np.flip``. It commutes with ``fft2c_np`` and ``ifft2c_np``.
+
+    Args:
+        x: array ``[..., H, W]`` (image, k-space, mask or coil maps).
+        axis: ``-2`` (H) or ``-1`` (W).
+
+    Returns:
+        array of ``x``'s shape and dtype.
+    """
+    n = x.shape[axis]
+    return np.roll(np.flip(x, axis), 1 - n % 2, axis)
+
+
+def dihedral_np(x: np.ndarray, t: int, inverse: bool = False) -> np.ndarray:
+    """Transform ``t`` (0-7) of the grid, or its inverse: bit 0 mirrors H, bit 1 mirrors W (each with
+    :func:`centred_flip_np`), bit 2 transposes H and W (applied last; first when ``inverse``).
+
+    Args:
+        x: array ``[..., H, W]``; ``t``: 0 is the identity, 0-3 keep the shape, 4-7 give ``[..., W, H]``.
+
+    Returns:
+        the transformed array (contiguous), ``[..., H, W]`` or ``[..., W, H]``.
+    """
+    if inverse and t & 4:
+        x = np.swapaxes(x, -1, -2)
+    for bit, axis in ((1, -2), (2, -1)):
+        if t & bit:
+            x = centred_flip_np(x, axis)
+    if not inverse and t & 4:
+        x = np.swapaxes(x, -1, -2)
+    return np.ascontiguousarray(x)
+
+
 def check_kspace(kspace: np.ndarray, name: str = "kspace") -> None:
     """Raise ``DataError`` unless ``kspace`` is a finite complex array of rank >= 2.
 

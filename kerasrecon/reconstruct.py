@@ -163,7 +163,7 @@ class _Model:
     or ``pretrained:NAME``) with coil maps estimated as the export estimates them. Attributes:
     ``train_config`` (dict), ``step``, ``version``."""
 
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, ensemble: int = 1):
         from kerasrecon import __version__
         from kerasrecon.api import Reconstructor
         from kerasrecon.pretrained import pretrained_name
@@ -172,6 +172,11 @@ class _Model:
         if pretrained_name(model_dir) is None and (Path(model_dir) / "saved_model.pb").is_file():
             from kerasrecon.export import load_export
 
+            if ensemble != 1:
+                raise DataError(
+                    f"{arg('ensemble')} {ensemble}: {arg('model')} {model_dir} is a SavedModel export, which "
+                    "returns magnitudes; self-ensemble averages complex outputs: use the run or pretrained:NAME"
+                )
             self.loaded, meta = load_export(model_dir)
             self.train_config, self.step, self.version = (
                 meta["train_config"],
@@ -182,6 +187,7 @@ class _Model:
             from kerasrecon.masks import resolved_center_fraction
 
             self.rec = Reconstructor.load(model_dir)
+            self.rec.set_ensemble(ensemble, arg("ensemble"))
             self.train_config, self.step, self.version = self.rec.config.to_dict(), self.rec.step, __version__
             trained = self.rec.config.mask  # the export's rule: the training mask's centre fraction
             self.center_fraction = resolved_center_fraction(trained.kind, trained.center_fraction)
@@ -219,6 +225,7 @@ def reconstruct_files(
     progress=None,
     mask_changes: dict | None = None,
     grid: str = "trained",
+    ensemble: int = 1,
 ) -> list[Path]:
     """Reconstruct every input file; returns the written paths.
 
@@ -239,6 +246,7 @@ def reconstruct_files(
             the models train on (crop the image, re-transform, draw the mask there), the grid of
             fastMRI's submissions; ``file``: on the file's own k-space grid (640×368), output
             centre-cropped to 320×320. Undersampled files (own ``mask``) always use their own grid.
+        ensemble: self-ensemble size (1, 2, 4, 8; a run or pretrained model: :class:`kerasrecon.Reconstructor`).
     """
     if batch_size < 1:
         raise DataError(f"{arg('batch_size')} must be >= 1. Received: {batch_size}")
@@ -257,7 +265,7 @@ def reconstruct_files(
         targets = [output]
     for t in targets:
         check_output(t, arg("output"), inputs=inputs, force=force)
-    model = _Model(model_dir)
+    model = _Model(model_dir, ensemble)
     if mask_cfg is None:
         trained = model.train_config.get("mask", {})
         mask_cfg = MaskConfig(
@@ -322,6 +330,7 @@ def reconstruct_files(
                 {
                     "step": model.step,
                     "loss": model.train_config["loss"]["content"],
+                    "ensemble": ensemble,
                     "kerasrecon_version": model.version,
                 }
             )

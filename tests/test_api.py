@@ -118,3 +118,86 @@ def test_prepare_npz_and_reconstruct_npy(run, tmp_path):
     np.save(tmp_path / "real.npy", images)
     with pytest.raises(DataError, match="expected complex k-space"):
         reconstruct_files(tmp_path / "exp", tmp_path / "real.npy", tmp_path / "r.h5", MaskConfig())
+
+
+def _complex_by_hand(generator, kspace, mask):
+    """``by_hand`` before the magnitude: complex ``[S, H, W]`` at the input's scale."""
+    masked = kspace * mask
+    zf = ref_ifft2c(masked)
+    scale = 1.0 / np.abs(zf).reshape(len(zf), -1).max(axis=1)[:, None, None]
+    ch = lambda z: np.stack([z.real, z.imag], -1).astype(np.float32)  # noqa: E731
+    inputs = {"zero_filled": ch(zf * scale), "masked_kspace": ch(masked * scale), "mask": mask.astype(np.float32)}
+    out = np.asarray(generator(inputs, training=False))
+    return (out[..., 0] + 1j * out[..., 1]) / scale
+
+
+def test_ensemble_averages_the_mirrored_acquisitions_by_hand(run):
+    """ensemble=4: the k-space and mask mirrored about the grid's centre (index n -> (2 (N // 2) - n) mod
+    N) in H, in W and in both, reconstructed, mirrored back and averaged before the magnitude."""
+    images = demo_images()[50:52]
+    kspace = ref_fft2c(images.astype(np.complex64))
+    mask = np.broadcast_to(make_mask("poisson", 4, images.shape[1:], 0).array, kspace.shape)
+    _, g, _ = load_generator(run)
+
+    def mirror(x, axes):
+        for ax in axes:
+            n = x.shape[ax]
+            x = np.take(x, (2 * (n // 2) - np.arange(n)) % n, axis=ax)
+        return x
+
+    total = 0
+    for axes in [(), (-2,), (-1,), (-2, -1)]:
+        total = total + mirror(_complex_by_hand(g, mirror(kspace, axes), mirror(mask, axes)), axes)
+    expected = np.abs(total / 4)
+    rec = Reconstructor.from_run(run)
+    out = rec(kspace, mask[0], ensemble=4)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6 * expected.max())
+    plain = rec(kspace, mask[0])  # (3 training steps: the model is nearly data consistency alone)
+    assert np.abs(out - plain).max() > 1e-4 * expected.max()  # the average is not the plain call
+    rec.ensemble = 4
+    np.testing.assert_array_equal(rec(kspace, mask[0]), out)
+    assert "ensemble=4" in repr(rec)
+
+
+def _zero_filling_reconstructor(multicoil=False):
+    """A Reconstructor whose 'model' is zero-filling (SENSE-combined with maps): an operation that every
+    grid transform maps to itself, so its self-ensemble must equal it exactly."""
+
+    def call_complex(kspace, mask, maps=None):
+        if maps is None:
+            return ref_ifft2c(kspace * mask)
+        return np.sum(np.conj(maps) * ref_ifft2c(kspace * mask[:, None]), axis=1)
+
+    def call(kspace, mask, maps=None):
+        return np.abs(call_complex(kspace, mask, maps))
+
+    return Reconstructor(call, TrainConfig(), 0, "zero-filling", call_multicoil=call, call_complex=call_complex)
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 16), (1, 15, 12)])
+def test_ensemble_of_an_equivariant_reconstruction_is_that_reconstruction(shape):
+    rng = np.random.default_rng(1)
+    kspace = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    mask = make_mask("poisson", 4, shape[1:], 0).array
+    rec = _zero_filling_reconstructor()
+    expected = np.abs(ref_ifft2c(kspace * mask))
+    for n in (2, 4, 8):
+        np.testing.assert_allclose(rec(kspace, mask, ensemble=n), expected, rtol=1e-5, atol=1e-6)
+    coil = rng.standard_normal((shape[0], 3, *shape[1:])) + 1j * rng.standard_normal((shape[0], 3, *shape[1:]))
+    maps = coil / np.sqrt(np.sum(np.abs(coil) ** 2, axis=1, keepdims=True))
+    coil_k = kspace[:, None] * maps  # any [S, C, H, W] data
+    expected = np.abs(np.sum(np.conj(maps) * ref_ifft2c(coil_k * mask), axis=1))
+    got = rec(coil_k.astype(np.complex64), mask, maps=maps.astype(np.complex64), ensemble=8)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_ensemble_sizes_and_exports_are_one_line_errors():
+    rec = _zero_filling_reconstructor()
+    k = np.ones((1, 8, 8), np.complex64)
+    for bad in (3, 0, 2.0, True, "8"):
+        with pytest.raises(DataError, match=r"ensemble: expected one of 1, 2, 4, 8"):
+            rec(k, np.ones((8, 8)), ensemble=bad)
+    export_like = Reconstructor(lambda k, m: np.abs(k), TrainConfig(), 0, "export/")
+    with pytest.raises(DataError, match="ensemble 2: export/ is a SavedModel export"):
+        export_like.ensemble = 2
+    assert export_like.set_ensemble(1).ensemble == 1

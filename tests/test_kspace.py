@@ -118,3 +118,29 @@ def test_check_kspace_rejects(bad, match):
 def test_undersample_rejects_mask_shape_mismatch():
     with pytest.raises(DataError, match="does not match"):
         ks.undersample_np(np.ones((2, 4, 4), np.complex64), np.ones((4, 5)))
+
+
+def _mirror_by_index(x, axis):
+    """Reference mirror about the centred grid's origin: position p = n - N // 2 goes to -p."""
+    n = x.shape[axis]
+    return np.take(x, (2 * (n // 2) - np.arange(n)) % n, axis=axis)
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (7, 5), (2, 5, 6)])
+def test_dihedral_transforms_are_exact_acquisitions_of_the_transformed_image(shape):
+    """Each of the 8 transforms, applied to an image, equals the same transform of its k-space (the
+    independent DFT of conftest), and the inverse undoes it."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    for t in range(8):
+        expected = x
+        if t & 1:
+            expected = _mirror_by_index(expected, -2)
+        if t & 2:
+            expected = _mirror_by_index(expected, -1)
+        if t & 4:
+            expected = np.swapaxes(expected, -1, -2)
+        got = ks.dihedral_np(x, t)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_allclose(ref_fft2c(got), ks.dihedral_np(ref_fft2c(x), t), atol=1e-12)
+        np.testing.assert_array_equal(ks.dihedral_np(got, t, inverse=True), x)

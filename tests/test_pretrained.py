@@ -222,7 +222,17 @@ def test_cli_lists_prints_card_and_reconstructs(held_out, tmp_path):
         got = f["reconstruction"][()]
         assert json.loads(f.attrs["model"])["step"] == pt.get("singlecoil-r4").step
     mask = make_mask("poisson", 4, k.shape[1:], seed=0)  # the model's training mask kind, R and seed
-    np.testing.assert_allclose(got, Reconstructor.pretrained("singlecoil-r4")(k[:1], mask), rtol=1e-5, atol=1e-6)
+    rec = Reconstructor.pretrained("singlecoil-r4")
+    np.testing.assert_allclose(got, rec(k[:1], mask), rtol=1e-5, atol=1e-6)
+    res = run("reconstruct", "--model", model, "--input", tmp_path / "k.npy", "--output", tmp_path / "e.h5",
+              "--ensemble", "2")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "e.h5") as f:
+        np.testing.assert_allclose(f["reconstruction"][()], rec(k[:1], mask, ensemble=2), rtol=1e-5, atol=1e-6)
+        assert json.loads(f.attrs["model"])["ensemble"] == 2
+    res = run("reconstruct", "--model", model, "--input", tmp_path / "k.npy", "--output", tmp_path / "x.h5",
+              "--ensemble", "3")  # fmt: skip
+    assert res.exit_code == 2 and "--ensemble" in res.output and not (tmp_path / "x.h5").exists()
 
 
 @pytest.mark.slow
@@ -236,6 +246,11 @@ def test_export_evaluate_and_compare_take_pretrained_names(held_out, tmp_path):
     served = Reconstructor.from_export(tmp_path / "exp")(k[:1], mask)
     ours = Reconstructor.pretrained("singlecoil-r4")(k[:1], mask)
     np.testing.assert_allclose(served, ours, rtol=1e-4, atol=1e-4 * ours.max())
+    np.save(tmp_path / "k.npy", k[:1])
+    res = run("reconstruct", "--model", tmp_path / "exp", "--input", tmp_path / "k.npy", "--output",
+              tmp_path / "o.h5", "--ensemble", "8")  # fmt: skip
+    assert res.exit_code == 2 and "--ensemble 8" in res.output and "SavedModel export" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "o.h5").exists()
     res = run("evaluate", "--model", "pretrained:singlecoil-r8", "--data", "demo", "--out", tmp_path / "ev")
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
@@ -260,7 +275,10 @@ def test_export_evaluate_and_compare_take_pretrained_names(held_out, tmp_path):
     )  # fmt: skip
     assert res.exit_code == 0 and "tv: λ = 0.01" in res.output, res.output
     args = ["compare", "pretrained:singlecoil-r4", "pretrained:singlecoil-r8", "--data", "demo", "-R", "4"]
-    res = run(*args, "--no-figures", "--out", tmp_path / "cmp")
+    res = run(*args, "--no-figures", "--out", tmp_path / "cmp", "--ensemble", "2")
     assert res.exit_code == 0, res.output
     table = (tmp_path / "cmp" / "table.md").read_text()
     assert "| pretrained:singlecoil-r4 |" in table and "| pretrained:singlecoil-r8 |" in table
+    assert "pretrained:singlecoil-r4 ×2, pretrained:singlecoil-r8 ×2" in table
+    runs = json.loads((tmp_path / "cmp" / "summary.json").read_text())["meta"]["runs"]
+    assert [r["ensemble"] for r in runs] == [2, 2]
