@@ -5,9 +5,9 @@
 #     simulation (smooth random phase, complex k-space noise σ = 1 % of the peak), 2-D Poisson masks.
 #   multicoil-r4: the same volumes through 8 simulated birdcage coils (noise 0.5 %), maps from 24 ACS
 #     columns, multi-coil data consistency in training.
-# Every model: MSE only, cascades of 4 blocks × 32 filters (singlecoil-r4: 4 cascades; multicoil-r4: 4
+# Every model: MSE only, cascades of 4 blocks × 32 filters (singlecoil-r4: 5 cascades; multicoil-r4: 4
 # cascades sharing one set of weights; singlecoil-r8: 2 cascades sharing one U-Net of 2 poolings and 32
-# filters), batch 4, a new mask per sample, Adam 1e-3 with cosine decay, seed 0; 18–35 min each on a
+# filters), batch 4, a new mask per sample, Adam 1e-3 with cosine decay, seed 0; 18–33 min each on a
 # 2-core CPU beside other jobs (fit_times.txt).
 # Scored on held-out real MR of other anatomies (shoulder, abdomen, 3 T T1 head slices, T1 coronal brain) and on
 # the demo template's 12 held-out slices, beside zero-filling and TV / SENSE-TV run to convergence
@@ -36,7 +36,7 @@ COMMON="--loss mse --mask poisson --blocks 4 --filters 32 --batch-size 4 --mask-
 mkdir -p runs
 fit() { name=$1; shift; local t0=$SECONDS; $K fit $COMMON "$@" --out runs/$name > fit_$name.log 2>&1
         echo "$name: $((SECONDS - t0)) s" | tee -a fit_times.txt; }
-[ -d runs/singlecoil-r4 ] || fit singlecoil-r4 --data real_train_noisy -R 4 --patch-size 64 --pretrain-steps 5000 --augment --cascades 4
+[ -d runs/singlecoil-r4 ] || fit singlecoil-r4 --data real_train_noisy -R 4 --patch-size 64 --pretrain-steps 5000 --augment --cascades 5
 [ -d runs/multicoil-r4 ] || fit multicoil-r4 --data mc_real_train -R 4 --patch-size 64 --pretrain-steps 3000 --precision float32 --augment \
     --cascades 4 --share-weights
 [ -d runs/singlecoil-r8 ] || fit singlecoil-r8 --data real_train_noisy -R 8 --patch-size 64 --pretrain-steps 5000 --augment --cascades 2 \
@@ -52,15 +52,22 @@ for R in 4 8; do
 done
 cmp mc_real_r4 runs/multicoil-r4 --data mc_real_eval --split all --baseline-tune-data mc_real_train
 
+# The same comparisons with self-ensemble ×8 (mirrored/transposed acquisitions averaged), TV at the
+# λ the sweeps above chose.
+lam() { "$BIN/python" -c "import json; print(json.load(open('$1/summary.json'))['meta']['baselines']['tv']['lam'])"; }
+for R in 4 8; do
+  cmp real_r${R}_ens8 runs/singlecoil-r$R --data real_eval_noisy --split all --baseline-lambdas "$(lam real_r$R)" --ensemble 8
+done
+cmp mc_real_r4_ens8 runs/multicoil-r4 --data mc_real_eval --split all --baseline-lambdas "$(lam mc_real_r4)" --ensemble 8
+
 # Factor: the singlecoil-r4 recipe with a learned data-consistency step per cascade (--learned-dc),
 # against the shipped model on the same slices, masks and TV λ.
 [ -d runs/singlecoil-r4-ldc ] || fit singlecoil-r4-ldc --data real_train_noisy -R 4 --patch-size 64 --pretrain-steps 5000 --augment --cascades 2 --learned-dc
-LAM=$("$BIN/python" -c "import json; print(json.load(open('real_r4/summary.json'))['meta']['baselines']['tv']['lam'])")
-cmp ldc_r4 runs/singlecoil-r4 runs/singlecoil-r4-ldc --data real_eval_noisy --split all --baseline-lambdas "$LAM"
+cmp ldc_r4 runs/singlecoil-r4 runs/singlecoil-r4-ldc --data real_eval_noisy --split all --baseline-lambdas "$(lam real_r4)"
 
 for name in singlecoil-r4 singlecoil-r8 multicoil-r4; do
-  R=${name##*-r}; tables=(real_r$R/table.md demo_r$R/table.md)
-  [ "$name" = multicoil-r4 ] && tables=(mc_real_r4/table.md)
+  R=${name##*-r}; tables=(real_r$R/table.md real_r${R}_ens8/table.md demo_r$R/table.md)
+  [ "$name" = multicoil-r4 ] && tables=(mc_real_r4/table.md mc_real_r4_ens8/table.md)
   "$BIN/python" "$ROOT/scripts/package_pretrained.py" runs/$name "$name" --fit-log fit_times.txt \
     --tables "${tables[@]}"
 done
