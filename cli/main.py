@@ -783,7 +783,8 @@ ENSEMBLE_OPTION = click.option(
     callback=lambda _ctx, _param, value: int(value),
     help="Self-ensemble: also reconstruct the acquisition mirrored (2: in H, 4: in H and W) and "
     "transposed (8), each an exact acquisition of the transformed image, and average the complex "
-    "outputs turned back. Costs N times the model's time; a run or pretrained model (not an export).",
+    "outputs turned back. Costs N times the model's time. export: built into the SavedModel; "
+    "elsewhere --model must be a run or pretrained:NAME (an export has its own, from export --ensemble).",
 )
 
 
@@ -1043,8 +1044,9 @@ def score(predictions, targets, acquisition, target_key, out, force):
 @click.argument("run_dir", type=MODEL)
 @click.option("--out", type=click.Path(), required=True, help="SavedModel directory to create.")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")
+@ENSEMBLE_OPTION
 @one_line_errors
-def export(run_dir, out, force):
+def export(run_dir, out, force, ensemble):
     """Export RUN_DIR's newest generator (or pretrained:NAME) as a TensorFlow SavedModel (k-space -> image,
     DC inside).
 
@@ -1053,10 +1055,11 @@ def export(run_dir, out, force):
                 multicoil(kspace_real, kspace_imag [B,C,H,W], mask [B,H,W]|[H,W]) -> image, complex_image
                 from_zero_filled(zero_filled [B,H,W,2]) -> image, complex_image
     Inspect with: saved_model_cli show --dir OUT --all
+    --ensemble N bakes the self-ensemble into every signature (N times the time per call).
     """
     from kerasrecon.export import export_run
 
-    path = export_run(run_dir, out, force=force)
+    path = export_run(run_dir, out, force=force, ensemble=ensemble)
     click.echo(f"exported {run_dir} to {path} (metadata: {path / 'assets' / 'kerasrecon.json'})")
 
 

@@ -109,7 +109,8 @@ class Reconstructor:
     also reconstructed mirrored and transposed (k-space, mask and maps together: each transform is an
     exact acquisition of the transformed image, ``kspace.dihedral_np``), the complex outputs are
     turned back and averaged. 2 adds the H mirror, 4 both mirrors, 8 the transposes too; it costs
-    ``ensemble`` times the time. Runs and pretrained models only (an export returns magnitudes).
+    ``ensemble`` times the time. Runs and pretrained models; an export has the size it was exported
+    with (``kerasrecon export --ensemble N``) built into its graph.
 
     Attributes:
         config: the run's ``TrainConfig``; step: the checkpoint step; source: the path (or
@@ -146,8 +147,8 @@ class Reconstructor:
             raise DataError(f"{option}: expected one of {sizes}. Received: {n!r}")
         if n > 1 and self._call_complex is None:
             raise DataError(
-                f"{option} {n}: {self.source} is a SavedModel export, which returns magnitudes; self-ensemble "
-                "averages complex outputs: use the run directory or pretrained:NAME"
+                f"{option} {n}: {self.source} is a SavedModel export: its self-ensemble is fixed when it is "
+                "exported ('kerasrecon export --ensemble N'); or use the run directory or pretrained:NAME"
             )
         return int(n)
 

@@ -20,9 +20,14 @@ Inputs are validated in the graph before any FFT (``INPUT_CONTRACT``): a violati
 ``tf.errors.InvalidArgumentError`` naming the input, never a crash or a silent NaN image. The
 signatures therefore declare unknown rank.
 
+Self-ensemble (``export_run(..., ensemble=N)``, ``kerasrecon export --ensemble N``): every signature
+reconstructs the input and its first N - 1 mirrored/transposed versions (``kspace.dihedral_ch``; coil
+maps estimated once and transformed with the data) and returns the mean of the complex outputs turned
+back, as ``Reconstructor(..., ensemble=N)`` does; N times the time.
+
 Metadata: ``assets/kerasrecon.json`` and the string variable ``metadata_json`` of the loaded object:
 kerasrecon and TensorFlow versions, the training config, step, normalisation, k-space convention,
-the signature documentation and the input contract.
+the self-ensemble size, the signature documentation and the input contract.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import tensorflow as tf
 from kerasrecon import __version__
 from kerasrecon.config import TrainConfig
 from kerasrecon.errors import ConfigError, arg
-from kerasrecon.kspace import abs_ch, ifft2c_ch, normalise_ch, sense_adjoint_ch
+from kerasrecon.kspace import ENSEMBLE_SIZES, abs_ch, dihedral_ch, ifft2c_ch, normalise_ch, sense_adjoint_ch
 from kerasrecon.masks import CENTER_FRACTION
 
 METADATA_FILE = "kerasrecon.json"
@@ -227,9 +232,17 @@ class ReconModule(tf.Module):
     wrongly shaped input reaches the checks instead of a kernel that assumes rank 3.
     """
 
-    def __init__(self, generator, metadata: dict, multicoil_generator=None, center_fraction: float = CENTER_FRACTION):
+    def __init__(
+        self,
+        generator,
+        metadata: dict,
+        multicoil_generator=None,
+        center_fraction: float = CENTER_FRACTION,
+        ensemble: int = 1,
+    ):
         super().__init__(name="kerasrecon")
         self.generator = generator
+        self.ensemble = int(ensemble)
         self.multicoil_generator = multicoil_generator
         self.center_fraction = float(center_fraction)
         # A string Variable is saved with the module (a constant would not be), so bare TensorFlow
@@ -262,6 +275,23 @@ class ReconModule(tf.Module):
         )
         return {"image": image, "complex_image": channels}
 
+    def _ensembled(self, zero_filled, masked_kspace, mask, maps=None):
+        """``_run`` on the input and its first ``ensemble - 1`` grid transforms, complex outputs turned
+        back and averaged (``kspace.dihedral_ch``); ``_run`` itself when ``ensemble`` is 1."""
+        if self.ensemble == 1:
+            return self._run(zero_filled, masked_kspace, mask, maps)
+        total = 0.0
+        for t in range(self.ensemble):
+            out = self._run(
+                dihedral_ch(zero_filled, t),
+                dihedral_ch(masked_kspace, t),
+                dihedral_ch(mask, t, channels=False),
+                None if maps is None else dihedral_ch(maps, t),
+            )
+            total = total + dihedral_ch(out["complex_image"], t, inverse=True)
+        recon = total / float(self.ensemble)
+        return {"image": abs_ch(recon), "complex_image": recon}
+
     @tf.function(
         input_signature=[
             tf.TensorSpec(None, tf.float32, name="kspace_real"),
@@ -272,7 +302,7 @@ class ReconModule(tf.Module):
     def serve(self, kspace_real, kspace_imag, mask):
         kspace, mask = validate_kspace_inputs(kspace_real, kspace_imag, mask)
         masked = kspace * mask[..., None]
-        return self._run(ifft2c_ch(masked), masked, mask)
+        return self._ensembled(ifft2c_ch(masked), masked, mask)
 
     @tf.function(
         input_signature=[
@@ -287,16 +317,16 @@ class ReconModule(tf.Module):
         kspace, mask = validate_multicoil_inputs(kspace_real, kspace_imag, mask)
         masked = kspace * mask[:, None, ..., None]
         maps = acs_maps_ch(masked, acs_lines_ch(tf.shape(kspace)[3], self.center_fraction))
-        return self._run(sense_adjoint_ch(masked, maps, mask), masked, mask, maps)
+        return self._ensembled(sense_adjoint_ch(masked, maps, mask), masked, mask, maps)
 
     @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="zero_filled")])
     def from_zero_filled(self, zero_filled):
         zero_filled = validate_zero_filled(zero_filled)
         zeros = tf.zeros(tf.shape(zero_filled)[:3], tf.float32)
-        return self._run(zero_filled, tf.zeros_like(zero_filled), zeros)  # an empty mask makes DC the identity
+        return self._ensembled(zero_filled, tf.zeros_like(zero_filled), zeros)  # an empty mask: DC is the identity
 
 
-def export_run(run_dir, out, force: bool = False) -> Path:
+def export_run(run_dir, out, force: bool = False, ensemble: int = 1) -> Path:
     """Export a run's newest intact generator to a SavedModel at ``out``.
 
     The run directory is read under a shared lock (a training process writing it makes this a
@@ -306,11 +336,16 @@ def export_run(run_dir, out, force: bool = False) -> Path:
         run_dir: a ``kerasrecon fit`` output directory, or ``pretrained:NAME`` (a shipped model).
         out: export directory; must not exist or be empty, must not overlap ``run_dir``.
         force: replace an existing export at ``out`` (never a directory that is not one).
+        ensemble: self-ensemble size baked into every signature (1, 2, 4 or 8; see the module doc).
 
     Returns:
         ``out`` as a Path.
     """
     from kerasrecon.io import RunLock, atomic_dir, check_output
+
+    if isinstance(ensemble, bool) or ensemble not in ENSEMBLE_SIZES:
+        sizes = ", ".join(map(str, ENSEMBLE_SIZES))
+        raise ConfigError(f"{arg('ensemble')}: expected one of {sizes}. Received: {ensemble!r}")
     from kerasrecon.pretrained import load_pretrained, pretrained_name
     from kerasrecon.training.checkpoint import load_generator
 
@@ -333,6 +368,7 @@ def export_run(run_dir, out, force: bool = False) -> Path:
         "tensorflow_version": tf.__version__,
         "run": str(run_dir),
         "step": step,
+        "ensemble": int(ensemble),
         "train_config": cfg.to_dict(),
         "normalisation": NORMALISATION,
         "kspace_convention": CONVENTION,
@@ -346,7 +382,7 @@ def export_run(run_dir, out, force: bool = False) -> Path:
 
     fraction = resolved_center_fraction(cfg.mask.kind, cfg.mask.center_fraction)
     metadata["multicoil_acs"] = f"centre columns: max(4, round({fraction} * W))"
-    module = ReconModule(generator, metadata, multicoil, fraction)
+    module = ReconModule(generator, metadata, multicoil, fraction, ensemble)
     with atomic_dir(out, "export", replace=force, option=arg("out")) as tmp:
         tf.saved_model.save(
             module,

@@ -330,6 +330,30 @@ def ifft2c_ch(k):
     return _centred_fft_ch(k, inverse=True)
 
 
+def dihedral_ch(x, t: int, inverse: bool = False, channels: bool = True):
+    """:func:`dihedral_np` in a graph (any backend, dynamic H and W): transform ``t`` (0-7) of the grid.
+
+    Args:
+        x: float32 channel form ``[..., H, W, 2]`` (``channels``) or a mask ``[..., H, W]``.
+        t: bit 0 mirrors H, bit 1 mirrors W about the centred grid's origin, bit 2 transposes H and W
+            (last; first when ``inverse``).
+
+    Returns:
+        the transformed tensor, ``[..., H, W(, 2)]`` or ``[..., W, H(, 2)]``.
+    """
+    ops = _ops()
+    h_axis, w_axis = (-3, -2) if channels else (-2, -1)
+    if inverse and t & 4:
+        x = ops.swapaxes(x, h_axis, w_axis)
+    for bit, axis in ((1, h_axis), (2, w_axis)):
+        if t & bit:
+            n = ops.shape(x)[axis]
+            x = ops.roll(ops.flip(x, axis=axis), 1 - n % 2, axis=axis)
+    if not inverse and t & 4:
+        x = ops.swapaxes(x, h_axis, w_axis)
+    return x
+
+
 def data_consistency_ch(image, masked_kspace, mask, noise_lambda=None, eta=None):
     """Put measured k-space samples back into a reconstruction (channel form, any backend).
 

@@ -174,8 +174,9 @@ class _Model:
 
             if ensemble != 1:
                 raise DataError(
-                    f"{arg('ensemble')} {ensemble}: {arg('model')} {model_dir} is a SavedModel export, which "
-                    "returns magnitudes; self-ensemble averages complex outputs: use the run or pretrained:NAME"
+                    f"{arg('ensemble')} {ensemble}: {arg('model')} {model_dir} is a SavedModel export: its "
+                    "self-ensemble is fixed when it is exported ('kerasrecon export --ensemble N'); or use the "
+                    "run or pretrained:NAME"
                 )
             self.loaded, meta = load_export(model_dir)
             self.train_config, self.step, self.version = (

@@ -201,3 +201,33 @@ def test_ensemble_sizes_and_exports_are_one_line_errors():
     with pytest.raises(DataError, match="ensemble 2: export/ is a SavedModel export"):
         export_like.ensemble = 2
     assert export_like.set_ensemble(1).ensemble == 1
+
+
+@pytest.mark.slow
+def test_export_with_ensemble_equals_the_reconstructors(run, tmp_path):
+    """export --ensemble 4: serving_default equals the run's Reconstructor with ensemble=4 (NumPy
+    transforms), the multicoil signature equals it with maps estimated as the export does, and the
+    metadata records the size."""
+    from kerasrecon.export import export_run, load_export
+    from kerasrecon.reconstruct import _Model, run_serving
+
+    export_run(run, tmp_path / "exp", ensemble=4)
+    loaded, meta = load_export(tmp_path / "exp")
+    assert meta["ensemble"] == 4
+    images = demo_images()[50:52, ::2, ::2]  # 185×151: odd H, odd W
+    kspace = ref_fft2c(images.astype(np.complex64)).astype(np.complex64)
+    mask = make_mask("poisson", 4, images.shape[1:], 0).array
+    expected = Reconstructor.from_run(run)(kspace, mask, ensemble=4)
+    served = run_serving(loaded.signatures["serving_default"], kspace, mask, name="test")
+    np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-5 * expected.max())
+    plain = Reconstructor.from_run(run)(kspace, mask)
+    assert np.abs(served - plain).max() > 1e-4 * expected.max()
+    from kerasrecon.coils import birdcage_maps
+
+    coil_k = ref_fft2c(birdcage_maps(4, *images.shape[1:])[None] * images[:, None]).astype(np.complex64)
+    served = run_serving(loaded.signatures["multicoil"], coil_k, mask, name="test")
+    expected = _Model(run, ensemble=4)(coil_k, mask, name="test")
+    np.testing.assert_allclose(served, expected, rtol=1e-3, atol=1e-4 * expected.max())
+    with pytest.raises(Exception, match="ensemble: expected one of 1, 2, 4, 8"):
+        export_run(run, tmp_path / "bad", ensemble=3)
+    assert not (tmp_path / "bad").exists()
