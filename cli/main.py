@@ -34,6 +34,7 @@ from kerasrecon.config import (
 )
 from kerasrecon.data.simulate import PHASES
 from kerasrecon.errors import KerasReconError, argument_names
+from kerasrecon.kspace import ENSEMBLE_SIZES
 from kerasrecon.masks import MASK_KINDS
 from kerasrecon.tf_import import import_tensorflow_quietly, keras_backend
 from kerasrecon_cli.entry import Interrupted, interrupted_exit, on_sigterm
@@ -777,7 +778,7 @@ TARGET_OPTION = click.option(
 
 ENSEMBLE_OPTION = click.option(
     "--ensemble",
-    type=click.Choice(["1", "2", "4", "8"]),
+    type=click.Choice([str(n) for n in ENSEMBLE_SIZES]),
     default="1",
     show_default=True,
     callback=lambda _ctx, _param, value: int(value),
