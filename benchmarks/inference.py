@@ -2,8 +2,10 @@
 
 Reports seconds per call and slices/s at batch 1 and 8, and the ratio SavedModel / in-process (goal
 ≤ 1.1×). The generator is full size (B = 16) with random weights (weights do not change the time).
+At batch 1 it also times the in-process module with the self-ensemble (``--ensemble``, default 8):
+its ratio to the plain call (expected ≈ N: N generator calls).
 
-    python benchmarks/inference.py [--blocks 16] [--repeats 2]
+    python benchmarks/inference.py [--blocks 16] [--repeats 2] [--ensemble 8]
 """
 
 import argparse
@@ -17,9 +19,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from common import machine, seconds_per_call  # noqa: E402
 
+from kerasrecon.config import ModelConfig  # noqa: E402
 from kerasrecon.export import ReconModule  # noqa: E402
 from kerasrecon.masks import make_mask  # noqa: E402
-from kerasrecon.models.generator import build_generator  # noqa: E402
+from kerasrecon.models.generator import from_config, multicoil_twin  # noqa: E402
 
 SHAPE = (444, 448)
 
@@ -29,8 +32,13 @@ def main():
     ap.add_argument("--blocks", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--ensemble", type=int, default=8, choices=[2, 4, 8])
     a = ap.parse_args()
-    module = ReconModule(build_generator(a.blocks), {"benchmark": True})
+    cfg = ModelConfig(blocks=a.blocks)
+    generator = from_config(cfg)
+    twin = multicoil_twin(generator, cfg)  # saving traces every signature, the multi-coil one too
+    module = ReconModule(generator, {"benchmark": True}, twin)
+    ensembled = ReconModule(generator, {"benchmark": True}, twin, ensemble=a.ensemble)
     with tempfile.TemporaryDirectory() as tmp:
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
         loaded = tf.saved_model.load(tmp).signatures["serving_default"]
@@ -51,6 +59,10 @@ def main():
                 "savedmodel_slices_per_s": round(b / t_saved, 3),
                 "ratio_savedmodel_over_in_process": round(t_saved / t_mod, 3),
             }
+            if b == 1:
+                t_ens = seconds_per_call(lambda: ensembled.serve(re, im, mask)["image"].numpy(), a.repeats)
+                results[f"batch{b}"][f"in_process_ensemble{a.ensemble}_s"] = round(t_ens, 4)
+                results[f"batch{b}"][f"ratio_ensemble{a.ensemble}_over_plain"] = round(t_ens / t_mod, 3)
     print(
         json.dumps(
             {
