@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasrecon.errors import DataError, arg
-from kerasrecon.kspace import ENSEMBLE_SIZES, check_kspace, dihedral_np, from_channels, model_inputs_np, per_slice
+from kerasrecon.kspace import check_ensemble, check_kspace, dihedral_np, from_channels, model_inputs_np, per_slice
 
 # A mask whose achieved R is further than this (relative) from the training R draws a warning.
 R_TOLERANCE = 0.1
@@ -142,15 +142,7 @@ class Reconstructor:
         return self
 
     def _check_ensemble(self, n, option: str = "ensemble") -> int:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or int(n) not in ENSEMBLE_SIZES:
-            sizes = ", ".join(map(str, ENSEMBLE_SIZES))
-            raise DataError(f"{option}: expected one of {sizes}. Received: {n!r}")
-        if n > 1 and self._call_complex is None:
-            raise DataError(
-                f"{option} {n}: {self.source} is a SavedModel export: its self-ensemble is fixed when it is "
-                "exported ('kerasrecon export --ensemble N'); or use the run directory or pretrained:NAME"
-            )
-        return int(n)
+        return check_ensemble(n, option, export=self.source if self._call_complex is None else None)
 
     @classmethod
     def from_run(cls, run_dir, option: str | None = None) -> Reconstructor:

@@ -41,7 +41,7 @@ import tensorflow as tf
 from kerasrecon import __version__
 from kerasrecon.config import TrainConfig
 from kerasrecon.errors import ConfigError, arg
-from kerasrecon.kspace import ENSEMBLE_SIZES, abs_ch, dihedral_ch, ifft2c_ch, normalise_ch, sense_adjoint_ch
+from kerasrecon.kspace import abs_ch, check_ensemble, dihedral_ch, ifft2c_ch, normalise_ch, sense_adjoint_ch
 from kerasrecon.masks import CENTER_FRACTION
 
 METADATA_FILE = "kerasrecon.json"
@@ -343,9 +343,7 @@ def export_run(run_dir, out, force: bool = False, ensemble: int = 1) -> Path:
     """
     from kerasrecon.io import RunLock, atomic_dir, check_output
 
-    if isinstance(ensemble, bool) or ensemble not in ENSEMBLE_SIZES:
-        sizes = ", ".join(map(str, ENSEMBLE_SIZES))
-        raise ConfigError(f"{arg('ensemble')}: expected one of {sizes}. Received: {ensemble!r}")
+    ensemble = check_ensemble(ensemble, arg("ensemble"))
     from kerasrecon.pretrained import load_pretrained, pretrained_name
     from kerasrecon.training.checkpoint import load_generator
 

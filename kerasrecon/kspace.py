@@ -184,6 +184,28 @@ def model_inputs_np(kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray | Non
 ENSEMBLE_SIZES = (1, 2, 4, 8)
 
 
+def check_ensemble(n, option: str = "ensemble", export: str | None = None) -> int:
+    """``n`` as a self-ensemble size (one of ``ENSEMBLE_SIZES``), else ``DataError`` naming ``option``.
+
+    Args:
+        n: the requested size (an int; bools and floats are refused).
+        option: how the error names the argument.
+        export: the SavedModel export it would apply to, if any: its size is fixed when it is exported,
+            so ``n > 1`` is refused naming it.
+
+    Returns:
+        ``n`` as an int.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or int(n) not in ENSEMBLE_SIZES:
+        raise DataError(f"{option}: expected one of {', '.join(map(str, ENSEMBLE_SIZES))}. Received: {n!r}")
+    if n > 1 and export is not None:
+        raise DataError(
+            f"{option} {n}: {export} is a SavedModel export: its self-ensemble is fixed when it is exported "
+            "('kerasrecon export --ensemble N'); or use the run directory or pretrained:NAME"
+        )
+    return int(n)
+
+
 def centred_flip_np(x: np.ndarray, axis: int) -> np.ndarray:
     """Mirror ``x`` about the centred grid's origin along ``axis``: ``out[n] = x[(2 (N // 2) - n) mod N]``.
 

@@ -35,7 +35,7 @@ from kerasrecon.data import h5
 from kerasrecon.data.fastmri import CROP, center_crop, to_training_grid
 from kerasrecon.errors import DataError, arg
 from kerasrecon.io import atomic_file, check_distinct, check_output
-from kerasrecon.kspace import check_kspace
+from kerasrecon.kspace import check_ensemble, check_kspace
 from kerasrecon.masks import Mask, make_mask, mask_hash
 
 INPUT_SUFFIXES = (".h5", ".npy")
@@ -172,12 +172,7 @@ class _Model:
         if pretrained_name(model_dir) is None and (Path(model_dir) / "saved_model.pb").is_file():
             from kerasrecon.export import load_export
 
-            if ensemble != 1:
-                raise DataError(
-                    f"{arg('ensemble')} {ensemble}: {arg('model')} {model_dir} is a SavedModel export: its "
-                    "self-ensemble is fixed when it is exported ('kerasrecon export --ensemble N'); or use the "
-                    "run or pretrained:NAME"
-                )
+            check_ensemble(ensemble, arg("ensemble"), export=f"{arg('model')} {model_dir}")
             self.loaded, meta = load_export(model_dir)
             self.train_config, self.step, self.version = (
                 meta["train_config"],
