@@ -1,4 +1,5 @@
 # Each target creates/uses .venv itself: on a fresh machine `make demo` and `make test` are the whole set-up.
+# pip keeps no wheel cache (--no-cache-dir): TensorFlow and JAX would otherwise take ~1.5 GB twice on disk.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg setup.py pyproject.toml | cks
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-cache-dir -e ".[dev]"
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)

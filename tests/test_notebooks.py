@@ -28,7 +28,14 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
 
     monkeypatch.setenv("KERASRECON_NB_FAST", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # The notebooks write their runs under tempfile.mkdtemp() for a reader to inspect; under test that
+    # is pytest's own tmp_path (pruned by pytest), not the system's temporary directory (~0.5 GB a run).
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    if "mkdtemp" in path.read_text():
+        assert any(scratch.glob("kerasrecon-nb*")), "the notebook's output directory is not under TMPDIR"
