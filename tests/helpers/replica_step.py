@@ -78,15 +78,16 @@ import tempfile  # noqa: E402
 from kerasrecon.errors import ConfigError  # noqa: E402
 from kerasrecon.training.trainer import train  # noqa: E402
 
-try:
-    train(
-        dataclasses.replace(cfg, data=DataConfig(patch_size=32, batch_size=3)),
-        tempfile.mkdtemp() + "/run",
-        strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
-    )
-    divisible_error = ""
-except ConfigError as exc:
-    divisible_error = str(exc)
+with tempfile.TemporaryDirectory() as scratch:
+    try:
+        train(
+            dataclasses.replace(cfg, data=DataConfig(patch_size=32, batch_size=3)),
+            scratch + "/run",
+            strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+        )
+        divisible_error = ""
+    except ConfigError as exc:
+        divisible_error = str(exc)
 
 
 def maxdiff(a, b):
