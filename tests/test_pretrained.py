@@ -251,7 +251,14 @@ def test_export_evaluate_and_compare_take_pretrained_names(held_out, tmp_path):
               tmp_path / "o.h5", "--ensemble", "8")  # fmt: skip
     assert res.exit_code == 2 and "--ensemble 8" in res.output and "SavedModel export" in res.output
     assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "o.h5").exists()
-    res = run("evaluate", "--model", "pretrained:singlecoil-r8", "--data", "demo", "--out", tmp_path / "ev")
+    # Two held-out demo slices as a prepared dataset: evaluate and compare score them, not all twelve.
+    from kerasrecon.data.demo import demo_images
+    from kerasrecon.data.images import prepare_dataset
+
+    np.savez(tmp_path / "two.npz", images=demo_images()[[50, 55]])
+    prepare_dataset(tmp_path / "two.npz", tmp_path / "two")
+    data = ["--data", tmp_path / "two", "--split", "all"]
+    res = run("evaluate", "--model", "pretrained:singlecoil-r8", *data, "--out", tmp_path / "ev")
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert summary["meta"]["run"] == "pretrained:singlecoil-r8" and summary["meta"]["mask"]["acceleration"] == 8
@@ -261,8 +268,7 @@ def test_export_evaluate_and_compare_take_pretrained_names(held_out, tmp_path):
         "evaluate",
         "--model",
         "pretrained:singlecoil-r4",
-        "--data",
-        "demo",
+        *data,
         "--out",
         tmp_path / "b1",
         "--baselines",
@@ -270,11 +276,11 @@ def test_export_evaluate_and_compare_take_pretrained_names(held_out, tmp_path):
     )
     assert res.exit_code == 2 and "pass --baseline-tune-data DATA" in res.output
     res = run(
-        "evaluate", "--model", "pretrained:singlecoil-r4", "--data", "demo", "--out", tmp_path / "b2",
+        "evaluate", "--model", "pretrained:singlecoil-r4", *data, "--out", tmp_path / "b2",
         "--baselines", "tv", "--baseline-lambdas", "1e-2", "--baseline-iters", "20",
     )  # fmt: skip
     assert res.exit_code == 0 and "tv: λ = 0.01" in res.output, res.output
-    args = ["compare", "pretrained:singlecoil-r4", "pretrained:singlecoil-r8", "--data", "demo", "-R", "4"]
+    args = ["compare", "pretrained:singlecoil-r4", "pretrained:singlecoil-r8", *data, "-R", "4"]
     res = run(*args, "--no-figures", "--out", tmp_path / "cmp", "--ensemble", "2")
     assert res.exit_code == 0, res.output
     table = (tmp_path / "cmp" / "table.md").read_text()
