@@ -562,6 +562,13 @@ def train_options(fn):
             "per cascade).",
         ),
         click.option(
+            "--bias-free",
+            is_flag=True,
+            help="Scale-equivariant generator: G(c·x) = c·G(x) for c > 0 (no conv biases; RMS normalisation "
+            "without mean or shift instead of BatchNorm). What it does no longer depends on the image's "
+            "intensity scale.",
+        ),
+        click.option(
             "--strategy",
             type=click.Choice(STRATEGIES),
             default=DEFAULTS.strategy,
@@ -667,6 +674,7 @@ def config_from_options(o: dict):
             network=o["network"],
             levels=o["levels"],
             share_weights=o["share_weights"],
+            bias_free=o["bias_free"],
         ),
         loss=LossConfig(
             content=o["content"],

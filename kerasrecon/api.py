@@ -308,6 +308,7 @@ class Reconstructor:
 
 def _network(m) -> str:
     """A ``ModelConfig``'s regulariser for ``repr``: ``blocks=4`` or ``unet(levels=2, shared)``."""
+    tags = (", shared" if m.share_weights else "") + (", bias-free" if m.bias_free else "")
     if m.network == "unet":
-        return f"unet(levels={m.levels}{', shared' if m.share_weights else ''})"
-    return f"blocks={m.blocks}{', shared' if m.share_weights else ''}"
+        return f"unet(levels={m.levels}{tags})"
+    return f"blocks={m.blocks}{tags}"

@@ -106,6 +106,11 @@ class ModelConfig:
         levels: the U-Net's poolings (``network="unet"``).
         share_weights: all cascades use one regulariser's weights (an unrolled iteration; the DC steps η
             stay per cascade).
+        bias_free: a scale-equivariant generator, ``G(c·x) = c·G(x)`` for every c > 0 at inference
+            (Mohan et al., ICLR 2020): no additive constant anywhere — convolutions without bias, and
+            :class:`~kerasrecon.models.generator.ScaleNorm` (divide by the RMS, no mean, no shift) in place
+            of BatchNorm. The input normalisation then no longer decides what the network does: a dark
+            region of a large image is treated as a bright training patch of the same structure.
     """
 
     blocks: int = 16
@@ -116,6 +121,7 @@ class ModelConfig:
     network: str = "resnet"
     levels: int = 3
     share_weights: bool = False
+    bias_free: bool = False
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,7 @@ ARCHITECTURE_FIELDS = (
     "model.network",
     "model.levels",
     "model.share_weights",
+    "model.bias_free",
     "data.patch_size",
     "lr_schedule",
 )
@@ -257,6 +264,7 @@ OPTIONS = {
     "model.network": "--network",
     "model.levels": "--levels",
     "model.share_weights": "--share-weights",
+    "model.bias_free": "--bias-free",
     "loss.content": "--loss",
     "loss.mse_weight": "--alpha",
     "loss.feature_weight": "--beta",

@@ -230,3 +230,59 @@ def test_seeded_residual_network_draws_its_kernels_in_layer_order():
     names = ["g_conv_in", "g_block01_conv1", "g_block01_conv2", "g_block02_conv1", "g_block02_conv2", "g_conv_mid"]
     for name, init, shape in zip(names, refs, shapes):
         np.testing.assert_array_equal(g.get_layer(name).get_weights()[0], np.asarray(init(shape)), err_msg=name)
+
+
+def _perturbed(g, rng):
+    """``g`` with every weight moved at random and positive moving statistics (BatchNorm's variance,
+    ScaleNorm's mean square): a network far from its identity initialisation."""
+    weights = []
+    for w, v in zip(g.get_weights(), g.weights):
+        w = w + 0.3 * rng.standard_normal(w.shape).astype(w.dtype)
+        weights.append(np.abs(w) + 0.5 if "moving_var" in v.path or "moving_mean_square" in v.path else w)
+    g.set_weights(weights)
+    return g
+
+
+@pytest.mark.parametrize("network", ["resnet", "unet"])
+def test_bias_free_generator_is_scale_equivariant(rng, network):
+    """``bias_free``: G(c·x) = c·G(x) at inference for c = 0.01 and 37 (odd 21×18 slices, two cascades
+    with learned DC, random weights); the same network with biases and BatchNorm is not. No weight
+    of the bias-free network is a bias, a BN shift or a moving mean."""
+    img = random_complex(rng, (2, 21, 18))
+    mask = np.broadcast_to(make_mask("poisson", 4, (21, 18), 0).array, (2, 21, 18)).astype("float32")
+    k = fft2c_np(img) * mask
+    zf = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    ch = lambda z: np.stack([z.real, z.imag], -1).astype("float32")  # noqa: E731
+    errors = {}
+    for bias_free in (True, False):
+        keras.utils.set_random_seed(3)
+        g = build_generator(blocks=2, filters=8, cascades=2, network=network, levels=2, learned_dc=True,
+                            bias_free=bias_free)  # fmt: skip
+        _perturbed(g, rng)
+        out = {c: np.asarray(g.predict_on_batch({"zero_filled": ch(c * zf), "masked_kspace": ch(c * k), "mask": mask}))
+               for c in (1.0, 0.01, 37.0)}  # fmt: skip
+        errors[bias_free] = max(np.abs(out[c] / c - out[1.0]).max() / np.abs(out[1.0]).max() for c in (0.01, 37.0))
+        if bias_free:
+            names = [v.path.split("/")[-1] for v in g.weights]
+            assert not {"bias", "beta", "moving_mean", "moving_variance"} & set(names), names
+    assert errors[True] < 1e-4 and errors[False] > 1e-2, errors
+
+
+def test_scale_norm_against_numpy(rng):
+    """ScaleNorm: in training γ·x/√(mean(x²) + ε) with the mean over batch, height and width per channel,
+    and the moving statistic m ← 0.9·m + 0.1·mean(x²); at inference γ·x/√(m + ε), linear in x."""
+    from kerasrecon.models.generator import ScaleNorm
+
+    layer = ScaleNorm(name="sn")
+    x = rng.standard_normal((3, 5, 4, 6)).astype("float32") * np.arange(1, 7, dtype="float32")
+    layer.build(x.shape)
+    gamma = rng.uniform(0.5, 2.0, 6).astype("float32")
+    layer.gamma.assign(gamma)
+    v = (x.astype(np.float64) ** 2).mean(axis=(0, 1, 2))
+    trained = np.asarray(layer(x, training=True))
+    np.testing.assert_allclose(trained, gamma * x / np.sqrt(v + 1e-3), rtol=1e-5)
+    moving = 0.9 * 1.0 + 0.1 * v
+    np.testing.assert_allclose(np.asarray(layer.moving_mean_square), moving, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(layer(2 * x)), 2 * gamma * x / np.sqrt(moving + 1e-3), rtol=1e-5)
+    again = ScaleNorm.from_config(layer.get_config())
+    assert (again.momentum, again.epsilon) == (0.9, 1e-3)

@@ -167,8 +167,71 @@ def _prelu(name, dtype=None):
     return layers.PReLU(shared_axes=[1, 2], name=name, dtype=dtype)
 
 
-def _bn(name, dtype=None):
+def _bn(name, dtype=None, bias_free=False):
+    if bias_free:
+        return ScaleNorm(momentum=BN_MOMENTUM, name=name, dtype=dtype)
     return layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_batchnorm(), name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package="kerasrecon")
+class ScaleNorm(layers.Layer):
+    """BatchNorm without its additive parts (the bias-free networks' normalisation): ``γ · x / √(v + ε)``
+    per channel, ``v`` the mean of ``x²`` over batch, height and width in training (no mean subtracted,
+    no shift β) and its moving average at inference, so the layer is linear at inference.
+
+    Under a ``tf.distribute`` strategy the batch statistic is averaged over the replicas (the global
+    batch's, as for the synchronised BatchNorm); a jit-compiled JAX step sees the global batch anyway.
+
+    Call args:
+        x: ``[B, H, W, C]`` (the layer's dtype policy); ``training``: batch or moving statistic.
+
+    Returns:
+        the same shape and dtype.
+    """
+
+    def __init__(self, momentum: float = BN_MOMENTUM, epsilon: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum, self.epsilon = momentum, epsilon
+
+    def build(self, input_shape):
+        channels = (input_shape[-1],)
+        self.gamma = self.add_weight(shape=channels, initializer="ones", name="gamma")
+        self.moving_mean_square = self.add_weight(
+            shape=channels, initializer="ones", trainable=False, name="moving_mean_square"
+        )
+
+    def call(self, x, training=False):
+        x32 = keras.ops.cast(x, "float32") if self.compute_dtype != "float64" else x
+        if training:
+            v = keras.ops.mean(keras.ops.square(x32), axis=(0, 1, 2))
+            v = _replica_mean(v)
+            m = keras.ops.cast(self.momentum, v.dtype)
+            self.moving_mean_square.assign(
+                m * keras.ops.cast(self.moving_mean_square, v.dtype) + (1 - m) * keras.ops.stop_gradient(v)
+            )
+        else:
+            v = keras.ops.cast(self.moving_mean_square, x32.dtype)
+        gain = keras.ops.cast(self.gamma, x32.dtype) * keras.ops.rsqrt(v + self.epsilon)
+        return keras.ops.cast(x32 * gain, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
+
+
+def _replica_mean(v):
+    """``v`` averaged over the replicas of a TensorFlow ``tf.distribute`` replica context (replicas hold
+    equal batches, so this is the global batch's statistic); ``v`` itself elsewhere."""
+    if keras.backend.backend() != "tensorflow":
+        return v
+    import tensorflow as tf
+
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return v
+    return ctx.all_reduce(tf.distribute.ReduceOp.MEAN, v)
 
 
 def build_generator(
@@ -183,6 +246,7 @@ def build_generator(
     network: str = ModelConfig.network,
     levels: int = ModelConfig.levels,
     share_weights: bool = ModelConfig.share_weights,
+    bias_free: bool = ModelConfig.bias_free,
 ) -> keras.Model:
     """Build the generator.
 
@@ -200,6 +264,10 @@ def build_generator(
         levels: the U-Net's 2× poolings.
         share_weights: one regulariser for all cascades (layer names ``g_...`` / ``g_unet``); each
             cascade keeps its own DC layer ``g{k}_data_consistency``.
+        bias_free: no additive constant in the regulariser (convolutions without bias, :class:`ScaleNorm`
+            for BatchNorm, same layer names), so the generator is scale-equivariant at inference:
+            ``G(c·x) = c·G(x)`` for c > 0 (PReLU, pooling, upsampling, DC and the residuals are
+            positively homogeneous).
         multicoil: inputs for multi-coil data consistency: ``masked_kspace`` ``[B, C, H, W, 2]`` and
             ``maps`` ``[B, C, H, W, 2]`` (same weights as the single-coil graph: a model trained on
             either loads into both). The maps' phase convention is fixed first (``MapPhase``), so
@@ -231,11 +299,13 @@ def build_generator(
         dc_extra = [maps]
     shared = None
     if share_weights:  # one regulariser, called once per cascade
-        shared = _regulariser(network, blocks, filters, levels, "g_", dtype)
+        shared = _regulariser(network, blocks, filters, levels, "g_", dtype, bias_free)
     for k in range(cascades):
         prefix = "g_" if cascades == 1 else f"g{k + 1}_"
         dc = DataConsistency(noise_lambda, learned_dc, dtype=wide, name=f"{prefix}data_consistency")
-        body = shared if shared is not None else _regulariser(network, blocks, filters, levels, prefix, dtype)
+        body = (
+            shared if shared is not None else _regulariser(network, blocks, filters, levels, prefix, dtype, bias_free)
+        )
         image = body(image)
         if data_consistency:
             image = dc([image, masked_kspace, mask, *dc_extra])
@@ -259,6 +329,7 @@ def from_config(model_cfg, dtype=None, multicoil: bool = False) -> keras.Model:
         network=m.network,
         levels=m.levels,
         share_weights=m.share_weights,
+        bias_free=m.bias_free,
     )
 
 
@@ -270,44 +341,53 @@ def multicoil_twin(generator, model_cfg) -> keras.Model:
     return twin
 
 
-def _regulariser(network, blocks, filters, levels, prefix, dtype=None):
+def _regulariser(network, blocks, filters, levels, prefix, dtype=None, bias_free=False):
     """One stage's network without its DC: a callable float32 ``[B, H, W, 2]`` image -> refined image
     (same shape). ``resnet``: its layers are applied in the caller's graph (layer names as in 0.5.0, so
     saved weights load); ``unet``: a nested model ``{prefix}unet``. Called twice, it shares weights
     (``resnet`` rebuilds nothing: a closure over one set of layers)."""
     if network == "unet":
-        return unet(filters, levels, f"{prefix}unet", dtype)
-    layer_list = _resnet_layers(blocks, filters, prefix, dtype)
+        return unet(filters, levels, f"{prefix}unet", dtype, bias_free)
+    layer_list = _resnet_layers(blocks, filters, prefix, dtype, bias_free)
     return lambda image: _apply_resnet(layer_list, image)
 
 
-def _resnet_layers(blocks, filters, prefix, dtype=None):
+def _resnet_layers(blocks, filters, prefix, dtype=None, bias_free=False):
     """The residual network's layers, in the order :func:`_apply_resnet` calls them. They are created
     in that order too: a Keras initializer draws its seed when it is created, so this order keeps the
     initial weights of a seeded run those of 0.5.0 (tested)."""
     wide = wide_dtype(dtype)
-    net = {"head": (_conv(filters, f"{prefix}conv_in", dtype=dtype), _prelu(f"{prefix}prelu_in", dtype))}
+    head = _conv(filters, f"{prefix}conv_in", use_bias=not bias_free, dtype=dtype)
+    net = {"head": (head, _prelu(f"{prefix}prelu_in", dtype))}
     net["blocks"] = [
         (
             _conv(filters, f"{prefix}block{i + 1:02d}_conv1", use_bias=False, dtype=dtype),
-            _bn(f"{prefix}block{i + 1:02d}_bn1", dtype),
+            _bn(f"{prefix}block{i + 1:02d}_bn1", dtype, bias_free),
             _prelu(f"{prefix}block{i + 1:02d}_prelu", dtype),
             _conv(filters, f"{prefix}block{i + 1:02d}_conv2", use_bias=False, dtype=dtype),
-            _bn(f"{prefix}block{i + 1:02d}_bn2", dtype),
+            _bn(f"{prefix}block{i + 1:02d}_bn2", dtype, bias_free),
             layers.Add(name=f"{prefix}block{i + 1:02d}_add", dtype=dtype),
         )
         for i in range(blocks)
     ]
     net["mid"] = (
         _conv(filters, f"{prefix}conv_mid", use_bias=False, dtype=dtype),
-        _bn(f"{prefix}bn_mid", dtype),
+        _bn(f"{prefix}bn_mid", dtype, bias_free),
         layers.Add(name=f"{prefix}long_skip", dtype=dtype),
     )
     # Zero-initialised output conv: the untrained generator is the identity on its input image
     # (then DC), so training starts from the zero-filled baseline instead of from random noise.
     # Output conv, residual and DC stay float32 under mixed precision (the image and the FFTs need it).
     net["out"] = (
-        Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype=wide, name=f"{prefix}conv_out"),
+        Conv2D(
+            2,
+            KERNEL,
+            padding="same",
+            kernel_initializer="zeros",
+            use_bias=not bias_free,
+            dtype=wide,
+            name=f"{prefix}conv_out",
+        ),  # fmt: skip
         layers.Add(dtype=wide, name=f"{prefix}residual"),
     )
     return net
@@ -326,7 +406,7 @@ def _apply_resnet(net, image_in):
     return residual([image_in, conv_out(x)])
 
 
-def unet(filters: int, levels: int, name: str = "unet", dtype=None) -> keras.Model:
+def unet(filters: int, levels: int, name: str = "unet", dtype=None, bias_free: bool = False) -> keras.Model:
     """A U-Net regulariser (fastMRI's layout with the thesis' layers): per level two [Conv3×3, BN,
     PReLU] with ``filters · 2^level`` channels, 2× average pooling down, 2× nearest upsampling up
     (cropped to the skip connection, so any H, W), concatenation with the skip, two [Conv3×3, BN,
@@ -335,7 +415,8 @@ def unet(filters: int, levels: int, name: str = "unet", dtype=None) -> keras.Mod
     Args:
         filters: channels at full resolution; ``levels``: 2× poolings (the receptive field grows as
             ``2^levels``); ``name``: the model's name; ``dtype``: the hidden layers' dtype policy (the
-            output conv and residual are float32; float64 under a float64 policy).
+            output conv and residual are float32; float64 under a float64 policy); ``bias_free``: no
+            conv biases and :class:`ScaleNorm` for BatchNorm (scale-equivariant).
 
     Returns:
         ``keras.Model`` float32 ``[B, H, W, 2]`` -> ``[B, H, W, 2]`` (any H, W ≥ 1).
@@ -346,7 +427,7 @@ def unet(filters: int, levels: int, name: str = "unet", dtype=None) -> keras.Mod
     def double_conv(x, channels, tag):
         for j in (1, 2):
             x = _conv(channels, f"{name}_{tag}_conv{j}", use_bias=False, dtype=dtype)(x)
-            x = _bn(f"{name}_{tag}_bn{j}", dtype)(x)
+            x = _bn(f"{name}_{tag}_bn{j}", dtype, bias_free)(x)
             x = _prelu(f"{name}_{tag}_prelu{j}", dtype)(x)
         return x
 
@@ -361,6 +442,7 @@ def unet(filters: int, levels: int, name: str = "unet", dtype=None) -> keras.Mod
         x = CropTo(name=f"{name}_crop{level}", dtype=dtype)([x, skips[level]])
         x = layers.Concatenate(name=f"{name}_concat{level}", dtype=dtype)([x, skips[level]])
         x = double_conv(x, filters * 2**level, f"up{level}")
-    x = Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", dtype=wide, name=f"{name}_conv_out")(x)
+    x = Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", use_bias=not bias_free, dtype=wide,
+               name=f"{name}_conv_out")(x)  # fmt: skip
     out = layers.Add(dtype=wide, name=f"{name}_residual")([image, x])
     return keras.Model(image, out, name=name)
