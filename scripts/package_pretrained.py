@@ -69,7 +69,8 @@ def regulariser(m) -> str:
         net = f"U-Net of {m.levels} poolings, {m.filters} filters at full resolution"
     else:
         net = f"conv → {m.blocks} residual blocks × {m.filters} filters"
-    return net + (" (one set of weights for all cascades)" if m.share_weights else "")
+    net += " (one set of weights for all cascades)" if m.share_weights else ""
+    return net + (", bias-free: no conv biases, RMS normalisation, scale-equivariant" if m.bias_free else "")
 
 
 def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
