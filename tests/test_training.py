@@ -85,6 +85,8 @@ def test_two_replicas_equal_one_replica():
     for k in ("d_loss", "g_loss", "content", "adversarial"):
         assert res["values_one"][k] == pytest.approx(res["values_two"][k], rel=1e-10)
     assert "data.batch_size 3 is not divisible by the 2 replicas" in res["divisible_error"]
+    # --bias-free: ScaleNorm's batch statistic is the global batch's on two replicas too.
+    assert res["bias_free_g_moved"] > 1e-3 and res["bias_free_max_abs_diff_g"] < 1e-10
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ size and CPU, so the two runs differ by CPU-dependent round-off (1e-7 on one mac
 which no fixed float32 tolerance separates from a real bug. In float64 that round-off is ~1e-13.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -40,39 +41,52 @@ cfg = TrainConfig(
 )
 batch = next(iter(training_dataset([load_demo(num_slices=6)], cfg)))
 
-results = {}
+
 # One replica and two of the same strategy (both with synchronised BatchNorm, the same arithmetic).
-for name, strategy in [
-    ("one", tf.distribute.MirroredStrategy(["/cpu:0"])),
-    ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])),
-]:
-    with strategy.scope():
-        gan = build_gan(cfg)
-        gan.set_optimizers(g_optimizer=keras.optimizers.SGD(0.01), d_optimizer=keras.optimizers.SGD(0.01))
-        gan.build_optimizers()
-    if name == "two":  # identical starting point, the random VGG19 of the feature term included
-        gan.generator.set_weights(results["one"]["g0"])
-        gan.discriminator.set_weights(results["one"]["d0"])
-        if gan.content_loss.vgg is not None:
-            gan.content_loss.vgg.set_weights(results["one"]["vgg"])
-    g0, d0 = gan.generator.get_weights(), gan.discriminator.get_weights()
-    vgg = gan.content_loss.vgg.get_weights() if gan.content_loss.vgg is not None else []
-    step = make_distributed_step(gan, strategy)
-    dist = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
-    values = step(next(iter(dist)))
-    results[name] = {
-        "g0": g0,
-        "d0": d0,
-        "vgg": vgg,
-        "g": gan.generator.get_weights(),
-        "d": gan.discriminator.get_weights(),
-        "values": {k: float(v) for k, v in values.items()},
-        "replicas": strategy.num_replicas_in_sync,
-    }
+# Each strategy is created once: a second MirroredStrategy over the same devices in one process
+# reuses collective instance keys, and its all-reduces then meet the first one's.
+STRATEGIES = {
+    "one": tf.distribute.MirroredStrategy(["/cpu:0"]),
+    "two": tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+}
+
+
+def one_and_two(cfg, batch):
+    """The same step on one replica and on two: ``{"one": ..., "two": ...}``."""
+    results = {}
+    for name, strategy in STRATEGIES.items():
+        with strategy.scope():
+            gan = build_gan(cfg)
+            gan.set_optimizers(g_optimizer=keras.optimizers.SGD(0.01), d_optimizer=keras.optimizers.SGD(0.01))
+            gan.build_optimizers()
+        if name == "two":  # identical starting point, the random VGG19 of the feature term included
+            gan.generator.set_weights(results["one"]["g0"])
+            gan.discriminator.set_weights(results["one"]["d0"])
+            if gan.content_loss.vgg is not None:
+                gan.content_loss.vgg.set_weights(results["one"]["vgg"])
+        g0, d0 = gan.generator.get_weights(), gan.discriminator.get_weights()
+        vgg = gan.content_loss.vgg.get_weights() if gan.content_loss.vgg is not None else []
+        step = make_distributed_step(gan, strategy)
+        dist = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
+        values = step(next(iter(dist)))
+        results[name] = {
+            "g0": g0,
+            "d0": d0,
+            "vgg": vgg,
+            "g": gan.generator.get_weights(),
+            "d": gan.discriminator.get_weights(),
+            "values": {k: float(v) for k, v in values.items()},
+            "replicas": strategy.num_replicas_in_sync,
+        }
+    return results
+
+
+results = one_and_two(cfg, batch)
+# The bias-free generator's ScaleNorm averages its batch statistic over the replicas itself.
+bias_free = one_and_two(dataclasses.replace(cfg, model=ModelConfig(blocks=2, filters=16, bias_free=True)), batch)
 
 
 # Bad input on 2 replicas: a global batch that does not split evenly.
-import dataclasses  # noqa: E402
 import tempfile  # noqa: E402
 
 from kerasrecon.errors import ConfigError  # noqa: E402
@@ -83,7 +97,7 @@ with tempfile.TemporaryDirectory() as scratch:
         train(
             dataclasses.replace(cfg, data=DataConfig(patch_size=32, batch_size=3)),
             scratch + "/run",
-            strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+            strategy=STRATEGIES["two"],
         )
         divisible_error = ""
     except ConfigError as exc:
@@ -105,6 +119,8 @@ print(
             "values_one": results["one"]["values"],
             "values_two": results["two"]["values"],
             "divisible_error": divisible_error,
+            "bias_free_max_abs_diff_g": maxdiff(bias_free["one"]["g"], bias_free["two"]["g"]),
+            "bias_free_g_moved": maxdiff(bias_free["one"]["g"], bias_free["one"]["g0"]),
         }
     )
 )
