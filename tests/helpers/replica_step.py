@@ -83,7 +83,10 @@ def one_and_two(cfg, batch):
 
 results = one_and_two(cfg, batch)
 # The bias-free generator's ScaleNorm averages its batch statistic over the replicas itself.
-bias_free = one_and_two(dataclasses.replace(cfg, model=ModelConfig(blocks=2, filters=16, bias_free=True)), batch)
+bias_free_cfg = dataclasses.replace(
+    cfg, model=ModelConfig(blocks=2, filters=16, bias_free=True), loss=LossConfig(content="mse", vgg_weights="none")
+)
+bias_free = one_and_two(bias_free_cfg, batch)
 
 
 # Bad input on 2 replicas: a global batch that does not split evenly.
