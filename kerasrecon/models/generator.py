@@ -387,7 +387,7 @@ def _resnet_layers(blocks, filters, prefix, dtype=None, bias_free=False):
             use_bias=not bias_free,
             dtype=wide,
             name=f"{prefix}conv_out",
-        ),  # fmt: skip
+        ),
         layers.Add(dtype=wide, name=f"{prefix}residual"),
     )
     return net
@@ -442,7 +442,8 @@ def unet(filters: int, levels: int, name: str = "unet", dtype=None, bias_free: b
         x = CropTo(name=f"{name}_crop{level}", dtype=dtype)([x, skips[level]])
         x = layers.Concatenate(name=f"{name}_concat{level}", dtype=dtype)([x, skips[level]])
         x = double_conv(x, filters * 2**level, f"up{level}")
-    x = Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", use_bias=not bias_free, dtype=wide,
-               name=f"{name}_conv_out")(x)  # fmt: skip
+    out_conv = Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", use_bias=not bias_free, dtype=wide,
+                      name=f"{name}_conv_out")  # fmt: skip
+    x = out_conv(x)
     out = layers.Add(dtype=wide, name=f"{name}_residual")([image, x])
     return keras.Model(image, out, name=name)
