@@ -323,7 +323,9 @@ def test_fit_config_reproduces_a_run_with_options_overriding(tmp_path):
     expected["model"].setdefault("learned_dc", False)
     expected["data"].setdefault("augment", False)  # fields added since the pretrained run, at their defaults
     expected["data"].setdefault("zoom", 1.0)
-    expected["model"].update({"network": "resnet", "levels": 3, "share_weights": False, **expected["model"]})
+    expected["model"].update(
+        {"network": "resnet", "levels": 3, "share_weights": False, "bias_free": False, **expected["model"]}
+    )
     assert got == expected
     path.write_text(json.dumps({**src, "steps": "many"}))
     res = run("fit", "--config", path, "--out", tmp_path / "run2")
