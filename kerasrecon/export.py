@@ -342,10 +342,10 @@ def export_run(run_dir, out, force: bool = False, ensemble: int = 1) -> Path:
         ``out`` as a Path.
     """
     from kerasrecon.io import RunLock, atomic_dir, check_output
-
-    ensemble = check_ensemble(ensemble, arg("ensemble"))
     from kerasrecon.pretrained import load_pretrained, pretrained_name
     from kerasrecon.training.checkpoint import load_generator
+
+    ensemble = check_ensemble(ensemble, arg("ensemble"))
 
     out = check_output(
         out,
