@@ -44,6 +44,7 @@ from kerasrecon.data import load_volumes, split_volumes  # noqa: E402
 from kerasrecon.data.pipeline import turn  # noqa: E402
 from kerasrecon.data.slices import evaluation_slices  # noqa: E402
 from kerasrecon.evaluate import evaluate, held_out_volumes  # noqa: E402
+from kerasrecon.io import atomic_file, write_text_atomic  # noqa: E402
 from kerasrecon.kspace import dihedral_np, ifft2c_np  # noqa: E402
 
 CROP = 64
@@ -65,7 +66,8 @@ def tv_pairs(data: str, masks: int, acceleration: float, lam: float, val_fractio
         done = f"{len(out['tv'])} TV solves, {time.perf_counter() - t0:.0f} s"
         print(f"{data}: masks {k + 1}/{masks}, {done}", flush=True)
     arrays = {k: np.stack(v) for k, v in out.items()}
-    np.savez(path, **arrays)
+    with atomic_file(path, "tv-refiner") as tmp:  # an interrupted run leaves no half-written cache
+        np.savez(tmp, **arrays)
     return arrays
 
 
@@ -121,7 +123,8 @@ def train_refiner(sets, args, path: Path):
         if step % 500 == 0:
             print(f"step {step}: loss {smoothed:.5f}, {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"trained {args.steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
-    model.save(path)
+    with atomic_file(path, "tv-refiner") as tmp:
+        model.save(tmp)
     return model
 
 
@@ -216,7 +219,7 @@ def main(argv=None):
         ),
         "train_held_out": scores(held_out, MaskConfig(kind="poisson", acceleration=args.acceleration, seed=5000), fns),
     }
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    write_text_atomic(args.out / "results.json", json.dumps(results, indent=2))
     for part in ("eval", "train_held_out"):
         print(f"\n{part} (R = {args.acceleration:g}, Poisson): PSNR slice / volume mean, SSIM; per volume PSNR")
         for method, r in results[part].items():

@@ -442,8 +442,14 @@ def unet(filters: int, levels: int, name: str = "unet", dtype=None, bias_free: b
         x = CropTo(name=f"{name}_crop{level}", dtype=dtype)([x, skips[level]])
         x = layers.Concatenate(name=f"{name}_concat{level}", dtype=dtype)([x, skips[level]])
         x = double_conv(x, filters * 2**level, f"up{level}")
-    out_conv = Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", use_bias=not bias_free, dtype=wide,
-                      name=f"{name}_conv_out")  # fmt: skip
-    x = out_conv(x)
+    x = Conv2D(
+        2,
+        KERNEL,
+        padding="same",
+        kernel_initializer="zeros",
+        use_bias=not bias_free,
+        dtype=wide,
+        name=f"{name}_conv_out",
+    )(x)
     out = layers.Add(dtype=wide, name=f"{name}_residual")([image, x])
     return keras.Model(image, out, name=name)
