@@ -182,6 +182,16 @@ def scores(volumes, mask_cfg, fns) -> dict:
     return out
 
 
+def print_results(results: dict, acceleration: float) -> None:
+    """The table of :func:`scores` for the ``eval`` and ``train_held_out`` parts of ``results``."""
+    for part in ("eval", "train_held_out"):
+        print(f"\n{part} (R = {acceleration:g}, Poisson): PSNR slice / volume mean, SSIM; per volume PSNR")
+        for method, r in results[part].items():
+            per = ", ".join(f"{v} {s['psnr']:.2f}" for v, s in r["volumes"].items())
+            means = f"{r['psnr_slice_mean']:.2f} / {r['psnr_volume_mean']:.2f}, {r['ssim_slice_mean']:.3f}"
+            print(f"  {method}: {means}; {per}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path)
@@ -220,12 +230,7 @@ def main(argv=None):
         "train_held_out": scores(held_out, MaskConfig(kind="poisson", acceleration=args.acceleration, seed=5000), fns),
     }
     write_text_atomic(args.out / "results.json", json.dumps(results, indent=2))
-    for part in ("eval", "train_held_out"):
-        print(f"\n{part} (R = {args.acceleration:g}, Poisson): PSNR slice / volume mean, SSIM; per volume PSNR")
-        for method, r in results[part].items():
-            per = ", ".join(f"{v} {s['psnr']:.2f}" for v, s in r["volumes"].items())
-            means = f"{r['psnr_slice_mean']:.2f} / {r['psnr_volume_mean']:.2f}, {r['ssim_slice_mean']:.3f}"
-            print(f"  {method}: {means}; {per}")
+    print_results(results, args.acceleration)
 
 
 if __name__ == "__main__":
