@@ -25,9 +25,15 @@ Stages (each cached in OUT, so a rerun resumes):
    masks seed 0 + volume index, as ``kerasrecon compare``) and on the first dataset's held-out
    volume(s), through ``kerasrecon.evaluate`` (the table of ``scripts/tv_refiner.py``).
 
-Usage: python scripts/pnp.py OUT --train real_train_noisy --train demo_noisy --eval real_eval_noisy
+Usage: python scripts/pnp.py OUT --train real_train_noisy --train demo_noisy --train demo_half
+           --eval real_eval_noisy --steps 6000 [--ensemble 8]
 
-The datasets are those of ``scripts/pretrained.sh`` (prepared with ``--phase smooth --noise 0.01``).
+The datasets are those of ``scripts/pretrained.sh`` (prepared with ``--phase smooth --noise 0.01``);
+``demo_half`` is the demo template averaged over 2×2 pixels, prepared with the same simulation:
+
+    python -c "import numpy as np; from kerasrecon.data.demo import demo_images; \
+        np.save('demo_half.npy', demo_images()[:, :370, :300].reshape(60, 185, 2, 150, 2).mean((2, 4)))"
+    kerasrecon data prepare demo_half.npy demo_half --phase smooth --noise 0.01 --sim-seed 0
 """
 
 from __future__ import annotations

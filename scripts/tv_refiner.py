@@ -166,9 +166,10 @@ def recon_fns(model, lam: float, ensemble: int = 1) -> dict:
 
 
 def scores(volumes, mask_cfg, fns) -> dict:
-    """Per method: PSNR slice mean, per-volume mean, SSIM slice mean, and each volume's PSNR/SSIM."""
-    rows = evaluate(fns, volumes, mask_cfg).rows
-    out = {}
+    """Per method: PSNR slice mean, per-volume mean, SSIM slice mean, wall seconds per slice (a method
+    that reuses another's cached work, such as TV, counts only its own), and each volume's PSNR/SSIM."""
+    result = evaluate(fns, volumes, mask_cfg)
+    rows, out = result.rows, {}
     for method in ["zero_filled", *fns]:
         mine = [r for r in rows if r["method"] == method]
         names = sorted({r["volume"] for r in mine})
@@ -177,6 +178,7 @@ def scores(volumes, mask_cfg, fns) -> dict:
             "psnr_slice_mean": float(np.mean([r["psnr"] for r in mine])),
             "psnr_volume_mean": float(np.mean([np.mean([r["psnr"] for r in vol[v]]) for v in names])),
             "ssim_slice_mean": float(np.mean([r["ssim"] for r in mine])),
+            "seconds_per_slice": float(result.summary[method]["seconds_per_slice"]),
             "volumes": {v: {m: float(np.mean([r[m] for r in vol[v]])) for m in ("psnr", "ssim")} for v in names},
         }
     return out
@@ -185,10 +187,11 @@ def scores(volumes, mask_cfg, fns) -> dict:
 def print_results(results: dict, acceleration: float) -> None:
     """The table of :func:`scores` for the ``eval`` and ``train_held_out`` parts of ``results``."""
     for part in ("eval", "train_held_out"):
-        print(f"\n{part} (R = {acceleration:g}, Poisson): PSNR slice / volume mean, SSIM; per volume PSNR")
+        print(f"\n{part} (R = {acceleration:g}, Poisson): PSNR slice / volume mean, SSIM, time; per volume PSNR")
         for method, r in results[part].items():
             per = ", ".join(f"{v} {s['psnr']:.2f}" for v, s in r["volumes"].items())
             means = f"{r['psnr_slice_mean']:.2f} / {r['psnr_volume_mean']:.2f}, {r['ssim_slice_mean']:.3f}"
+            means += f", {r['seconds_per_slice']:.2f} s/slice"
             print(f"  {method}: {means}; {per}")
 
 
