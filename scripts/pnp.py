@@ -50,14 +50,12 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tv_refiner import print_results, scores  # noqa: E402
+from tv_refiner import add_common_arguments, cached_tv, report, train_loop  # noqa: E402
 
-from kerasrecon.baselines import solve  # noqa: E402
 from kerasrecon.config import MaskConfig  # noqa: E402
 from kerasrecon.data import load_volumes, split_volumes  # noqa: E402
 from kerasrecon.data.pipeline import turn  # noqa: E402
-from kerasrecon.evaluate import held_out_volumes  # noqa: E402
-from kerasrecon.io import atomic_file, write_text_atomic  # noqa: E402
+from kerasrecon.io import write_text_atomic  # noqa: E402
 from kerasrecon.kspace import dihedral_np, fft2c_np, ifft2c_np  # noqa: E402
 
 LEVELS = 2  # U-Net downsamplings: inputs are padded to a multiple of 2**LEVELS
@@ -102,8 +100,8 @@ def train_denoiser(sets, args, path: Path):
     model = build_denoiser(args.filters)
     model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(args.lr, args.steps)), "mse")
     rng, c = np.random.default_rng(args.seed), args.crop
-    t0, smoothed = time.perf_counter(), None
-    for step in range(1, args.steps + 1):
+
+    def draw():
         xb, tb = [], []
         for _ in range(args.batch):
             vols = sets[rng.integers(len(sets))]
@@ -116,14 +114,9 @@ def train_denoiser(sets, args, path: Path):
             noisy = x + sigma * (rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape))
             xb.append(np.stack([noisy.real, noisy.imag, np.full(x.shape, sigma)], -1))
             tb.append(np.stack([x.real, x.imag], -1))
-        loss = float(model.train_on_batch(np.stack(xb).astype(np.float32), np.stack(tb).astype(np.float32)))
-        smoothed = loss if smoothed is None else 0.98 * smoothed + 0.02 * loss
-        if step % 250 == 0:
-            print(f"step {step}: loss {smoothed:.6f}, {time.perf_counter() - t0:.0f} s", flush=True)
-    print(f"trained {args.steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
-    with atomic_file(path, "pnp") as tmp:
-        model.save(tmp)
-    return model
+        return np.stack(xb).astype(np.float32), np.stack(tb).astype(np.float32)
+
+    return train_loop(model, draw, args.steps, path)
 
 
 def denoise(model, x: np.ndarray, sigma: np.ndarray, ensemble: int = 1) -> np.ndarray:
@@ -160,16 +153,7 @@ def recon_fns(model, lam, iters, sigma_first, sigma_last, init: str, cache=None,
     """``{"tv": ..., "pnp": ...}`` in ``kerasrecon.evaluate``'s ReconFn signature; ``init`` ``tv``
     starts PnP from the converged TV image. ``cache``: TV images by input, shared by both functions
     (and by the calls that pass the same dict), so each slice's TV is solved once."""
-    cache = {} if cache is None else cache
-
-    def tv_of(kspace, mask):
-        key = (kspace.shape, float(np.abs(kspace).sum()), float(np.asarray(mask).sum()))
-        if key not in cache:
-            cache[key] = solve("tv", kspace, mask, lam)
-        return cache[key]
-
-    def tv(kspace, mask, batch_size=None, maps=None):
-        return np.abs(tv_of(np.asarray(kspace), np.asarray(mask))).astype(np.float32)
+    tv_of, tv = cached_tv(lam, cache)
 
     def plug(kspace, mask, batch_size=None, maps=None):
         kspace, mask = np.asarray(kspace), np.asarray(mask)
@@ -205,12 +189,7 @@ def sweep(model, volumes, args, path: Path) -> dict:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("out", type=Path)
-    p.add_argument("--train", action="append", required=True, help="prepared dataset (repeatable)")
-    p.add_argument("--eval", required=True, help="prepared held-out dataset (every volume is scored)")
-    p.add_argument("-R", "--acceleration", type=float, default=8.0)
-    p.add_argument("--lam", type=float, default=1e-3, help="TV λ (the value swept on the training split)")
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    add_common_arguments(p)
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--crop", type=int, default=64)
@@ -221,8 +200,6 @@ def main(argv=None):
     p.add_argument("--iters", type=int, nargs="+", default=[2, 5, 10], help="swept")
     p.add_argument("--sigma-first", type=float, nargs="+", default=[0.02, 0.03, 0.05], help="swept")
     p.add_argument("--sigma-last", type=float, default=0.01, help="the data's noise σ, relative to the peak")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ensemble", type=int, choices=(1, 8), default=1, help="8: average the flips/transposes")
     args = p.parse_args(argv)
     if args.crop % 2**LEVELS:
         p.error(f"--crop must be a multiple of {2**LEVELS}, got {args.crop}")
@@ -232,22 +209,9 @@ def main(argv=None):
     )
     held_out = split_volumes(load_volumes(args.train[0]), args.val_fraction)[1]
     best = sweep(model, held_out, args, args.out / "sweep.json")
-    fns = recon_fns(
-        model, args.lam, best["iters"], best["sigma_first"], args.sigma_last, args.init, None, args.ensemble
-    )
-    results = {
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "chosen": best,
-        "eval": scores(
-            held_out_volumes(args.eval, args.val_fraction, "all"),
-            MaskConfig(kind="poisson", acceleration=args.acceleration, seed=0),
-            fns,
-        ),
-        "train_held_out": scores(held_out, MaskConfig(kind="poisson", acceleration=args.acceleration, seed=5000), fns),
-    }
-    write_text_atomic(args.out / "results.json", json.dumps(results, indent=2))
     print(f"chosen on the training dataset's held-out volumes: {best}")
-    print_results(results, args.acceleration)
+    a = (args.lam, best["iters"], best["sigma_first"], args.sigma_last, args.init)
+    report(args, recon_fns(model, *a, None, args.ensemble), held_out, chosen=best)
 
 
 if __name__ == "__main__":

@@ -107,8 +107,8 @@ def train_refiner(sets, args, path: Path):
 
     model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(args.lr, args.steps)), magnitude_mse)
     rng = np.random.default_rng(args.seed)
-    t0, smoothed = time.perf_counter(), None
-    for step in range(1, args.steps + 1):
+
+    def draw():
         xb, tb = [], []
         for _ in range(args.batch):
             x = sets[rng.integers(len(sets))]
@@ -118,31 +118,50 @@ def train_refiner(sets, args, path: Path):
             c = (a[0:4:2] + 1j * a[1:4:2]) * np.exp(1j * rng.uniform(0, 2 * np.pi))
             xb.append(channels(c[0], c[1]))
             tb.append(a[4])
-        loss = float(model.train_on_batch(np.stack(xb), np.stack(tb)))
+        return np.stack(xb), np.stack(tb)
+
+    return train_loop(model, draw, args.steps, path)
+
+
+def train_loop(model, draw, steps: int, path: Path, every: int = 500):
+    """``steps`` ``train_on_batch`` calls of the compiled ``model`` on ``draw()``'s ``(inputs,
+    targets)``, printing the smoothed loss every ``every`` steps; the model is then saved to ``path``
+    (temp-then-rename: an interrupted run leaves no half-written file) and returned."""
+    t0, smoothed = time.perf_counter(), None
+    for step in range(1, steps + 1):
+        loss = float(model.train_on_batch(*draw()))
         smoothed = loss if smoothed is None else 0.98 * smoothed + 0.02 * loss
-        if step % 500 == 0:
-            print(f"step {step}: loss {smoothed:.5f}, {time.perf_counter() - t0:.0f} s", flush=True)
-    print(f"trained {args.steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
-    with atomic_file(path, "tv-refiner") as tmp:
+        if step % every == 0:
+            print(f"step {step}: loss {smoothed:.6f}, {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"trained {steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
+    with atomic_file(path, path.stem) as tmp:
         model.save(tmp)
     return model
+
+
+def cached_tv(lam: float, cache: dict | None = None):
+    """``(tv_of, tv)``: ``tv_of(kspace, mask)`` the complex converged TV image (``baselines.solve``),
+    solved once per input and kept in ``cache`` (pass one dict to share solves between calls); ``tv``
+    its magnitude in ``kerasrecon.evaluate``'s ReconFn signature."""
+    cache = {} if cache is None else cache
+
+    def tv_of(kspace, mask):
+        key = (kspace.shape, float(np.abs(kspace).sum()), float(np.asarray(mask).sum()))
+        if key not in cache:
+            cache[key] = solve("tv", kspace, mask, lam)
+        return cache[key]
+
+    def tv(kspace, mask, batch_size=None, maps=None):
+        return np.abs(tv_of(np.asarray(kspace), np.asarray(mask))).astype(np.float32)
+
+    return tv_of, tv
 
 
 def recon_fns(model, lam: float, ensemble: int = 1) -> dict:
     """``{"tv": ..., "tv_refiner": ...}`` in ``kerasrecon.evaluate``'s ReconFn signature (TV solved once).
     ``ensemble`` 8: the refiner's output is the mean over its input images' 8 mirrorings/transposes
     (``kspace.dihedral_np``), each turned back."""
-    cache = {}
-
-    def tv_of(kspace, mask):
-        key = (kspace.shape, float(np.abs(kspace).sum()))
-        if key not in cache:
-            cache.clear()
-            cache[key] = solve("tv", kspace, mask, lam)
-        return cache[key]
-
-    def tv(kspace, mask, batch_size=None, maps=None):
-        return np.abs(tv_of(np.asarray(kspace), np.asarray(mask))).astype(np.float32)
+    tv_of, tv = cached_tv(lam)
 
     def refined(kspace, mask, batch_size=None, maps=None):
         kspace, mask = np.asarray(kspace), np.asarray(mask)
@@ -195,22 +214,47 @@ def print_results(results: dict, acceleration: float) -> None:
             print(f"  {method}: {means}; {per}")
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of every R = 8 experiment script: data, acceleration, TV λ, split, seed, ensemble."""
     p.add_argument("out", type=Path)
     p.add_argument("--train", action="append", required=True, help="prepared dataset (repeatable)")
-    p.add_argument("--masks", action="append", type=int, help="masks per volume, one per --train (default 4)")
     p.add_argument("--eval", required=True, help="prepared held-out dataset (every volume is scored)")
     p.add_argument("-R", "--acceleration", type=float, default=8.0)
     p.add_argument("--lam", type=float, default=1e-3, help="TV λ (the value swept on the training split)")
     p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ensemble", type=int, choices=(1, 8), default=1, help="8: average the flips/transposes")
+
+
+def report(args, fns: dict, held_out, **extra) -> dict:
+    """Score ``fns`` on ``--eval`` (masks seed 0 + volume index) and on ``held_out`` (the first training
+    dataset's held-out volumes, mask seed 5000); write ``OUT/results.json`` (with ``args`` and ``extra``)
+    and print the table. Returns the results."""
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    results = {
+        "settings": settings,
+        **extra,
+        "eval": scores(
+            held_out_volumes(args.eval, args.val_fraction, "all"),
+            MaskConfig(kind="poisson", acceleration=args.acceleration, seed=0),
+            fns,
+        ),
+        "train_held_out": scores(held_out, MaskConfig(kind="poisson", acceleration=args.acceleration, seed=5000), fns),
+    }
+    write_text_atomic(args.out / "results.json", json.dumps(results, indent=2))
+    print_results(results, args.acceleration)
+    return results
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(p)
+    p.add_argument("--masks", action="append", type=int, help="masks per volume, one per --train (default 4)")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--blocks", type=int, default=5)
     p.add_argument("--filters", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ensemble", type=int, choices=(1, 8), default=1, help="8: average the flips/transposes")
     args = p.parse_args(argv)
     masks = args.masks or [4] * len(args.train)
     if len(masks) != len(args.train):
@@ -221,19 +265,8 @@ def main(argv=None):
         for d, m in zip(args.train, masks)
     ]
     model = train_refiner(sets, args, args.out / "refiner.keras")
-    fns = recon_fns(model, args.lam, args.ensemble)
     held_out = split_volumes(load_volumes(args.train[0]), args.val_fraction)[1]
-    results = {
-        "settings": {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "masks": masks},
-        "eval": scores(
-            held_out_volumes(args.eval, args.val_fraction, "all"),
-            MaskConfig(kind="poisson", acceleration=args.acceleration, seed=0),
-            fns,
-        ),
-        "train_held_out": scores(held_out, MaskConfig(kind="poisson", acceleration=args.acceleration, seed=5000), fns),
-    }
-    write_text_atomic(args.out / "results.json", json.dumps(results, indent=2))
-    print_results(results, args.acceleration)
+    report(args, recon_fns(model, args.lam, args.ensemble), held_out, masks=masks)
 
 
 if __name__ == "__main__":
