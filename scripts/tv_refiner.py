@@ -224,19 +224,20 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ensemble", type=int, choices=(1, 8), default=1, help="8: average the flips/transposes")
+    p.add_argument("--eval-mask-seed", type=int, default=0, help="masks of --eval: this seed + volume index")
 
 
 def report(args, fns: dict, held_out, **extra) -> dict:
-    """Score ``fns`` on ``--eval`` (masks seed 0 + volume index) and on ``held_out`` (the first training
-    dataset's held-out volumes, mask seed 5000); write ``OUT/results.json`` (with ``args`` and ``extra``)
-    and print the table. Returns the results."""
+    """Score ``fns`` on ``--eval`` (masks seed ``--eval-mask-seed`` + volume index) and on
+    ``held_out`` (the first training dataset's held-out volumes, mask seed 5000); write
+    ``OUT/results.json`` (with ``args`` and ``extra``) and print the table. Returns the results."""
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     results = {
         "settings": settings,
         **extra,
         "eval": scores(
             held_out_volumes(args.eval, args.val_fraction, "all"),
-            MaskConfig(kind="poisson", acceleration=args.acceleration, seed=0),
+            MaskConfig(kind="poisson", acceleration=args.acceleration, seed=args.eval_mask_seed),
             fns,
         ),
         "train_held_out": scores(held_out, MaskConfig(kind="poisson", acceleration=args.acceleration, seed=5000), fns),
