@@ -48,6 +48,7 @@ from kerasrecon.io import atomic_file, write_text_atomic  # noqa: E402
 from kerasrecon.kspace import dihedral_np, ifft2c_np  # noqa: E402
 
 CROP = 64
+METRICS = ("psnr", "ssim", "nmse", "hfen")
 
 
 def tv_pairs(data: str, masks: int, acceleration: float, lam: float, val_fraction: float, path: Path):
@@ -185,8 +186,9 @@ def recon_fns(model, lam: float, ensemble: int = 1) -> dict:
 
 
 def scores(volumes, mask_cfg, fns) -> dict:
-    """Per method: PSNR slice mean, per-volume mean, SSIM slice mean, wall seconds per slice (a method
-    that reuses another's cached work, such as TV, counts only its own), and each volume's PSNR/SSIM."""
+    """Per method: PSNR slice mean and per-volume mean; SSIM, NMSE and HFEN slice means; wall seconds
+    per slice (a method that reuses another's cached work, such as TV, counts only its own); and each
+    volume's slice means of the four metrics."""
     result = evaluate(fns, volumes, mask_cfg)
     rows, out = result.rows, {}
     for method in ["zero_filled", *fns]:
@@ -196,9 +198,9 @@ def scores(volumes, mask_cfg, fns) -> dict:
         out[method] = {
             "psnr_slice_mean": float(np.mean([r["psnr"] for r in mine])),
             "psnr_volume_mean": float(np.mean([np.mean([r["psnr"] for r in vol[v]]) for v in names])),
-            "ssim_slice_mean": float(np.mean([r["ssim"] for r in mine])),
+            **{f"{m}_slice_mean": float(np.mean([r[m] for r in mine])) for m in ("ssim", "nmse", "hfen")},
             "seconds_per_slice": float(result.summary[method]["seconds_per_slice"]),
-            "volumes": {v: {m: float(np.mean([r[m] for r in vol[v]])) for m in ("psnr", "ssim")} for v in names},
+            "volumes": {v: {m: float(np.mean([r[m] for r in vol[v]])) for m in METRICS} for v in names},
         }
     return out
 
@@ -206,10 +208,11 @@ def scores(volumes, mask_cfg, fns) -> dict:
 def print_results(results: dict, acceleration: float) -> None:
     """The table of :func:`scores` for the ``eval`` and ``train_held_out`` parts of ``results``."""
     for part in ("eval", "train_held_out"):
-        print(f"\n{part} (R = {acceleration:g}, Poisson): PSNR slice / volume mean, SSIM, time; per volume PSNR")
+        print(f"\n{part} (R = {acceleration:g}, Poisson): PSNR slice / volume mean, SSIM, ...; per volume PSNR")
         for method, r in results[part].items():
             per = ", ".join(f"{v} {s['psnr']:.2f}" for v, s in r["volumes"].items())
             means = f"{r['psnr_slice_mean']:.2f} / {r['psnr_volume_mean']:.2f}, {r['ssim_slice_mean']:.3f}"
+            means += f", NMSE {r['nmse_slice_mean']:.4f}, HFEN {r['hfen_slice_mean']:.3f}"
             means += f", {r['seconds_per_slice']:.2f} s/slice"
             print(f"  {method}: {means}; {per}")
 
