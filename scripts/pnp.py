@@ -8,6 +8,9 @@ with a decreasing noise level (Zhang et al., DPIR, TPAMI 2021), with exact data 
     z_k = D(x_k, σ_k)                         σ_k geometric from σ_first to σ_last (× the slice's scale)
     x_{k+1} = Fᴴ[M ⊙ y + (1 − M) ⊙ F z_k]     the measured samples kept, the rest taken from z_k
 
+from x_0 = the converged TV image (``--init tv``, the default: a few steps refine it) or the
+zero-filled image (``--init zf``).
+
 The denoiser is bias-free (no biases, ReLU, no normalisation; Mohan et al., ICLR 2020), with the
 noise level as a third input channel: D(a·x, a·σ) = a·D(x, σ) for a > 0, so a slice's intensity
 scale does not matter. It is a two-level U-Net on (re, im, σ); the output is the input minus the
@@ -22,8 +25,9 @@ Stages (each cached in OUT, so a rerun resumes):
 2. ``sweep.json``: PSNR of PnP on the held-out volume(s) of the first ``--train`` dataset (mask seed
    5000, never the evaluation set's) for each ``--iters`` × ``--sigma-first`` value; the best is kept.
 3. ``results.json`` and the printed table: converged TV (λ ``--lam``) and PnP on ``--eval`` (all of it,
-   masks seed 0 + volume index, as ``kerasrecon compare``) and on the first dataset's held-out
-   volume(s), through ``kerasrecon.evaluate`` (the table of ``scripts/tv_refiner.py``).
+   masks seed ``--eval-mask-seed`` (default 0) + volume index, as ``kerasrecon compare``) and on the
+   first dataset's held-out volume(s), through ``kerasrecon.evaluate`` (the table of
+   ``scripts/tv_refiner.py``: PSNR, SSIM, NMSE, HFEN, seconds per slice).
 
 Usage: python scripts/pnp.py OUT --train real_train_noisy --train demo_noisy --train demo_half
            --eval real_eval_noisy --steps 6000 [--ensemble 8]

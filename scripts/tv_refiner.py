@@ -14,10 +14,10 @@ Stages (each cached in OUT, so a rerun resumes):
 2. ``refiner.keras``: ``--steps`` Adam steps (lr ``--lr``, cosine decay), batch ``--batch`` crops drawn
    from the datasets in equal shares, each crop turned by one of the 8 flips/quarter turns and its
    complex inputs by a random global phase; seed ``--seed``.
-3. ``results.json`` and the printed table: TV and TV + CNN on ``--eval`` (all of it, masks seed 0 +
-   volume index, as ``kerasrecon compare``), and on the held-out volume(s) of the first ``--train``
-   dataset (mask seed 5000), through ``kerasrecon.evaluate``: PSNR slice mean and per-volume mean,
-   SSIM, per volume.
+3. ``results.json`` and the printed table: TV and TV + CNN on ``--eval`` (all of it, masks seed
+   ``--eval-mask-seed`` (default 0) + volume index, as ``kerasrecon compare``), and on the held-out
+   volume(s) of the first ``--train`` dataset (mask seed 5000), through ``kerasrecon.evaluate``:
+   PSNR slice mean and per-volume mean, SSIM, NMSE, HFEN, seconds per slice, per volume.
 
 Usage: python scripts/tv_refiner.py OUT --train real_train_noisy --train demo_noisy
            --eval real_eval_noisy [-R 8] [--lam 1e-3] [--masks 12 --masks 2] [--ensemble 8]
