@@ -162,6 +162,12 @@ def _conv(filters, name, use_bias=True, dtype=None):
     return Conv2D(filters, KERNEL, padding="same", use_bias=use_bias, name=name, dtype=dtype)
 
 
+def _zero_output_conv(name, dtype, bias_free=False):
+    """The regulariser's last conv: 2 channels (re, im), zero-initialised, so the untrained network
+    adds nothing to its input image."""
+    return Conv2D(2, KERNEL, padding="same", kernel_initializer="zeros", use_bias=not bias_free, dtype=dtype, name=name)
+
+
 def _prelu(name, dtype=None):
     # Shared over H, W so the generator stays fully convolutional (one slope per channel).
     return layers.PReLU(shared_axes=[1, 2], name=name, dtype=dtype)
@@ -379,15 +385,7 @@ def _resnet_layers(blocks, filters, prefix, dtype=None, bias_free=False):
     # (then DC), so training starts from the zero-filled baseline instead of from random noise.
     # Output conv, residual and DC stay float32 under mixed precision (the image and the FFTs need it).
     net["out"] = (
-        Conv2D(
-            2,
-            KERNEL,
-            padding="same",
-            kernel_initializer="zeros",
-            use_bias=not bias_free,
-            dtype=wide,
-            name=f"{prefix}conv_out",
-        ),
+        _zero_output_conv(f"{prefix}conv_out", wide, bias_free),
         layers.Add(dtype=wide, name=f"{prefix}residual"),
     )
     return net
@@ -442,14 +440,6 @@ def unet(filters: int, levels: int, name: str = "unet", dtype=None, bias_free: b
         x = CropTo(name=f"{name}_crop{level}", dtype=dtype)([x, skips[level]])
         x = layers.Concatenate(name=f"{name}_concat{level}", dtype=dtype)([x, skips[level]])
         x = double_conv(x, filters * 2**level, f"up{level}")
-    x = Conv2D(
-        2,
-        KERNEL,
-        padding="same",
-        kernel_initializer="zeros",
-        use_bias=not bias_free,
-        dtype=wide,
-        name=f"{name}_conv_out",
-    )(x)
+    x = _zero_output_conv(f"{name}_conv_out", wide, bias_free)(x)
     out = layers.Add(dtype=wide, name=f"{name}_residual")([image, x])
     return keras.Model(image, out, name=name)
