@@ -60,7 +60,7 @@ from kerasrecon.config import MaskConfig  # noqa: E402
 from kerasrecon.data import load_volumes, split_volumes  # noqa: E402
 from kerasrecon.data.pipeline import turn  # noqa: E402
 from kerasrecon.io import write_text_atomic  # noqa: E402
-from kerasrecon.kspace import dihedral_np, fft2c_np, ifft2c_np  # noqa: E402
+from kerasrecon.kspace import dihedral_np, fft2c_np, from_channels, ifft2c_np, to_channels  # noqa: E402
 
 LEVELS = 2  # U-Net downsamplings: inputs are padded to a multiple of 2**LEVELS
 
@@ -116,9 +116,9 @@ def train_denoiser(sets, args, path: Path):
             x = x * np.exp(1j * rng.uniform(0, 2 * np.pi)) / max(float(np.abs(x).max()), 1e-6)
             sigma = rng.uniform(0, args.sigma_max)
             noisy = x + sigma * (rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape))
-            xb.append(np.stack([noisy.real, noisy.imag, np.full(x.shape, sigma)], -1))
-            tb.append(np.stack([x.real, x.imag], -1))
-        return np.stack(xb).astype(np.float32), np.stack(tb).astype(np.float32)
+            xb.append(np.concatenate([to_channels(noisy), np.full((*x.shape, 1), sigma, np.float32)], -1))
+            tb.append(to_channels(x))
+        return np.stack(xb), np.stack(tb)
 
     return train_loop(model, draw, args.steps, path)
 
@@ -129,13 +129,13 @@ def denoise(model, x: np.ndarray, sigma: np.ndarray, ensemble: int = 1) -> np.nd
     turned back."""
     if ensemble > 1:
         return np.mean([dihedral_np(denoise(model, dihedral_np(x, t), sigma), t, inverse=True) for t in range(8)], 0)
-    b, h, w = x.shape
+    _, h, w = x.shape
     m = 2**LEVELS
     ph, pw = -h % m, -w % m
     xp = np.pad(x, ((0, 0), (0, ph), (0, pw)))
-    inp = np.stack([xp.real, xp.imag, np.broadcast_to(sigma[:, None, None], xp.shape)], -1).astype(np.float32)
-    out = np.asarray(model(inp, training=False))[:, :h, :w]
-    return (out[..., 0] + 1j * out[..., 1]).astype(np.complex64)
+    noise_map = np.broadcast_to(np.float32(sigma)[:, None, None, None], (*xp.shape, 1))
+    inp = np.concatenate([to_channels(xp), noise_map], -1)
+    return from_channels(np.asarray(model(inp, training=False))[:, :h, :w])
 
 
 def pnp(model, kspace, mask, iters: int, sigma_first: float, sigma_last: float, x0=None, ensemble: int = 1):
