@@ -118,10 +118,13 @@ class Reconstructor:
         ensemble: the default self-ensemble size (1, 2, 4 or 8).
     """
 
-    def __init__(self, call, config, step, source, call_multicoil=None, card=None, call_complex=None):
+    def __init__(
+        self, call, config, step, source, call_multicoil=None, card=None, call_complex=None, call_ensemble=None
+    ):
         self._call, self.config, self.step, self.source = call, config, step, str(source)
         self._call_multicoil = call_multicoil
         self._call_complex = call_complex
+        self._call_ensemble = call_ensemble  # (kspace, mask, n) -> magnitude: a model that ensembles inside
         self.card = card
         self._warned = set()
         self._ensemble = 1
@@ -175,6 +178,8 @@ class Reconstructor:
 
     @classmethod
     def _from_generator(cls, cfg, generator, step, source, card=None) -> Reconstructor:
+        if cfg.pnp is not None:
+            return cls._from_denoiser(cfg, generator, step, source, card)
         multicoil_generator = []
 
         def call_complex(kspace, mask, maps=None):
@@ -195,6 +200,27 @@ class Reconstructor:
             return np.abs(call_complex(kspace, mask, maps))
 
         return cls(call, cfg, step, source, call_multicoil=call, card=card, call_complex=call_complex)
+
+    @classmethod
+    def _from_denoiser(cls, cfg, denoiser, step, source, card=None) -> Reconstructor:
+        """A plug-and-play model (:mod:`kerasrecon.pnp`): converged TV, then ``cfg.pnp.iters`` denoiser
+        and data-consistency steps; self-ensemble averages the denoiser over the transforms inside each
+        step (one TV solve per slice, not one per transform). Single-coil."""
+        from kerasrecon import pnp
+
+        def call_complex(kspace, mask, maps=None, ensemble=1):
+            if maps is not None:
+                raise DataError(f"{source}: a plug-and-play model reconstructs single-coil k-space; maps= is not taken")
+            return pnp.solve(denoiser, cfg, kspace, mask, ensemble=ensemble)
+
+        def call(kspace, mask, maps=None):
+            return np.abs(call_complex(kspace, mask, maps))
+
+        def call_ensemble(kspace, mask, n):
+            return np.abs(call_complex(kspace, mask, ensemble=n))
+
+        return cls(call, cfg, step, source, call_multicoil=call, card=card, call_complex=call_complex,
+                   call_ensemble=call_ensemble)  # fmt: skip
 
     @classmethod
     def from_export(cls, path) -> Reconstructor:
@@ -276,6 +302,8 @@ class Reconstructor:
             kspace, mask, maps, single = _as_batch_multicoil(kspace, mask, maps)
 
         def one(k, m, mp):
+            if n > 1 and self._call_ensemble is not None and mp is None:
+                return self._call_ensemble(k, m, n)
             if n > 1:
                 return self._ensembled(k, m, mp, n)
             return self._call(k, m) if mp is None else self._call_multicoil(k, m, mp)
@@ -298,11 +326,14 @@ class Reconstructor:
         return out[0] if single else out
 
     def __repr__(self):
-        m = self.config.model
-        return (
-            f"Reconstructor({self.source!r}, step={self.step}, loss={self.config.loss.content}, "
-            f"{_network(m)}, cascades={m.cascades}, R={self.config.mask.acceleration:g}"
-            + (f", ensemble={self._ensemble})" if self._ensemble > 1 else ")")
+        m, p = self.config.model, self.config.pnp
+        model = f"loss={self.config.loss.content}, {_network(m)}, cascades={m.cascades}"
+        if p is not None:
+            model = (
+                f"plug-and-play(init={p.init}, iters={p.iters}, denoiser=unet(levels={m.levels}, filters={m.filters}))"
+            )
+        return f"Reconstructor({self.source!r}, step={self.step}, {model}, R={self.config.mask.acceleration:g}" + (
+            f", ensemble={self._ensemble})" if self._ensemble > 1 else ")"
         )
 
 

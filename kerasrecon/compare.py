@@ -271,7 +271,7 @@ def compare_runs(
     fns, names = {}, []
     for run, rec in zip(run_dirs, loaded):
         cfg, step = rec.config, rec.step
-        name = str(run) if rec.card is not None else cfg.loss.content  # pretrained:NAME by its name
+        name = str(run) if rec.card is not None else cfg.method  # pretrained:NAME by its name
         name = name if name not in fns else Path(run).name
         if name in fns:  # two runs with the same loss and the same directory name (a/mse, b/mse)
             name = str(run)

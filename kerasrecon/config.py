@@ -20,7 +20,9 @@ STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16", "float64")
 SAMPLINGS = ("patch", "slice")
 LR_SCHEDULES = ("constant", "cosine")
-NETWORKS = ("resnet", "unet")
+NETWORKS = ("resnet", "unet")  # what ``fit`` trains
+DENOISER = "denoiser"  # ``model.network`` of a plug-and-play model (``TrainConfig.pnp``), trained by ``kerasrecon.pnp``
+PNP_INITS = ("tv", "zf")  # plug-and-play starts from the converged TV image or the zero-filled image
 # Evaluation and serving choices (one home; the CLI builds its choice lists from these).
 SPLITS = ("val", "all")  # evaluate the run's held-out part of the data, or all of it
 TARGETS = ("sense", "rss")  # multi-coil results scored against the SENSE-combined image or the coil RSS
@@ -145,6 +147,36 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class PnPConfig:
+    """A plug-and-play reconstructor (:mod:`kerasrecon.pnp`): a learned denoiser D(x, σ) as the prior
+    of a data-consistent solver, with ``model.network = "denoiser"``.
+
+    The denoiser is trained on crops of fully sampled images with added noise (no mask): each
+    ``data.patch_size``² crop is scaled to peak 1, turned by one of the 8 flips/quarter turns, given
+    a global phase and complex Gaussian noise of σ ~ U(0, ``sigma_max``) per channel. The solver
+    starts from ``init`` and takes ``iters`` steps ``x ← Fᴴ[M ⊙ y + (1 − M) ⊙ F D(x, σ_k)]``, σ_k
+    geometric from ``sigma_first`` to ``sigma_last`` (relative to the zero-filled image's peak).
+
+    Attributes:
+        extra_data: datasets trained on beside ``data.data`` (their training splits; each dataset an
+            equal share of the crops).
+        sigma_max: the largest training noise σ, relative to the crop's peak.
+        iters: solver steps K.
+        sigma_first, sigma_last: the first and last σ_k (σ_last: about the data's noise level).
+        tv_lambda: λ of the converged TV start (``kerasrecon.baselines.solve``) with ``init="tv"``.
+        init: ``tv`` (converged TV; a few steps refine it) or ``zf`` (the zero-filled image).
+    """
+
+    extra_data: list[str] = field(default_factory=list)
+    sigma_max: float = 0.2
+    iters: int = 10
+    sigma_first: float = 0.02
+    sigma_last: float = 0.01
+    tv_lambda: float = 1e-3
+    init: str = "tv"
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a training run.
 
@@ -165,6 +197,9 @@ class TrainConfig:
         log_every: steps between reads of the step's values from the device (TensorBoard scalars,
             progress, the finiteness check, which names the first non-finite step); between reads the
             device runs ahead without a host round trip.
+        pnp: a plug-and-play model's denoiser training and solver settings (``model.network``
+            ``denoiser``; :mod:`kerasrecon.pnp` trains it in ``pretrain_steps`` MSE steps); ``None``
+            for the end-to-end generators that ``fit`` trains.
     """
 
     mask: MaskConfig = field(default_factory=MaskConfig)
@@ -183,9 +218,15 @@ class TrainConfig:
     collective_timeout_s: float = 300.0
     checkpoint_every: int = 1000
     log_every: int = 100
+    pnp: PnPConfig | None = None
 
     def __post_init__(self):
         validate(self)
+
+    @property
+    def method(self) -> str:
+        """How results name a model of this config: ``pnp`` for a plug-and-play model, else its content loss."""
+        return "pnp" if self.pnp is not None else self.loss.content
 
     def to_dict(self) -> dict:
         """Nested plain dict (JSON-serialisable)."""
@@ -330,7 +371,12 @@ def validate(cfg: TrainConfig) -> None:
         (1 <= cfg.data.zoom <= MAX_ZOOM, "data.zoom", f"in [1, {MAX_ZOOM:g}]", cfg.data.zoom),
         (cfg.model.cascades >= 1, "model.cascades", ">= 1", cfg.model.cascades),
         (cfg.model.blocks >= 0, "model.blocks", ">= 0", cfg.model.blocks),
-        (cfg.model.network in NETWORKS, "model.network", f"one of {NETWORKS}", cfg.model.network),
+        (
+            cfg.model.network in (NETWORKS + (DENOISER,) if cfg.pnp else NETWORKS),
+            "model.network",
+            f"one of {NETWORKS}",
+            cfg.model.network,
+        ),
         (1 <= cfg.model.levels <= 6, "model.levels", "in [1, 6]", cfg.model.levels),
         (cfg.model.filters >= 1, "model.filters", ">= 1", cfg.model.filters),
         (
@@ -363,6 +409,8 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(
                 f"{'/'.join(arg(n) for n in names.split('/'))} must be {expected}. Received: {received!r}"
             )
+    if cfg.pnp is not None:
+        _validate_pnp(cfg)
     if cfg.data.augment and cfg.data.sampling != "patch":
         raise ConfigError(
             f"{arg('data.augment')} turns patches measured on their own grid: it needs {arg('data.sampling')} "
@@ -373,3 +421,30 @@ def validate(cfg: TrainConfig) -> None:
             f"{arg('data.zoom')} zooms patches measured on their own grid: it needs {arg('data.sampling')} "
             f"patch. Received: {arg('data.sampling')} {cfg.data.sampling}"
         )
+
+
+def _validate_pnp(cfg: TrainConfig) -> None:
+    """The checks of a plug-and-play config (``ConfigError`` naming the field)."""
+    p = cfg.pnp
+    checks = [
+        (cfg.model.network == DENOISER, "model.network", f"{DENOISER!r} with pnp settings", cfg.model.network),
+        (p.sigma_max > 0, "pnp.sigma_max", "> 0", p.sigma_max),
+        (p.iters >= 1, "pnp.iters", ">= 1", p.iters),
+        (
+            0 < p.sigma_last <= p.sigma_first,
+            "pnp.sigma_last",
+            f"in (0, pnp.sigma_first = {p.sigma_first}]",
+            p.sigma_last,
+        ),
+        (p.tv_lambda > 0, "pnp.tv_lambda", "> 0", p.tv_lambda),
+        (p.init in PNP_INITS, "pnp.init", f"one of {PNP_INITS}", p.init),
+        (
+            cfg.data.patch_size % 2**cfg.model.levels == 0,
+            "data.patch_size",
+            f"a multiple of 2**model.levels = {2**cfg.model.levels}",
+            cfg.data.patch_size,
+        ),
+    ]
+    for ok, name, expected, received in checks:
+        if not ok:
+            raise ConfigError(f"{arg(name)} must be {expected}. Received: {received!r}")

@@ -325,12 +325,13 @@ def evaluate_run(
     base_fns, settings = run_baselines(
         baselines, cfg, mask_cfg, baseline_grid, baseline_iters, note, baseline_tune_data, baseline_tol
     )
-    result = evaluate({cfg.loss.content: fn, **base_fns}, volumes, mask_cfg, batch_size, progress, keep_recons, target)
+    result = evaluate({cfg.method: fn, **base_fns}, volumes, mask_cfg, batch_size, progress, keep_recons, target)
     record_iterations(base_fns, settings)
     result.meta = {
         "run": str(run_dir),
         "step": step,
         "loss": cfg.loss.content,
+        "method": cfg.method,
         "ensemble": fn.ensemble,
         "data": data,
         "split": split,

@@ -361,6 +361,11 @@ def export_run(run_dir, out, force: bool = False, ensemble: int = 1) -> Path:
     else:
         with RunLock(run_dir, exclusive=False, option="RUN_DIR"):
             cfg, generator, step = load_generator(run_dir)
+    if cfg.pnp is not None:
+        raise ConfigError(
+            f"RUN_DIR {run_dir}: a plug-and-play model (converged TV, then denoiser steps) has no SavedModel "
+            "graph; reconstruct with it through kerasrecon reconstruct --model or kerasrecon.Reconstructor"
+        )
     metadata = {
         "kerasrecon_version": __version__,
         "tensorflow_version": tf.__version__,

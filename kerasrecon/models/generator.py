@@ -13,7 +13,7 @@ from keras import layers
 
 from kerasrecon import kspace
 from kerasrecon.coils import MAP_THRESHOLD
-from kerasrecon.config import ModelConfig
+from kerasrecon.config import DENOISER, ModelConfig
 from kerasrecon.models.conv import Conv2D
 
 KERNEL = 3
@@ -324,6 +324,10 @@ def from_config(model_cfg, dtype=None, multicoil: bool = False) -> keras.Model:
     """``build_generator`` with the architecture of ``model_cfg`` (a ``ModelConfig``): the one place a
     run's, a checkpoint's or a pretrained model's generator is built from its config."""
     m = model_cfg
+    if m.network == DENOISER:  # a plug-and-play model's prior (kerasrecon.pnp)
+        from kerasrecon.models.denoiser import build_denoiser
+
+        return build_denoiser(m.filters, m.levels)
     return build_generator(
         m.blocks,
         m.filters,

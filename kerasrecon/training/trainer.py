@@ -136,6 +136,11 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
         TrainingDiverged: a loss became NaN/Inf (the last good checkpoint is kept).
         WorkerFailed: a multi-worker collective failed or timed out (checkpoints intact).
     """
+    if cfg.pnp is not None:
+        raise ConfigError(
+            f"{arg('model.network')} {cfg.model.network}: a plug-and-play denoiser is trained by "
+            "kerasrecon.pnp.train_denoiser (scripts/pnp.py), not by fit"
+        )
     out = Path(out)
     total = cfg.pretrain_steps + cfg.steps
     runner = make_runner(cfg, strategy)

@@ -1,0 +1,171 @@
+"""Plug-and-play reconstruction (kerasrecon.pnp): the denoiser's scale equivariance, the solver against
+closed-form NumPy results, training into a run directory, and the refusals (fit, export, maps)."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from kerasrecon import pnp
+from kerasrecon.api import Reconstructor
+from kerasrecon.config import DENOISER, DataConfig, MaskConfig, ModelConfig, PnPConfig, TrainConfig
+from kerasrecon.errors import ConfigError, DataError
+from kerasrecon.masks import make_mask
+from tests.conftest import random_complex, ref_fft2c, ref_ifft2c
+
+
+def pnp_config(**pnp_changes) -> TrainConfig:
+    return TrainConfig(
+        mask=MaskConfig(kind="poisson", acceleration=8.0, seed=0),
+        data=DataConfig(data="demo", patch_size=32, batch_size=2),
+        model=ModelConfig(network=DENOISER, filters=4, levels=2, blocks=0, bias_free=True),
+        steps=0,
+        pretrain_steps=3,
+        learning_rate=1e-3,
+        checkpoint_every=2,
+        log_every=1,
+        pnp=PnPConfig(**{"init": "zf", "iters": 4, "sigma_first": 0.08, "sigma_last": 0.01, **pnp_changes}),
+    )
+
+
+class Shrink:
+    """A stand-in denoiser: D(x, σ) = c·x; records the σ channel of every call."""
+
+    def __init__(self, c=0.5):
+        self.c, self.sigmas = c, []
+
+    def predict_on_batch(self, inp):
+        self.sigmas.append(inp[:, 0, 0, 2].copy())
+        return self.c * inp[..., :2]
+
+
+def test_denoiser_is_scale_equivariant_at_any_size(rng):
+    import keras
+
+    from kerasrecon.models.denoiser import build_denoiser
+
+    keras.utils.set_random_seed(3)
+    model = build_denoiser(8, 2)
+    x = random_complex(rng, (2, 21, 18))  # not a multiple of 4: padded and cropped back
+    sigma = np.array([0.1, 0.3])
+    out = pnp.denoise(model, x, sigma, levels=2)
+    assert out.shape == x.shape and out.dtype == np.complex64
+    assert np.abs(out - x).max() > 1e-3  # random weights: not the identity
+    a = 7.5
+    np.testing.assert_allclose(pnp.denoise(model, a * x, a * sigma, levels=2), a * out, rtol=1e-4, atol=1e-4 * a)
+
+
+def test_solver_matches_the_closed_form_with_a_linear_denoiser(rng):
+    """With D(x) = c·x, K steps leave the measured samples at y and multiply the rest of x0's k-space
+    by c^K; σ_k is geometric from σ_first to σ_last times the zero-filled image's peak."""
+    cfg = pnp_config()
+    k = random_complex(rng, (2, 16, 12)).astype(np.complex64)
+    mask = make_mask("poisson", 4, (16, 12), seed=1).array
+    x0 = random_complex(rng, (2, 16, 12))
+    fake = Shrink(0.5)
+    out = pnp.solve(fake, cfg, k, mask, x0=x0)
+    expected = ref_ifft2c(mask * k + (1 - mask) * 0.5**4 * ref_fft2c(x0))
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    peak = np.abs(ref_ifft2c(mask * k)).reshape(2, -1).max(1)
+    np.testing.assert_allclose(np.array(fake.sigmas), np.outer([0.08, 0.08 / 2, 0.08 / 4, 0.01], peak), rtol=1e-5)
+    # zero-filled start: the linear denoiser never adds anything there
+    np.testing.assert_allclose(pnp.solve(Shrink(0.3), cfg, k, mask), ref_ifft2c(mask * k), atol=1e-5)
+
+
+def test_ensemble_of_an_equivariant_denoiser_changes_nothing(rng):
+    cfg = pnp_config()
+    k = random_complex(rng, (1, 12, 10)).astype(np.complex64)
+    mask = make_mask("poisson", 4, (12, 10), seed=2).array
+    x0 = random_complex(rng, (1, 12, 10))
+    one = pnp.solve(Shrink(0.7), cfg, k, mask, x0=x0)
+    np.testing.assert_allclose(pnp.solve(Shrink(0.7), cfg, k, mask, x0=x0, ensemble=8), one, atol=1e-5)
+
+
+def test_tv_start_is_the_converged_tv_image(rng):
+    """init tv with the identity denoiser (c = 1) returns the TV start unchanged; TV's own data term
+    leaves it close to, not at, the measured samples, and the steps put them back exactly."""
+    from kerasrecon.baselines import solve
+
+    cfg = pnp_config(init="tv", iters=1, tv_lambda=1e-3)
+    image = np.zeros((1, 24, 24), np.complex64)
+    image[0, 6:18, 8:16] = 1
+    k = ref_fft2c(image).astype(np.complex64)
+    mask = make_mask("poisson", 3, (24, 24), seed=0).array
+    tv = solve("tv", k * mask, mask, 1e-3)
+    out = pnp.solve(Shrink(1.0), cfg, k, mask)
+    np.testing.assert_allclose(out, ref_ifft2c(mask * k + (1 - mask) * ref_fft2c(tv)), atol=1e-5)
+
+
+def test_config_round_trips_and_bad_settings_name_the_field():
+    cfg = pnp_config(extra_data=["a", "b"])
+    assert TrainConfig.from_json(cfg.to_json()) == cfg and cfg.method == "pnp"
+    assert TrainConfig().method == "hybrid" and TrainConfig().pnp is None
+    old = TrainConfig().to_dict()
+    del old["pnp"]  # configs written before plug-and-play models existed load as before
+    assert TrainConfig.from_dict(old) == TrainConfig()
+    with pytest.raises(ConfigError, match=r"model.network must be one of \('resnet', 'unet'\)"):
+        TrainConfig(model=ModelConfig(network=DENOISER))
+    bad = {
+        "pnp.sigma_last must be in": {"sigma_last": 0.5},
+        "pnp.init must be one of": {"init": "nope"},
+        "pnp.iters must be >= 1": {"iters": 0},
+    }
+    for message, change in bad.items():
+        with pytest.raises(ConfigError, match=message):
+            dataclasses.replace(cfg, pnp=dataclasses.replace(cfg.pnp, **change))
+    with pytest.raises(ConfigError, match="data.patch_size must be a multiple of 2\\*\\*model.levels = 4"):
+        dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, patch_size=30))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pnp") / "run"
+    model, step = pnp.train_denoiser(pnp_config(), out)
+    return out, model, step
+
+
+def test_training_writes_a_run_that_reconstructor_and_evaluate_take(trained, rng):
+    out, model, step = trained
+    assert step == 3 and json.loads((out / "config.json").read_text())["pnp"]["iters"] == 4
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-00000002", "ckpt-00000003", "latest.json"]
+    rec = Reconstructor.from_run(out)
+    assert rec.step == 3 and "plug-and-play(init=zf, iters=4" in repr(rec)
+    from kerasrecon.data.demo import demo_images
+
+    image = demo_images()[50, 100:164, 100:164]
+    k = ref_fft2c(image).astype(np.complex64)
+    mask = make_mask("poisson", 8, k.shape, seed=0)
+    got = rec(k, mask)
+    direct = np.abs(pnp.solve(model, rec.config, k[None], mask.array))[0]
+    np.testing.assert_allclose(got, direct, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.abs(ref_fft2c(pnp.solve(model, rec.config, k[None], mask.array)[0]))[mask.array == 1],
+                               np.abs(k)[mask.array == 1], rtol=1e-4, atol=1e-4)  # fmt: skip
+    ens = rec(k, mask, ensemble=8)
+    assert ens.shape == got.shape and np.all(np.isfinite(ens))
+    with pytest.raises(DataError, match="plug-and-play model reconstructs single-coil"):
+        rec(k[None, None], mask, maps=np.ones((1, 1, *k.shape), np.complex64))
+    # a rerun into the same directory with the same config returns it; anything else is refused
+    assert pnp.train_denoiser(pnp_config(), out)[1] == 3
+    with pytest.raises(ConfigError, match="exists and is not empty"):
+        pnp.train_denoiser(pnp_config(iters=5), out)
+
+
+def test_fit_refuses_a_plug_and_play_config(tmp_path):
+    from kerasrecon.training.trainer import train
+
+    with pytest.raises(ConfigError, match="trained by kerasrecon.pnp.train_denoiser"):
+        train(pnp_config(), tmp_path / "fit")
+    assert not (tmp_path / "fit").exists()
+
+
+@pytest.mark.tensorflow
+def test_export_refuses_a_plug_and_play_model_in_one_line(trained, tmp_path):
+    from click.testing import CliRunner
+
+    from kerasrecon_cli.main import cli
+
+    out, _, _ = trained
+    res = CliRunner().invoke(cli, ["export", str(out), "--out", str(tmp_path / "exp")])
+    assert res.exit_code == 2 and "a plug-and-play model" in res.output and "has no SavedModel graph" in res.output
+    assert not (tmp_path / "exp").exists()
