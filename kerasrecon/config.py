@@ -198,7 +198,7 @@ class TrainConfig:
             progress, the finiteness check, which names the first non-finite step); between reads the
             device runs ahead without a host round trip.
         pnp: a plug-and-play model's denoiser training and solver settings (``model.network``
-            ``denoiser``; :mod:`kerasrecon.pnp` trains it in ``pretrain_steps`` MSE steps); ``None``
+            ``denoiser``; ``kerasrecon.training.denoiser`` trains it in ``pretrain_steps`` MSE steps); ``None``
             for the end-to-end generators that ``fit`` trains.
     """
 

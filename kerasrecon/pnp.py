@@ -17,7 +17,8 @@ D(a·x, a·σ) = a·D(x, σ), so the result does not depend on the k-space's sca
     >>> rec = Reconstructor.pretrained("singlecoil-r8")       # a plug-and-play model
     >>> image = rec(kspace, mask, ensemble=8)                 # [S, H, W] float32 magnitude
 
-Training (:func:`train_denoiser`) needs only fully sampled images: no mask, no solver. The solver's
+Training (:func:`kerasrecon.training.denoiser.train_denoiser`) needs only fully sampled images: no mask,
+no solver. The solver's
 ``iters`` and ``sigma_first`` are chosen afterwards on held-out training data
 (``scripts/pnp.py`` sweeps them); the run directory has the layout of a ``kerasrecon fit`` run
 (config.json, verified checkpoints), so ``Reconstructor.from_run``, ``evaluate`` and ``compare`` take it.
@@ -26,18 +27,12 @@ Training (:func:`train_denoiser`) needs only fully sampled images: no mask, no s
 from __future__ import annotations
 
 import dataclasses
-import logging
-import time
-from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 from kerasrecon.config import TrainConfig
-from kerasrecon.errors import ConfigError, arg
+from kerasrecon.errors import ConfigError
 from kerasrecon.kspace import dihedral_np, fft2c_np, from_channels, ifft2c_np, to_channels
-
-log = logging.getLogger(__name__)
 
 
 def check_pnp_config(cfg: TrainConfig, what: str = "config") -> None:
@@ -46,125 +41,6 @@ def check_pnp_config(cfg: TrainConfig, what: str = "config") -> None:
         raise ConfigError(
             f"{what}: not a plug-and-play config (no 'pnp' settings; model.network {cfg.model.network!r})"
         )
-
-
-def training_images(data: str, val_fraction: float) -> list[np.ndarray]:
-    """The fully sampled complex images of ``data``'s training split (``kerasrecon.data.split_volumes``):
-    one complex64 ``[S, H, W]`` per volume."""
-    from kerasrecon.data import load_volumes, split_volumes
-
-    train, _ = split_volumes(load_volumes(data), val_fraction)
-    return [ifft2c_np(np.asarray(v.loaded().kspace)).astype(np.complex64) for v in train]
-
-
-def noisy_crops(rng: np.random.Generator, image_sets, batch: int, crop: int, sigma_max: float):
-    """One training batch: ``(inputs float32 [B, c, c, 3] (re, im, σ), targets float32 [B, c, c, 2])``.
-
-    Each element: a dataset of ``image_sets`` (a list per dataset of complex ``[S, H, W]`` volumes)
-    drawn uniformly, then a volume, a slice and a ``crop``² window; scaled to peak 1, turned by one of
-    the 8 flips/quarter turns, multiplied by e^{iφ} (φ uniform), plus complex Gaussian noise of
-    σ ~ U(0, ``sigma_max``) per channel. All draws come from ``rng``.
-    """
-    from kerasrecon.data.pipeline import turn
-
-    inputs, targets = [], []
-    for _ in range(batch):
-        vols = image_sets[rng.integers(len(image_sets))]
-        v = vols[rng.integers(len(vols))]
-        s, h, w = v.shape
-        i, y0, x0 = rng.integers(s), rng.integers(h - crop + 1), rng.integers(w - crop + 1)
-        x = turn(v[i, y0 : y0 + crop, x0 : x0 + crop], rng.integers(8))
-        x = x * np.exp(1j * rng.uniform(0, 2 * np.pi)) / max(float(np.abs(x).max()), 1e-6)
-        sigma = rng.uniform(0, sigma_max)
-        noisy = x + sigma * (rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape))
-        inputs.append(np.concatenate([to_channels(noisy), np.full((*x.shape, 1), sigma, np.float32)], -1))
-        targets.append(to_channels(x))
-    return np.stack(inputs), np.stack(targets)
-
-
-def train_denoiser(cfg: TrainConfig, out, progress=None):
-    """Train the denoiser of plug-and-play config ``cfg`` into a new run directory ``out``.
-
-    ``cfg.pretrain_steps`` MSE steps of Adam (``learning_rate``, ``beta_1``, ``lr_schedule`` as
-    ``fit``'s), batches of :func:`noisy_crops` (``data.batch_size`` crops of ``data.patch_size``²,
-    σ up to ``pnp.sigma_max``) from the training splits of ``data.data`` and ``pnp.extra_data``, every
-    draw seeded by ``seed``. Checkpoints every ``checkpoint_every`` steps and at the end, in the layout
-    of ``kerasrecon.training.checkpoint`` (the generator file holds the denoiser).
-
-    Args:
-        cfg: a ``TrainConfig`` with ``pnp`` set (``model.network`` ``denoiser``).
-        out: the run directory: new or empty; one that already holds this config trained to the end
-            is returned as it is (a rerun of a script resumes there).
-        progress: optional callable ``(step, total, {"loss": float})`` every ``log_every`` steps.
-
-    Returns:
-        ``(keras.Model denoiser, step)``.
-
-    Raises:
-        ConfigError: not a plug-and-play config, ``out`` holds something else, a non-finite loss.
-        DataError: unreadable data, images smaller than the crop.
-    """
-    import keras
-
-    from kerasrecon.io import RunLock, check_output, write_text_atomic
-    from kerasrecon.models.generator import from_config
-    from kerasrecon.training import checkpoint as ckpt
-
-    check_pnp_config(cfg)
-    out = Path(out)
-    data = [cfg.data.data, *cfg.pnp.extra_data]
-    check_output(out, arg("out"), inputs=[(arg("data.data"), d) for d in data], kind="folder")
-    total = cfg.pretrain_steps
-    if (out / ckpt.CONFIG_FILE).is_file() and ckpt.read_config(out) == cfg:
-        found = ckpt.latest_checkpoint(out)
-        if found is not None and found[0] == total:
-            _, model, step = ckpt.load_generator(out)
-            return model, step
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{arg('out')} {out}: exists and is not empty; a denoiser trains into a new directory")
-    sets = [training_images(d, cfg.data.val_fraction) for d in data]
-    for d, vols in zip(data, sets):
-        small = [v.shape[1:] for v in vols if min(v.shape[1:]) < cfg.data.patch_size]
-        if small or not vols:
-            raise ConfigError(
-                f"{arg('data.patch_size')} {cfg.data.patch_size}: dataset {d} has "
-                + (f"images of {small[0][0]}×{small[0][1]}, smaller" if small else "no training volumes")
-            )
-    keras.utils.set_random_seed(cfg.seed)
-    model = from_config(cfg.model)
-    lr = cfg.learning_rate
-    if cfg.lr_schedule == "cosine":  # fit's schedule: to 1 % over the run
-        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total, 1), alpha=0.01)
-    adam = keras.optimizers.Adam(learning_rate=lr, beta_1=cfg.beta_1)
-    model.compile(adam, "mse")
-    rng = np.random.default_rng(cfg.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    with RunLock(out, exclusive=True, option=arg("out")):
-        write_text_atomic(out / ckpt.CONFIG_FILE, cfg.to_json())
-        # the checkpoint layout's discriminator and its optimizer: empty (a denoiser has none)
-        inp = keras.Input((1,))
-        state = SimpleNamespace(
-            generator=model, discriminator=keras.Model(inp, inp), g_optimizer=adam, d_optimizer=keras.optimizers.Adam()
-        )
-        t0, smoothed = time.perf_counter(), None
-        for step in range(1, total + 1):
-            loss = float(
-                model.train_on_batch(
-                    *noisy_crops(rng, sets, cfg.data.batch_size, cfg.data.patch_size, cfg.pnp.sigma_max)
-                )
-            )
-            smoothed = loss if smoothed is None else 0.98 * smoothed + 0.02 * loss
-            if not np.isfinite(loss):
-                raise ConfigError(
-                    f"denoiser training: the loss is not finite at step {step}; lower {arg('learning_rate')}"
-                )
-            if step % cfg.log_every == 0 or step == total:
-                log.info("denoiser step %d/%d: loss %.6f, %.0f s", step, total, smoothed, time.perf_counter() - t0)
-                if progress:
-                    progress(step, total, {"loss": smoothed})
-            if step % cfg.checkpoint_every == 0 or step == total:
-                ckpt.save_checkpoint(out, step, state)
-    return model, total
 
 
 def denoise(model, x: np.ndarray, sigma, levels: int, ensemble: int = 1) -> np.ndarray:

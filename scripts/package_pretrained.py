@@ -73,10 +73,78 @@ def regulariser(m) -> str:
     return net + (", bias-free: no conv biases, RMS normalisation, scale-equivariant" if m.bias_free else "")
 
 
+# The demo template (kerasrecon/data/demo_data): a plug-and-play denoiser also trains on it.
+DEMO_SOURCE = (
+    "ch2better (demo_noisy, demo_half)",
+    "MNI T1 template, 60 axial slices 370×301, and the same averaged over 2×2 pixels (the last 12 slices held out)",
+    "kerasrecon (from Debian's mricron-data)",
+    "kerasrecon/data/demo_data/ch2better_axial.npz",
+    "BSD-3-Clause (LICENSE.mricron)",
+)
+
+
+def model_lines(cfg, multicoil: bool) -> list[str]:
+    """The card's Model section: the generator's cascades, or the plug-and-play solver and its denoiser."""
+    m, p = cfg.model, cfg.pnp
+    if p is not None:
+        start = f"converged TV (λ {p.tv_lambda:g}, kerasrecon's stopping rule)" if p.init == "tv" else "zero-filling"
+        return [
+            f"- Plug-and-play (`kerasrecon.pnp`): start from {start}, then {p.iters} steps of "
+            f"x ← Fᴴ[M ⊙ y + (1 − M) ⊙ F D(x, σ_k)], σ_k geometric from {p.sigma_first:g} to {p.sigma_last:g} of "
+            "the zero-filled image's peak (hard data consistency: the measured samples are kept exactly).",
+            f"- Denoiser D: bias-free U-Net of {m.levels} poolings, {m.filters} filters at full resolution, no "
+            "normalisation, the noise level σ as a third input channel: D(a·x, a·σ) = a·D(x, σ).",
+            f"- iters and σ_first were chosen on the held-out training volume ({cfg.data.data}, mask seed 5000) "
+            "by `scripts/pnp.py`'s sweep, never on the evaluation data.",
+            "- Self-ensemble ×8 averages D over the 8 mirrorings/transposes inside each step (one TV solve per slice).",
+        ]
+    return [
+        f"- Generator: {m.cascades} cascades of [{regulariser(m)} → "
+        f"data consistency ({'hard' if m.noise_lambda is None else f'soft, λ {m.noise_lambda}'})]; "
+        f"{'multi-coil DC with coil maps' if multicoil else 'single-coil DC'}.",
+    ]
+
+
+def recipe_lines(cfg) -> list[str]:
+    """The card's masks and samples lines."""
+    mk, d, p = cfg.mask, cfg.data, cfg.pnp
+    optimiser = f"Adam lr {cfg.learning_rate:g} β1 {cfg.beta_1}, {cfg.lr_schedule} schedule; seed {cfg.seed}."
+    if p is not None:
+        return [
+            f"- No masks in training: the denoiser learns from the fully sampled images alone; the solver's "
+            f"settings were chosen for {mk.kind} masks at R = {mk.acceleration:g}.",
+            f"- Samples: {d.patch_size}×{d.patch_size} crops of the training splits of "
+            f"{', '.join([d.data, *p.extra_data])} (equal shares), batch {d.batch_size}; each scaled to peak 1, "
+            f"a random flip/quarter turn and global phase, complex Gaussian noise σ ~ U(0, {p.sigma_max:g}); MSE; "
+            + optimiser,
+        ]
+    return [
+        f"- Masks: {mk.kind}, R = {mk.acceleration:g}, a new mask per training sample from a bank of {mk.bank_size} "
+        f"(seed {mk.seed}), centre fraction {mk.center_fraction or 'default'}.",
+        f"- Samples: {d.sampling} {d.patch_size}×{d.patch_size}, batch {d.batch_size}"
+        + ("; augmented (a random flip/quarter turn and global phase per patch, `--augment`)" if d.augment else "")
+        + (f"; random zoom up to {d.zoom:g}× (`--zoom`)" if d.zoom != 1 else "")
+        + "; "
+        + optimiser,
+    ]
+
+
+def summary_line(cfg, step: int, multicoil: bool) -> str:
+    """The registry's one-line summary."""
+    mk, m = cfg.mask, cfg.model
+    head = f"{'multi' if multicoil else 'single'}-coil, {mk.kind} R = {mk.acceleration:g}, "
+    if cfg.pnp is not None:
+        return (
+            head + f"plug-and-play from converged TV: {cfg.pnp.iters} steps of a bias-free U-Net denoiser "
+            f"({m.levels} poolings, {m.filters} filters) trained {step} MSE steps on real brain MR"
+        )
+    return head + f"{m.cascades} cascades × {regulariser(m)}, {step} MSE steps on real brain MR (realistic simulation)"
+
+
 def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
     manifest = json.loads((Path(cfg.data.data) / "manifest.json").read_text()) if Path(cfg.data.data).is_dir() else {}
     sim = manifest.get("simulation", {})
-    m, mk, d = cfg.model, cfg.mask, cfg.data
+    mk, d = cfg.mask, cfg.data
     multicoil = sim.get("coils", 1) > 1
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     seconds = ""
@@ -90,8 +158,14 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         f"# pretrained:{name}",
         "",
         f"{'Multi-coil' if multicoil else 'Single-coil'} reconstruction of 2-D Poisson-undersampled MRI at "
-        f"R = {mk.acceleration:g}: kerasrecon's residual generator with data consistency, trained with an MSE "
-        "loss on simulated measurements of real brain MR volumes.",
+        f"R = {mk.acceleration:g}: "
+        + (
+            "kerasrecon's plug-and-play solver, converged TV refined by a learned denoiser with exact data "
+            "consistency; the denoiser trained with an MSE loss on real brain MR and the demo template."
+            if cfg.pnp is not None
+            else "kerasrecon's residual generator with data consistency, trained with an MSE "
+            "loss on simulated measurements of real brain MR volumes."
+        ),
         "",
         "```python",
         "import kerasrecon",
@@ -101,12 +175,11 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         f"image = {ensembled}   # self-ensemble: the tables' ×8 rows, 8× the time",
         "```",
         "",
-        f"CLI: `kerasrecon reconstruct --model pretrained:{name} ...` (also `evaluate --model`, `compare`, `export`).",
+        f"CLI: `kerasrecon reconstruct --model pretrained:{name} ...` (also `evaluate --model`, `compare`"
+        + ("; not `export`: the TV start has no SavedModel graph)." if cfg.pnp is not None else ", `export`)."),
         "",
         "## Model",
-        f"- Generator: {m.cascades} cascades of [{regulariser(m)} → "
-        f"data consistency ({'hard' if m.noise_lambda is None else f'soft, λ {m.noise_lambda}'})]; "
-        f"{'multi-coil DC with coil maps' if multicoil else 'single-coil DC'}.",
+        *model_lines(cfg, multicoil),
         *(
             [
                 "- Coil maps: trained with ACS maps; the graph first puts any maps it is given (ESPIRiT, "
@@ -119,10 +192,10 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
             if multicoil
             else []
         ),
-        f"- Weights: `generator.weights.h5`, {size} bytes, float32; generator only.",
-        f"- Steps: {step} (MSE only: {cfg.pretrain_steps} generator steps, {cfg.steps} GAN steps)"
-        + (f"; training time {seconds} on a 2-core CPU" if seconds else "")
-        + ".",
+        f"- Weights: `generator.weights.h5`, {size} bytes, float32; "
+        + ("the denoiser." if cfg.pnp is not None else "generator only."),
+        f"- Steps: {step} (MSE only: {cfg.pretrain_steps} {'denoiser' if cfg.pnp else 'generator'} steps, "
+        f"{cfg.steps} GAN steps)" + (f"; training time {seconds} on a 2-core CPU" if seconds else "") + ".",
         "",
         "## Training data",
         "Real MR volumes that ship inside PyPI packages (`scripts/real_mr_set.py` extracts them; zero-padded or "
@@ -130,7 +203,10 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         "",
         "| volume | content | package | file | licence |",
         "|---|---|---|---|---|",
-        *[f"| {v} | {c} | {p} | `{f}` | {lic} |" for v, c, p, f, lic in TRAIN_SOURCES],
+        *[
+            f"| {v} | {c} | {p} | `{f}` | {lic} |"
+            for v, c, p, f, lic in TRAIN_SOURCES + ([DEMO_SOURCE] if cfg.pnp is not None and cfg.pnp.extra_data else [])
+        ],
         "",
         f"Whole volumes are held out for validation (val_fraction {d.val_fraction}: the last of the four, "
         "epi_brain, was not trained on). Simulation "
@@ -140,19 +216,13 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         + f", simulation seed {sim.get('seed')}. The target is the noisy fully sampled image.",
         "",
         "## Recipe",
-        f"- Masks: {mk.kind}, R = {mk.acceleration:g}, a new mask per training sample from a bank of {mk.bank_size} "
-        f"(seed {mk.seed}), centre fraction {mk.center_fraction or 'default'}.",
-        f"- Samples: {d.sampling} {d.patch_size}×{d.patch_size}, batch {d.batch_size}"
-        + ("; augmented (a random flip/quarter turn and global phase per patch, `--augment`)" if d.augment else "")
-        + (f"; random zoom up to {d.zoom:g}× (`--zoom`)" if d.zoom != 1 else "")
-        + "; Adam lr "
-        + f"{cfg.learning_rate:g} β1 {cfg.beta_1}, {cfg.lr_schedule} schedule; seed {cfg.seed}.",
+        *recipe_lines(cfg),
         f"- Retrain and re-measure: `bash scripts/pretrained.sh` (commit {commit.stdout.strip() or 'unknown'}, "
         f"{datetime.date.today().isoformat()}). Every option is in `config.json` beside this card.",
         "",
         "## Results",
         "Held-out data only; the classical baseline is run to convergence (kerasrecon's stopping rule) with λ swept "
-        f"on training slices of the same simulation. In the tables this model is the row `{cfg.loss.content}`"
+        f"on training slices of the same simulation. In the tables this model is the row `{cfg.method}`"
         + (
             ", and `tv` is SENSE-TV with the same coil maps (sigpy's PDHG; the line under the table says how "
             "many slices reached the iteration cap)."
@@ -168,7 +238,7 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         title = f"### {summary['meta']['data']} ({summary['meta']['split']})"
         title += f", self-ensemble ×{n}" if n > 1 else ""
         out += [title, "", t.read_text().strip(), ""]
-        out += _verdict(t.parent, cfg.loss.content) + [""]
+        out += _verdict(t.parent, cfg.method) + [""]
     out += [
         "## Limitations",
         "- Trained on four brain volumes at 128×128: other anatomies, contrasts and resolutions are out of "
@@ -196,16 +266,13 @@ def main(argv=None):
     size = (dest / "generator.weights.h5").stat().st_size
     (dest / "card.md").write_text(card_text(a.name, a.run, cfg, step, a.tables, a.fit_log, size))
     registry = json.loads(REGISTRY.read_text()) if REGISTRY.is_file() else {}
-    mk = cfg.mask
     multicoil = json.loads((Path(cfg.data.data) / "manifest.json").read_text())["simulation"].get("coils", 1) > 1
     registry[a.name] = {
-        "summary": f"{'multi' if multicoil else 'single'}-coil, {mk.kind} R = {mk.acceleration:g}, "
-        f"{cfg.model.cascades} cascades × {regulariser(cfg.model)}, "
-        f"{step} MSE steps on real brain MR (realistic simulation)",
+        "summary": summary_line(cfg, step, multicoil),
         "step": step,
         "multicoil": multicoil,
         "sha256": {f: sha256_file(dest / f) for f in FILES},
-        "results": [_headline(Path(t).parent / "summary.json", cfg.loss.content) for t in a.tables],
+        "results": [_headline(Path(t).parent / "summary.json", cfg.method) for t in a.tables],
     }
     REGISTRY.write_text(json.dumps(dict(sorted(registry.items())), indent=2) + "\n")
     print(f"wrote {dest} ({size} bytes of weights) and {REGISTRY}")

@@ -9,7 +9,7 @@ equations, :mod:`kerasrecon.models.denoiser` the bias-free noise-conditioned U-N
 
 Stages (each kept in OUT, so a rerun resumes):
 
-1. ``OUT/run``: :func:`kerasrecon.pnp.train_denoiser`, ``--steps`` Adam steps (lr ``--lr``, cosine
+1. ``OUT/run``: :func:`kerasrecon.training.denoiser.train_denoiser`, ``--steps`` Adam steps (lr ``--lr``, cosine
    decay to 1 %) on ``--crop``² crops of the fully sampled images of the *training split*
    (``--val-fraction``) of each ``--train`` dataset, in equal shares, with noise σ ~ U(0, ``--sigma-max``).
 2. ``sweep.json``: PnP's PSNR on the held-out volume(s) of the first ``--train`` dataset (mask seed
@@ -54,6 +54,7 @@ from kerasrecon.config import DENOISER, DataConfig, MaskConfig, ModelConfig, PnP
 from kerasrecon.data import load_volumes, split_volumes  # noqa: E402
 from kerasrecon.io import write_text_atomic  # noqa: E402
 from kerasrecon.training import checkpoint as ckpt  # noqa: E402
+from kerasrecon.training.denoiser import train_denoiser  # noqa: E402
 
 
 def config(args) -> TrainConfig:
@@ -155,8 +156,10 @@ def main(argv=None):
         p.error(f"--crop must be a multiple of 4 (the U-Net's 2 poolings), got {args.crop}")
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = config(args)
-    model, _ = pnp.train_denoiser(cfg, args.out / "run", progress=lambda s, n, logs: print(
+    t0 = time.perf_counter()
+    model, _ = train_denoiser(cfg, args.out / "run", progress=lambda s, n, logs: print(
         f"step {s}/{n}: loss {logs['loss']:.6f}", flush=True))  # fmt: skip
+    print(f"trained {cfg.pretrain_steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
     held_out = split_volumes(load_volumes(args.train[0]), args.val_fraction)[1]
     best = sweep(model, cfg, held_out, args, args.out / "sweep.json")
     print(f"chosen on the training dataset's held-out volumes: {best}")

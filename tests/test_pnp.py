@@ -12,6 +12,7 @@ from kerasrecon.api import Reconstructor
 from kerasrecon.config import DENOISER, DataConfig, MaskConfig, ModelConfig, PnPConfig, TrainConfig
 from kerasrecon.errors import ConfigError, DataError
 from kerasrecon.masks import make_mask
+from kerasrecon.training.denoiser import train_denoiser
 from tests.conftest import random_complex, ref_fft2c, ref_ifft2c
 
 
@@ -121,7 +122,7 @@ def test_config_round_trips_and_bad_settings_name_the_field():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("pnp") / "run"
-    model, step = pnp.train_denoiser(pnp_config(), out)
+    model, step = train_denoiser(pnp_config(), out)
     return out, model, step
 
 
@@ -146,17 +147,28 @@ def test_training_writes_a_run_that_reconstructor_and_evaluate_take(trained, rng
     with pytest.raises(DataError, match="plug-and-play model reconstructs single-coil"):
         rec(k[None, None], mask, maps=np.ones((1, 1, *k.shape), np.complex64))
     # a rerun into the same directory with the same config returns it; anything else is refused
-    assert pnp.train_denoiser(pnp_config(), out)[1] == 3
+    assert train_denoiser(pnp_config(), out)[1] == 3
     with pytest.raises(ConfigError, match="exists and is not empty"):
-        pnp.train_denoiser(pnp_config(iters=5), out)
+        train_denoiser(pnp_config(iters=5), out)
 
 
 def test_fit_refuses_a_plug_and_play_config(tmp_path):
     from kerasrecon.training.trainer import train
 
-    with pytest.raises(ConfigError, match="trained by kerasrecon.pnp.train_denoiser"):
+    with pytest.raises(ConfigError, match="trained by kerasrecon.training.denoiser.train_denoiser"):
         train(pnp_config(), tmp_path / "fit")
     assert not (tmp_path / "fit").exists()
+
+
+def test_fit_cli_refuses_a_plug_and_play_config_in_one_line(trained, tmp_path):
+    from click.testing import CliRunner
+
+    from kerasrecon_cli.main import cli
+
+    out, _, _ = trained
+    res = CliRunner().invoke(cli, ["fit", "--config", str(out / "config.json"), "--out", str(tmp_path / "fit")])
+    assert res.exit_code == 2 and "trained by kerasrecon.training.denoiser.train_denoiser" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "fit").exists()
 
 
 @pytest.mark.tensorflow

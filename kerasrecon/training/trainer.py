@@ -139,7 +139,7 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     if cfg.pnp is not None:
         raise ConfigError(
             f"{arg('model.network')} {cfg.model.network}: a plug-and-play denoiser is trained by "
-            "kerasrecon.pnp.train_denoiser (scripts/pnp.py), not by fit"
+            "kerasrecon.training.denoiser.train_denoiser (scripts/pnp.py), not by fit"
         )
     out = Path(out)
     total = cfg.pretrain_steps + cfg.steps
