@@ -102,6 +102,11 @@ class Reconstructor:
     (ACS, ESPIRiT, your own, with any phase): the graph puts them into the convention it was trained
     with (``models.generator.MapPhase``).
 
+    A plug-and-play model (a config with ``pnp`` settings, e.g. ``pretrained:singlecoil-r8``;
+    :mod:`kerasrecon.pnp`) solves converged TV for each slice and refines it with its denoiser and exact
+    data consistency; its self-ensemble averages the denoiser over the transforms inside each step. It is
+    single-coil, and a run or pretrained model only (no SavedModel export).
+
     The mask may also be a :class:`kerasrecon.masks.Mask`. A mask of another kind or acceleration than
     the model's training mask works, with one :class:`MaskMismatchWarning` per Reconstructor.
 

@@ -428,6 +428,8 @@ def _validate_pnp(cfg: TrainConfig) -> None:
     p = cfg.pnp
     checks = [
         (cfg.model.network == DENOISER, "model.network", f"{DENOISER!r} with pnp settings", cfg.model.network),
+        (cfg.loss.content == "mse", "loss.content", "'mse' (a denoiser trains on MSE alone)", cfg.loss.content),
+        (cfg.steps == 0, "steps", "0 (a denoiser has no GAN steps; pretrain_steps counts its steps)", cfg.steps),
         (p.sigma_max > 0, "pnp.sigma_max", "> 0", p.sigma_max),
         (p.iters >= 1, "pnp.iters", ">= 1", p.iters),
         (

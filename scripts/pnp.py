@@ -50,7 +50,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tv_refiner import add_common_arguments, cached_tv, report  # noqa: E402
 
 from kerasrecon import pnp  # noqa: E402
-from kerasrecon.config import DENOISER, DataConfig, MaskConfig, ModelConfig, PnPConfig, TrainConfig  # noqa: E402
+from kerasrecon.config import (  # noqa: E402
+    DENOISER,
+    DataConfig,
+    LossConfig,
+    MaskConfig,
+    ModelConfig,
+    PnPConfig,
+    TrainConfig,
+)
 from kerasrecon.data import load_volumes, split_volumes  # noqa: E402
 from kerasrecon.io import write_text_atomic  # noqa: E402
 from kerasrecon.training import checkpoint as ckpt  # noqa: E402
@@ -69,6 +77,7 @@ def config(args) -> TrainConfig:
             augment=True,
         ),
         model=ModelConfig(network=DENOISER, filters=args.filters, levels=2, blocks=0, bias_free=True),
+        loss=LossConfig(content="mse", adv_weight=0.0, vgg_weights="none"),
         steps=0,
         pretrain_steps=args.steps,
         learning_rate=args.lr,

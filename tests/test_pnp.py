@@ -9,7 +9,7 @@ import pytest
 
 from kerasrecon import pnp
 from kerasrecon.api import Reconstructor
-from kerasrecon.config import DENOISER, DataConfig, MaskConfig, ModelConfig, PnPConfig, TrainConfig
+from kerasrecon.config import DENOISER, DataConfig, LossConfig, MaskConfig, ModelConfig, PnPConfig, TrainConfig
 from kerasrecon.errors import ConfigError, DataError
 from kerasrecon.masks import make_mask
 from kerasrecon.training.denoiser import train_denoiser
@@ -21,6 +21,7 @@ def pnp_config(**pnp_changes) -> TrainConfig:
         mask=MaskConfig(kind="poisson", acceleration=8.0, seed=0),
         data=DataConfig(data="demo", patch_size=32, batch_size=2),
         model=ModelConfig(network=DENOISER, filters=4, levels=2, blocks=0, bias_free=True),
+        loss=LossConfig(content="mse", adv_weight=0.0, vgg_weights="none"),
         steps=0,
         pretrain_steps=3,
         learning_rate=1e-3,
@@ -115,6 +116,10 @@ def test_config_round_trips_and_bad_settings_name_the_field():
     for message, change in bad.items():
         with pytest.raises(ConfigError, match=message):
             dataclasses.replace(cfg, pnp=dataclasses.replace(cfg.pnp, **change))
+    with pytest.raises(ConfigError, match="loss.content must be 'mse'"):
+        dataclasses.replace(cfg, loss=TrainConfig().loss)
+    with pytest.raises(ConfigError, match="steps must be 0"):
+        dataclasses.replace(cfg, steps=10)
     with pytest.raises(ConfigError, match="data.patch_size must be a multiple of 2\\*\\*model.levels = 4"):
         dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, patch_size=30))
 
@@ -130,6 +135,13 @@ def test_training_writes_a_run_that_reconstructor_and_evaluate_take(trained, rng
     out, model, step = trained
     assert step == 3 and json.loads((out / "config.json").read_text())["pnp"]["iters"] == 4
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-00000002", "ckpt-00000003", "latest.json"]
+    # the weights file holds the denoiser's weights alone, not the compiled model's optimizer moments
+    import h5py
+
+    with h5py.File(out / "checkpoints" / "ckpt-00000003" / "generator.weights.h5") as f:
+        stored = []
+        f.visititems(lambda name, obj: stored.append(obj.size) if isinstance(obj, h5py.Dataset) else None)
+    assert sum(stored) == model.count_params() > 0
     rec = Reconstructor.from_run(out)
     assert rec.step == 3 and "plug-and-play(init=zf, iters=4" in repr(rec)
     from kerasrecon.data.demo import demo_images

@@ -114,10 +114,13 @@ def train_denoiser(cfg: TrainConfig, out, progress=None):
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out, exclusive=True, option=arg("out")):
         write_text_atomic(out / ckpt.CONFIG_FILE, cfg.to_json())
-        # the checkpoint layout's discriminator and its optimizer: empty (a denoiser has none)
+        # The checkpoint's generator file holds the weights of an uncompiled twin: a compiled model's
+        # save_weights also writes its optimizer's moments (3x the size; optimizers.npz has them).
+        # The layout's discriminator and its optimizer are empty: a denoiser has none.
         inp = keras.Input((1,))
+        twin = from_config(cfg.model)
         state = SimpleNamespace(
-            generator=model, discriminator=keras.Model(inp, inp), g_optimizer=adam, d_optimizer=keras.optimizers.Adam()
+            generator=twin, discriminator=keras.Model(inp, inp), g_optimizer=adam, d_optimizer=keras.optimizers.Adam()
         )
         t0, smoothed = time.perf_counter(), None
         for step in range(1, total + 1):
@@ -136,5 +139,6 @@ def train_denoiser(cfg: TrainConfig, out, progress=None):
                 if progress:
                     progress(step, total, {"loss": smoothed})
             if step % cfg.checkpoint_every == 0 or step == total:
+                twin.set_weights(model.get_weights())
                 ckpt.save_checkpoint(out, step, state)
     return model, total
