@@ -241,7 +241,14 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         out += _verdict(t.parent, cfg.method) + [""]
     out += [
         "## Limitations",
-        "- Trained on four brain volumes at 128×128: other anatomies, contrasts and resolutions are out of "
+        "- Trained on four brain volumes at 128×128"
+        + (
+            " and the demo template's training slices (the demo rows above are its held-out slices of the "
+            "same template, so not out of distribution)"
+            if cfg.pnp is not None and cfg.pnp.extra_data
+            else ""
+        )
+        + ": other anatomies, contrasts and resolutions are out of "
         "distribution (the tables above measure how far that carries).",
         "- Other masks or accelerations than the recipe's work but are not what it was trained for (kerasrecon warns).",
         "- Not for clinical use.",
