@@ -17,11 +17,11 @@ D(a·x, a·σ) = a·D(x, σ), so the result does not depend on the k-space's sca
     >>> rec = Reconstructor.pretrained("singlecoil-r8")       # a plug-and-play model
     >>> image = rec(kspace, mask, ensemble=8)                 # [S, H, W] float32 magnitude
 
-Training (:func:`kerasrecon.training.denoiser.train_denoiser`) needs only fully sampled images: no mask,
-no solver. The solver's
-``iters`` and ``sigma_first`` are chosen afterwards on held-out training data
-(``scripts/pnp.py`` sweeps them); the run directory has the layout of a ``kerasrecon fit`` run
-(config.json, verified checkpoints), so ``Reconstructor.from_run``, ``evaluate`` and ``compare`` take it.
+Training (:func:`kerasrecon.training.denoiser.train_denoiser`) needs only fully sampled images: no
+mask, no solver. The solver's ``iters`` and ``sigma_first`` are chosen afterwards on held-out
+training data (``scripts/pnp.py`` sweeps them); the run directory has the layout of a ``kerasrecon
+fit`` run (config.json, verified checkpoints), so ``Reconstructor.from_run``, ``evaluate`` and
+``compare`` take it.
 """
 
 from __future__ import annotations

@@ -74,8 +74,9 @@ def train_denoiser(cfg: TrainConfig, out, progress=None):
         ``(keras.Model denoiser, step)``.
 
     Raises:
-        ConfigError: not a plug-and-play config, ``out`` holds something else, a non-finite loss.
-        DataError: unreadable data, images smaller than the crop.
+        ConfigError: not a plug-and-play config, ``out`` holds something else, images smaller than the crop.
+        TrainingDiverged: a non-finite loss (the last checkpoint is kept).
+        DataError: unreadable data.
     """
     import keras
 
@@ -101,7 +102,7 @@ def train_denoiser(cfg: TrainConfig, out, progress=None):
         if small or not vols:
             raise ConfigError(
                 f"{arg('data.patch_size')} {cfg.data.patch_size}: dataset {d} has "
-                + (f"images of {small[0][0]}×{small[0][1]}, smaller" if small else "no training volumes")
+                + (f"images of {small[0][0]}×{small[0][1]}, smaller than the crop" if small else "no training volumes")
             )
     keras.utils.set_random_seed(cfg.seed)
     model = from_config(cfg.model)
@@ -131,8 +132,11 @@ def train_denoiser(cfg: TrainConfig, out, progress=None):
             )
             smoothed = loss if smoothed is None else 0.98 * smoothed + 0.02 * loss
             if not np.isfinite(loss):
-                raise ConfigError(
-                    f"denoiser training: the loss is not finite at step {step}; lower {arg('learning_rate')}"
+                from kerasrecon.training.trainer import TrainingDiverged
+
+                raise TrainingDiverged(
+                    f"denoiser training: the loss is not finite at step {step}; lower {arg('learning_rate')} "
+                    "(the last checkpoint is kept)"
                 )
             if step % cfg.log_every == 0 or step == total:
                 log.info("denoiser step %d/%d: loss %.6f, %.0f s", step, total, smoothed, time.perf_counter() - t0)
