@@ -164,6 +164,18 @@ def test_training_writes_a_run_that_reconstructor_and_evaluate_take(trained, rng
         train_denoiser(pnp_config(iters=5), out)
 
 
+def test_images_smaller_than_the_crop_are_one_line_naming_the_dataset(tmp_path, rng):
+    from kerasrecon.data.images import prepare_dataset
+
+    np.savez(tmp_path / "small.npz", images=np.abs(random_complex(rng, (3, 24, 24))).astype(np.float32))
+    prepare_dataset(tmp_path / "small.npz", tmp_path / "small")
+    cfg = pnp_config()
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data=str(tmp_path / "small"), val_fraction=0.0))
+    with pytest.raises(ConfigError, match=r"data.patch_size 32: dataset .*small has images of 24×24, smaller than"):
+        train_denoiser(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_fit_refuses_a_plug_and_play_config(tmp_path):
     from kerasrecon.training.trainer import train
 
