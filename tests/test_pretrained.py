@@ -221,21 +221,26 @@ def test_multicoil_model_takes_the_maps_a_user_brings():
 
 
 @pytest.mark.tensorflow  # this process against a JAX subprocess: nothing to compare in the JAX rerun
-def test_same_reconstruction_on_jax(held_out, tmp_path):
-    k, _ = held_out
-    mask = make_mask("poisson", 4, k.shape[1:], seed=0).array
-    np.save(tmp_path / "k.npy", k[:1])
-    np.save(tmp_path / "m.npy", mask)
+def test_same_reconstruction_on_jax(held_out, held_out_small, tmp_path):
+    """singlecoil-r4 (a generator) and singlecoil-r8 (plug-and-play: NumPy TV, then the denoiser) give
+    the same images on JAX as here."""
+    cases = {"singlecoil-r4": (held_out[0][:1], 4), "singlecoil-r8": (held_out_small[0][:1], 8)}
+    for name, (k, r) in cases.items():
+        np.save(tmp_path / f"{name}_k.npy", k)
+        np.save(tmp_path / f"{name}_m.npy", make_mask("poisson", r, k.shape[1:], seed=0).array)
     code = (
-        "import numpy as np, kerasrecon, keras; assert keras.backend.backend() == 'jax';"
-        f"rec = kerasrecon.Reconstructor.pretrained('singlecoil-r4');"
-        f"np.save(r'{tmp_path}/jax.npy', rec(np.load(r'{tmp_path}/k.npy'), np.load(r'{tmp_path}/m.npy')))"
+        "import numpy as np, kerasrecon, keras; assert keras.backend.backend() == 'jax'\n"
+        f"for name in {list(cases)!r}:\n"
+        "    rec = kerasrecon.Reconstructor.pretrained(name)\n"
+        f"    k, m = (np.load(rf'{tmp_path}/{{name}}_{{x}}.npy') for x in 'km')\n"
+        f"    np.save(rf'{tmp_path}/{{name}}_jax.npy', rec(k, m))"
     )
     env = dict(os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-2000:]
-    ours = Reconstructor.pretrained("singlecoil-r4")(k[:1], mask)
-    np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), ours, atol=2e-4 * ours.max())
+    for name in cases:
+        ours = Reconstructor.pretrained(name)(np.load(tmp_path / f"{name}_k.npy"), np.load(tmp_path / f"{name}_m.npy"))
+        np.testing.assert_allclose(np.load(tmp_path / f"{name}_jax.npy"), ours, atol=2e-4 * ours.max())
 
 
 def test_cli_lists_prints_card_and_reconstructs(held_out, tmp_path):
