@@ -32,7 +32,7 @@ import numpy as np
 
 from kerasrecon.config import TrainConfig
 from kerasrecon.errors import ConfigError
-from kerasrecon.kspace import dihedral_np, fft2c_np, from_channels, ifft2c_np, to_channels
+from kerasrecon.kspace import dihedral_np, fft2c_np, from_channels, ifft2c_np, normalise_np, to_channels
 
 
 def check_pnp_config(cfg: TrainConfig, what: str = "config") -> None:
@@ -95,7 +95,7 @@ def solve(model, cfg: TrainConfig, kspace: np.ndarray, mask: np.ndarray, x0=None
     m = np.broadcast_to(np.asarray(mask, np.float32), kspace.shape)
     y = m * kspace
     zero_filled = ifft2c_np(y)
-    scale = np.abs(zero_filled).reshape(len(y), -1).max(1)
+    scale = 1 / normalise_np(zero_filled)[1]  # the zero-filled peak, floored as the models' input scale
     if x0 is None and cfg.pnp.init == "tv":
         from kerasrecon.baselines import solve as solve_cs
 
@@ -103,7 +103,7 @@ def solve(model, cfg: TrainConfig, kspace: np.ndarray, mask: np.ndarray, x0=None
     x = zero_filled if x0 is None else np.asarray(x0)
     for s in sigmas(cfg):
         z = denoise(model, x, s * scale, cfg.model.levels, ensemble)
-        x = ifft2c_np(m * kspace + (1 - m) * fft2c_np(z))
+        x = ifft2c_np(y + (1 - m) * fft2c_np(z))
     return x.astype(np.complex64)
 
 

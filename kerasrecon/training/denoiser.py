@@ -15,7 +15,7 @@ import numpy as np
 
 from kerasrecon.config import TrainConfig
 from kerasrecon.errors import ConfigError, arg
-from kerasrecon.kspace import ifft2c_np, to_channels
+from kerasrecon.kspace import ifft2c_np, normalise_np, to_channels
 from kerasrecon.pnp import check_pnp_config
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def noisy_crops(rng: np.random.Generator, image_sets, batch: int, crop: int, sig
         s, h, w = v.shape
         i, y0, x0 = rng.integers(s), rng.integers(h - crop + 1), rng.integers(w - crop + 1)
         x = turn(v[i, y0 : y0 + crop, x0 : x0 + crop], rng.integers(8))
-        x = x * np.exp(1j * rng.uniform(0, 2 * np.pi)) / max(float(np.abs(x).max()), 1e-6)
+        x = normalise_np(x[None] * np.exp(1j * rng.uniform(0, 2 * np.pi)))[0][0]  # peak 1, as the models' inputs
         sigma = rng.uniform(0, sigma_max)
         noisy = x + sigma * (rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape))
         inputs.append(np.concatenate([to_channels(noisy), np.full((*x.shape, 1), sigma, np.float32)], -1))
