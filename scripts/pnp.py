@@ -60,7 +60,7 @@ from kerasrecon.config import (  # noqa: E402
     TrainConfig,
 )
 from kerasrecon.data import load_volumes, split_volumes  # noqa: E402
-from kerasrecon.io import write_text_atomic  # noqa: E402
+from kerasrecon.io import atomic_dir, write_text_atomic  # noqa: E402
 from kerasrecon.training import checkpoint as ckpt  # noqa: E402
 from kerasrecon.training.denoiser import train_denoiser  # noqa: E402
 
@@ -137,14 +137,15 @@ def sweep(model, cfg: TrainConfig, volumes, args, path: Path) -> dict:
 
 def chosen_run(run: Path, cfg: TrainConfig, out: Path) -> None:
     """Stage 3: ``out``, a copy of the trained ``run`` whose config holds the chosen solver settings."""
-    if (out / ckpt.CONFIG_FILE).is_file() and ckpt.read_config(out) == cfg:
+    ours = (out / ckpt.CONFIG_FILE).is_file() and ckpt.read_config(out).pnp is not None
+    if ours and ckpt.read_config(out) == cfg:
         return
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(run, tmp, ignore=shutil.ignore_patterns(".lock"))
-    write_text_atomic(tmp / ckpt.CONFIG_FILE, cfg.to_json())
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    # an earlier stage 3 (a plug-and-play run) is replaced; anything else at OUT/model is refused
+    if not ours and out.is_dir() and any(out.iterdir()):
+        sys.exit(f"pnp.py: error: {out} exists and is not a plug-and-play run of this script; move it away")
+    with atomic_dir(out, "pnp-model", replace=ours, option="OUT/model") as tmp:
+        shutil.copytree(run, tmp, ignore=shutil.ignore_patterns(".lock"), dirs_exist_ok=True)
+        write_text_atomic(tmp / ckpt.CONFIG_FILE, cfg.to_json())
 
 
 def main(argv=None):
