@@ -112,7 +112,9 @@ def train_denoiser(cfg: TrainConfig, out, progress=None):
     adam = keras.optimizers.Adam(learning_rate=lr, beta_1=cfg.beta_1)
     model.compile(adam, "mse")
     rng = np.random.default_rng(cfg.seed)
-    out.mkdir(parents=True, exist_ok=True)
+    from kerasrecon.training.trainer import _create_run_dir
+
+    _create_run_dir(out)  # fit's: an OS error names --out in one line
     with RunLock(out, exclusive=True, option=arg("out")):
         write_text_atomic(out / ckpt.CONFIG_FILE, cfg.to_json())
         # The checkpoint's generator file holds the weights of an uncompiled twin: a compiled model's
