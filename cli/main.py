@@ -19,10 +19,12 @@ from kerasrecon import __version__
 from kerasrecon.coils import COIL_MAP_METHODS
 from kerasrecon.config import (
     CONTENT_LOSS_NAMES,
+    DENOISER,
     GRIDS,
     LR_SCHEDULES,
     NETWORKS,
     OPTIONS,
+    PNP_INITS,
     PRECISIONS,
     SAMPLINGS,
     SPLITS,
@@ -30,7 +32,9 @@ from kerasrecon.config import (
     TARGET_KEYS,
     TARGETS,
     THESIS_LOSSES,
+    PnPConfig,
     TrainConfig,
+    pnp_recipe,
 )
 from kerasrecon.data.simulate import PHASES
 from kerasrecon.errors import KerasReconError, argument_names
@@ -542,11 +546,17 @@ def train_options(fn):
         ),
         click.option(
             "--network",
-            type=click.Choice(NETWORKS),
+            type=click.Choice((*NETWORKS, DENOISER)),
             default=DEFAULTS.model.network,
             show_default=True,
             help="Each cascade's regulariser: resnet (the thesis' residual generator, --blocks) or unet (a "
-            "U-Net, --levels poolings, --filters channels doubling per level: a larger receptive field).",
+            "U-Net, --levels poolings, --filters channels doubling per level: a larger receptive field). "
+            "fit only: denoiser trains a plug-and-play model instead (converged TV, then --pnp-iters "
+            "denoiser and data-consistency steps; the model of pretrained:singlecoil-r8): a bias-free U-Net "
+            "denoiser learns from noisy crops of the fully sampled images of --data and --extra-data, for "
+            "--pretrain-steps MSE steps (--steps 0: no GAN). Options not given take that recipe's values "
+            "(kerasrecon.config.pnp_recipe): -R 8, --patch-size 64, --batch-size 16, --filters 32, "
+            "--levels 2, --pretrain-steps 6000, --lr 1e-3 cosine, --loss mse, --augment.",
         ),
         click.option(
             "--levels",
@@ -620,82 +630,114 @@ def train_options(fn):
     return fn
 
 
-def _merge_config(path, given_cfg, ctx):
-    """The ``TrainConfig`` of the JSON file ``path`` with the fields of the options given on the command
-    line taken from ``given_cfg`` (``config.OPTIONS`` maps fields to options)."""
-    from kerasrecon.schema import read_json
-
+def _given_fields(ctx) -> set:
+    """The config fields (``config.OPTIONS`` keys) whose options were given on the command line."""
     flags = {
         flag: p.name
         for p in ctx.command.params
         if ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE
         for flag in p.opts
     }
-    d = TrainConfig.from_dict(read_json(Path(path), "a kerasrecon run config"), f"--config {path}").to_dict()
-    given = given_cfg.to_dict()
-    for field, flag in OPTIONS.items():
-        if flag in flags:
-            *parents, name = field.split(".")
-            src, dst = given, d
-            for part in parents:
-                src, dst = src[part], dst[part]
-            dst[name] = src[name]
-    return TrainConfig.from_dict(d, f"--config {path}")
+    return {field for field, flag in OPTIONS.items() if flag in flags}
+
+
+def _merge_config(base: dict, options: dict, fields: set):
+    """The ``TrainConfig`` of the config dict ``base`` (a checked config's ``to_dict``) with
+    ``fields`` (given on the command line) taken from the parsed ``options``."""
+    d, given = json.loads(json.dumps(base)), _options_dict(options)
+    for field in fields:
+        *parents, name = field.split(".")
+        src, dst = given, d
+        for part in parents:
+            src, dst = src[part], dst[part]
+        dst[name] = src[name]
+    return _config(d)
+
+
+def _config(d: dict) -> TrainConfig:
+    """``TrainConfig`` of a nested config dict through the dataclasses' constructors, whose checks
+    name each field by its option (``kerasrecon.errors.arg``)."""
+    from kerasrecon.config import DataConfig, LossConfig, MaskConfig, ModelConfig
+
+    parts = {"mask": MaskConfig, "data": DataConfig, "model": ModelConfig, "loss": LossConfig}
+    top = {k: v for k, v in d.items() if k not in parts and k != "pnp"}
+    pnp = PnPConfig(**d["pnp"]) if d.get("pnp") is not None else None
+    return TrainConfig(**{k: cls(**d[k]) for k, cls in parts.items()}, **top, pnp=pnp)
+
+
+def _options_dict(o: dict) -> dict:
+    """The parsed fit options as a nested config dict (``TrainConfig.to_dict``'s layout), unchecked;
+    ``pnp`` holds the plug-and-play options when they are among ``o`` (fit's)."""
+    pnp = None
+    if "pnp_iters" in o:
+        pnp = PnPConfig(
+            extra_data=list(o["extra_data"]),
+            sigma_max=o["sigma_max"],
+            iters=o["pnp_iters"],
+            sigma_first=o["sigma_first"],
+            sigma_last=o["sigma_last"],
+            tv_lambda=o["tv_lambda"],
+            init=o["pnp_init"],
+        ).__dict__  # its fields, unchecked (TrainConfig.from_dict checks them)
+    return {
+        "mask": {
+            "kind": o["mask_kind"],
+            "acceleration": o["acceleration"],
+            "seed": o["mask_seed"],
+            "per_sample": o["mask_per_sample"],
+            "bank_size": o["mask_bank_size"],
+            "center_fraction": o["center_fraction"],
+        },
+        "data": {
+            "data": o["data"],
+            "patch_size": o["patch_size"],
+            "batch_size": o["batch_size"],
+            "val_fraction": o["val_fraction"],
+            "sampling": o["sampling"],
+            "augment": o["augment"],
+            "zoom": o["zoom"],
+        },
+        "model": {
+            "blocks": o["blocks"],
+            "filters": o["filters"],
+            "noise_lambda": o["noise_lambda"],
+            "cascades": o["cascades"],
+            "learned_dc": o["learned_dc"],
+            "network": o["network"],
+            "levels": o["levels"],
+            "share_weights": o["share_weights"],
+            "bias_free": o["bias_free"],
+        },
+        "loss": {
+            "content": o["content"],
+            "mse_weight": o["mse_weight"],
+            "feature_weight": o["feature_weight"],
+            "adv_weight": o["adv_weight"],
+            "vgg_weights": o["vgg_weights"],
+        },
+        "steps": o["steps"],
+        "pretrain_steps": o["pretrain_steps"],
+        "learning_rate": o["learning_rate"],
+        "lr_schedule": o["lr_schedule"],
+        "beta_1": o["beta_1"],
+        "seed": o["seed"],
+        "strategy": o["strategy"],
+        "precision": o["precision"],
+        "jit": o["jit"],
+        "collective_timeout_s": o["collective_timeout_s"],
+        "checkpoint_every": o["checkpoint_every"],
+        "log_every": o["log_every"],
+        "pnp": pnp,
+    }
 
 
 def config_from_options(o: dict):
-    """Build the library's ``TrainConfig`` from parsed options."""
-    from kerasrecon.config import DataConfig, LossConfig, MaskConfig, ModelConfig, TrainConfig
-
-    return TrainConfig(
-        mask=MaskConfig(
-            kind=o["mask_kind"],
-            acceleration=o["acceleration"],
-            seed=o["mask_seed"],
-            per_sample=o["mask_per_sample"],
-            bank_size=o["mask_bank_size"],
-            center_fraction=o["center_fraction"],
-        ),
-        data=DataConfig(
-            data=o["data"],
-            patch_size=o["patch_size"],
-            batch_size=o["batch_size"],
-            val_fraction=o["val_fraction"],
-            sampling=o["sampling"],
-            augment=o["augment"],
-            zoom=o["zoom"],
-        ),
-        model=ModelConfig(
-            blocks=o["blocks"],
-            filters=o["filters"],
-            noise_lambda=o["noise_lambda"],
-            cascades=o["cascades"],
-            learned_dc=o["learned_dc"],
-            network=o["network"],
-            levels=o["levels"],
-            share_weights=o["share_weights"],
-            bias_free=o["bias_free"],
-        ),
-        loss=LossConfig(
-            content=o["content"],
-            mse_weight=o["mse_weight"],
-            feature_weight=o["feature_weight"],
-            adv_weight=o["adv_weight"],
-            vgg_weights=o["vgg_weights"],
-        ),
-        steps=o["steps"],
-        pretrain_steps=o["pretrain_steps"],
-        learning_rate=o["learning_rate"],
-        lr_schedule=o["lr_schedule"],
-        beta_1=o["beta_1"],
-        seed=o["seed"],
-        strategy=o["strategy"],
-        precision=o["precision"],
-        jit=o["jit"],
-        collective_timeout_s=o["collective_timeout_s"],
-        checkpoint_every=o["checkpoint_every"],
-        log_every=o["log_every"],
-    )
+    """Build the library's ``TrainConfig`` from parsed options (their defaults are ``TrainConfig``'s);
+    the plug-and-play options count for ``--network denoiser`` only."""
+    d = _options_dict(o)
+    if d["model"]["network"] != DENOISER:
+        d["pnp"] = None
+    return _config(d)
 
 
 class _Progress:
@@ -735,8 +777,70 @@ class _Progress:
             self.printed = step
 
 
+def pnp_options(fn):
+    """The plug-and-play settings of ``fit --network denoiser`` (``PnPConfig``'s fields)."""
+    p = PnPConfig()
+    opts = [
+        click.option(
+            "--extra-data",
+            multiple=True,
+            metavar="DATA",
+            help="--network denoiser: another dataset to train on beside --data (its training split; each "
+            "dataset an equal share of the crops). Repeat for more.",
+        ),
+        click.option(
+            "--sigma-max",
+            type=float,
+            default=p.sigma_max,
+            show_default=True,
+            help="--network denoiser: largest training noise σ (uniform from 0), relative to each crop's peak.",
+        ),
+        click.option(
+            "--pnp-iters",
+            type=int,
+            default=p.iters,
+            show_default=True,
+            help="--network denoiser: solver steps K at reconstruction (denoise, then put the measured k-space back).",
+        ),
+        click.option(
+            "--sigma-first",
+            type=float,
+            default=p.sigma_first,
+            show_default=True,
+            help="--network denoiser: σ of the first solver step, relative to the zero-filled image's peak "
+            "(geometric down to --sigma-last).",
+        ),
+        click.option(
+            "--sigma-last",
+            type=float,
+            default=p.sigma_last,
+            show_default=True,
+            help="--network denoiser: σ of the last solver step: about the data's noise level.",
+        ),
+        click.option(
+            "--tv-lambda",
+            type=float,
+            default=p.tv_lambda,
+            show_default=True,
+            help="--network denoiser: λ of the converged TV image the solver starts from (choose it on "
+            "training slices: compare --baselines tv sweeps it there).",
+        ),
+        click.option(
+            "--pnp-init",
+            type=click.Choice(PNP_INITS),
+            default=p.init,
+            show_default=True,
+            help="--network denoiser: start the solver from converged TV (tv) or the zero-filled image (zf).",
+        ),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
 @cli.command()
 @train_options
+@pnp_options
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
@@ -755,18 +859,37 @@ class _Progress:
 @click.pass_context
 @one_line_errors
 def fit(ctx, out, force, config_file, **options):
-    """Train the reconstruction GAN (resumes from the last checkpoint in --out).
+    """Train the reconstruction GAN, or a plug-and-play denoiser (resumes from the last checkpoint in --out).
 
     \b
     kerasrecon fit --data demo --loss hybrid --out runs/hybrid --vgg-weights PATH/TO/vgg19_..._notop.h5
     kerasrecon fit --data data/knee --loss mse -R 8 --mask poisson --steps 20000 --out runs/mse_r8
     kerasrecon fit --config runs/mse_r8/config.json --data data/other --out runs/mse_r8_other
+    kerasrecon fit --network denoiser --data data/knee --extra-data data/brain --out runs/pnp_r8
     """
+    from kerasrecon.schema import read_json
     from kerasrecon.training.trainer import train
 
-    cfg = config_from_options(options)
+    fields = _given_fields(ctx)
+    denoiser = options["network"] == DENOISER
+    base = None
     if config_file:
-        cfg = _merge_config(config_file, cfg, ctx)
+        where = f"--config {config_file}"
+        saved = TrainConfig.from_dict(read_json(Path(config_file), "a kerasrecon run config"), where)
+        if "model.network" in fields and denoiser != (saved.pnp is not None):
+            raise KerasReconError(
+                f"--network {options['network']}: {where} is "
+                + ("a plug-and-play config" if saved.pnp else "not a plug-and-play config")
+                + "; leave out --config to start from "
+                + ("the thesis' defaults" if saved.pnp else "the plug-and-play recipe")
+            )
+        base, denoiser = saved.to_dict(), saved.pnp is not None
+    elif denoiser:
+        base = pnp_recipe().to_dict()
+    pnp_given = sorted(OPTIONS[f] for f in fields if f.startswith("pnp."))
+    if pnp_given and not denoiser:
+        raise KerasReconError(f"{pnp_given[0]} applies to --network denoiser only")
+    cfg = config_from_options(options) if base is None else _merge_config(base, options, fields)
     result = train(cfg, out, force=force, progress=_Progress(out))
     logs = f"tensorboard --logdir {Path(out) / 'tensorboard'}"
     on = f" on {result.replicas} replicas" if result.replicas > 1 else ""

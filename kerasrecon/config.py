@@ -325,7 +325,36 @@ OPTIONS = {
     "collective_timeout_s": "--collective-timeout",
     "checkpoint_every": "--checkpoint-every",
     "log_every": "--log-every",
+    "pnp.extra_data": "--extra-data",
+    "pnp.sigma_max": "--sigma-max",
+    "pnp.iters": "--pnp-iters",
+    "pnp.sigma_first": "--sigma-first",
+    "pnp.sigma_last": "--sigma-last",
+    "pnp.tv_lambda": "--tv-lambda",
+    "pnp.init": "--pnp-init",
 }
+
+
+def pnp_recipe(data: str = "demo") -> TrainConfig:
+    """The plug-and-play recipe of ``pretrained:singlecoil-r8`` (``scripts/pnp.py``'s defaults) on
+    ``data``, without its extra datasets: a bias-free 2-level U-Net denoiser of 32 filters, 6000
+    MSE steps (``pretrain_steps``) of 16 crops of 64×64, Adam 1e-3 with cosine decay, seed 0, and
+    ``PnPConfig``'s solver settings (converged TV λ 1e-3, then 10 steps, σ 0.02 → 0.01) at R = 8.
+    ``kerasrecon fit --network denoiser`` starts from it; options given override its fields."""
+    return TrainConfig(
+        mask=MaskConfig(kind="poisson", acceleration=8.0, seed=0),
+        data=DataConfig(data=data, patch_size=64, batch_size=16, augment=True),
+        model=ModelConfig(network=DENOISER, filters=32, levels=2, blocks=0, bias_free=True),
+        loss=LossConfig(content="mse", adv_weight=0.0, vgg_weights="none"),
+        steps=0,
+        pretrain_steps=6000,
+        learning_rate=1e-3,
+        lr_schedule="cosine",
+        seed=0,
+        checkpoint_every=500,
+        log_every=250,
+        pnp=PnPConfig(),
+    )
 
 
 def _check_types(obj, prefix: str = ""):
@@ -431,7 +460,19 @@ def _validate_pnp(cfg: TrainConfig) -> None:
     checks = [
         (cfg.model.network == DENOISER, "model.network", f"{DENOISER!r} with pnp settings", cfg.model.network),
         (cfg.loss.content == "mse", "loss.content", "'mse' (a denoiser trains on MSE alone)", cfg.loss.content),
-        (cfg.steps == 0, "steps", "0 (a denoiser has no GAN steps; pretrain_steps counts its steps)", cfg.steps),
+        (cfg.steps == 0, "steps", f"0 (a denoiser has no GAN steps; {arg('pretrain_steps')} counts its)", cfg.steps),
+        (
+            cfg.strategy in ("auto", "none"),
+            "strategy",
+            "'auto' or 'none' (a denoiser trains on one device)",
+            cfg.strategy,
+        ),
+        (
+            cfg.precision in ("auto", "float32"),
+            "precision",
+            "'auto' or 'float32' (a denoiser trains in float32)",
+            cfg.precision,
+        ),
         (p.sigma_max > 0, "pnp.sigma_max", "> 0", p.sigma_max),
         (p.iters >= 1, "pnp.iters", ">= 1", p.iters),
         (
@@ -445,7 +486,7 @@ def _validate_pnp(cfg: TrainConfig) -> None:
         (
             cfg.data.patch_size % 2**cfg.model.levels == 0,
             "data.patch_size",
-            f"a multiple of 2**model.levels = {2**cfg.model.levels}",
+            f"a multiple of 2**{arg('model.levels')} = {2**cfg.model.levels}",
             cfg.data.patch_size,
         ),
     ]

@@ -35,6 +35,7 @@ The datasets are those of ``scripts/pretrained.sh`` (prepared with ``--phase smo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -50,15 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tv_refiner import add_common_arguments, cached_tv, report  # noqa: E402
 
 from kerasrecon import pnp  # noqa: E402
-from kerasrecon.config import (  # noqa: E402
-    DENOISER,
-    DataConfig,
-    LossConfig,
-    MaskConfig,
-    ModelConfig,
-    PnPConfig,
-    TrainConfig,
-)
+from kerasrecon.config import MaskConfig, PnPConfig, TrainConfig, pnp_recipe  # noqa: E402
 from kerasrecon.data import load_volumes, split_volumes  # noqa: E402
 from kerasrecon.io import atomic_dir, write_text_atomic  # noqa: E402
 from kerasrecon.training import checkpoint as ckpt  # noqa: E402
@@ -66,25 +59,19 @@ from kerasrecon.training.denoiser import train_denoiser  # noqa: E402
 
 
 def config(args) -> TrainConfig:
-    """The plug-and-play ``TrainConfig`` of the arguments (solver settings: the first of each list)."""
-    return TrainConfig(
-        mask=MaskConfig(kind="poisson", acceleration=args.acceleration, seed=0),
-        data=DataConfig(
-            data=args.train[0],
-            patch_size=args.crop,
-            batch_size=args.batch,
-            val_fraction=args.val_fraction,
-            augment=True,
+    """The plug-and-play ``TrainConfig`` of the arguments: ``kerasrecon.config.pnp_recipe`` with the
+    arguments' values (solver settings: the first of each list)."""
+    recipe = pnp_recipe(args.train[0])
+    return dataclasses.replace(
+        recipe,
+        mask=dataclasses.replace(recipe.mask, acceleration=args.acceleration),
+        data=dataclasses.replace(
+            recipe.data, patch_size=args.crop, batch_size=args.batch, val_fraction=args.val_fraction
         ),
-        model=ModelConfig(network=DENOISER, filters=args.filters, levels=2, blocks=0, bias_free=True),
-        loss=LossConfig(content="mse", adv_weight=0.0, vgg_weights="none"),
-        steps=0,
+        model=dataclasses.replace(recipe.model, filters=args.filters),
         pretrain_steps=args.steps,
         learning_rate=args.lr,
-        lr_schedule="cosine",
         seed=args.seed,
-        checkpoint_every=500,
-        log_every=250,
         pnp=PnPConfig(
             extra_data=args.train[1:],
             sigma_max=args.sigma_max,

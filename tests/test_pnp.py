@@ -1,5 +1,6 @@
 """Plug-and-play reconstruction (kerasrecon.pnp): the denoiser's scale equivariance, the solver against
-closed-form NumPy results, training into a run directory, and the refusals (fit, export, maps)."""
+closed-form NumPy results, training (and resuming) into a run directory through train_denoiser, train and
+``fit --network denoiser``, and the refusals (export, maps, bad option mixes)."""
 
 import dataclasses
 import json
@@ -158,10 +159,38 @@ def test_training_writes_a_run_that_reconstructor_and_evaluate_take(trained, rng
     assert ens.shape == got.shape and np.all(np.isfinite(ens))
     with pytest.raises(DataError, match="plug-and-play model reconstructs single-coil"):
         rec(k[None, None], mask, maps=np.ones((1, 1, *k.shape), np.complex64))
-    # a rerun into the same directory with the same config returns it; anything else is refused
+    # a rerun into the same directory with the same config returns it; another config needs force
     assert train_denoiser(pnp_config(), out)[1] == 3
-    with pytest.raises(ConfigError, match="exists and is not empty"):
+    with pytest.raises(ConfigError, match="holds a run with a different config .*pnp.iters: 4 -> 5"):
         train_denoiser(pnp_config(iters=5), out)
+    with pytest.raises(ConfigError, match="exists and is not a kerasrecon run"):
+        (out.parent / "other").mkdir()
+        (out.parent / "other" / "notes.txt").write_text("mine")
+        train_denoiser(pnp_config(), out.parent / "other")
+    assert (out.parent / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_an_interrupted_training_resumes_to_the_uninterrupted_weights(trained, tmp_path):
+    """Stopped after step 2's checkpoint, a rerun restores the weights and Adam's moments and replays
+    the crops: step 3 then gives the weights of the run that was never stopped (the fixture)."""
+    _, model, _ = trained
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_3(step, total, logs):
+        if step == 3:
+            raise Stop
+
+    out = tmp_path / "run"
+    with pytest.raises(Stop):
+        train_denoiser(pnp_config(), out, progress=stop_at_3)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-00000002", "latest.json"]
+    calls = []
+    resumed, step = train_denoiser(pnp_config(), out, progress=lambda s, n, logs: calls.append((s, n, logs)))
+    assert step == 3 and calls[0] == (2, 3, {}) and [c[0] for c in calls[1:]] == [3]
+    for got, want in zip(resumed.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
 def test_images_smaller_than_the_crop_are_one_line_naming_the_dataset(tmp_path, rng):
@@ -176,23 +205,66 @@ def test_images_smaller_than_the_crop_are_one_line_naming_the_dataset(tmp_path, 
     assert not (tmp_path / "run").exists()
 
 
-def test_fit_refuses_a_plug_and_play_config(tmp_path):
+def test_fit_trains_a_plug_and_play_config_as_train_denoiser_does(trained, tmp_path):
     from kerasrecon.training.trainer import train
 
-    with pytest.raises(ConfigError, match="trained by kerasrecon.training.denoiser.train_denoiser"):
-        train(pnp_config(), tmp_path / "fit")
-    assert not (tmp_path / "fit").exists()
+    result = train(pnp_config(), tmp_path / "fit")
+    assert (result.start_step, result.step, result.gan) == (0, 3, None) and result.logs["loss"] > 0
+    _, model, _ = trained  # the same config and seed: the same weights
+    from kerasrecon.training import checkpoint as ckpt
+
+    _, fitted, _ = ckpt.load_generator(tmp_path / "fit")
+    for got, want in zip(fitted.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
-def test_fit_cli_refuses_a_plug_and_play_config_in_one_line(trained, tmp_path):
+def test_fit_cli_network_denoiser_starts_from_the_recipe_and_refuses_bad_mixes_in_one_line(tmp_path):
     from click.testing import CliRunner
 
+    from kerasrecon.config import pnp_recipe
     from kerasrecon_cli.main import cli
 
-    out, _, _ = trained
-    res = CliRunner().invoke(cli, ["fit", "--config", str(out / "config.json"), "--out", str(tmp_path / "fit")])
-    assert res.exit_code == 2 and "trained by kerasrecon.training.denoiser.train_denoiser" in res.output, res.output
-    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "fit").exists()
+    def fit(*args):
+        return CliRunner().invoke(cli, ["fit", *map(str, args)])
+
+    out = tmp_path / "run"
+    small = ["--patch-size", 32, "--batch-size", 2, "--filters", 4, "--pretrain-steps", 2, "--log-every", 1]
+    res = fit("--network", "denoiser", "--data", "demo", *small, "--pnp-iters", 3, "--extra-data", "demo", "--out", out)
+    assert res.exit_code == 0, res.output
+    assert "trained steps 0..2" in res.output
+    recipe = pnp_recipe("demo")  # the options not given keep the recipe's values
+    expected = dataclasses.replace(
+        recipe,
+        data=dataclasses.replace(recipe.data, patch_size=32, batch_size=2),
+        model=dataclasses.replace(recipe.model, filters=4),
+        pretrain_steps=2,
+        log_every=1,
+        pnp=dataclasses.replace(recipe.pnp, iters=3, extra_data=["demo"]),
+    )
+    assert TrainConfig.from_json((out / "config.json").read_text()) == expected
+    assert (recipe.learning_rate, recipe.lr_schedule, recipe.model.levels, recipe.pnp.tv_lambda) == (
+        1e-3,
+        "cosine",
+        2,
+        1e-3,
+    )
+    # its config trains again with --config; a plug-and-play option changes the solver setting
+    res = fit("--config", out / "config.json", "--sigma-first", 0.05, "--out", tmp_path / "again")
+    assert res.exit_code == 0, res.output
+    again = TrainConfig.from_json((tmp_path / "again" / "config.json").read_text())
+    assert again == dataclasses.replace(expected, pnp=dataclasses.replace(expected.pnp, sigma_first=0.05))
+    bad = {
+        ("--sigma-max", 0.1): "--sigma-max applies to --network denoiser only",
+        ("--network", "denoiser", "--steps", 5): "--steps must be 0 (a denoiser has no GAN steps; --pretrain-steps",
+        ("--network", "denoiser", "--loss", "hybrid"): "--loss must be 'mse'",
+        ("--network", "denoiser", "--pnp-iters", 0): "--pnp-iters must be >= 1",
+        ("--config", out / "config.json", "--network", "resnet"): "is a plug-and-play config; leave out --config",
+        ("--network", "denoiser", "--patch-size", 30): "--patch-size must be a multiple of 2**--levels = 4",
+    }
+    for args, message in bad.items():
+        res = fit(*args, "--out", tmp_path / "bad")
+        assert res.exit_code == 2 and message in res.output, (args, res.output)
+        assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
 
 
 @pytest.mark.tensorflow

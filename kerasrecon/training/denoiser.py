@@ -55,8 +55,8 @@ def noisy_crops(rng: np.random.Generator, image_sets, batch: int, crop: int, sig
     return np.stack(inputs), np.stack(targets)
 
 
-def train_denoiser(cfg: TrainConfig, out, progress=None):
-    """Train the denoiser of plug-and-play config ``cfg`` into a new run directory ``out``.
+def train_denoiser(cfg: TrainConfig, out, progress=None, force: bool = False):
+    """Train (or resume) the denoiser of plug-and-play config ``cfg`` in the run directory ``out``.
 
     ``cfg.pretrain_steps`` MSE steps of Adam (``learning_rate``, ``beta_1``, ``lr_schedule`` as
     ``fit``'s), batches of :func:`noisy_crops` (``data.batch_size`` crops of ``data.patch_size``²,
@@ -64,11 +64,19 @@ def train_denoiser(cfg: TrainConfig, out, progress=None):
     draw seeded by ``seed``. Checkpoints every ``checkpoint_every`` steps and at the end, in the layout
     of ``kerasrecon.training.checkpoint`` (the generator file holds the denoiser).
 
+    A run directory that holds a checkpoint of this config resumes from its newest intact one, as
+    ``fit`` does: the weights and Adam's moments are restored and the crop generator is replayed to
+    that step, so an interrupted run ends with the weights of an uninterrupted one. A finished run is
+    returned as it is.
+
     Args:
         cfg: a ``TrainConfig`` with ``pnp`` set (``model.network`` ``denoiser``).
-        out: the run directory: new or empty; one that already holds this config trained to the end
-            is returned as it is (a rerun of a script resumes there).
-        progress: optional callable ``(step, total, {"loss": float})`` every ``log_every`` steps.
+        out: the run directory: new, empty, or a run of this config (another config is refused unless
+            ``force``, and then only resumable or data/solver changes; never another architecture).
+        progress: optional callable ``(step, total, {"loss": float})`` every ``log_every`` steps and at
+            the end; it is also called once before the first step with the step the run starts from
+            and an empty dict, as ``fit``'s.
+        force: continue a run whose saved config differs (``fit --force``).
 
     Returns:
         ``(keras.Model denoiser, step)``.
@@ -76,26 +84,27 @@ def train_denoiser(cfg: TrainConfig, out, progress=None):
     Raises:
         ConfigError: not a plug-and-play config, ``out`` holds something else, images smaller than the crop.
         TrainingDiverged: a non-finite loss (the last checkpoint is kept).
-        DataError: unreadable data.
+        DataError: unreadable data or no intact checkpoint to resume from.
     """
     import keras
 
     from kerasrecon.io import RunLock, check_output, write_text_atomic
     from kerasrecon.models.generator import from_config
     from kerasrecon.training import checkpoint as ckpt
+    from kerasrecon.training.trainer import (
+        _OWN_FILES,
+        TrainingDiverged,
+        _create_run_dir,
+        _last,
+        save_checkpoint,
+        set_seed,
+    )
 
     check_pnp_config(cfg)
     out = Path(out)
     data = [cfg.data.data, *cfg.pnp.extra_data]
     check_output(out, arg("out"), inputs=[(arg("data.data"), d) for d in data], kind="folder")
     total = cfg.pretrain_steps
-    if (out / ckpt.CONFIG_FILE).is_file() and ckpt.read_config(out) == cfg:
-        found = ckpt.latest_checkpoint(out)
-        if found is not None and found[0] == total:
-            _, model, step = ckpt.load_generator(out)
-            return model, step
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{arg('out')} {out}: exists and is not empty; a denoiser trains into a new directory")
     sets = [training_images(d, cfg.data.val_fraction) for d in data]
     for d, vols in zip(data, sets):
         small = [v.shape[1:] for v in vols if min(v.shape[1:]) < cfg.data.patch_size]
@@ -104,41 +113,55 @@ def train_denoiser(cfg: TrainConfig, out, progress=None):
                 f"{arg('data.patch_size')} {cfg.data.patch_size}: dataset {d} has "
                 + (f"images of {small[0][0]}×{small[0][1]}, smaller than the crop" if small else "no training volumes")
             )
-    keras.utils.set_random_seed(cfg.seed)
+    set_seed(cfg.seed)
     model = from_config(cfg.model)
     lr = cfg.learning_rate
     if cfg.lr_schedule == "cosine":  # fit's schedule: to 1 % over the run
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total, 1), alpha=0.01)
     adam = keras.optimizers.Adam(learning_rate=lr, beta_1=cfg.beta_1)
     model.compile(adam, "mse")
-    rng = np.random.default_rng(cfg.seed)
-    from kerasrecon.training.trainer import _create_run_dir
-
+    adam.build(model.trainable_variables)  # its slots exist before a checkpoint is restored into them
+    # The checkpoint's generator file holds the weights of an uncompiled twin: a compiled model's
+    # save_weights also writes its optimizer's moments (3x the size; optimizers.npz has them).
+    # The layout's discriminator and its optimizer are empty: a denoiser has none.
+    inp = keras.Input((1,))
+    twin = from_config(cfg.model)
+    state = SimpleNamespace(
+        generator=twin, discriminator=keras.Model(inp, inp), g_optimizer=adam, d_optimizer=keras.optimizers.Adam()
+    )
     _create_run_dir(out)  # fit's: an OS error names --out in one line
     with RunLock(out, exclusive=True, option=arg("out")):
+        start = 0
+        if (out / ckpt.CONFIG_FILE).is_file():
+            ckpt.check_resume_config(out, cfg, force)
+            ckpt.remove_temporaries(out)
+            found = ckpt.latest_checkpoint(out)
+            if found is not None and found[0] >= total:  # finished: the weights alone (runs of 0.9.0 too)
+                ckpt.restore_checkpoint(found[1], state, optimizers=False)
+                start = found[0]
+            else:
+                start = ckpt.restore_latest(out, state) or 0
+            model.set_weights(twin.get_weights())
+        elif any(p for p in out.iterdir() if p.name not in _OWN_FILES):
+            raise ConfigError(f"{arg('out')} {out}: exists and is not a kerasrecon run; choose a new directory")
         write_text_atomic(out / ckpt.CONFIG_FILE, cfg.to_json())
-        # The checkpoint's generator file holds the weights of an uncompiled twin: a compiled model's
-        # save_weights also writes its optimizer's moments (3x the size; optimizers.npz has them).
-        # The layout's discriminator and its optimizer are empty: a denoiser has none.
-        inp = keras.Input((1,))
-        twin = from_config(cfg.model)
-        state = SimpleNamespace(
-            generator=twin, discriminator=keras.Model(inp, inp), g_optimizer=adam, d_optimizer=keras.optimizers.Adam()
-        )
-        t0, smoothed = time.perf_counter(), None
-        for step in range(1, total + 1):
-            loss = float(
-                model.train_on_batch(
-                    *noisy_crops(rng, sets, cfg.data.batch_size, cfg.data.patch_size, cfg.pnp.sigma_max)
-                )
-            )
+        rng = np.random.default_rng(cfg.seed)
+        if start:
+            t0 = time.perf_counter()
+            for _ in range(min(start, total)):  # replay the crops drawn so far: the same stream from here on
+                noisy_crops(rng, sets, cfg.data.batch_size, cfg.data.patch_size, cfg.pnp.sigma_max)
+            log.info("resuming %s at step %d (crops replayed in %.0f s)", out, start, time.perf_counter() - t0)
+        if progress:
+            progress(start, total, {})
+        t0, smoothed, last_saved = time.perf_counter(), None, start
+        for step in range(start + 1, total + 1):
+            batch = noisy_crops(rng, sets, cfg.data.batch_size, cfg.data.patch_size, cfg.pnp.sigma_max)
+            loss = float(model.train_on_batch(*batch))
             smoothed = loss if smoothed is None else 0.98 * smoothed + 0.02 * loss
             if not np.isfinite(loss):
-                from kerasrecon.training.trainer import TrainingDiverged
-
                 raise TrainingDiverged(
                     f"denoiser training: the loss is not finite at step {step}; lower {arg('learning_rate')} "
-                    "(the last checkpoint is kept)"
+                    f"(the last good checkpoint is step {_last(last_saved)})"
                 )
             if step % cfg.log_every == 0 or step == total:
                 log.info("denoiser step %d/%d: loss %.6f, %.0f s", step, total, smoothed, time.perf_counter() - t0)
@@ -146,5 +169,6 @@ def train_denoiser(cfg: TrainConfig, out, progress=None):
                     progress(step, total, {"loss": smoothed})
             if step % cfg.checkpoint_every == 0 or step == total:
                 twin.set_weights(model.get_weights())
-                ckpt.save_checkpoint(out, step, state)
-    return model, total
+                save_checkpoint(out, step, state, last_saved)
+                last_saved = step
+    return model, max(start, total)

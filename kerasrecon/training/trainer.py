@@ -117,7 +117,8 @@ def build_gan(cfg: TrainConfig, multicoil: bool = False) -> ReconGAN:
 
 
 def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress=None) -> TrainResult:
-    """Train (or resume) a run.
+    """Train (or resume) a run. A plug-and-play config (``cfg.pnp``) trains its denoiser
+    (:func:`kerasrecon.training.denoiser.train_denoiser`; ``strategy`` is not used).
 
     Args:
         cfg: the run's ``TrainConfig``.
@@ -136,11 +137,8 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
         TrainingDiverged: a loss became NaN/Inf (the last good checkpoint is kept).
         WorkerFailed: a multi-worker collective failed or timed out (checkpoints intact).
     """
-    if cfg.pnp is not None:
-        raise ConfigError(
-            f"{arg('model.network')} {cfg.model.network}: a plug-and-play denoiser is trained by "
-            "kerasrecon.training.denoiser.train_denoiser (scripts/pnp.py), not by fit"
-        )
+    if cfg.pnp is not None:  # a plug-and-play model: its denoiser trains on noisy crops, no GAN
+        return _train_denoiser(cfg, Path(out), force, progress)
     out = Path(out)
     total = cfg.pretrain_steps + cfg.steps
     runner = make_runner(cfg, strategy)
@@ -177,6 +175,23 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
 
 
 _OWN_FILES = {LOCK_FILE}
+
+
+def _train_denoiser(cfg: TrainConfig, out: Path, force: bool, progress) -> TrainResult:
+    """``train`` of a plug-and-play config: :func:`kerasrecon.training.denoiser.train_denoiser`, one
+    device; ``TrainResult.gan`` is ``None`` (the denoiser is ``Reconstructor.from_run(out)``'s)."""
+    from kerasrecon.training.denoiser import train_denoiser
+
+    seen = {}
+
+    def report(step, total, logs):
+        seen.setdefault("start", step)
+        seen["logs"] = logs or seen.get("logs", {})
+        if progress is not None:
+            progress(step, total, logs)
+
+    _, step = train_denoiser(cfg, out, progress=report, force=force)
+    return TrainResult(out, seen.get("start", step), step, seen.get("logs", {}))
 
 
 def set_seed(seed: int) -> None:
@@ -241,20 +256,7 @@ def _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progre
             writer.scalars(step, {("pretrain/" if pretrain else "train/") + k: v for k, v in logs.items()})
         if checkpoint:
             runner.sync()
-            try:
-                ckpt.save_checkpoint(out, step, gan)
-            except OSError as exc:  # full disk, quota, permissions: the partial checkpoint was removed
-                reason = exc.strerror or (str(exc).splitlines() or [exc.__class__.__name__])[0]
-                raise ConfigError(
-                    f"{arg('out')} {out}: cannot write the checkpoint of step {step} ({reason}); last good checkpoint "
-                    f"is step {_last(last_saved)}"
-                ) from None
-            except ckpt.NonFiniteWeights as exc:
-                raise TrainingDiverged(
-                    f"non-finite weights after step {step} ({str(exc).split(': ', 1)[1].split(';')[0]}); training "
-                    f"stopped, last good checkpoint is step {_last(last_saved)} in "
-                    f"{out / ckpt.CKPT_DIR} (try a lower {arg('learning_rate')})"
-                ) from None
+            save_checkpoint(out, step, gan, last_saved)
             last_saved = step
             _log_preview(writer, gan, preview, step)
         if progress is not None:
@@ -263,6 +265,26 @@ def _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progre
     writer.flush()
     log.info("trained %d steps in %.1f s", step - start, time.perf_counter() - t0)
     return TrainResult(out, start, step, logs, gan, runner.replicas)
+
+
+def save_checkpoint(out: Path, step: int, gan, last_saved: int) -> None:
+    """``checkpoint.save_checkpoint`` for a training loop: a full disk or a permission error is a
+    ``ConfigError`` naming ``--out``, non-finite weights ``TrainingDiverged``, each saying which step's
+    checkpoint is the last good one (``last_saved``; 0: none)."""
+    try:
+        ckpt.save_checkpoint(out, step, gan)
+    except OSError as exc:  # full disk, quota, permissions: the partial checkpoint was removed
+        reason = exc.strerror or (str(exc).splitlines() or [exc.__class__.__name__])[0]
+        raise ConfigError(
+            f"{arg('out')} {out}: cannot write the checkpoint of step {step} ({reason}); last good checkpoint "
+            f"is step {_last(last_saved)}"
+        ) from None
+    except ckpt.NonFiniteWeights as exc:
+        raise TrainingDiverged(
+            f"non-finite weights after step {step} ({str(exc).split(': ', 1)[1].split(';')[0]}); training "
+            f"stopped, last good checkpoint is step {_last(last_saved)} in "
+            f"{out / ckpt.CKPT_DIR} (try a lower {arg('learning_rate')})"
+        ) from None
 
 
 def _worker_failed(step: int, exc, last_saved: int) -> str:

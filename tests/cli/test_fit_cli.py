@@ -220,6 +220,12 @@ def test_fit_help_text_matches_train_config():
         "--collective-timeout": d.collective_timeout_s,
         "--checkpoint-every": d.checkpoint_every,
         "--log-every": d.log_every,
+        "--sigma-max": C.PnPConfig().sigma_max,  # fit --network denoiser: PnPConfig's fields
+        "--pnp-iters": C.PnPConfig().iters,
+        "--sigma-first": C.PnPConfig().sigma_first,
+        "--sigma-last": C.PnPConfig().sigma_last,
+        "--tv-lambda": C.PnPConfig().tv_lambda,
+        "--pnp-init": C.PnPConfig().init,
     }
     assert set(shown) == set(expected), set(shown) ^ set(expected)
     for opt, value in expected.items():
@@ -231,7 +237,8 @@ def test_fit_help_text_matches_train_config():
         C.SAMPLINGS,
         C.STRATEGIES,
         C.PRECISIONS,
-        C.NETWORKS,
+        (*C.NETWORKS, C.DENOISER),
+        C.PNP_INITS,
     )
     for choices in choice_lists:
         assert "[" + "|".join(choices) + "]" in text, choices
