@@ -193,6 +193,28 @@ def test_an_interrupted_training_resumes_to_the_uninterrupted_weights(trained, t
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
+def test_training_reads_a_prepared_dataset_slice_by_slice(tmp_path, rng, monkeypatch):
+    """No whole volume is read: the crops come from single slices (the inverse FFT of each slice's
+    k-space, checked against NumPy), so a dataset larger than memory trains in constant memory."""
+    from kerasrecon.data import store
+    from kerasrecon.data.images import prepare_dataset
+    from kerasrecon.training.denoiser import SliceImages, noisy_crops, training_images
+
+    np.save(tmp_path / "v0.npy", np.abs(random_complex(rng, (4, 40, 36))).astype(np.float32))
+    prepare_dataset(tmp_path / "v0.npy", tmp_path / "d0")
+    monkeypatch.setattr(store, "whole", lambda a: pytest.fail("a whole volume was read"))
+    sets = training_images(str(tmp_path / "d0"), 0.0)
+    assert [type(v) for v in sets] == [SliceImages] and sets[0].shape == (4, 40, 36)
+    from kerasrecon.data import load_volumes
+
+    kspace = np.stack([np.asarray(load_volumes(str(tmp_path / "d0"))[0].kspace_at(i)) for i in range(4)])
+    for i in range(4):
+        np.testing.assert_allclose(sets[0][i], ref_ifft2c(kspace[i]), rtol=1e-5, atol=1e-5)
+    inputs, targets = noisy_crops(np.random.default_rng(0), [sets], 3, 32, 0.1)
+    assert inputs.shape == (3, 32, 32, 3) and targets.shape == (3, 32, 32, 2)
+    assert np.all(np.abs(targets[..., 0] + 1j * targets[..., 1]).max(axis=(1, 2)) == pytest.approx(1.0))
+
+
 def test_images_smaller_than_the_crop_are_one_line_naming_the_dataset(tmp_path, rng):
     from kerasrecon.data.images import prepare_dataset
 

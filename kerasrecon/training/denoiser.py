@@ -21,22 +21,47 @@ from kerasrecon.pnp import check_pnp_config
 log = logging.getLogger(__name__)
 
 
-def training_images(data: str, val_fraction: float) -> list[np.ndarray]:
-    """The fully sampled complex images of ``data``'s training split (``kerasrecon.data.split_volumes``):
-    one complex64 ``[S, H, W]`` per volume."""
+class SliceImages:
+    """One volume's fully sampled complex images, read slice by slice: ``shape`` ``(S, H, W)`` reads
+    nothing; ``images[i]`` is slice ``i``'s image, complex64 ``[H, W]`` (read-only), the inverse FFT
+    of ``Volume.kspace_at(i)``. Decoded images stay in the data store's bounded slice cache
+    (``KERASRECON_CACHE_MB``), so a dataset larger than memory trains a denoiser in constant memory,
+    as it trains ``fit``'s models."""
+
+    def __init__(self, volume):
+        from kerasrecon.data import store
+
+        self.volume, self.shape, self._cache = volume, tuple(volume.shape), store.CACHE
+        self._token = object()  # this volume's key in the cache (the cache holds no reference to it)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        key = (self._token, int(i))
+        image = self._cache.get(key)
+        if image is None:
+            image = ifft2c_np(np.asarray(self.volume.kspace_at(int(i)))).astype(np.complex64)
+            self._cache.put(key, image)
+        return image
+
+
+def training_images(data: str, val_fraction: float) -> list[SliceImages]:
+    """The fully sampled images of ``data``'s training split (``kerasrecon.data.split_volumes``): one
+    :class:`SliceImages` (complex64 ``[S, H, W]``, read slice by slice) per volume."""
     from kerasrecon.data import load_volumes, split_volumes
 
     train, _ = split_volumes(load_volumes(data), val_fraction)
-    return [ifft2c_np(np.asarray(v.loaded().kspace)).astype(np.complex64) for v in train]
+    return [SliceImages(v) for v in train]
 
 
 def noisy_crops(rng: np.random.Generator, image_sets, batch: int, crop: int, sigma_max: float):
     """One training batch: ``(inputs float32 [B, c, c, 3] (re, im, σ), targets float32 [B, c, c, 2])``.
 
-    Each element: a dataset of ``image_sets`` (a list per dataset of complex ``[S, H, W]`` volumes)
-    drawn uniformly, then a volume, a slice and a ``crop``² window; scaled to peak 1, turned by one of
-    the 8 flips/quarter turns, multiplied by e^{iφ} (φ uniform), plus complex Gaussian noise of
-    σ ~ U(0, ``sigma_max``) per channel. All draws come from ``rng``.
+    Each element: a dataset of ``image_sets`` (a list per dataset of complex ``[S, H, W]`` volumes:
+    arrays or :class:`SliceImages`) drawn uniformly, then a volume, a slice and a ``crop``² window;
+    scaled to peak 1, turned by one of the 8 flips/quarter turns, multiplied by e^{iφ} (φ uniform),
+    plus complex Gaussian noise of σ ~ U(0, ``sigma_max``) per channel. All draws come from ``rng``.
     """
     from kerasrecon.data.pipeline import turn
 
@@ -46,7 +71,7 @@ def noisy_crops(rng: np.random.Generator, image_sets, batch: int, crop: int, sig
         v = vols[rng.integers(len(vols))]
         s, h, w = v.shape
         i, y0, x0 = rng.integers(s), rng.integers(h - crop + 1), rng.integers(w - crop + 1)
-        x = turn(v[i, y0 : y0 + crop, x0 : x0 + crop], rng.integers(8))
+        x = turn(v[i][y0 : y0 + crop, x0 : x0 + crop], rng.integers(8))
         x = normalise_np(x[None] * np.exp(1j * rng.uniform(0, 2 * np.pi)))[0][0]  # peak 1, as the models' inputs
         sigma = rng.uniform(0, sigma_max)
         noisy = x + sigma * (rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape))
