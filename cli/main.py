@@ -1188,8 +1188,9 @@ def export(run_dir, out, force, ensemble):
                 from_zero_filled(zero_filled [B,H,W,2]) -> image, complex_image
     Inspect with: saved_model_cli show --dir OUT --all
     --ensemble N bakes the self-ensemble into every signature (N times the time per call).
-    A plug-and-play model (pretrained:singlecoil-r8: converged TV, then denoiser steps) has no graph to
-    export and is refused; reconstruct with it through 'kerasrecon reconstruct --model'.
+    A plug-and-play model (pretrained:singlecoil-r8, fit --network denoiser) exports its whole solver:
+    serving_default alone runs converged TV (a TensorFlow while loop, the baselines' stopping rule), then
+    the denoiser and data-consistency steps, with --ensemble inside each denoiser step. Single-coil only.
     """
     from kerasrecon.export import export_run
 

@@ -16,6 +16,11 @@ Signatures (dynamic batch and image size):
   SENSE-combined zero-filled image, normalisation, the generator (same weights) with coil-wise data
   consistency. Nothing but k-space and mask is needed.
 
+A plug-and-play model (``TrainConfig.pnp``; :class:`PnPModule`) has ``serving_default`` alone, with
+its whole solver in the graph: normalisation to the zero-filled peak, converged TV
+(:func:`tv_admm_graph`, ``baselines.tv_admm`` as a ``tf.while_loop``) or the zero-filled start, then
+the denoiser and data-consistency steps, the self-ensemble inside each denoiser step.
+
 Inputs are validated in the graph before any FFT (``INPUT_CONTRACT``): a violation raises
 ``tf.errors.InvalidArgumentError`` naming the input, never a crash or a silent NaN image. The
 signatures therefore declare unknown rank.
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import tensorflow as tf
@@ -55,6 +61,11 @@ SIGNATURES = {
     "[B,H,W] (SENSE-combined magnitude), complex_image float32 [B,H,W,2]; coil maps estimated "
     "in the graph from the sampled centre",
 }
+PNP_SOLVER = (
+    "plug-and-play (kerasrecon.pnp), single-coil: {start} of the normalised slice, then {iters} steps "
+    "x <- F^H[M y + (1 - M) F D(x, sigma_k)], sigma_k geometric from {first:g} to {last:g}; "
+    "no multicoil or from_zero_filled signature"
+)
 INPUT_CONTRACT = {
     "kspace_real, kspace_imag": "float32, rank 3 [B, H, W], equal shapes, B >= 1, H >= 2, W >= 2, all finite",
     "mask": "float32 [H, W] or [B, H, W] matching the k-space, values exactly 0 or 1, all finite",
@@ -225,6 +236,166 @@ def validate_zero_filled(zero_filled):
     return tf.reshape(zf, tf.concat([_padded(tf.shape(zf), 3), [2]], axis=0))
 
 
+def _outputs(recon, zero_filled):
+    """The signatures' outputs of a reconstruction float32 ``[B, H, W, 2]`` at the input's scale:
+    ``{"image": [B, H, W] magnitude, "complex_image": recon}``; a non-finite result raises naming
+    ``image``."""
+    image = abs_ch(recon)
+    image, channels = _checked(
+        (image, recon),
+        [
+            (
+                lambda: tf.reduce_all(tf.math.is_finite(image)),
+                "image: the reconstruction is not finite; k-space magnitudes this large overflow float32 in "
+                "the FFT; got max |zero-filled| = {}",
+                lambda: [tf.reduce_max(abs_ch(zero_filled))],
+            )
+        ],
+    )
+    return {"image": image, "complex_image": channels}
+
+
+def _grad_ch(x):
+    """Periodic forward differences of ``x`` float32 ``[B, H, W, 2]``: ``[B, 2, H, W, 2]`` (the graph
+    twin of ``baselines._grad``)."""
+    return tf.stack([x - tf.roll(x, 1, axis=1), x - tf.roll(x, 1, axis=2)], axis=1)
+
+
+def _grad_adjoint_ch(v):
+    """Adjoint of :func:`_grad_ch`: ``[B, 2, H, W, 2]`` -> ``[B, H, W, 2]``."""
+    return (v[:, 0] - tf.roll(v[:, 0], -1, axis=1)) + (v[:, 1] - tf.roll(v[:, 1], -1, axis=2))
+
+
+def _slice_norm(x):
+    """The Frobenius norm of each slice of ``x`` ``[B, ...]``: float32 ``[B]``."""
+    return tf.sqrt(tf.reduce_sum(tf.square(tf.reshape(x, [tf.shape(x)[0], -1])), axis=1))
+
+
+def tv_admm_graph(masked_kspace, mask, lam: float, tol: float, max_iter: int):
+    """``baselines.tv_admm`` in a TensorFlow graph, for a batch of slices: ``argmin_x ½‖M F x − y‖² +
+    λ Σ|∇x|`` by ADMM with the exact x-update, residual balancing of ρ and the same stopping rule
+    (relative change of x over ``CHECK_EVERY`` iterations below ``tol``, at most ``max_iter``), each
+    slice with its own ρ and stopping iteration (a stopped slice is frozen while the others go on).
+
+    Args:
+        masked_kspace: float32 ``[B, H, W, 2]`` measured samples (zeros elsewhere), centred orthonormal.
+        mask: float32 ``[B, H, W]`` of 0/1.
+        lam, tol, max_iter: as ``baselines.tv_admm``'s (Python numbers, fixed in the graph).
+
+    Returns:
+        float32 ``[B, H, W, 2]``: the TV image.
+    """
+    from kerasrecon.baselines import CHECK_EVERY
+    from kerasrecon.kspace import fft2c_ch
+
+    shape = tf.shape(masked_kspace)
+    b, h, w = shape[0], shape[1], shape[2]
+
+    def eigen(n):  # the periodic second difference's eigenvalues, in the centred layout
+        k = tf.cast(tf.range(n), tf.float32)
+        return tf.roll(2 - 2 * tf.cos(2 * math.pi * k / tf.cast(n, tf.float32)), n // 2, axis=0)
+
+    lap = eigen(h)[:, None] + eigen(w)[None, :]
+    y, m = masked_kspace, mask[..., None]
+    x = ifft2c_ch(y)
+    state = (tf.constant(0), x, _grad_ch(x), tf.zeros_like(_grad_ch(x)), tf.ones([b]), x, tf.zeros([b], tf.bool))
+
+    def running(it, x, z, u, rho, previous, done):
+        return tf.logical_and(it < max_iter, tf.logical_not(tf.reduce_all(done)))
+
+    def step(it, x, z, u, rho, previous, done):
+        r = rho[:, None, None, None]
+        x_new = ifft2c_ch((y + r * fft2c_ch(_grad_adjoint_ch(z - u))) / (m + r * lap[..., None] + 1e-12))
+        gx = _grad_ch(x_new)
+        v = gx + u
+        size = tf.sqrt(tf.reduce_sum(tf.square(v), axis=-1, keepdims=True))
+        z_new = v * tf.maximum(0.0, 1 - (lam / r[..., None]) / tf.maximum(size, 1e-30))
+        u_new = v - z_new
+        primal, dual = _slice_norm(gx - z_new), rho * _slice_norm(_grad_adjoint_ch(z_new - z))
+        up, down = primal > 10 * dual, dual > 10 * primal  # residual balancing, as tv_admm
+        rho_new = tf.where(up, rho * 2, tf.where(down, rho / 2, rho))
+        u_new = u_new * tf.where(up, 0.5, tf.where(down, 2.0, 1.0))[:, None, None, None, None]
+        it = it + 1
+        check = tf.equal(it % CHECK_EVERY, 0)
+        change = _slice_norm(x_new - previous) / tf.maximum(_slice_norm(x_new), 1e-30)
+        active = tf.logical_not(done)
+
+        def keep(new, old):  # stopped slices keep their state
+            return tf.where(tf.reshape(active, [-1] + [1] * (len(new.shape) - 1)), new, old)
+
+        previous_new = tf.cond(check, lambda: x_new, lambda: previous)
+        done = tf.logical_or(done, tf.logical_and(active, tf.logical_and(check, change < tol)))
+        return (
+            it,
+            keep(x_new, x),
+            keep(z_new, z),
+            keep(u_new, u),
+            keep(rho_new, rho),
+            keep(previous_new, previous),
+            done,
+        )
+
+    return tf.while_loop(running, step, state, maximum_iterations=max_iter)[1]
+
+
+class PnPModule(tf.Module):
+    """A plug-and-play model's ``serving_default`` (:mod:`kerasrecon.pnp`) in one graph: masking,
+    normalisation to the zero-filled peak, converged TV (:func:`tv_admm_graph`, λ ``pnp.tv_lambda``,
+    the baselines' default stopping rule) or the zero-filled start, then ``pnp.iters`` denoiser and
+    exact data-consistency steps, the self-ensemble averaged inside each denoiser step as
+    ``Reconstructor``'s; the scale undone. Single-coil only: there is no ``multicoil`` signature."""
+
+    def __init__(self, denoiser, cfg: TrainConfig, metadata: dict, ensemble: int = 1):
+        from kerasrecon.baselines import DEFAULT_ITERS, default_tol
+        from kerasrecon.pnp import sigmas
+
+        super().__init__(name="kerasrecon")
+        self.denoiser = denoiser
+        self.multiple = 2**cfg.model.levels
+        self.sigmas = tuple(float(v) for v in sigmas(cfg))
+        self.tv = (
+            (float(cfg.pnp.tv_lambda), float(default_tol("tv")), int(DEFAULT_ITERS)) if cfg.pnp.init == "tv" else None
+        )
+        self.ensemble = int(ensemble)
+        self.metadata_json = tf.Variable(json.dumps(metadata, sort_keys=True), trainable=False, name="metadata_json")
+
+    def _denoise_once(self, x, sigma: float):
+        shape = tf.shape(x)
+        h, w = shape[1], shape[2]
+        padded = tf.pad(x, [[0, 0], [0, -h % self.multiple], [0, -w % self.multiple], [0, 0]])
+        noise_map = tf.fill(tf.concat([tf.shape(padded)[:3], [1]], 0), sigma)
+        return self.denoiser(tf.concat([padded, noise_map], -1), training=False)[:, :h, :w]
+
+    def _denoise(self, x, sigma: float):
+        if self.ensemble == 1:
+            return self._denoise_once(x, sigma)
+        total = 0.0
+        for t in range(self.ensemble):
+            total = total + dihedral_ch(self._denoise_once(dihedral_ch(x, t), sigma), t, inverse=True)
+        return total / float(self.ensemble)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec(None, tf.float32, name="kspace_real"),
+            tf.TensorSpec(None, tf.float32, name="kspace_imag"),
+            tf.TensorSpec(None, tf.float32, name="mask"),
+        ]
+    )
+    def serve(self, kspace_real, kspace_imag, mask):
+        from kerasrecon.kspace import fft2c_ch
+
+        kspace, mask = validate_kspace_inputs(kspace_real, kspace_imag, mask)
+        masked = kspace * mask[..., None]
+        zero_filled = ifft2c_ch(masked)
+        x, scale = normalise_ch(zero_filled)
+        y = masked * scale
+        if self.tv is not None:
+            x = tv_admm_graph(y, mask, *self.tv)
+        for sigma in self.sigmas:
+            x = ifft2c_ch(y + (1 - mask[..., None]) * fft2c_ch(self._denoise(x, sigma)))
+        return _outputs(x / scale, zero_filled)
+
+
 class ReconModule(tf.Module):
     """k-space → image reconstruction with the generator, DC and normalisation inside the graph.
 
@@ -260,20 +431,7 @@ class ReconModule(tf.Module):
             out = self.multicoil_generator(
                 {**inputs, "masked_kspace": masked_kspace * scale[:, None], "maps": maps}, training=False
             )
-        recon = out / scale
-        image = abs_ch(recon)
-        image, channels = _checked(
-            (image, recon),
-            [
-                (
-                    lambda: tf.reduce_all(tf.math.is_finite(image)),
-                    "image: the reconstruction is not finite; k-space magnitudes this large overflow float32 in "
-                    "the FFT; got max |zero-filled| = {}",
-                    lambda: [tf.reduce_max(abs_ch(zero_filled))],
-                )
-            ],
-        )
-        return {"image": image, "complex_image": channels}
+        return _outputs(out / scale, zero_filled)
 
     def _ensembled(self, zero_filled, masked_kspace, mask, maps=None):
         """``_run`` on the input and its first ``ensemble - 1`` grid transforms, complex outputs turned
@@ -361,11 +519,6 @@ def export_run(run_dir, out, force: bool = False, ensemble: int = 1) -> Path:
     else:
         with RunLock(run_dir, exclusive=False, option="RUN_DIR"):
             cfg, generator, step = load_generator(run_dir)
-    if cfg.pnp is not None:
-        raise ConfigError(
-            f"RUN_DIR {run_dir}: a plug-and-play model (converged TV, then denoiser steps) has no SavedModel "
-            "graph; reconstruct with it through kerasrecon reconstruct --model or kerasrecon.Reconstructor"
-        )
     metadata = {
         "kerasrecon_version": __version__,
         "tensorflow_version": tf.__version__,
@@ -378,24 +531,34 @@ def export_run(run_dir, out, force: bool = False, ensemble: int = 1) -> Path:
         "signatures": SIGNATURES,
         "input_contract": INPUT_CONTRACT,
     }
-    from kerasrecon.models.generator import multicoil_twin
+    if cfg.pnp is not None:
+        from kerasrecon.baselines import DEFAULT_ITERS, default_tol
 
-    multicoil = multicoil_twin(generator, cfg.model)
-    from kerasrecon.masks import resolved_center_fraction
-
-    fraction = resolved_center_fraction(cfg.mask.kind, cfg.mask.center_fraction)
-    metadata["multicoil_acs"] = f"centre columns: max(4, round({fraction} * W))"
-    module = ReconModule(generator, metadata, multicoil, fraction, ensemble)
-    with atomic_dir(out, "export", replace=force, option=arg("out")) as tmp:
-        tf.saved_model.save(
-            module,
-            str(tmp),
-            signatures={
-                "serving_default": module.serve,
-                "from_zero_filled": module.from_zero_filled,
-                "multicoil": module.multicoil,
-            },
+        metadata["signatures"] = {"serving_default": SIGNATURES["serving_default"]}
+        tv = f"converged TV (λ {cfg.pnp.tv_lambda:g}, tol {default_tol('tv'):g}, at most {DEFAULT_ITERS} iterations)"
+        metadata["plug_and_play"] = PNP_SOLVER.format(
+            start=tv if cfg.pnp.init == "tv" else "the zero-filled image",
+            iters=cfg.pnp.iters,
+            first=cfg.pnp.sigma_first,
+            last=cfg.pnp.sigma_last,
         )
+        module = PnPModule(generator, cfg, metadata, ensemble)
+        signatures = {"serving_default": module.serve}
+    else:
+        from kerasrecon.masks import resolved_center_fraction
+        from kerasrecon.models.generator import multicoil_twin
+
+        multicoil = multicoil_twin(generator, cfg.model)
+        fraction = resolved_center_fraction(cfg.mask.kind, cfg.mask.center_fraction)
+        metadata["multicoil_acs"] = f"centre columns: max(4, round({fraction} * W))"
+        module = ReconModule(generator, metadata, multicoil, fraction, ensemble)
+        signatures = {
+            "serving_default": module.serve,
+            "from_zero_filled": module.from_zero_filled,
+            "multicoil": module.multicoil,
+        }
+    with atomic_dir(out, "export", replace=force, option=arg("out")) as tmp:
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
         (tmp / "assets").mkdir(exist_ok=True)
         (tmp / "assets" / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
     return out

@@ -190,6 +190,11 @@ class _Model:
 
     def check_multicoil(self, src):
         if self.loaded is not None and "multicoil" not in self.loaded.signatures:
+            if self.train_config.get("pnp") is not None:
+                raise DataError(
+                    f"{src}: multi-coil k-space, but {arg('model')} {self.model_dir} is a plug-and-play export, "
+                    "which reconstructs single-coil k-space only"
+                )
             raise DataError(
                 f"{src}: multi-coil k-space, but {arg('model')} {self.model_dir} has no 'multicoil' "
                 "signature (exported before multi-coil serving): export the run again"

@@ -176,7 +176,11 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         "```",
         "",
         f"CLI: `kerasrecon reconstruct --model pretrained:{name} ...` (also `evaluate --model`, `compare`"
-        + ("; not `export`: the TV start has no SavedModel graph)." if cfg.pnp is not None else ", `export`)."),
+        + (
+            ", `export`: the SavedModel holds the whole solver, TV start included)."
+            if cfg.pnp is not None
+            else ", `export`)."
+        ),
         "",
         "## Model",
         *model_lines(cfg, multicoil),

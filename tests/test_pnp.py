@@ -290,12 +290,66 @@ def test_fit_cli_network_denoiser_starts_from_the_recipe_and_refuses_bad_mixes_i
 
 
 @pytest.mark.tensorflow
-def test_export_refuses_a_plug_and_play_model_in_one_line(trained, tmp_path):
+def test_tv_in_the_export_graph_equals_the_numpy_solver(rng):
+    """The SavedModel's TV start (export.tv_admm_graph) against baselines.tv_admm (itself checked
+    against sigpy's converged solution in test_baselines): two slices that stop at different
+    iterations, each with its own ρ, in one batch."""
+    import tensorflow as tf
+
+    from kerasrecon.baselines import tv_admm
+    from kerasrecon.data.demo import demo_images
+    from kerasrecon.export import tv_admm_graph
+    from kerasrecon.kspace import from_channels, to_channels
+
+    images = demo_images()[[50, 55], 100:148, 80:124].astype(np.complex64)
+    mask = make_mask("poisson", 8, images.shape[1:], seed=0).array.astype(np.float32)
+    y = np.stack([ref_fft2c(x) / np.abs(x).max() for x in images]).astype(np.complex64) * mask
+    ref = [tv_admm(y[i], mask, 1e-3) for i in range(2)]
+    assert ref[0][1] != ref[1][1]  # the slices stop at different iterations
+    graph = tf.function(lambda y, m: tv_admm_graph(y, m, 1e-3, 1e-5, 5000))  # as in the SavedModel
+    got = from_channels(graph(tf.constant(to_channels(y)), tf.constant(np.stack([mask] * 2))).numpy())
+    for i in range(2):
+        assert np.linalg.norm(got[i] - ref[i][0]) / np.linalg.norm(ref[i][0]) < 1e-4
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("init, ensemble", [("zf", 1), ("tv", 8)])
+def test_export_of_a_plug_and_play_model_equals_the_reconstructor(trained, tmp_path, init, ensemble):
+    """kerasrecon export writes the whole solver into one SavedModel (TV start, denoiser and DC
+    steps, self-ensemble inside each step): its images equal Reconstructor.from_run's; it has no
+    multicoil signature, and reconstruct says so in one line for multi-coil input."""
     from click.testing import CliRunner
 
+    from kerasrecon.data.demo import demo_images
     from kerasrecon_cli.main import cli
 
     out, _, _ = trained
-    res = CliRunner().invoke(cli, ["export", str(out), "--out", str(tmp_path / "exp")])
-    assert res.exit_code == 2 and "a plug-and-play model" in res.output and "has no SavedModel graph" in res.output
-    assert not (tmp_path / "exp").exists()
+    run = out
+    if init == "tv":  # the same weights with a TV start
+        run = tmp_path / "run_tv"
+        import shutil
+
+        shutil.copytree(out, run, ignore=shutil.ignore_patterns(".lock"))
+        cfg = pnp.with_solver(TrainConfig.from_json((out / "config.json").read_text()), init="tv", tv_lambda=1e-3)
+        (run / "config.json").write_text(cfg.to_json())
+    res = CliRunner().invoke(cli, ["export", str(run), "--out", str(tmp_path / "exp"), "--ensemble", str(ensemble)])
+    assert res.exit_code == 0, res.output
+    exported = Reconstructor.load(tmp_path / "exp")
+    image = demo_images()[50:52, 100:140, 90:126].astype(np.complex64)
+    k = np.stack([ref_fft2c(x) for x in image]).astype(np.complex64)
+    mask = make_mask("poisson", 8, k.shape[1:], seed=1).array
+    want = Reconstructor.from_run(run)(k, mask, ensemble=ensemble)
+    got = exported(k, mask)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * np.abs(want).max())
+    assert exported.config.pnp.init == init
+    meta = json.loads((tmp_path / "exp" / "assets" / "kerasrecon.json").read_text())
+    assert list(meta["signatures"]) == ["serving_default"] and "plug-and-play" in meta["plug_and_play"]
+    if init == "zf":
+        np.save(tmp_path / "coils.npy", np.stack([k, k], 1))  # [S, C, H, W]
+        res = CliRunner().invoke(
+            cli,
+            ["reconstruct", "--model", str(tmp_path / "exp"), "--input", str(tmp_path / "coils.npy"),
+             "--output", str(tmp_path / "r.h5"), "-R", "8"],
+        )  # fmt: skip
+        assert res.exit_code == 2 and "is a plug-and-play export, which reconstructs single-coil" in res.output
+        assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "r.h5").exists()

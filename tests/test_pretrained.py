@@ -275,6 +275,19 @@ def test_cli_lists_prints_card_and_reconstructs(held_out, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow
+def test_singlecoil_r8_exports_its_whole_solver(held_out_small, tmp_path):
+    """The plug-and-play model's SavedModel (TV start, denoiser steps) serves the images the package gives."""
+    res = run("export", "pretrained:singlecoil-r8", "--out", tmp_path / "exp")
+    assert res.exit_code == 0, res.output
+    k, _ = held_out_small
+    mask = make_mask("poisson", 8, k.shape[1:], seed=0)
+    served = Reconstructor.from_export(tmp_path / "exp")(k[:1], mask)
+    ours = Reconstructor.pretrained("singlecoil-r8")(k[:1], mask)
+    np.testing.assert_allclose(served, ours, rtol=1e-3, atol=1e-4 * ours.max())
+
+
+@pytest.mark.slow
 def test_export_evaluate_and_compare_take_pretrained_names(held_out, tmp_path):
     res = run("export", "pretrained:singlecoil-r4", "--out", tmp_path / "exp")
     assert res.exit_code == 0, res.output
