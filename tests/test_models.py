@@ -243,6 +243,7 @@ def _perturbed(g, rng):
     return g
 
 
+@pytest.mark.slow  # seconds
 @pytest.mark.parametrize("network", ["resnet", "unet"])
 def test_bias_free_generator_is_scale_equivariant(rng, network):
     """``bias_free``: G(c·x) = c·G(x) at inference for c = 0.01 and 37 (odd 21×18 slices, two cascades

@@ -170,6 +170,7 @@ def test_training_writes_a_run_that_reconstructor_and_evaluate_take(trained, rng
     assert (out.parent / "other" / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.slow  # trains
 def test_an_interrupted_training_resumes_to_the_uninterrupted_weights(trained, tmp_path):
     """Stopped after step 2's checkpoint, a rerun restores the weights and Adam's moments and replays
     the crops: step 3 then gives the weights of the run that was never stopped (the fixture)."""
@@ -227,6 +228,7 @@ def test_images_smaller_than_the_crop_are_one_line_naming_the_dataset(tmp_path, 
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # trains
 def test_fit_trains_a_plug_and_play_config_as_train_denoiser_does(trained, tmp_path):
     from kerasrecon.training.trainer import train
 
@@ -240,6 +242,7 @@ def test_fit_trains_a_plug_and_play_config_as_train_denoiser_does(trained, tmp_p
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow  # trains
 def test_fit_cli_network_denoiser_starts_from_the_recipe_and_refuses_bad_mixes_in_one_line(tmp_path):
     from click.testing import CliRunner
 
@@ -289,6 +292,7 @@ def test_fit_cli_network_denoiser_starts_from_the_recipe_and_refuses_bad_mixes_i
         assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow  # a TensorFlow while loop of ~1000 ADMM steps
 @pytest.mark.tensorflow
 def test_tv_in_the_export_graph_equals_the_numpy_solver(rng):
     """The SavedModel's TV start (export.tv_admm_graph) against baselines.tv_admm (itself checked
@@ -312,6 +316,7 @@ def test_tv_in_the_export_graph_equals_the_numpy_solver(rng):
         assert np.linalg.norm(got[i] - ref[i][0]) / np.linalg.norm(ref[i][0]) < 1e-4
 
 
+@pytest.mark.slow  # SavedModels
 @pytest.mark.tensorflow
 @pytest.mark.parametrize("init, ensemble", [("zf", 1), ("tv", 8)])
 def test_export_of_a_plug_and_play_model_equals_the_reconstructor(trained, tmp_path, init, ensemble):

@@ -138,10 +138,12 @@ def beats_zero_filling(name, k, target, r):
     return rec, out
 
 
+@pytest.mark.slow  # a shipped model on whole slices: seconds
 def test_singlecoil_r4_beats_zero_filling_on_held_out_demo_slices(held_out):
     beats_zero_filling("singlecoil-r4", *held_out, 4)
 
 
+@pytest.mark.slow  # three converged TV solves per slice
 def test_singlecoil_r8_beats_zero_filling_and_converged_tv_on_held_out_demo_slices(held_out_small):
     """The plug-and-play model against zero-filling and against TV run to convergence
     (``baselines.tv_admm``, which tests/test_baselines.py checks against sigpy's 20 000-iteration
@@ -159,6 +161,7 @@ def test_singlecoil_r8_beats_zero_filling_and_converged_tv_on_held_out_demo_slic
             assert psnr(out[i], target[i]) > psnr(tv[i], target[i]) + 0.3, (lam, i)
 
 
+@pytest.mark.slow  # a shipped model on whole slices: seconds
 def test_other_acceleration_or_kind_works_with_one_warning(held_out):
     k, target = held_out
     rec = Reconstructor.pretrained("singlecoil-r4")
@@ -173,6 +176,7 @@ def test_other_acceleration_or_kind_works_with_one_warning(held_out):
         rec(k[:1], lines)  # a Mask object carries its kind
 
 
+@pytest.mark.slow  # a shipped model on whole slices: seconds
 def test_multicoil_model_is_called_like_a_run(rng):
     from kerasrecon.coils import birdcage_maps
     from kerasrecon.data.demo import demo_images
@@ -188,6 +192,7 @@ def test_multicoil_model_is_called_like_a_run(rng):
     assert psnr(out[0], np.abs(image)) > psnr(zero_filled, np.abs(image)) + 3
 
 
+@pytest.mark.slow  # a shipped model on whole slices: seconds
 def test_multicoil_model_takes_the_maps_a_user_brings():
     """Trained with ACS maps, the model given the true maps, sigpy's ESPIRiT maps or the true maps
     turned by a constant or a linear phase (each a valid set of maps for the same data) is within
@@ -220,6 +225,7 @@ def test_multicoil_model_takes_the_maps_a_user_brings():
         assert value > got["acs"] - 0.5, (name, got)
 
 
+@pytest.mark.slow  # a JAX subprocess
 @pytest.mark.tensorflow  # this process against a JAX subprocess: nothing to compare in the JAX rerun
 def test_same_reconstruction_on_jax(held_out, held_out_small, tmp_path):
     """singlecoil-r4 (a generator) and singlecoil-r8 (plug-and-play: NumPy TV, then the denoiser) give
@@ -243,6 +249,7 @@ def test_same_reconstruction_on_jax(held_out, held_out_small, tmp_path):
         np.testing.assert_allclose(np.load(tmp_path / f"{name}_jax.npy"), ours, atol=2e-4 * ours.max())
 
 
+@pytest.mark.slow  # a shipped model on whole slices: seconds
 def test_cli_lists_prints_card_and_reconstructs(held_out, tmp_path):
     res = run("pretrained")
     assert res.exit_code == 0 and [line.split()[0] for line in res.output.splitlines()] == [
