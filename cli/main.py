@@ -1375,6 +1375,11 @@ def compare(
         **_baseline_kwargs(baselines, baseline_lambdas, baseline_iters, baseline_tol, baseline_tune_data),
     )
     if do_train:
+        if options["network"] == DENOISER:
+            raise KerasReconError(
+                "--network denoiser: compare --train trains one model per content loss; train a plug-and-play "
+                "model with kerasrecon fit --network denoiser, then compare its run"
+            )
         names = [n for part in [losses, *runs] for n in part.replace(",", " ").split()]
         unknown = [n for n in names if n not in CONTENT_LOSS_NAMES]
         if unknown:

@@ -290,6 +290,9 @@ def test_fit_cli_network_denoiser_starts_from_the_recipe_and_refuses_bad_mixes_i
         res = fit(*args, "--out", tmp_path / "bad")
         assert res.exit_code == 2 and message in res.output, (args, res.output)
         assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+    res = CliRunner().invoke(cli, ["compare", "--train", "--network", "denoiser", "--out", str(tmp_path / "bad")])
+    assert res.exit_code == 2 and "train a plug-and-play model with kerasrecon fit --network denoiser" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
 
 
 @pytest.mark.slow  # a TensorFlow while loop of ~1000 ADMM steps
