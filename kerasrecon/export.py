@@ -255,20 +255,20 @@ def _outputs(recon, zero_filled):
     return {"image": image, "complex_image": channels}
 
 
-def _grad_ch(x):
-    """Periodic forward differences of ``x`` float32 ``[B, H, W, 2]``: ``[B, 2, H, W, 2]`` (the graph
-    twin of ``baselines._grad``)."""
+def _grad(x):
+    """Periodic forward differences of complex ``x`` ``[B, H, W]``: ``[B, 2, H, W]`` (the graph twin of
+    ``baselines._grad``)."""
     return tf.stack([x - tf.roll(x, 1, axis=1), x - tf.roll(x, 1, axis=2)], axis=1)
 
 
-def _grad_adjoint_ch(v):
-    """Adjoint of :func:`_grad_ch`: ``[B, 2, H, W, 2]`` -> ``[B, H, W, 2]``."""
+def _grad_adjoint(v):
+    """Adjoint of :func:`_grad`: ``[B, 2, H, W]`` -> ``[B, H, W]``."""
     return (v[:, 0] - tf.roll(v[:, 0], -1, axis=1)) + (v[:, 1] - tf.roll(v[:, 1], -1, axis=2))
 
 
 def _slice_norm(x):
-    """The Frobenius norm of each slice of ``x`` ``[B, ...]``: float32 ``[B]``."""
-    return tf.sqrt(tf.reduce_sum(tf.square(tf.reshape(x, [tf.shape(x)[0], -1])), axis=1))
+    """The Frobenius norm of each slice of complex ``x`` ``[B, ...]``: float32 ``[B]``."""
+    return tf.sqrt(tf.reduce_sum(tf.reshape(tf.math.real(x * tf.math.conj(x)), [tf.shape(x)[0], -1]), axis=1))
 
 
 def tv_admm_graph(masked_kspace, mask, lam: float, tol: float, max_iter: int):
@@ -276,6 +276,10 @@ def tv_admm_graph(masked_kspace, mask, lam: float, tol: float, max_iter: int):
     λ Σ|∇x|`` by ADMM with the exact x-update, residual balancing of ρ and the same stopping rule
     (relative change of x over ``CHECK_EVERY`` iterations below ``tol``, at most ``max_iter``), each
     slice with its own ρ and stopping iteration (a stopped slice is frozen while the others go on).
+
+    The loop runs in ``ifftshift``ed coordinates, where the centred transform is a plain FFT: the
+    periodic differences commute with the shift and the norms do not see it, so every iterate is
+    the NumPy solver's shifted (one ``fftshift`` at the end), with no shifts inside the loop.
 
     Args:
         masked_kspace: float32 ``[B, H, W, 2]`` measured samples (zeros elsewhere), centred orthonormal.
@@ -286,35 +290,41 @@ def tv_admm_graph(masked_kspace, mask, lam: float, tol: float, max_iter: int):
         float32 ``[B, H, W, 2]``: the TV image.
     """
     from kerasrecon.baselines import CHECK_EVERY
-    from kerasrecon.kspace import fft2c_ch
 
     shape = tf.shape(masked_kspace)
     b, h, w = shape[0], shape[1], shape[2]
+    root = tf.cast(tf.sqrt(tf.cast(h * w, tf.float32)), tf.complex64)
 
-    def eigen(n):  # the periodic second difference's eigenvalues, in the centred layout
-        k = tf.cast(tf.range(n), tf.float32)
-        return tf.roll(2 - 2 * tf.cos(2 * math.pi * k / tf.cast(n, tf.float32)), n // 2, axis=0)
+    def fft(x):
+        return tf.signal.fft2d(x) / root
 
-    lap = eigen(h)[:, None] + eigen(w)[None, :]
-    y, m = masked_kspace, mask[..., None]
-    x = ifft2c_ch(y)
-    state = (tf.constant(0), x, _grad_ch(x), tf.zeros_like(_grad_ch(x)), tf.ones([b]), x, tf.zeros([b], tf.bool))
+    def ifft(k):
+        return tf.signal.ifft2d(k) * root
+
+    def eigen(n):  # the periodic second difference's eigenvalues (uncentred layout)
+        return 2 - 2 * tf.cos(2 * math.pi * tf.cast(tf.range(n), tf.float32) / tf.cast(n, tf.float32))
+
+    lap = tf.cast(eigen(h)[:, None] + eigen(w)[None, :], tf.complex64)
+    y = tf.signal.ifftshift(tf.complex(masked_kspace[..., 0], masked_kspace[..., 1]), axes=(1, 2))
+    m = tf.cast(tf.signal.ifftshift(mask, axes=(1, 2)), tf.complex64)
+    x = ifft(y)
+    state = (tf.constant(0), x, _grad(x), tf.zeros_like(_grad(x)), tf.ones([b]), x, tf.zeros([b], tf.bool))
 
     def running(it, x, z, u, rho, previous, done):
         return tf.logical_and(it < max_iter, tf.logical_not(tf.reduce_all(done)))
 
     def step(it, x, z, u, rho, previous, done):
-        r = rho[:, None, None, None]
-        x_new = ifft2c_ch((y + r * fft2c_ch(_grad_adjoint_ch(z - u))) / (m + r * lap[..., None] + 1e-12))
-        gx = _grad_ch(x_new)
+        r = tf.cast(rho[:, None, None], tf.complex64)
+        x_new = ifft((y + r * fft(_grad_adjoint(z - u))) / (m + r * lap + 1e-12))
+        gx = _grad(x_new)
         v = gx + u
-        size = tf.sqrt(tf.reduce_sum(tf.square(v), axis=-1, keepdims=True))
-        z_new = v * tf.maximum(0.0, 1 - (lam / r[..., None]) / tf.maximum(size, 1e-30))
+        shrink = tf.maximum(0.0, 1 - (lam / rho[:, None, None, None]) / tf.maximum(tf.abs(v), 1e-30))
+        z_new = v * tf.cast(shrink, tf.complex64)
         u_new = v - z_new
-        primal, dual = _slice_norm(gx - z_new), rho * _slice_norm(_grad_adjoint_ch(z_new - z))
+        primal, dual = _slice_norm(gx - z_new), rho * _slice_norm(_grad_adjoint(z_new - z))
         up, down = primal > 10 * dual, dual > 10 * primal  # residual balancing, as tv_admm
         rho_new = tf.where(up, rho * 2, tf.where(down, rho / 2, rho))
-        u_new = u_new * tf.where(up, 0.5, tf.where(down, 2.0, 1.0))[:, None, None, None, None]
+        u_new = u_new * tf.cast(tf.where(up, 0.5, tf.where(down, 2.0, 1.0)), tf.complex64)[:, None, None, None]
         it = it + 1
         check = tf.equal(it % CHECK_EVERY, 0)
         change = _slice_norm(x_new - previous) / tf.maximum(_slice_norm(x_new), 1e-30)
@@ -325,17 +335,11 @@ def tv_admm_graph(masked_kspace, mask, lam: float, tol: float, max_iter: int):
 
         previous_new = tf.cond(check, lambda: x_new, lambda: previous)
         done = tf.logical_or(done, tf.logical_and(active, tf.logical_and(check, change < tol)))
-        return (
-            it,
-            keep(x_new, x),
-            keep(z_new, z),
-            keep(u_new, u),
-            keep(rho_new, rho),
-            keep(previous_new, previous),
-            done,
-        )
+        new = (keep(x_new, x), keep(z_new, z), keep(u_new, u), keep(rho_new, rho), keep(previous_new, previous))
+        return (it, *new, done)
 
-    return tf.while_loop(running, step, state, maximum_iterations=max_iter)[1]
+    x = tf.signal.fftshift(tf.while_loop(running, step, state, maximum_iterations=max_iter)[1], axes=(1, 2))
+    return tf.stack([tf.math.real(x), tf.math.imag(x)], axis=-1)
 
 
 class PnPModule(tf.Module):
