@@ -9,7 +9,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "bench_out"
-SCRIPTS = ["pipeline.py", "train_step.py", "inference.py", "multicoil.py", "host_sync.py", "streaming.py"]
+SCRIPTS = ["pipeline.py", "train_step.py", "inference.py", "multicoil.py", "host_sync.py", "streaming.py", "pnp.py"]
 # The train step again on the JAX backend (same machine, same run): the CPU ratio JAX / TensorFlow;
 # the per-step host read on JAX, where dispatch is asynchronous.
 BACKEND_RUNS = {"train_step_jax": ("train_step.py", "jax"), "host_sync_jax": ("host_sync.py", "jax")}
@@ -66,6 +66,15 @@ def main():
             f"{mc['ratios_to_single_coil']['serving'].get('C15')}×",
         ),
     ]
+    pnp = results["pnp"]["results"].get("256x256")
+    if pnp:
+        rows.append(
+            (
+                "plug-and-play 256×256 slice: SavedModel / Reconstructor",
+                f"{pnp['savedmodel_s']} / {pnp['reconstructor_s']} s",
+                f"{pnp['ratio_savedmodel_over_reconstructor']}×",
+            )
+        )
     fits = {(r["volumes"], r["coils"], r["backend"]): r["fit"] for r in results["streaming"]["rows"]}
     for backend in ("tensorflow", "jax"):
         small, large = fits.get((10, 1, backend)), fits.get((1000, 1, backend))

@@ -256,26 +256,25 @@ def _outputs(recon, zero_filled):
 
 
 def _grad(x):
-    """Periodic forward differences of complex ``x`` ``[B, H, W]``: ``[B, 2, H, W]`` (the graph twin of
+    """Periodic forward differences of complex ``x`` ``[H, W]``: ``[2, H, W]`` (the graph twin of
     ``baselines._grad``)."""
-    return tf.stack([x - tf.roll(x, 1, axis=1), x - tf.roll(x, 1, axis=2)], axis=1)
+    return tf.stack([x - tf.roll(x, 1, axis=0), x - tf.roll(x, 1, axis=1)])
 
 
 def _grad_adjoint(v):
-    """Adjoint of :func:`_grad`: ``[B, 2, H, W]`` -> ``[B, H, W]``."""
-    return (v[:, 0] - tf.roll(v[:, 0], -1, axis=1)) + (v[:, 1] - tf.roll(v[:, 1], -1, axis=2))
+    """Adjoint of :func:`_grad`: ``[2, H, W]`` -> ``[H, W]``."""
+    return (v[0] - tf.roll(v[0], -1, axis=0)) + (v[1] - tf.roll(v[1], -1, axis=1))
 
 
-def _slice_norm(x):
-    """The Frobenius norm of each slice of complex ``x`` ``[B, ...]``: float32 ``[B]``."""
-    return tf.sqrt(tf.reduce_sum(tf.reshape(tf.math.real(x * tf.math.conj(x)), [tf.shape(x)[0], -1]), axis=1))
+def _norm(x):
+    """The Frobenius norm of complex ``x``: a float32 scalar."""
+    return tf.sqrt(tf.reduce_sum(tf.math.real(x * tf.math.conj(x))))
 
 
 def tv_admm_graph(masked_kspace, mask, lam: float, tol: float, max_iter: int):
-    """``baselines.tv_admm`` in a TensorFlow graph, for a batch of slices: ``argmin_x ½‖M F x − y‖² +
-    λ Σ|∇x|`` by ADMM with the exact x-update, residual balancing of ρ and the same stopping rule
-    (relative change of x over ``CHECK_EVERY`` iterations below ``tol``, at most ``max_iter``), each
-    slice with its own ρ and stopping iteration (a stopped slice is frozen while the others go on).
+    """``baselines.tv_admm`` in a TensorFlow graph, slice by slice (``tf.map_fn``): ``argmin_x ½‖M F x
+    − y‖² + λ Σ|∇x|`` by ADMM with the exact x-update, residual balancing of ρ and the same stopping
+    rule (relative change of x over ``CHECK_EVERY`` iterations below ``tol``, at most ``max_iter``).
 
     The loop runs in ``ifftshift``ed coordinates, where the centred transform is a plain FFT: the
     periodic differences commute with the shift and the norms do not see it, so every iterate is
@@ -292,53 +291,42 @@ def tv_admm_graph(masked_kspace, mask, lam: float, tol: float, max_iter: int):
     from kerasrecon.baselines import CHECK_EVERY
 
     shape = tf.shape(masked_kspace)
-    b, h, w = shape[0], shape[1], shape[2]
+    h, w = shape[1], shape[2]
     root = tf.cast(tf.sqrt(tf.cast(h * w, tf.float32)), tf.complex64)
-
-    def fft(x):
-        return tf.signal.fft2d(x) / root
-
-    def ifft(k):
-        return tf.signal.ifft2d(k) * root
 
     def eigen(n):  # the periodic second difference's eigenvalues (uncentred layout)
         return 2 - 2 * tf.cos(2 * math.pi * tf.cast(tf.range(n), tf.float32) / tf.cast(n, tf.float32))
 
     lap = tf.cast(eigen(h)[:, None] + eigen(w)[None, :], tf.complex64)
+
+    def one(args):
+        y, m = args  # uncentred k-space complex64 [H, W], mask complex64 [H, W]
+        x = tf.signal.ifft2d(y) * root
+
+        def step(it, x, z, u, rho, previous, done):
+            r = tf.cast(rho, tf.complex64)
+            k = tf.signal.fft2d(_grad_adjoint(z - u)) / root
+            x_new = tf.signal.ifft2d((y + r * k) / (m + r * lap + 1e-12)) * root
+            gx = _grad(x_new)
+            v = gx + u
+            z_new = v * tf.cast(tf.maximum(0.0, 1 - (lam / rho) / tf.maximum(tf.abs(v), 1e-30)), tf.complex64)
+            u_new = v - z_new
+            primal, dual = _norm(gx - z_new), rho * _norm(_grad_adjoint(z_new - z))
+            up, down = primal > 10 * dual, dual > 10 * primal  # residual balancing, as tv_admm
+            rho_new = tf.where(up, rho * 2, tf.where(down, rho / 2, rho))
+            u_new = u_new * tf.cast(tf.where(up, 0.5, tf.where(down, 2.0, 1.0)), tf.complex64)
+            it = it + 1
+            check = tf.equal(it % CHECK_EVERY, 0)
+            stop = tf.logical_and(check, _norm(x_new - previous) / tf.maximum(_norm(x_new), 1e-30) < tol)
+            previous = tf.cond(check, lambda: x_new, lambda: previous)
+            return it, x_new, z_new, u_new, rho_new, previous, stop
+
+        state = (tf.constant(0), x, _grad(x), tf.zeros_like(_grad(x)), tf.constant(1.0), x, tf.constant(False))
+        return tf.while_loop(lambda it, *rest: tf.logical_and(it < max_iter, tf.logical_not(rest[-1])), step, state)[1]
+
     y = tf.signal.ifftshift(tf.complex(masked_kspace[..., 0], masked_kspace[..., 1]), axes=(1, 2))
     m = tf.cast(tf.signal.ifftshift(mask, axes=(1, 2)), tf.complex64)
-    x = ifft(y)
-    state = (tf.constant(0), x, _grad(x), tf.zeros_like(_grad(x)), tf.ones([b]), x, tf.zeros([b], tf.bool))
-
-    def running(it, x, z, u, rho, previous, done):
-        return tf.logical_and(it < max_iter, tf.logical_not(tf.reduce_all(done)))
-
-    def step(it, x, z, u, rho, previous, done):
-        r = tf.cast(rho[:, None, None], tf.complex64)
-        x_new = ifft((y + r * fft(_grad_adjoint(z - u))) / (m + r * lap + 1e-12))
-        gx = _grad(x_new)
-        v = gx + u
-        shrink = tf.maximum(0.0, 1 - (lam / rho[:, None, None, None]) / tf.maximum(tf.abs(v), 1e-30))
-        z_new = v * tf.cast(shrink, tf.complex64)
-        u_new = v - z_new
-        primal, dual = _slice_norm(gx - z_new), rho * _slice_norm(_grad_adjoint(z_new - z))
-        up, down = primal > 10 * dual, dual > 10 * primal  # residual balancing, as tv_admm
-        rho_new = tf.where(up, rho * 2, tf.where(down, rho / 2, rho))
-        u_new = u_new * tf.cast(tf.where(up, 0.5, tf.where(down, 2.0, 1.0)), tf.complex64)[:, None, None, None]
-        it = it + 1
-        check = tf.equal(it % CHECK_EVERY, 0)
-        change = _slice_norm(x_new - previous) / tf.maximum(_slice_norm(x_new), 1e-30)
-        active = tf.logical_not(done)
-
-        def keep(new, old):  # stopped slices keep their state
-            return tf.where(tf.reshape(active, [-1] + [1] * (len(new.shape) - 1)), new, old)
-
-        previous_new = tf.cond(check, lambda: x_new, lambda: previous)
-        done = tf.logical_or(done, tf.logical_and(active, tf.logical_and(check, change < tol)))
-        new = (keep(x_new, x), keep(z_new, z), keep(u_new, u), keep(rho_new, rho), keep(previous_new, previous))
-        return (it, *new, done)
-
-    x = tf.signal.fftshift(tf.while_loop(running, step, state, maximum_iterations=max_iter)[1], axes=(1, 2))
+    x = tf.signal.fftshift(tf.map_fn(one, (y, m), fn_output_signature=tf.complex64), axes=(1, 2))
     return tf.stack([tf.math.real(x), tf.math.imag(x)], axis=-1)
 
 
