@@ -61,6 +61,12 @@ SIGNATURES = {
     "[B,H,W] (SENSE-combined magnitude), complex_image float32 [B,H,W,2]; coil maps estimated "
     "in the graph from the sampled centre",
 }
+# serving_default's and multicoil's inputs: any rank, so that a wrong shape reaches the graph's checks
+KSPACE_SIGNATURE = [
+    tf.TensorSpec(None, tf.float32, name="kspace_real"),
+    tf.TensorSpec(None, tf.float32, name="kspace_imag"),
+    tf.TensorSpec(None, tf.float32, name="mask"),
+]
 PNP_SOLVER = (
     "plug-and-play (kerasrecon.pnp), single-coil: {start} of the normalised slice, then {iters} steps "
     "x <- F^H[M y + (1 - M) F D(x, sigma_k)], sigma_k geometric from {first:g} to {last:g}; "
@@ -366,13 +372,7 @@ class PnPModule(tf.Module):
             total = total + dihedral_ch(self._denoise_once(dihedral_ch(x, t), sigma), t, inverse=True)
         return total / float(self.ensemble)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec(None, tf.float32, name="kspace_real"),
-            tf.TensorSpec(None, tf.float32, name="kspace_imag"),
-            tf.TensorSpec(None, tf.float32, name="mask"),
-        ]
-    )
+    @tf.function(input_signature=KSPACE_SIGNATURE)
     def serve(self, kspace_real, kspace_imag, mask):
         from kerasrecon.kspace import fft2c_ch
 
@@ -442,25 +442,13 @@ class ReconModule(tf.Module):
         recon = total / float(self.ensemble)
         return {"image": abs_ch(recon), "complex_image": recon}
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec(None, tf.float32, name="kspace_real"),
-            tf.TensorSpec(None, tf.float32, name="kspace_imag"),
-            tf.TensorSpec(None, tf.float32, name="mask"),
-        ]
-    )
+    @tf.function(input_signature=KSPACE_SIGNATURE)
     def serve(self, kspace_real, kspace_imag, mask):
         kspace, mask = validate_kspace_inputs(kspace_real, kspace_imag, mask)
         masked = kspace * mask[..., None]
         return self._ensembled(ifft2c_ch(masked), masked, mask)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec(None, tf.float32, name="kspace_real"),
-            tf.TensorSpec(None, tf.float32, name="kspace_imag"),
-            tf.TensorSpec(None, tf.float32, name="mask"),
-        ]
-    )
+    @tf.function(input_signature=KSPACE_SIGNATURE)
     def multicoil(self, kspace_real, kspace_imag, mask):
         from kerasrecon.coils import acs_lines_ch, acs_maps_ch
 
