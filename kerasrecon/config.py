@@ -258,8 +258,19 @@ class TrainConfig:
         return cls.from_dict(parse_json(text, where, "a kerasrecon run config"), where)
 
 
-# Fields that may change between a run and its resumption.
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "strategy", "precision", "jit", "collective_timeout_s"}
+# Fields that may change between a run and its resumption (a plug-and-play model's solver settings
+# too: they are used at reconstruction, not in training).
+PNP_SOLVER_FIELDS = {"pnp.iters", "pnp.sigma_first", "pnp.sigma_last", "pnp.tv_lambda", "pnp.init"}
+RESUMABLE_CHANGES = {
+    "steps",
+    "checkpoint_every",
+    "log_every",
+    "strategy",
+    "precision",
+    "jit",
+    "collective_timeout_s",
+    *PNP_SOLVER_FIELDS,
+}
 # Fields that change the shapes of saved variables: even --force cannot continue a run across them
 # (lr_schedule: a constant rate is an optimizer variable, a schedule is not).
 ARCHITECTURE_FIELDS = (

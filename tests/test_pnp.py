@@ -159,10 +159,14 @@ def test_training_writes_a_run_that_reconstructor_and_evaluate_take(trained, rng
     assert ens.shape == got.shape and np.all(np.isfinite(ens))
     with pytest.raises(DataError, match="plug-and-play model reconstructs single-coil"):
         rec(k[None, None], mask, maps=np.ones((1, 1, *k.shape), np.complex64))
-    # a rerun into the same directory with the same config returns it; another config needs force
+    # a rerun into the same directory with the same config returns it; other solver settings are
+    # written into the run (they are not used in training); another training setting needs force
     assert train_denoiser(pnp_config(), out)[1] == 3
-    with pytest.raises(ConfigError, match="holds a run with a different config .*pnp.iters: 4 -> 5"):
-        train_denoiser(pnp_config(iters=5), out)
+    assert train_denoiser(pnp_config(iters=5), out)[1] == 3
+    assert TrainConfig.from_json((out / "config.json").read_text()).pnp.iters == 5
+    train_denoiser(pnp_config(), out)
+    with pytest.raises(ConfigError, match="holds a run with a different config .*pnp.sigma_max: 0.2 -> 0.3"):
+        train_denoiser(pnp_config(sigma_max=0.3), out)
     with pytest.raises(ConfigError, match="exists and is not a kerasrecon run"):
         (out.parent / "other").mkdir()
         (out.parent / "other" / "notes.txt").write_text("mine")
