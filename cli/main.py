@@ -670,15 +670,15 @@ def _options_dict(o: dict) -> dict:
     ``pnp`` holds the plug-and-play options when they are among ``o`` (fit's)."""
     pnp = None
     if "pnp_iters" in o:
-        pnp = PnPConfig(
-            extra_data=list(o["extra_data"]),
-            sigma_max=o["sigma_max"],
-            iters=o["pnp_iters"],
-            sigma_first=o["sigma_first"],
-            sigma_last=o["sigma_last"],
-            tv_lambda=o["tv_lambda"],
-            init=o["pnp_init"],
-        ).__dict__  # its fields, unchecked (TrainConfig.from_dict checks them)
+        pnp = {
+            "extra_data": list(o["extra_data"]),
+            "sigma_max": o["sigma_max"],
+            "iters": o["pnp_iters"],
+            "sigma_first": o["sigma_first"],
+            "sigma_last": o["sigma_last"],
+            "tv_lambda": o["tv_lambda"],
+            "init": o["pnp_init"],
+        }
     return {
         "mask": {
             "kind": o["mask_kind"],

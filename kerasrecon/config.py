@@ -21,9 +21,8 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16", "float64")
 SAMPLINGS = ("patch", "slice")
 LR_SCHEDULES = ("constant", "cosine")
 NETWORKS = ("resnet", "unet")  # what ``fit`` trains
-DENOISER = (
-    "denoiser"  # ``model.network`` of a plug-and-play model (``TrainConfig.pnp``; ``kerasrecon.training.denoiser``)
-)
+# ``model.network`` of a plug-and-play model (``TrainConfig.pnp``; ``kerasrecon.training.denoiser``)
+DENOISER = "denoiser"
 PNP_INITS = ("tv", "zf")  # plug-and-play starts from the converged TV image or the zero-filled image
 # Evaluation and serving choices (one home; the CLI builds its choice lists from these).
 SPLITS = ("val", "all")  # evaluate the run's held-out part of the data, or all of it

@@ -47,7 +47,15 @@ import tensorflow as tf
 from kerasrecon import __version__
 from kerasrecon.config import TrainConfig
 from kerasrecon.errors import ConfigError, arg
-from kerasrecon.kspace import abs_ch, check_ensemble, dihedral_ch, ifft2c_ch, normalise_ch, sense_adjoint_ch
+from kerasrecon.kspace import (
+    abs_ch,
+    check_ensemble,
+    dihedral_ch,
+    fft2c_ch,
+    ifft2c_ch,
+    normalise_ch,
+    sense_adjoint_ch,
+)
 from kerasrecon.masks import CENTER_FRACTION
 
 METADATA_FILE = "kerasrecon.json"
@@ -374,8 +382,6 @@ class PnPModule(tf.Module):
 
     @tf.function(input_signature=KSPACE_SIGNATURE)
     def serve(self, kspace_real, kspace_imag, mask):
-        from kerasrecon.kspace import fft2c_ch
-
         kspace, mask = validate_kspace_inputs(kspace_real, kspace_imag, mask)
         masked = kspace * mask[..., None]
         zero_filled = ifft2c_ch(masked)
