@@ -121,7 +121,8 @@ def test_fit_on_jax_without_tensorflow_resumes_and_exports(tmp_path):
 
 
 # One process, one device: the reference the data-parallel runs below must equal.
-EQUAL_ARGS = ["--steps", "3", "--pretrain-steps", "1", *TINY, "--lr", "1e-3", "--loss", "mse"]
+LR = 1e-3
+EQUAL_ARGS = ["--steps", "3", "--pretrain-steps", "1", *TINY, "--lr", str(LR), "--loss", "mse"]
 
 
 def jax_env(**extra):
@@ -146,9 +147,20 @@ def one_device_weights(tmp_path_factory):
 
 
 def assert_same_weights(one, two):
+    """Every weight of ``two`` equals ``one``'s to 2e-4 (rtol 1e-3), but for at most 0.1 % of a
+    variable's elements, which may differ by up to 4 Adam steps (4·lr).
+
+    Adam divides each gradient by its own running RMS, so a gradient that is ~0 in exact arithmetic
+    takes a step of ~lr in the direction of its round-off, which another summation order (a sharded
+    batch, other machine code) can flip: a few isolated elements, e.g. 174 of the 2 097 152 of the
+    dense layer of D. A method difference (per-device BatchNorm statistics or loss means) moves
+    most elements of most variables."""
     assert one.keys() == two.keys() and len(one) > 20
-    for k in one:  # Adam turns round-off in near-zero gradients into ~lr steps: compare to lr scale
-        np.testing.assert_allclose(two[k], one[k], atol=2e-4, rtol=1e-3, err_msg=k)
+    for k in one:
+        a, b = np.asarray(one[k], np.float64), np.asarray(two[k], np.float64)
+        off = np.abs(b - a) > 2e-4 + 1e-3 * np.abs(a)
+        assert off.mean() <= 1e-3, (k, int(off.sum()), a.size)
+        np.testing.assert_allclose(b, a, atol=4 * LR, rtol=1e-3, err_msg=k)
 
 
 @pytest.mark.slow
@@ -210,7 +222,7 @@ def test_two_jax_processes_equal_one(tmp_path, one_device_weights):
 def test_a_dead_jax_process_stops_the_other_with_one_line(tmp_path):
     ports = free_ports(2)
     args = ["--steps", 500, "--out", tmp_path / "run", "--strategy", "multiworker", "--collective-timeout", 20]
-    args += ["--pretrain-steps", "1", *TINY, "--lr", "1e-3", "--loss", "mse"]
+    args += ["--pretrain-steps", "1", *TINY, "--lr", str(LR), "--loss", "mse"]
     procs = [start_worker(args, worker_env(ports, i)) for i in range(2)]
     try:
         deadline = time.monotonic() + 300
