@@ -88,9 +88,9 @@ def make_distributed_step(gan: ReconGAN, strategy, pretrain: bool = False, jit: 
         return fn(gan, batch)
 
     if jit:
-        step_fn = tf.function(step_fn, jit_compile=True)
+        step_fn = tf.function(step_fn, jit_compile=True, autograph=False)
 
-    @tf.function
+    @tf.function(autograph=False)
     def step(dist_batch):
         per_replica = strategy.run(step_fn, args=(dist_batch,))
         out = {
