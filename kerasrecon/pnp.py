@@ -19,14 +19,15 @@ D(a·x, a·σ) = a·D(x, σ), so the result does not depend on the k-space's sca
 
 Training (:func:`kerasrecon.training.denoiser.train_denoiser`) needs only fully sampled images: no
 mask, no solver. The solver's ``iters`` and ``sigma_first`` are chosen afterwards on held-out
-training data (``scripts/pnp.py`` sweeps them); the run directory has the layout of a ``kerasrecon
-fit`` run (config.json, verified checkpoints), so ``Reconstructor.from_run``, ``evaluate`` and
-``compare`` take it.
+training data (:func:`sweep`, :func:`sweep_run`: ``fit --pnp-sweep``, ``scripts/pnp.py``); the run
+directory has the layout of a ``kerasrecon fit`` run (config.json, verified checkpoints), so
+``Reconstructor.from_run``, ``evaluate`` and ``compare`` take it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 
@@ -110,3 +111,120 @@ def solve(model, cfg: TrainConfig, kspace: np.ndarray, mask: np.ndarray, x0=None
 def with_solver(cfg: TrainConfig, **changes) -> TrainConfig:
     """``cfg`` with some ``pnp`` fields changed (e.g. the swept ``iters`` and ``sigma_first``)."""
     return dataclasses.replace(cfg, pnp=dataclasses.replace(cfg.pnp, **changes))
+
+
+#: The solver settings :func:`sweep` tries by default (those of ``scripts/pnp.py``), and the mask seed
+#: of its held-out slices (never an evaluation set's: ``evaluate`` and ``compare`` start at 0).
+SWEEP_ITERS = (2, 5, 10)
+SWEEP_SIGMA_FIRST = (0.02, 0.03, 0.05)
+SWEEP_MASK_SEED = 5000
+#: :func:`sweep_run`'s record in the run directory.
+SWEEP_FILE = "pnp_sweep.json"
+
+
+def sweep(
+    model,
+    cfg: TrainConfig,
+    volumes,
+    iters=SWEEP_ITERS,
+    sigma_first=SWEEP_SIGMA_FIRST,
+    mask_seed: int = SWEEP_MASK_SEED,
+    progress=None,
+) -> dict:
+    """Choose the solver's ``iters`` (K) and ``sigma_first`` by PSNR on held-out training volumes.
+
+    Every pair of the grid reconstructs ``volumes`` under ``cfg.mask`` with seeds ``mask_seed + i``
+    (volume i), scored by :func:`kerasrecon.evaluate.evaluate` (PSNR of the magnitude, mean over
+    slices); the TV start (``pnp.init="tv"``) is solved once per slice for the whole grid.
+
+    Args:
+        model: the denoiser; cfg: its plug-and-play ``TrainConfig``.
+        volumes: ``Volume`` list: the training data's held-out volumes, never the evaluation set.
+        iters, sigma_first: the grid (ints ≥ 1; floats > 0).
+        mask_seed: the first volume's mask seed.
+        progress: optional ``callable(row: dict)`` after each pair.
+
+    Returns:
+        ``{"rows": [{"iters", "sigma_first", "psnr"}...], "best": {"iters", "sigma_first"},
+        "mask": cfg.mask's dict with ``mask_seed``, "slices": int}``.
+    """
+    from kerasrecon.baselines import solve as solve_cs
+    from kerasrecon.evaluate import evaluate
+
+    check_pnp_config(cfg)
+    if not volumes:
+        raise ConfigError("pnp sweep: no held-out volumes to choose the solver's settings on")
+    for k in iters:
+        with_solver(cfg, iters=int(k), sigma_first=float(sigma_first[0]))  # PnPConfig checks each value
+    for s in sigma_first:
+        with_solver(cfg, iters=int(iters[0]), sigma_first=float(s))
+    mask_cfg = dataclasses.replace(cfg.mask, seed=int(mask_seed))
+    starts = {}  # one TV solve per batch of slices for the whole grid
+
+    def start(kspace, mask):
+        if cfg.pnp.init != "tv":
+            return None
+        key = (kspace.shape, float(np.abs(kspace).sum()), float(np.asarray(mask).sum()))
+        if key not in starts:
+            m = np.broadcast_to(np.asarray(mask, np.float32), kspace.shape)
+            starts[key] = solve_cs("tv", m * kspace, m, cfg.pnp.tv_lambda)
+        return starts[key]
+
+    rows = []
+    for k in iters:
+        for s in sigma_first:
+            setting = with_solver(cfg, iters=int(k), sigma_first=float(s))
+
+            def plug(kspace, mask, batch_size=None, maps=None, setting=setting):
+                kspace, mask = np.asarray(kspace), np.asarray(mask)
+                return np.abs(solve(model, setting, kspace, mask, start(kspace, mask)))
+
+            scored = evaluate({"pnp": plug}, volumes, mask_cfg).rows
+            psnr = [r["psnr"] for r in scored if r["method"] == "pnp"]
+            rows.append({"iters": int(k), "sigma_first": float(s), "psnr": float(np.mean(psnr))})
+            if progress:
+                progress(rows[-1])
+    best = max(rows, key=lambda r: r["psnr"])
+    return {
+        "rows": rows,
+        "best": {"iters": best["iters"], "sigma_first": best["sigma_first"]},
+        "mask": dataclasses.asdict(mask_cfg),
+        "slices": int(sum(len(v) for v in volumes)),
+    }
+
+
+def held_out_volumes(cfg: TrainConfig, option: str = "--pnp-sweep"):
+    """The validation volumes of ``cfg.data`` (``data.val_fraction``) that :func:`sweep_run` chooses on;
+    ``ConfigError`` naming ``option`` when there are none."""
+    from kerasrecon.data import load_volumes, split_volumes
+
+    if cfg.data.val_fraction <= 0:
+        raise ConfigError(
+            f"{option}: --val-fraction 0 holds nothing of {cfg.data.data!r} out to choose the solver's "
+            "settings on; give --val-fraction > 0"
+        )
+    return split_volumes(load_volumes(cfg.data.data), cfg.data.val_fraction)[1]
+
+
+def sweep_run(run_dir, iters=SWEEP_ITERS, sigma_first=SWEEP_SIGMA_FIRST, progress=None) -> dict:
+    """:func:`sweep` on a trained plug-and-play run's held-out volumes (its ``--data``'s validation
+    split), then the chosen ``iters`` and ``sigma_first`` written into the run's config (solver
+    settings are not used in training: the weights are unchanged) and the whole sweep into
+    ``run_dir/pnp_sweep.json``; both under the run's lock. Returns the sweep (:func:`sweep`'s dict)."""
+    from pathlib import Path
+
+    from kerasrecon.io import RunLock, write_text_atomic
+    from kerasrecon.training import checkpoint as ckpt
+
+    run_dir = Path(run_dir)
+    cfg = ckpt.read_config(run_dir)
+    check_pnp_config(cfg, str(run_dir))
+    held_out = held_out_volumes(cfg)
+    _, model, step = ckpt.load_generator(run_dir)
+    result = sweep(model, cfg, held_out, iters, sigma_first, progress=progress)
+    result["step"] = int(step)
+    chosen = with_solver(cfg, **result["best"])
+    with RunLock(run_dir, exclusive=True, option="--out"):
+        write_text_atomic(run_dir / SWEEP_FILE, json.dumps(result, indent=2))
+        write_text_atomic(run_dir / ckpt.CONFIG_FILE, chosen.to_json())
+    return result

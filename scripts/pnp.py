@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tv_refiner import add_common_arguments, cached_tv, report  # noqa: E402
 
 from kerasrecon import pnp  # noqa: E402
-from kerasrecon.config import MaskConfig, PnPConfig, TrainConfig, pnp_recipe  # noqa: E402
+from kerasrecon.config import PnPConfig, TrainConfig, pnp_recipe  # noqa: E402
 from kerasrecon.data import load_volumes, split_volumes  # noqa: E402
 from kerasrecon.io import atomic_dir, write_text_atomic  # noqa: E402
 from kerasrecon.training import checkpoint as ckpt  # noqa: E402
@@ -99,27 +99,17 @@ def recon_fns(model, cfg: TrainConfig, cache=None, ensemble: int = 1) -> dict:
 
 
 def sweep(model, cfg: TrainConfig, volumes, args, path: Path) -> dict:
-    """Stage 2: PnP's PSNR (slice mean) on the training dataset's held-out volumes for each setting;
-    returns the best ``{"iters", "sigma_first"}``."""
+    """Stage 2: :func:`kerasrecon.pnp.sweep` (PSNR, slice mean) on the training dataset's held-out
+    volumes for each setting, kept in ``path``; returns the best ``{"iters", "sigma_first"}``."""
     if path.is_file():
         return json.loads(path.read_text())["best"]
-    from kerasrecon.evaluate import evaluate
 
-    mask_cfg = MaskConfig(kind="poisson", acceleration=args.acceleration, seed=5000)
-    tv_cache = {}  # one TV solve per slice for the whole sweep
-    rows = []
-    for iters in args.iters:
-        for s1 in args.sigma_first:
-            fn = recon_fns(model, pnp.with_solver(cfg, iters=iters, sigma_first=s1), tv_cache)["pnp"]
-            t0 = time.perf_counter()
-            psnr = [r["psnr"] for r in evaluate({"pnp": fn}, volumes, mask_cfg).rows if r["method"] == "pnp"]
-            rows.append({"iters": iters, "sigma_first": s1, "psnr": float(np.mean(psnr))})
-            took = time.perf_counter() - t0
-            print(f"sweep: {iters} iterations, σ_first {s1:g}: {rows[-1]['psnr']:.2f} dB ({took:.0f} s)", flush=True)
-    best = max(rows, key=lambda r: r["psnr"])
-    best = {"iters": best["iters"], "sigma_first": best["sigma_first"]}
-    write_text_atomic(path, json.dumps({"rows": rows, "best": best}, indent=2))
-    return best
+    def show(row):
+        print(f"sweep: {row['iters']} iterations, σ_first {row['sigma_first']:g}: {row['psnr']:.2f} dB", flush=True)
+
+    result = pnp.sweep(model, cfg, volumes, args.iters, args.sigma_first, progress=show)
+    write_text_atomic(path, json.dumps(result, indent=2))
+    return result["best"]
 
 
 def chosen_run(run: Path, cfg: TrainConfig, out: Path) -> None:

@@ -246,6 +246,56 @@ def test_fit_trains_a_plug_and_play_config_as_train_denoiser_does(trained, tmp_p
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
+def test_sweep_chooses_the_best_setting_on_held_out_slices_and_writes_it_into_the_run(trained, tmp_path, monkeypatch):
+    """``sweep_run``: each grid point's PSNR equals a NumPy computation of the same reconstructions
+    (held-out demo slices, masks seeded 5000), the best one is written into the run's config (the rest
+    unchanged) and the whole grid into pnp_sweep.json; ``fit --pnp-sweep`` does the same."""
+    import shutil
+
+    from kerasrecon.data import load_volumes, split_volumes
+    from kerasrecon.training import checkpoint as ckpt
+
+    run = tmp_path / "run"
+    shutil.copytree(trained[0], run, ignore=shutil.ignore_patterns(".lock"))
+    before = ckpt.read_config(run)
+    result = pnp.sweep_run(run, iters=(1, 3), sigma_first=(0.05, 0.1))
+    assert [(r["iters"], r["sigma_first"]) for r in result["rows"]] == [(1, 0.05), (1, 0.1), (3, 0.05), (3, 0.1)]
+    held_out = split_volumes(load_volumes("demo"), before.data.val_fraction)[1]
+    assert result["slices"] == sum(len(v) for v in held_out) == 12 and result["mask"]["seed"] == 5000
+    _, model, _ = trained
+    target = np.abs(ref_ifft2c(held_out[0].kspace))
+    mask = make_mask("poisson", 8, target.shape[1:], seed=5000).array
+    for row in result["rows"][::3]:
+        setting = pnp.with_solver(before, iters=row["iters"], sigma_first=row["sigma_first"])
+        recon = np.abs(pnp.solve(model, setting, held_out[0].kspace, mask))
+        mse = ((recon - target) ** 2).reshape(len(target), -1).mean(1)
+        want = np.mean(10 * np.log10(target.max() ** 2 / mse))  # each slice against the volume's peak
+        assert row["psnr"] == pytest.approx(want, abs=1e-3)
+    best = max(result["rows"], key=lambda r: r["psnr"])
+    after = ckpt.read_config(run)
+    assert (after.pnp.iters, after.pnp.sigma_first) == (best["iters"], best["sigma_first"])
+    assert after == pnp.with_solver(before, iters=best["iters"], sigma_first=best["sigma_first"])
+    assert json.loads((run / pnp.SWEEP_FILE).read_text()) == json.loads(json.dumps(result))
+    # fit --pnp-sweep: the same, after training (a finished run: its weights alone), on the grid in
+    # pnp.SWEEP_ITERS × pnp.SWEEP_SIGMA_FIRST
+    from click.testing import CliRunner
+
+    from kerasrecon_cli.main import cli
+
+    monkeypatch.setattr(pnp, "SWEEP_ITERS", (1,))
+    monkeypatch.setattr(pnp, "SWEEP_SIGMA_FIRST", (0.05, 0.1))
+    args = ["fit", "--network", "denoiser", "--data", "demo", "--patch-size", "32", "--batch-size", "2",
+            "--filters", "4", "--pretrain-steps", "1", "--pnp-init", "zf", "--pnp-sweep"]  # fmt: skip
+    args += ["--out", str(tmp_path / "f")]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    swept = json.loads((tmp_path / "f" / pnp.SWEEP_FILE).read_text())
+    assert [(r["iters"], r["sigma_first"]) for r in swept["rows"]] == [(1, 0.05), (1, 0.1)]
+    chosen = ckpt.read_config(tmp_path / "f").pnp
+    assert (chosen.iters, chosen.sigma_first) == (swept["best"]["iters"], swept["best"]["sigma_first"])
+    assert f"chosen on 12 held-out slices: --pnp-iters 1 --sigma-first {chosen.sigma_first:g}" in res.output
+
+
 @pytest.mark.slow  # trains
 def test_fit_cli_network_denoiser_starts_from_the_recipe_and_refuses_bad_mixes_in_one_line(tmp_path):
     from click.testing import CliRunner
@@ -289,6 +339,8 @@ def test_fit_cli_network_denoiser_starts_from_the_recipe_and_refuses_bad_mixes_i
         ("--network", "denoiser", "--pnp-iters", 0): "--pnp-iters must be >= 1",
         ("--config", out / "config.json", "--network", "resnet"): "is a plug-and-play config; leave out --config",
         ("--network", "denoiser", "--patch-size", 30): "--patch-size must be a multiple of 2**--levels = 4",
+        ("--pnp-sweep",): "--pnp-sweep applies to --network denoiser only",
+        ("--network", "denoiser", "--val-fraction", 0, "--pnp-sweep"): "--val-fraction 0 holds nothing of 'demo'",
     }
     for args, message in bad.items():
         res = fit(*args, "--out", tmp_path / "bad")
