@@ -314,9 +314,9 @@ def test_two_fits_on_one_out_exactly_one_runs(tmp_path):
     common = [
         "fit",
         "--steps",
-        "40",
+        "12",
         "--checkpoint-every",
-        "10",
+        "4",
         "--out",
         str(out),
         "--batch-size",
@@ -344,7 +344,7 @@ def test_two_fits_on_one_out_exactly_one_runs(tmp_path):
     winner_blocks = 1 if results[0][0] == 0 else 2
     assert json.loads((out / "config.json").read_text())["model"]["blocks"] == winner_blocks
     _, g, step = ckpt.load_generator(out)  # the checkpoints load into the config's architecture
-    assert step == 40
+    assert step == 12
 
 
 # ------------------------------------------------------------------------- checkpoints
