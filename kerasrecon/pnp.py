@@ -154,6 +154,8 @@ def sweep(
     check_pnp_config(cfg)
     if not volumes:
         raise ConfigError("pnp sweep: no held-out volumes to choose the solver's settings on")
+    if not len(iters) or not len(sigma_first):
+        raise ConfigError(f"pnp sweep: an empty grid (iters {list(iters)}, sigma_first {list(sigma_first)})")
     for k in iters:
         with_solver(cfg, iters=int(k), sigma_first=float(sigma_first[0]))  # PnPConfig checks each value
     for s in sigma_first:

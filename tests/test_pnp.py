@@ -4,6 +4,7 @@ closed-form NumPy results, training (and resuming) into a run directory through 
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -244,6 +245,20 @@ def test_fit_trains_a_plug_and_play_config_as_train_denoiser_does(trained, tmp_p
     _, fitted, _ = ckpt.load_generator(tmp_path / "fit")
     for got, want in zip(fitted.get_weights(), model.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_sweep_refuses_empty_or_bad_grids_before_reconstructing():
+    cases = {
+        ("iters", ()): "an empty grid",
+        ("sigma_first", ()): "an empty grid",
+        ("iters", (2, 0)): "pnp.iters must be >= 1",
+        ("sigma_first", (0.02, 0.001)): "pnp.sigma_last must be in (0, pnp.sigma_first = 0.001]",
+    }
+    for (name, grid), message in cases.items():
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            pnp.sweep(None, pnp_config(), ["a volume"], **{name: grid})  # no model call: refused first
+    with pytest.raises(ConfigError, match="no held-out volumes"):
+        pnp.sweep(None, pnp_config(), [])
 
 
 def test_sweep_chooses_the_best_setting_on_held_out_slices_and_writes_it_into_the_run(trained, tmp_path, monkeypatch):
