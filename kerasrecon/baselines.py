@@ -408,3 +408,22 @@ def record_iterations(fns: dict, settings: dict) -> dict:
                 "slices": len(used),
             }
     return settings
+
+
+def cached_tv(lam: float, cache: dict | None = None):
+    """``(tv_of, tv)``: ``tv_of(masked_kspace, mask)`` the complex converged TV image (:func:`solve`;
+    complex ``[S, H, W]``, mask 0/1 ``[S, H, W]`` or ``[H, W]``), solved once per input and kept in
+    ``cache`` (pass one dict to share solves between calls); ``tv`` its magnitude, float32
+    ``[S, H, W]``, in ``kerasrecon.evaluate``'s ReconFn signature."""
+    cache = {} if cache is None else cache
+
+    def tv_of(kspace, mask):
+        key = (kspace.shape, float(np.abs(kspace).sum()), float(np.asarray(mask).sum()))
+        if key not in cache:
+            cache[key] = solve("tv", kspace, mask, lam)
+        return cache[key]
+
+    def tv(kspace, mask, batch_size=None, maps=None):
+        return np.abs(tv_of(np.asarray(kspace), np.asarray(mask))).astype(np.float32)
+
+    return tv_of, tv

@@ -148,7 +148,7 @@ def sweep(
         ``{"rows": [{"iters", "sigma_first", "psnr"}...], "best": {"iters", "sigma_first"},
         "mask": cfg.mask's dict with ``mask_seed``, "slices": int}``.
     """
-    from kerasrecon.baselines import solve as solve_cs
+    from kerasrecon.baselines import cached_tv
     from kerasrecon.evaluate import evaluate
 
     check_pnp_config(cfg)
@@ -156,36 +156,23 @@ def sweep(
         raise ConfigError("pnp sweep: no held-out volumes to choose the solver's settings on")
     if not len(iters) or not len(sigma_first):
         raise ConfigError(f"pnp sweep: an empty grid (iters {list(iters)}, sigma_first {list(sigma_first)})")
-    for k in iters:
-        with_solver(cfg, iters=int(k), sigma_first=float(sigma_first[0]))  # PnPConfig checks each value
-    for s in sigma_first:
-        with_solver(cfg, iters=int(iters[0]), sigma_first=float(s))
+    # every setting built (and so checked by the config's constructor) before any reconstruction
+    settings = [with_solver(cfg, iters=int(k), sigma_first=float(s)) for k in iters for s in sigma_first]
     mask_cfg = dataclasses.replace(cfg.mask, seed=int(mask_seed))
-    starts = {}  # one TV solve per batch of slices for the whole grid
-
-    def start(kspace, mask):
-        if cfg.pnp.init != "tv":
-            return None
-        key = (kspace.shape, float(np.abs(kspace).sum()), float(np.asarray(mask).sum()))
-        if key not in starts:
-            m = np.broadcast_to(np.asarray(mask, np.float32), kspace.shape)
-            starts[key] = solve_cs("tv", m * kspace, m, cfg.pnp.tv_lambda)
-        return starts[key]
-
+    tv_of, _ = cached_tv(cfg.pnp.tv_lambda)  # the TV start: one solve per batch of slices for the grid
     rows = []
-    for k in iters:
-        for s in sigma_first:
-            setting = with_solver(cfg, iters=int(k), sigma_first=float(s))
+    for setting in settings:
 
-            def plug(kspace, mask, batch_size=None, maps=None, setting=setting):
-                kspace, mask = np.asarray(kspace), np.asarray(mask)
-                return np.abs(solve(model, setting, kspace, mask, start(kspace, mask)))
+        def plug(kspace, mask, batch_size=None, maps=None, setting=setting):
+            kspace, mask = np.asarray(kspace), np.asarray(mask)
+            x0 = tv_of(kspace, mask) if cfg.pnp.init == "tv" else None
+            return np.abs(solve(model, setting, kspace, mask, x0))
 
-            scored = evaluate({"pnp": plug}, volumes, mask_cfg).rows
-            psnr = [r["psnr"] for r in scored if r["method"] == "pnp"]
-            rows.append({"iters": int(k), "sigma_first": float(s), "psnr": float(np.mean(psnr))})
-            if progress:
-                progress(rows[-1])
+        scored = evaluate({"pnp": plug}, volumes, mask_cfg).rows
+        psnr = float(np.mean([r["psnr"] for r in scored if r["method"] == "pnp"]))
+        rows.append({"iters": setting.pnp.iters, "sigma_first": setting.pnp.sigma_first, "psnr": psnr})
+        if progress:
+            progress(rows[-1])
     best = max(rows, key=lambda r: r["psnr"])
     return {
         "rows": rows,

@@ -38,7 +38,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kerasrecon.baselines import solve  # noqa: E402
+from kerasrecon.baselines import cached_tv, solve  # noqa: E402
 from kerasrecon.config import MaskConfig  # noqa: E402
 from kerasrecon.data import load_volumes, split_volumes  # noqa: E402
 from kerasrecon.data.pipeline import turn  # noqa: E402
@@ -138,24 +138,6 @@ def train_loop(model, draw, steps: int, path: Path, every: int = 500):
     with atomic_file(path, path.stem) as tmp:
         model.save(tmp)
     return model
-
-
-def cached_tv(lam: float, cache: dict | None = None):
-    """``(tv_of, tv)``: ``tv_of(kspace, mask)`` the complex converged TV image (``baselines.solve``),
-    solved once per input and kept in ``cache`` (pass one dict to share solves between calls); ``tv``
-    its magnitude in ``kerasrecon.evaluate``'s ReconFn signature."""
-    cache = {} if cache is None else cache
-
-    def tv_of(kspace, mask):
-        key = (kspace.shape, float(np.abs(kspace).sum()), float(np.asarray(mask).sum()))
-        if key not in cache:
-            cache[key] = solve("tv", kspace, mask, lam)
-        return cache[key]
-
-    def tv(kspace, mask, batch_size=None, maps=None):
-        return np.abs(tv_of(np.asarray(kspace), np.asarray(mask))).astype(np.float32)
-
-    return tv_of, tv
 
 
 def recon_fns(model, lam: float, ensemble: int = 1) -> dict:
