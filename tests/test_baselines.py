@@ -46,8 +46,10 @@ def objective(x, y, mask, lam):
 @pytest.mark.slow
 @pytest.mark.parametrize("lam", [1e-3, 1e-2])
 def test_tv_admm_reaches_sigpys_converged_solution(lam):
-    """Our ADMM TV and sigpy's PDHG TV, run 20 000 iterations, minimise the same objective to the same
-    image; sigpy's 100 iterations (the old default) are far from it."""
+    """Our ADMM TV and sigpy's PDHG TV, run 10 000 iterations, minimise the same objective to the same
+    image; sigpy's 100 iterations (the old default) are far from it. The largest pixel difference from
+    ours uses a third of the tolerance at λ = 1e-3 after 10 000 PDHG iterations (0.14 after 20 000),
+    3 % of it at λ = 1e-2 (either count)."""
     from sigpy.mri.app import TotalVariationRecon
 
     img = phantom(32).astype(np.complex64)
@@ -59,7 +61,7 @@ def test_tv_admm_reaches_sigpys_converged_solution(lam):
         return TotalVariationRecon(y[None], ones, lam, weights=mask, max_iter=iters, show_pbar=False).run()
 
     ours, used = bl.tv_admm(y, mask, lam)
-    reference = sigpy_tv(20000)
+    reference = sigpy_tv(10000)
     assert used < 2000
     f_ours, f_ref, f_short = (objective(x, y, mask, lam) for x in (ours, reference, sigpy_tv(100)))
     assert f_ours <= f_ref * (1 + 1e-4), (f_ours, f_ref)

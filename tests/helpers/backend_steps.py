@@ -77,7 +77,7 @@ def main(init_path, out_path, precision="float32"):
 
             from kerasrecon.training.step_tf import step_values
 
-            fn = tf.function(lambda b: step_values(gan, b))
+            fn = tf.function(lambda b: step_values(gan, b), autograph=False)  # as step_tf traces it
             for j, b in enumerate(batches):
                 values = fn(b)
                 logs.append([float(values[k]) for k in ("d_loss", "g_loss", "content", "adversarial")])
