@@ -199,21 +199,22 @@ def sweep_run(run_dir, iters=SWEEP_ITERS, sigma_first=SWEEP_SIGMA_FIRST, progres
     """:func:`sweep` on a trained plug-and-play run's held-out volumes (its ``--data``'s validation
     split), then the chosen ``iters`` and ``sigma_first`` written into the run's config (solver
     settings are not used in training: the weights are unchanged) and the whole sweep into
-    ``run_dir/pnp_sweep.json``; both under the run's lock. Returns the sweep (:func:`sweep`'s dict)."""
+    ``run_dir/pnp_sweep.json``. The run's lock is held from reading its config to writing it, so no
+    ``fit`` changes the config or the weights in between (one held by another process: ``ConfigError``
+    before anything is read). Returns the sweep (:func:`sweep`'s dict)."""
     from pathlib import Path
 
     from kerasrecon.io import RunLock, write_text_atomic
     from kerasrecon.training import checkpoint as ckpt
 
     run_dir = Path(run_dir)
-    cfg = ckpt.read_config(run_dir)
-    check_pnp_config(cfg, str(run_dir))
-    held_out = held_out_volumes(cfg)
-    _, model, step = ckpt.load_generator(run_dir)
-    result = sweep(model, cfg, held_out, iters, sigma_first, progress=progress)
-    result["step"] = int(step)
-    chosen = with_solver(cfg, **result["best"])
     with RunLock(run_dir, exclusive=True, option="--out"):
+        cfg = ckpt.read_config(run_dir)
+        check_pnp_config(cfg, str(run_dir))
+        held_out = held_out_volumes(cfg)
+        _, model, step = ckpt.load_generator(run_dir)
+        result = sweep(model, cfg, held_out, iters, sigma_first, progress=progress)
+        result["step"] = int(step)
         write_text_atomic(run_dir / SWEEP_FILE, json.dumps(result, indent=2))
-        write_text_atomic(run_dir / ckpt.CONFIG_FILE, chosen.to_json())
+        write_text_atomic(run_dir / ckpt.CONFIG_FILE, with_solver(cfg, **result["best"]).to_json())
     return result

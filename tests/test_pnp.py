@@ -268,12 +268,29 @@ def test_sweep_chooses_the_best_setting_on_held_out_slices_and_writes_it_into_th
     import shutil
 
     from kerasrecon.data import load_volumes, split_volumes
+    from kerasrecon.errors import ConfigError
+    from kerasrecon.io import RunLock
     from kerasrecon.training import checkpoint as ckpt
 
     run = tmp_path / "run"
     shutil.copytree(trained[0], run, ignore=shutil.ignore_patterns(".lock"))
     before = ckpt.read_config(run)
+    with RunLock(run, exclusive=True):  # a fit still writing the run: refused, nothing written
+        with pytest.raises(ConfigError, match="in use by another kerasrecon process"):
+            pnp.sweep_run(run, iters=(1,), sigma_first=(0.05,))
+    assert ckpt.read_config(run) == before and not (run / pnp.SWEEP_FILE).exists()
+    real_sweep, refused = pnp.sweep, []
+
+    def sweep_while_a_fit_starts(*args, **kwargs):  # a fit started during the sweep finds the run locked
+        with pytest.raises(ConfigError, match="in use by another kerasrecon process"):
+            RunLock(run, exclusive=True).acquire()
+        refused.append(True)
+        return real_sweep(*args, **kwargs)
+
+    monkeypatch.setattr(pnp, "sweep", sweep_while_a_fit_starts)
     result = pnp.sweep_run(run, iters=(1, 3), sigma_first=(0.05, 0.1))
+    monkeypatch.setattr(pnp, "sweep", real_sweep)
+    assert refused == [True]
     assert [(r["iters"], r["sigma_first"]) for r in result["rows"]] == [(1, 0.05), (1, 0.1), (3, 0.05), (3, 0.1)]
     held_out = split_volumes(load_volumes("demo"), before.data.val_fraction)[1]
     assert result["slices"] == sum(len(v) for v in held_out) == 12 and result["mask"]["seed"] == 5000
