@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,7 @@ CALIB_FRACTION = 0.05  # side of the fully sampled Poisson calibration square, a
 CENTER_FRACTION = 0.08  # fastMRI's default fully sampled centre for 4x line masks
 VD_SLOPE = 2.0  # exclusion radius grows as r0 * (1 + VD_SLOPE * normalised radius)
 _MAX_SOLVER_ITERS = 40
+_RSA_CHUNK = 512  # points of the visiting order screened at once by random sequential adsorption
 MAX_SIDE = 4096  # larger than any MR k-space matrix; stops a typo from allocating tens of GiB
 
 
@@ -181,7 +184,11 @@ def _normalised_radius(h, w):
 
 def _rsa(h, w, order, radius, calib):
     """Random sequential adsorption on the grid: visit points in ``order``, accept a point unless an
-    accepted point's exclusion disc covers it. Returns bool [H, W]."""
+    accepted point's exclusion disc covers it. Returns bool [H, W].
+
+    The visit runs in chunks of ``order``: the points of a chunk already covered when the chunk starts
+    are skipped at once (covering only grows), and the rest are visited one by one as before, so the
+    result is the same as the point-by-point visit."""
     rmax = int(math.ceil(radius.max()))
     pad = rmax + 1
     pw = w + 2 * pad
@@ -191,20 +198,31 @@ def _rsa(h, w, order, radius, calib):
     accepted = calib.ravel().copy()
     r_flat = radius.ravel()
     for idx in np.flatnonzero(accepted):
-        _block(blocked, idx, w, pw, pad, r_flat[idx], discs)
-    for idx in order:
-        if accepted[idx]:
-            continue
-        y, x = divmod(int(idx), w)
-        if blocked[(y + pad) * pw + x + pad]:
-            continue
-        accepted[idx] = True
-        _block(blocked, idx, w, pw, pad, r_flat[idx], discs)
+        _block(blocked, _padded(idx, w, pw, pad), pw, r_flat[idx], discs)
+    order = np.asarray(order)
+    where = _padded(order, w, pw, pad)  # each visited point's index in the padded grid
+    for start in range(0, order.size, _RSA_CHUNK):
+        chunk, at = order[start : start + _RSA_CHUNK], where[start : start + _RSA_CHUNK]
+        open_ = ~accepted[chunk] & ~blocked[at]
+        for idx, p in zip(chunk[open_].tolist(), at[open_].tolist()):
+            if blocked[p]:  # covered by a point accepted earlier in this chunk
+                continue
+            accepted[idx] = True
+            _block(blocked, p, pw, r_flat[idx], discs)
     return accepted.reshape(h, w)
 
 
-def _block(blocked, idx, w, pw, pad, r, discs):
-    key = round(float(r) * 4) / 4  # quantise to 1/4 pixel so disc offsets are reused
+def _padded(idx, w, pw, pad):
+    """Flat index in the padded grid (``pad`` cells on each side, row length ``pw``) of the flat grid
+    index ``idx`` (int or int array)."""
+    y, x = np.divmod(idx, w)
+    return (y + pad) * pw + x + pad
+
+
+def _block(blocked, p, pw, r, discs):
+    """Cover the exclusion disc of radius ``r`` (quantised to 1/4 pixel, so disc offsets are reused)
+    around padded index ``p``."""
+    key = round(float(r) * 4) / 4
     offs = discs.get(key)
     if offs is None:
         ri = int(math.ceil(key))
@@ -212,8 +230,7 @@ def _block(blocked, idx, w, pw, pad, r, discs):
         keep = (dy**2 + dx**2) < key**2
         offs = (dy[keep] * pw + dx[keep]).astype(np.int64)
         discs[key] = offs
-    y, x = divmod(int(idx), w)
-    blocked[(y + pad) * pw + x + pad + offs] = True
+    blocked[p + offs] = True
 
 
 def _solve_radius(h, w, order, rho, calib, target, vd_slope):
@@ -327,15 +344,39 @@ def make_mask(
 
     ``center_fraction``: the fully sampled centre (``None``: the kind's default, ``CENTER_FRACTION``
     for line masks, ``CALIB_FRACTION`` for Poisson's calibration square).
+
+    The last masks drawn are kept by their arguments, so drawing the same mask again costs a copy;
+    each call returns its own array.
     """
     if kind not in MASK_CLASSES:
         raise ConfigError(f"unknown mask kind {kind!r}; expected one of {', '.join(MASK_KINDS)}")
     if center_fraction is not None and not 0 <= center_fraction < 1:
         raise ConfigError(f"{arg('center_fraction')} must be in [0, 1). Received: {center_fraction}")
     fraction = resolved_center_fraction(kind, center_fraction)
-    if kind == "poisson":
-        return PoissonMask(acceleration=acceleration, calib_fraction=fraction)(shape=shape, seed=seed)
-    return MASK_CLASSES[kind](acceleration=acceleration, center_fraction=fraction)(shape=shape, seed=seed)
+    h, w = _check(acceleration, shape, seed)
+    key = (kind, float(acceleration), h, w, int(seed), fraction)
+    with _DRAWN_LOCK:
+        mask = _DRAWN.get(key)
+        if mask is not None:
+            _DRAWN.move_to_end(key)
+    if mask is None:
+        if kind == "poisson":
+            mask = PoissonMask(acceleration=acceleration, calib_fraction=fraction)(shape=(h, w), seed=seed)
+        else:
+            mask = MASK_CLASSES[kind](acceleration=acceleration, center_fraction=fraction)(shape=(h, w), seed=seed)
+        with _DRAWN_LOCK:
+            _DRAWN[key] = mask
+            while len(_DRAWN) > _DRAWN_SIZE:
+                _DRAWN.popitem(last=False)
+    return replace(mask, array=mask.array.copy())  # the caller's own array: the one kept stays as drawn
+
+
+# The masks make_mask drew last, by their arguments: a mask is a pure function of them, and drawing a
+# 2-D Poisson mask takes ~0.1-0.5 s, which evaluate, compare and training would otherwise pay again for
+# every model and dataset on the same grid. At most _DRAWN_SIZE masks (~0.8 MB each at 444 x 448).
+_DRAWN: OrderedDict = OrderedDict()
+_DRAWN_SIZE = 32
+_DRAWN_LOCK = threading.Lock()
 
 
 MASK_FILE_SUFFIXES = (".npy", ".png")

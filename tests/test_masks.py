@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -28,6 +30,64 @@ def test_poisson_reproducible_and_seed_dependent():
     c = PoissonMask(6)(shape=(100, 120), seed=6)
     np.testing.assert_array_equal(a.array, b.array)
     assert a.sha256 == b.sha256 != c.sha256
+
+
+# Masks drawn by earlier versions: results, model cards and checkpoints name masks by (kind, R, shape,
+# seed), so the same arguments must keep giving the same bits.
+@pytest.mark.parametrize(
+    "args, sha",
+    [
+        (("poisson", 4, (370, 301), 0), "556463f04442c8baa738f1697b566b5e56ff04411f3a1334270f65970e3491bd"),
+        (("poisson", 8, (64, 64), 3), "c5747e241f813d55b229e2536491878d7ba01ac5b4b0cdb7fd82dccc38230ae9"),
+        (("poisson", 6, (444, 448), 1), "29dba1d09a729f6977ac176d45c3025f96d31041b2652f0fd0c5cf0e2f0172d9"),
+    ],
+)
+def test_poisson_masks_are_the_ones_earlier_versions_drew(args, sha):
+    assert make_mask(*args).sha256 == sha
+
+
+def _rsa_point_by_point(h, w, order, radius, calib):
+    """Random sequential adsorption written from its definition: visit the points in ``order``; accept a
+    point unless it lies strictly inside the exclusion disc of an accepted point, the disc's radius being
+    that point's ``radius`` rounded to 1/4 pixel (half to even)."""
+    accepted = calib.copy()
+    yy, xx = np.mgrid[:h, :w]
+    covered = np.zeros((h, w), bool)
+    for y, x in zip(*np.nonzero(calib)):
+        covered |= (yy - y) ** 2 + (xx - x) ** 2 < (np.round(radius[y, x] * 4) / 4) ** 2
+    for idx in order:
+        y, x = divmod(int(idx), w)
+        if accepted[y, x] or covered[y, x]:
+            continue
+        accepted[y, x] = True
+        covered |= (yy - y) ** 2 + (xx - x) ** 2 < (np.round(radius[y, x] * 4) / 4) ** 2
+    return accepted
+
+
+@pytest.mark.parametrize("shape, scale", [((40, 33), 1.3), ((24, 24), 0.4), ((31, 50), 2.6)])
+def test_rsa_equals_the_point_by_point_definition(shape, scale):
+    from kerasrecon.masks import _centre_box, _normalised_radius, _rsa
+
+    h, w = shape
+    rng = np.random.default_rng(h * w)
+    order = rng.permutation(h * w)
+    radius = scale * (1 + 2 * _normalised_radius(h, w))
+    calib = _centre_box(h, w, 0.1)
+    got = _rsa(h, w, order, radius, calib)
+    np.testing.assert_array_equal(got, _rsa_point_by_point(h, w, order, radius, calib))
+    assert calib.sum() < got.sum() < h * w
+
+
+def test_make_mask_again_gives_the_same_mask_in_an_array_of_its_own():
+    a = make_mask("poisson", 4, (48, 40), 2)
+    expected = PoissonMask(4)(shape=(48, 40), seed=2)
+    a.array[:] = 0  # a caller writing into its mask changes nobody else's
+    b = make_mask("poisson", 4.0, [48, 40], 2)
+    np.testing.assert_array_equal(b.array, expected.array)
+    assert b == replace(expected, array=b.array) and b.array is not a.array
+    np.testing.assert_array_equal(
+        make_mask("random", 4, (8, 40), 2).array, RandomLineMask(4)(shape=(8, 40), seed=2).array
+    )
 
 
 def test_poisson_does_not_touch_global_rng():
