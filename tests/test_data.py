@@ -36,6 +36,11 @@ def test_demo_set_is_real_mr_and_licensed():
     assert "BSD-3-clause" in lic and "Chris Rorden" in lic
     vol = load_demo(num_slices=3)
     np.testing.assert_allclose(np.abs(ref_ifft2c(vol.kspace)), imgs[:3], atol=1e-5)
+    # Each call's k-space is its own: writing into one leaves the next load as it was.
+    vol.kspace[:] = 0
+    again = load_demo(num_slices=3).kspace
+    np.testing.assert_allclose(np.abs(ref_ifft2c(again)), imgs[:3], atol=1e-5)
+    assert again.flags.writeable and load_demo().kspace.shape == (60, 370, 301)
 
 
 def test_fastmri_reader_crop_then_retransform(tmp_path, rng):

@@ -9,8 +9,10 @@ image of shape [B, H, W]; an invalid one an ``InvalidArgumentError`` naming the 
 
 import json
 import re
+import select
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,50 @@ def export_dir(tmp_path_factory):
     )
     train(cfg, root / "run")
     return export_run(root / "run", root / "export")
+
+
+class Server:
+    """One bare-TensorFlow process (``tests/helpers/serve_cases.py``) that serves the export to every
+    example hypothesis draws: TensorFlow's import and the SavedModel's load are paid once. If the
+    process dies (the crash this test looks for) the example fails with its exit status and stderr, and
+    the next example starts a fresh process."""
+
+    def __init__(self, export):
+        self.export, self.proc = export, None
+
+    def ask(self, cases, out):
+        if self.proc is None or self.proc.poll() is not None:
+            self.err = tempfile.TemporaryFile("w+")  # a file, not a pipe: TensorFlow's logs never block it
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "tests" / "helpers" / "serve_cases.py"), str(self.export)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.err,
+                text=True,
+            )
+        self.proc.stdin.write(f"{cases} {out}\n")
+        self.proc.stdin.flush()
+        answered = select.select([self.proc.stdout], [], [], 600)[0]
+        if not answered or self.proc.stdout.readline().strip() != "done":
+            self.close()
+            self.err.seek(0)
+            raise AssertionError(f"serving process died with {self.proc.returncode}: {self.err.read()[-1500:]}")
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(export_dir):
+    s = Server(export_dir)
+    yield s
+    s.close()
 
 
 @st.composite
@@ -132,25 +178,13 @@ def expected_failure(case) -> str | None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(cases=st.lists(st.one_of(kspace_cases(), zero_filled_cases()), min_size=40, max_size=40))
-def test_savedmodel_contract_never_crashes(export_dir, tmp_path, cases):
+def test_savedmodel_contract_never_crashes(server, tmp_path, cases):
     flat = {}
     for i, case in enumerate(cases):
         for k, v in case.items():
             flat[f"{i}/{k}"] = np.asarray(v)
     np.savez(tmp_path / "cases.npz", **flat)
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tests" / "helpers" / "serve_cases.py"),
-            str(export_dir),
-            str(tmp_path / "cases.npz"),
-            str(tmp_path / "out.json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert res.returncode == 0, f"serving process died with {res.returncode}: {res.stderr[-1500:]}"
+    server.ask(tmp_path / "cases.npz", tmp_path / "out.json")
     records = json.loads((tmp_path / "out.json").read_text())
     for case, rec in zip(cases, records):
         expected = expected_failure(case)
