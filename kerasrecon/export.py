@@ -70,6 +70,11 @@ SIGNATURES = {
     "in the graph from the sampled centre",
 }
 # serving_default's and multicoil's inputs: any rank, so that a wrong shape reaches the graph's checks
+# The generators' inputs inside the SavedModel (channel form, float32): images/k-space [B, H, W, 2],
+# coil k-space and maps [B, C, H, W, 2], masks [B, H, W].
+_CHANNELS = tf.TensorSpec([None, None, None, 2], tf.float32)
+_COIL_CHANNELS = tf.TensorSpec([None, None, None, None, 2], tf.float32)
+_MASK = tf.TensorSpec([None, None, None], tf.float32)
 KSPACE_SIGNATURE = [
     tf.TensorSpec(None, tf.float32, name="kspace_real"),
     tf.TensorSpec(None, tf.float32, name="kspace_imag"),
@@ -365,12 +370,18 @@ class PnPModule(tf.Module):
         self.ensemble = int(ensemble)
         self.metadata_json = tf.Variable(json.dumps(metadata, sort_keys=True), trainable=False, name="metadata_json")
 
+    @tf.function(autograph=False, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    def denoise(self, x):
+        """The denoiser, traced once for every step and ensemble member: float32 ``[B, H, W, 3]``
+        (image channels and the noise level's map, H and W multiples of 2**levels) -> ``[B, H, W, 2]``."""
+        return self.denoiser(x, training=False)
+
     def _denoise_once(self, x, sigma: float):
         shape = tf.shape(x)
         h, w = shape[1], shape[2]
         padded = tf.pad(x, [[0, 0], [0, -h % self.multiple], [0, -w % self.multiple], [0, 0]])
         noise_map = tf.fill(tf.concat([tf.shape(padded)[:3], [1]], 0), sigma)
-        return self.denoiser(tf.concat([padded, noise_map], -1), training=False)[:, :h, :w]
+        return self.denoise(tf.concat([padded, noise_map], -1))[:, :h, :w]
 
     def _denoise(self, x, sigma: float):
         if self.ensemble == 1:
@@ -380,7 +391,7 @@ class PnPModule(tf.Module):
             total = total + dihedral_ch(self._denoise_once(dihedral_ch(x, t), sigma), t, inverse=True)
         return total / float(self.ensemble)
 
-    @tf.function(input_signature=KSPACE_SIGNATURE)
+    @tf.function(autograph=False, input_signature=KSPACE_SIGNATURE)
     def serve(self, kspace_real, kspace_imag, mask):
         kspace, mask = validate_kspace_inputs(kspace_real, kspace_imag, mask)
         masked = kspace * mask[..., None]
@@ -418,17 +429,31 @@ class ReconModule(tf.Module):
         # reads it as ``tf.saved_model.load(path).metadata_json.numpy()``.
         self.metadata_json = tf.Variable(json.dumps(metadata, sort_keys=True), trainable=False, name="metadata_json")
 
+    # The generators are called through these functions, traced once each: every signature and every
+    # member of the self-ensemble calls the same graph, which the SavedModel stores once (instead of
+    # tracing, and saving, the generator again at each call site).
+    @tf.function(autograph=False, input_signature=[_CHANNELS, _CHANNELS, _MASK])
+    def generate(self, zero_filled, masked_kspace, mask):
+        """The single-coil generator: float32 ``[B, H, W, 2]`` (normalised zero-filled image and
+        masked k-space), mask ``[B, H, W]`` -> float32 ``[B, H, W, 2]``."""
+        inputs = {"zero_filled": zero_filled, "masked_kspace": masked_kspace, "mask": mask}
+        return self.generator(inputs, training=False)
+
+    @tf.function(autograph=False, input_signature=[_CHANNELS, _COIL_CHANNELS, _MASK, _COIL_CHANNELS])
+    def generate_multicoil(self, zero_filled, masked_kspace, mask, maps):
+        """The multi-coil generator: SENSE-combined ``[B, H, W, 2]``, coil k-space and maps
+        ``[B, C, H, W, 2]``, mask ``[B, H, W]`` (float32) -> float32 ``[B, H, W, 2]``."""
+        inputs = {"zero_filled": zero_filled, "masked_kspace": masked_kspace, "mask": mask, "maps": maps}
+        return self.multicoil_generator(inputs, training=False)
+
     def _run(self, zero_filled, masked_kspace, mask, maps=None):
         """The generator on ``kspace.normalise_ch``-scaled inputs (channel form ``[B, ..., 2]``), with
         the scale undone on its output; a non-finite result raises naming ``image``."""
         zf, scale = normalise_ch(zero_filled)
-        inputs = {"zero_filled": zf, "mask": mask}
         if maps is None:
-            out = self.generator({**inputs, "masked_kspace": masked_kspace * scale}, training=False)
+            out = self.generate(zf, masked_kspace * scale, mask)
         else:
-            out = self.multicoil_generator(
-                {**inputs, "masked_kspace": masked_kspace * scale[:, None], "maps": maps}, training=False
-            )
+            out = self.generate_multicoil(zf, masked_kspace * scale[:, None], mask, maps)
         return _outputs(out / scale, zero_filled)
 
     def _ensembled(self, zero_filled, masked_kspace, mask, maps=None):
@@ -448,13 +473,13 @@ class ReconModule(tf.Module):
         recon = total / float(self.ensemble)
         return {"image": abs_ch(recon), "complex_image": recon}
 
-    @tf.function(input_signature=KSPACE_SIGNATURE)
+    @tf.function(autograph=False, input_signature=KSPACE_SIGNATURE)
     def serve(self, kspace_real, kspace_imag, mask):
         kspace, mask = validate_kspace_inputs(kspace_real, kspace_imag, mask)
         masked = kspace * mask[..., None]
         return self._ensembled(ifft2c_ch(masked), masked, mask)
 
-    @tf.function(input_signature=KSPACE_SIGNATURE)
+    @tf.function(autograph=False, input_signature=KSPACE_SIGNATURE)
     def multicoil(self, kspace_real, kspace_imag, mask):
         from kerasrecon.coils import acs_lines_ch, acs_maps_ch
 
@@ -463,7 +488,7 @@ class ReconModule(tf.Module):
         maps = acs_maps_ch(masked, acs_lines_ch(tf.shape(kspace)[3], self.center_fraction))
         return self._ensembled(sense_adjoint_ch(masked, maps, mask), masked, mask, maps)
 
-    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="zero_filled")])
+    @tf.function(autograph=False, input_signature=[tf.TensorSpec(None, tf.float32, name="zero_filled")])
     def from_zero_filled(self, zero_filled):
         zero_filled = validate_zero_filled(zero_filled)
         zeros = tf.zeros(tf.shape(zero_filled)[:3], tf.float32)
