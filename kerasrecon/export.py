@@ -69,12 +69,12 @@ SIGNATURES = {
     "[B,H,W] (SENSE-combined magnitude), complex_image float32 [B,H,W,2]; coil maps estimated "
     "in the graph from the sampled centre",
 }
-# serving_default's and multicoil's inputs: any rank, so that a wrong shape reaches the graph's checks
 # The generators' inputs inside the SavedModel (channel form, float32): images/k-space [B, H, W, 2],
 # coil k-space and maps [B, C, H, W, 2], masks [B, H, W].
 _CHANNELS = tf.TensorSpec([None, None, None, 2], tf.float32)
 _COIL_CHANNELS = tf.TensorSpec([None, None, None, None, 2], tf.float32)
 _MASK = tf.TensorSpec([None, None, None], tf.float32)
+# serving_default's and multicoil's inputs: any rank, so that a wrong shape reaches the graph's checks
 KSPACE_SIGNATURE = [
     tf.TensorSpec(None, tf.float32, name="kspace_real"),
     tf.TensorSpec(None, tf.float32, name="kspace_imag"),

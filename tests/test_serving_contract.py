@@ -66,7 +66,7 @@ class Server:
                 stderr=self.err,
                 text=True,
             )
-        self.proc.stdin.write(f"{cases} {out}\n")
+        self.proc.stdin.write(json.dumps([str(cases), str(out)]) + "\n")
         self.proc.stdin.flush()
         answered = select.select([self.proc.stdout], [], [], 600)[0]
         if not answered or self.proc.stdout.readline().strip() != "done":
@@ -89,6 +89,8 @@ def server(export_dir):
     s = Server(export_dir)
     yield s
     s.close()
+    if s.proc is not None:
+        s.err.close()
 
 
 @st.composite

@@ -1,6 +1,6 @@
 """Run in a fresh process that imports only tensorflow and numpy: call an export on many inputs.
 
-argv: EXPORT_DIR. Then one request per line on stdin, ``CASES.npz OUT.json``, answered by the line
+argv: EXPORT_DIR. Then one request per line on stdin, a JSON list ``[CASES.npz, OUT.json]``, answered by the line
 ``done`` on stdout once OUT.json is written; the process ends at the end of stdin. CASES.npz holds, for
 case i, arrays ``{i}/<input name>`` and the signature name in ``{i}/signature``. OUT.json: one record
 per case: {"status": "ok", "shape", "finite"} or {"status": <exception class>, "message": the
@@ -46,5 +46,5 @@ def serve(loaded, cases_path, out_path):
 if __name__ == "__main__":
     loaded = tf.saved_model.load(sys.argv[1])
     for line in sys.stdin:
-        serve(loaded, *line.split())
+        serve(loaded, *json.loads(line))
         print("done", flush=True)
