@@ -456,6 +456,15 @@ def train_options(fn):
             "E2E-VarNet's soft DC); --noise-lambda is then unused.",
         ),
         click.option(
+            "--cg-iters",
+            type=int,
+            default=DEFAULTS.model.cg_iters,
+            show_default=True,
+            help="MoDL's data consistency: each cascade solves argmin ‖Ax − y‖² + μ‖x − z‖² for its network's "
+            "image z, μ learned per cascade; multi-coil with this many conjugate-gradient iterations (the "
+            "coils resolve aliasing together), single-coil exactly. 0: measured samples put back coil by coil.",
+        ),
+        click.option(
             "--alpha",
             "mse_weight",
             type=float,
@@ -707,6 +716,7 @@ def _options_dict(o: dict) -> dict:
             "levels": o["levels"],
             "share_weights": o["share_weights"],
             "bias_free": o["bias_free"],
+            "cg_iters": o["cg_iters"],
         },
         "loss": {
             "content": o["content"],

@@ -114,6 +114,10 @@ class ModelConfig:
             :class:`~kerasrecon.models.generator.ScaleNorm` (divide by the RMS, no mean, no shift) in place
             of BatchNorm. The input normalisation then no longer decides what the network does: a dark
             region of a large image is treated as a bright training patch of the same structure.
+        cg_iters: 0 (data consistency as above), or MoDL's: each cascade solves
+            ``argmin ‖A x − y‖² + μ ‖x − z‖²`` for the regulariser's image z with a learned μ per cascade;
+            multi-coil by this many conjugate-gradient iterations (the coils' redundancy resolves
+            aliasing), single-coil exactly (η = 1 / (1 + μ)).
     """
 
     blocks: int = 16
@@ -125,6 +129,7 @@ class ModelConfig:
     levels: int = 3
     share_weights: bool = False
     bias_free: bool = False
+    cg_iters: int = 0
 
 
 @dataclass(frozen=True)
@@ -281,9 +286,13 @@ ARCHITECTURE_FIELDS = (
     "model.levels",
     "model.share_weights",
     "model.bias_free",
+    "model.cg_iters",
     "data.patch_size",
     "lr_schedule",
 )
+
+# The most conjugate-gradient iterations per data-consistency layer (each is unrolled in the graph).
+MAX_CG_ITERS = 50
 
 # The largest --zoom: a p×p patch then interpolates a window of side p/4.
 MAX_ZOOM = 4.0
@@ -318,6 +327,7 @@ OPTIONS = {
     "model.levels": "--levels",
     "model.share_weights": "--share-weights",
     "model.bias_free": "--bias-free",
+    "model.cg_iters": "--cg-iters",
     "loss.content": "--loss",
     "loss.mse_weight": "--alpha",
     "loss.feature_weight": "--beta",
@@ -420,6 +430,7 @@ def validate(cfg: TrainConfig) -> None:
         ),
         (1 <= cfg.model.levels <= 6, "model.levels", "in [1, 6]", cfg.model.levels),
         (cfg.model.filters >= 1, "model.filters", ">= 1", cfg.model.filters),
+        (0 <= cfg.model.cg_iters <= MAX_CG_ITERS, "model.cg_iters", f"in [0, {MAX_CG_ITERS}]", cfg.model.cg_iters),
         (
             cfg.model.noise_lambda is None or cfg.model.noise_lambda > 0,
             "model.noise_lambda",
@@ -461,6 +472,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"{arg('data.zoom')} zooms patches measured on their own grid: it needs {arg('data.sampling')} "
             f"patch. Received: {arg('data.sampling')} {cfg.data.sampling}"
+        )
+    if cfg.model.cg_iters and (cfg.model.learned_dc or cfg.model.noise_lambda is not None):
+        other = arg("model.learned_dc") if cfg.model.learned_dc else arg("model.noise_lambda")
+        raise ConfigError(
+            f"{arg('model.cg_iters')} learns its own data-consistency weight μ: it cannot be combined with {other}"
         )
 
 

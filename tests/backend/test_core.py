@@ -178,6 +178,66 @@ def test_sense_operator_is_adjoint_and_reduces_to_single_coil(rng):
     )
 
 
+def _dense_normal_matrix(maps, mask, mu):
+    """``AᴴA + μI`` of one slice as an explicit ``[HW, HW]`` matrix, column by column from the matrix DFT
+    (``ref_fft2c``), with ``A = M ⊙ F(S_c ·)``."""
+    c, h, w = maps.shape
+    cols = []
+    for j in range(h * w):
+        e = np.zeros(h * w, np.complex128)
+        e[j] = 1
+        coil_k = mask * ref_fft2c(maps * e.reshape(h, w))
+        cols.append(np.sum(np.conj(maps) * ref_ifft2c(mask * coil_k), axis=0).ravel() + mu * e)
+    return np.stack(cols, axis=1)
+
+
+def test_sense_cg_solve_equals_a_dense_solve_and_stops_cleanly(rng):
+    """Enough CG iterations give ``np.linalg.solve`` of the explicit normal equations; a warm start at
+    the solution stays there (a zero residual gives zero steps, not NaN); 3 iterations already reduce
+    the residual."""
+    b, c, h, w, mu = 2, 3, 6, 5, 0.2
+    maps = _maps(rng, b, c, h, w) * rng.uniform(0.3, 1.0, (b, 1, h, w))  # Σ|S|² < 1 too: any maps
+    mask = (rng.random((b, h, w)) < 0.4).astype(np.float32)
+    rhs = random_complex(rng, (b, h, w))
+    ref = np.stack(
+        [np.linalg.solve(_dense_normal_matrix(maps[i], mask[i], mu), rhs[i].ravel()).reshape(h, w) for i in range(b)]
+    )
+    got = unch(ks.sense_cg_solve_ch(ch(rhs), ch(maps), mask, mu, h * w))
+    np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
+    again = unch(ks.sense_cg_solve_ch(ch(rhs), ch(maps), mask, mu, 4, x0=ch(ref)))
+    assert np.all(np.isfinite(again))
+    np.testing.assert_allclose(again, ref, atol=1e-4 * np.abs(ref).max())
+    normal = [_dense_normal_matrix(maps[i], mask[i], mu) for i in range(b)]
+    three = unch(ks.sense_cg_solve_ch(ch(rhs), ch(maps), mask, mu, 3))
+    for i in range(b):
+        residual = np.linalg.norm(normal[i] @ three[i].ravel() - rhs[i].ravel())
+        assert residual < 0.5 * np.linalg.norm(rhs[i]), (i, residual)
+
+
+def test_cg_data_consistency_layer_single_and_multi_coil(rng):
+    """``DataConsistency(cg_iters=...)``: multi-coil, x = (AᴴA + μI)⁻¹(Aᴴy + μz) for μ = exp(log_mu)
+    (dense reference); single-coil, the closed form: measured samples (y + μ F z) / (1 + μ), the
+    rest F z."""
+    from kerasrecon.models.generator import CG_MU_INIT, DataConsistency
+
+    b, c, h, w = 1, 2, 6, 6
+    maps = _maps(rng, b, c, h, w)
+    mask = (rng.random((b, h, w)) < 0.5).astype(np.float32)
+    y = random_complex(rng, (b, c, h, w)) * mask[:, None]
+    z = random_complex(rng, (b, h, w))
+    layer = DataConsistency(cg_iters=h * w)
+    out = unch(layer([ch(z), ch(y), mask, ch(maps)]))
+    mu = float(np.exp(ops.convert_to_numpy(layer.log_mu)))
+    assert abs(mu - CG_MU_INIT) < 1e-6
+    rhs = np.sum(np.conj(maps[0]) * ref_ifft2c(mask[0] * y[0]), axis=0) + mu * z[0]
+    ref = np.linalg.solve(_dense_normal_matrix(maps[0], mask[0], mu), rhs.ravel()).reshape(h, w)
+    np.testing.assert_allclose(out[0], ref, atol=1e-4 * np.abs(ref).max())
+    k_z, y1 = ref_fft2c(z), y[:, 0]
+    single = unch(layer([ch(z), ch(y1), mask]))
+    ref1 = ref_ifft2c(np.where(mask > 0, (y1 + mu * k_z) / (1 + mu), k_z))
+    np.testing.assert_allclose(single, ref1, atol=1e-5 * np.abs(ref1).max())
+
+
 def _grad(fn, x):
     """d(sum fn(x))/dx on the running backend."""
     if keras.backend.backend() == "jax":

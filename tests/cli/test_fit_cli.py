@@ -84,6 +84,9 @@ def test_fit_learned_dc_trains_each_cascades_step(tmp_path):
         (["--acceleration", "0.5"], "--acceleration must be >= 1"),
         (["--data", "/nonexistent"], "--data /nonexistent: not a directory"),
         (["--vgg-weights", "/no/such.h5", "--loss", "feature"], "--vgg-weights /no/such.h5: file not found"),
+        (["--cg-iters", "-1"], "--cg-iters must be in [0, 50]"),
+        (["--cg-iters", "3", "--learned-dc"], "--cg-iters learns its own data-consistency weight μ"),
+        (["--cg-iters", "3", "--noise-lambda", "0.1"], "cannot be combined with --noise-lambda"),
     ],
 )
 def test_fit_cli_bad_options(tmp_path, args, match):
@@ -212,6 +215,7 @@ def test_fit_help_text_matches_train_config():
         "--val-fraction": d.data.val_fraction,
         "--sampling": d.data.sampling,
         "--cascades": d.model.cascades,
+        "--cg-iters": d.model.cg_iters,
         "--network": d.model.network,
         "--levels": d.model.levels,
         "--zoom": d.data.zoom,
@@ -332,7 +336,8 @@ def test_fit_config_reproduces_a_run_with_options_overriding(tmp_path):
     expected["data"].setdefault("zoom", 1.0)
     expected.setdefault("pnp", None)
     expected["model"].update(
-        {"network": "resnet", "levels": 3, "share_weights": False, "bias_free": False, **expected["model"]}
+        {"network": "resnet", "levels": 3, "share_weights": False, "bias_free": False, "cg_iters": 0}
+        | expected["model"]
     )
     assert got == expected
     path.write_text(json.dumps({**src, "steps": "many"}))
