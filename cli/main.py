@@ -514,6 +514,15 @@ def train_options(fn):
             "--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of weights and patch sampling."
         ),
         click.option(
+            "--init-from",
+            type=str,
+            default=None,
+            metavar="RUN|pretrained:NAME",
+            help="Fine-tune: start the generator from the weights of this run directory or pretrained "
+            "model, copied by name (weights the architecture adds, e.g. --cg-iters' μ, start fresh). "
+            "Used at step 0 only: a resumed run continues from its own checkpoint.",
+        ),
+        click.option(
             "--val-fraction",
             type=float,
             default=DEFAULTS.data.val_fraction,
@@ -738,6 +747,7 @@ def _options_dict(o: dict) -> dict:
         "checkpoint_every": o["checkpoint_every"],
         "log_every": o["log_every"],
         "pnp": pnp,
+        "init_from": o["init_from"],
     }
 
 

@@ -206,6 +206,10 @@ class TrainConfig:
         pnp: a plug-and-play model's denoiser training and solver settings (``model.network``
             ``denoiser``; ``kerasrecon.training.denoiser`` trains it in ``pretrain_steps`` MSE steps); ``None``
             for the end-to-end generators that ``fit`` trains.
+        init_from: fine-tuning: a run directory or ``pretrained:NAME`` whose generator weights are copied,
+            by name, into this run's generator at step 0 (every one of them must exist here with the
+            same shape; weights this architecture adds, such as ``model.cg_iters``' μ, start at their
+            initial values); ``None``: random initialisation. A resumed run loads its own checkpoint.
     """
 
     mask: MaskConfig = field(default_factory=MaskConfig)
@@ -225,6 +229,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     log_every: int = 100
     pnp: PnPConfig | None = None
+    init_from: str | None = None
 
     def __post_init__(self):
         validate(self)
@@ -334,6 +339,7 @@ OPTIONS = {
     "loss.adv_weight": "--adv-weight",
     "loss.vgg_weights": "--vgg-weights",
     "steps": "--steps",
+    "init_from": "--init-from",
     "pretrain_steps": "--pretrain-steps",
     "learning_rate": "--lr",
     "lr_schedule": "--lr-schedule",
@@ -472,6 +478,12 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"{arg('data.zoom')} zooms patches measured on their own grid: it needs {arg('data.sampling')} "
             f"patch. Received: {arg('data.sampling')} {cfg.data.sampling}"
+        )
+    if cfg.init_from is not None and (not isinstance(cfg.init_from, str) or not cfg.init_from.strip()):
+        raise ConfigError(f"{arg('init_from')} must be a run directory or pretrained:NAME. Received: {cfg.init_from!r}")
+    if cfg.init_from is not None and cfg.pnp is not None:
+        raise ConfigError(
+            f"{arg('init_from')} fine-tunes an end-to-end generator; a plug-and-play denoiser starts fresh"
         )
     if cfg.model.cg_iters and (cfg.model.learned_dc or cfg.model.noise_lambda is not None):
         other = arg("model.learned_dc") if cfg.model.learned_dc else arg("model.noise_lambda")

@@ -98,9 +98,17 @@ def model_lines(cfg, multicoil: bool) -> list[str]:
             "by `scripts/pnp.py`'s sweep, never on the evaluation data.",
             "- Self-ensemble ×8 averages D over the 8 mirrorings/transposes inside each step (one TV solve per slice).",
         ]
+    if m.cg_iters:
+        dc = (
+            f"MoDL's: argmin ‖Ax − y‖² + μ‖x − z‖² by {m.cg_iters} conjugate-gradient iterations over the coils, "
+            "μ learned per cascade"
+            if multicoil
+            else "MoDL's, argmin ‖Ax − y‖² + μ‖x − z‖² in closed form, μ learned per cascade"
+        )
+    else:
+        dc = "hard" if m.noise_lambda is None else f"soft, λ {m.noise_lambda}"
     return [
-        f"- Generator: {m.cascades} cascades of [{regulariser(m)} → "
-        f"data consistency ({'hard' if m.noise_lambda is None else f'soft, λ {m.noise_lambda}'})]; "
+        f"- Generator: {m.cascades} cascades of [{regulariser(m)} → data consistency ({dc})]; "
         f"{'multi-coil DC with coil maps' if multicoil else 'single-coil DC'}.",
     ]
 
@@ -138,7 +146,35 @@ def summary_line(cfg, step: int, multicoil: bool) -> str:
             head + f"plug-and-play from converged TV: {cfg.pnp.iters} steps of a bias-free U-Net denoiser "
             f"({m.levels} poolings, {m.filters} filters) trained {step} MSE steps on real brain MR"
         )
-    return head + f"{m.cascades} cascades × {regulariser(m)}, {step} MSE steps on real brain MR (realistic simulation)"
+    dc = ", conjugate-gradient (MoDL) data consistency" if m.cg_iters else ""
+    steps = f"{step} MSE fine-tuning steps" if cfg.init_from else f"{step} MSE steps"
+    return head + f"{m.cascades} cascades × {regulariser(m)}{dc}, {steps} on real brain MR (realistic simulation)"
+
+
+def init_lines(cfg, fit_log) -> list[str]:
+    """The card's lines on a fine-tuned model's starting point (``fit --init-from``): its steps, and the
+    training time of a source run that ``fit_log`` records."""
+    if cfg.init_from is None:
+        return []
+    src, what = cfg.init_from, ""
+    if src.startswith("pretrained:"):
+        entry = json.loads(REGISTRY.read_text()).get(src.split(":", 1)[1], {}) if REGISTRY.is_file() else {}
+        from kerasrecon import __version__
+
+        what = f"the model of that name as shipped before this one (kerasrecon {__version__}"
+        what += f", {entry['step']} steps)" if "step" in entry else ")"
+    elif Path(src, "config.json").is_file():
+        step, _ = latest_checkpoint(src)
+        what = f"a run of {step} steps with its own `config.json`"
+        name = Path(src).name
+        for line in Path(fit_log).read_text().splitlines() if fit_log and Path(fit_log).is_file() else []:
+            if line.startswith(f"{name}:"):
+                what += f", trained in {line.split(':', 1)[1].strip()}"
+    return [
+        f"- Fine-tuned (`init_from`): the steps above start from the generator of `{src}`"
+        + (f", {what}" if what else "")
+        + "; weights its architecture lacks start at their initial values."
+    ]
 
 
 def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
@@ -200,6 +236,7 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         + ("the denoiser." if cfg.pnp is not None else "generator only."),
         f"- Steps: {step} (MSE only: {cfg.pretrain_steps} {'denoiser' if cfg.pnp else 'generator'} steps, "
         f"{cfg.steps} GAN steps)" + (f"; training time {seconds} on a 2-core CPU" if seconds else "") + ".",
+        *init_lines(cfg, fit_log),
         "",
         "## Training data",
         "Real MR volumes that ship inside PyPI packages (`scripts/real_mr_set.py` extracts them; zero-padded or "

@@ -356,3 +356,44 @@ def load_generator(run_dir):
     if found is None:
         raise DataError(f"{run_dir}: run has no checkpoint yet (no {CKPT_DIR}/ckpt-*)")
     return cfg, g, found[0]
+
+
+def start_weights(spec: str, generator) -> list:
+    """The weights ``fit --init-from`` copies into ``generator`` at step 0: those of the run directory
+    or ``pretrained:NAME`` ``spec``, matched by weight path (``g_conv_in/kernel``...).
+
+    Every weight of the source must exist in ``generator`` with the same shape; the generator's other
+    weights (what its architecture adds, e.g. ``model.cg_iters``' ``log_mu``) keep their initial values.
+
+    Returns:
+        ``[(variable, numpy array)]`` to assign.
+
+    Raises:
+        ConfigError, DataError: one line naming ``--init-from``: no such run or model, no intact
+        checkpoint, or a source weight this generator lacks or holds in another shape.
+    """
+    from kerasrecon.errors import KerasReconError
+    from kerasrecon.pretrained import load_pretrained, pretrained_name
+
+    option = f"{arg('init_from')} {spec}"
+    if pretrained_name(spec) is not None:
+        _, source, _, _ = load_pretrained(pretrained_name(spec), arg("init_from"))
+    elif not Path(spec).is_dir():
+        raise ConfigError(f"{option}: not a directory (expected a run directory or pretrained:NAME)")
+    else:
+        try:
+            _, source, _ = load_generator(spec)
+        except KerasReconError as exc:
+            raise type(exc)(f"{option}: {exc}") from None
+    own = {v.path: v for v in generator.weights}
+    pairs = []
+    for w in source.weights:
+        mine = own.get(w.path)
+        if mine is None or tuple(mine.shape) != tuple(w.shape):
+            got = "absent" if mine is None else f"shape {tuple(mine.shape)}"
+            raise ConfigError(
+                f"{option}: its generator weight {w.path} {tuple(w.shape)} does not fit this architecture "
+                f"({got}); give the --blocks/--filters/--cascades/--network of the source"
+            )
+        pairs.append((mine, np.asarray(w)))
+    return pairs

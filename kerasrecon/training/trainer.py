@@ -159,6 +159,7 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     with runner.scope():
         # also loads the VGG19 weights (--vgg-weights errors surface here)
         gan = build_gan(cfg, multicoil=coil_inputs(train_vols, cfg))
+    start_weights = ckpt.start_weights(cfg.init_from, gan.generator) if cfg.init_from else []
     with contextlib.ExitStack() as stack:
         if chief:  # only the chief locks, checks, creates and writes the run directory
             _create_run_dir(out)
@@ -171,6 +172,11 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
         start = (ckpt.restore_latest(out, gan) or 0) if (out / ckpt.CONFIG_FILE).exists() else 0
         if start:
             log.info("resuming %s at step %d", out, start)
+        elif start_weights:
+            for variable, value in start_weights:
+                variable.assign(value)
+            log.info("generator starts from %s (%d of its %d weights)", cfg.init_from, len(start_weights),
+                     len(gan.generator.weights))  # fmt: skip
         return _train_loop(cfg, out, gan, runner, train_vols, preview, start, total, progress)
 
 

@@ -75,6 +75,35 @@ def test_fit_learned_dc_trains_each_cascades_step(tmp_path):
 
 
 @pytest.mark.slow
+def test_fit_init_from_copies_the_source_generator_and_adds_cg_dc(tmp_path):
+    """--init-from RUN: step 0 is the source's generator (every source weight copied by name); the
+    weights --cg-iters adds (one μ per cascade) start at CG_MU_INIT. With a learning rate of 1e-30 the
+    fine-tuned run's trainable weights equal the source's after its steps (BatchNorm's moving
+    statistics, which training updates without the optimizer, are left out)."""
+    import numpy as np
+
+    from kerasrecon.models.generator import CG_MU_INIT
+    from kerasrecon.training.checkpoint import load_generator
+
+    src, out = tmp_path / "src", tmp_path / "tuned"
+    base = ["fit", "--loss", "mse", "--steps", 0, "--cascades", 2, "--checkpoint-every", 2, *TINY]
+    assert run(*base, "--pretrain-steps", 2, "--lr", "1e-2", "--out", src).exit_code == 0
+    res = run(*base, "--pretrain-steps", 2, "--lr", "1e-30", "--cg-iters", 2, "--init-from", src, "--out", out)
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "config.json").read_text())["init_from"] == str(src)
+    a = {v.path: np.asarray(v) for v in load_generator(src)[1].weights}
+    b = {v.path: np.asarray(v) for v in load_generator(out)[1].weights}
+    mus = {k: v for k, v in b.items() if k.endswith("log_mu")}
+    assert len(mus) == 2 and all(abs(np.exp(v) - CG_MU_INIT) < 1e-6 for v in mus.values()), mus
+    assert set(b) - set(mus) == set(a)
+    trainable = [k for k in a if "moving" not in k]
+    assert len(trainable) > 10
+    for k in trainable:
+        np.testing.assert_allclose(b[k], a[k], rtol=0, atol=1e-6, err_msg=k)
+    assert any(not np.allclose(a[k], 0) for k in trainable)  # the source trained: not a fresh init
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, match",
     [
@@ -87,6 +116,12 @@ def test_fit_learned_dc_trains_each_cascades_step(tmp_path):
         (["--cg-iters", "-1"], "--cg-iters must be in [0, 50]"),
         (["--cg-iters", "3", "--learned-dc"], "--cg-iters learns its own data-consistency weight μ"),
         (["--cg-iters", "3", "--noise-lambda", "0.1"], "cannot be combined with --noise-lambda"),
+        (["--init-from", "/nonexistent"], "--init-from /nonexistent: not a directory"),
+        (["--init-from", "pretrained:nope"], "--init-from: no pretrained model 'nope'"),
+        (  # the shipped model has 5 cascades of 4 blocks × 32 filters; TINY is 1 block × 8
+            ["--init-from", "pretrained:singlecoil-r4"],
+            "--init-from pretrained:singlecoil-r4: its generator weight g1_conv_in/kernel (3, 3, 2, 32) does not fit",
+        ),
     ],
 )
 def test_fit_cli_bad_options(tmp_path, args, match):
