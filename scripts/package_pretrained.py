@@ -159,10 +159,8 @@ def init_lines(cfg, fit_log) -> list[str]:
     src, what = cfg.init_from, ""
     if src.startswith("pretrained:"):
         entry = json.loads(REGISTRY.read_text()).get(src.split(":", 1)[1], {}) if REGISTRY.is_file() else {}
-        from kerasrecon import __version__
-
-        what = f"the model of that name as shipped before this one (kerasrecon {__version__}"
-        what += f", {entry['step']} steps)" if "step" in entry else ")"
+        what = "the model of that name as shipped before this one"
+        what += f" ({entry['step']} steps)" if "step" in entry else ""
     elif Path(src, "config.json").is_file():
         step, _ = latest_checkpoint(src)
         what = f"a run of {step} steps with its own `config.json`"
@@ -226,8 +224,9 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
                 "ACS, your own, any phase) into the ACS convention (`MapPhase`: phase of the "
                 "low-resolution SENSE image, support where the low-resolution RSS exceeds 5 % of its "
                 "peak). `scripts/maps_robustness.py` on the held-out set: maps turned by a constant or "
-                "linear phase give the same PSNR; ESPIRiT maps score +0.2 dB against the map-free RSS "
-                "target and −0.7 to −0.8 dB against the SENSE image of the ACS maps (which favours them)."
+                "linear phase give the same PSNR; against the ACS maps, ESPIRiT maps score −0.2 / +0.3 dB "
+                "(slice / volume mean) against the map-free RSS target and −0.9 / −0.3 dB against the SENSE "
+                "image of the ACS maps (which favours them)."
             ]
             if multicoil
             else []
@@ -263,7 +262,9 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         "",
         "## Results",
         "Held-out data only; the classical baseline is run to convergence (kerasrecon's stopping rule) with λ swept "
-        f"on training slices of the same simulation. In the tables this model is the row `{cfg.method}`"
+        'on training slices of the same simulation (a table whose note says "fixed by --baseline-lambdas" reuses '
+        "the λ of such a sweep; the multi-coil demo table, that of the real-MR training split). "
+        f"In the tables this model is the row `{cfg.method}`"
         + (
             ", and `tv` is SENSE-TV with the same coil maps (sigpy's PDHG; the line under the table says how "
             "many slices reached the iteration cap)."
