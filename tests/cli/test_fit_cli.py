@@ -370,6 +370,7 @@ def test_fit_config_reproduces_a_run_with_options_overriding(tmp_path):
     expected["data"].setdefault("augment", False)  # fields added since the pretrained run, at their defaults
     expected["data"].setdefault("zoom", 1.0)
     expected.setdefault("pnp", None)
+    expected.setdefault("init_from", None)
     expected["model"].update(
         {"network": "resnet", "levels": 3, "share_weights": False, "bias_free": False, "cg_iters": 0}
         | expected["model"]
