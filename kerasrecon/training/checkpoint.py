@@ -358,6 +358,11 @@ def load_generator(run_dir):
     return cfg, g, found[0]
 
 
+def has_checkpoint(run_dir) -> bool:
+    """Whether ``run_dir`` holds a ``ckpt-N`` directory (intact or not): a run to resume, not to start."""
+    return bool(_checkpoint_dirs(Path(run_dir) / CKPT_DIR))
+
+
 def start_weights(spec: str, generator) -> list:
     """The weights ``fit --init-from`` copies into ``generator`` at step 0: those of the run directory
     or ``pretrained:NAME`` ``spec``, matched by weight path (``g_conv_in/kernel``...).

@@ -159,7 +159,9 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     with runner.scope():
         # also loads the VGG19 weights (--vgg-weights errors surface here)
         gan = build_gan(cfg, multicoil=coil_inputs(train_vols, cfg))
-    start_weights = ckpt.start_weights(cfg.init_from, gan.generator) if cfg.init_from else []
+    # --init-from only seeds step 0: a run that will resume never reads (or needs) its source.
+    fresh = not (out / ckpt.CONFIG_FILE).exists() or not ckpt.has_checkpoint(out)
+    start_weights = ckpt.start_weights(cfg.init_from, gan.generator) if cfg.init_from and fresh else []
     with contextlib.ExitStack() as stack:
         if chief:  # only the chief locks, checks, creates and writes the run directory
             _create_run_dir(out)

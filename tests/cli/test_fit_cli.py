@@ -101,6 +101,12 @@ def test_fit_init_from_copies_the_source_generator_and_adds_cg_dc(tmp_path):
     for k in trainable:
         np.testing.assert_allclose(b[k], a[k], rtol=0, atol=1e-6, err_msg=k)
     assert any(not np.allclose(a[k], 0) for k in trainable)  # the source trained: not a fresh init
+    # Resuming never reads the source again: it may be gone.
+    import shutil
+
+    shutil.rmtree(src)
+    res = run(*base, "--pretrain-steps", 2, "--lr", "1e-30", "--cg-iters", 2, "--init-from", src, "--out", out)
+    assert res.exit_code == 0, res.output
 
 
 @pytest.mark.slow
