@@ -556,6 +556,15 @@ def train_options(fn):
             "with fewer details per pixel, as of a finer matrix than the training data's (1 = off).",
         ),
         click.option(
+            "--extra-data",
+            multiple=True,
+            metavar="DATA",
+            help="Another dataset to train on beside --data ('demo' or a prepared directory; repeat for more): "
+            "its training split (the --val-fraction rule; its held-out part is never trained on) joins the "
+            "training set, every training slice equally likely (--network denoiser: each dataset an equal "
+            "share of the crops). Validation and evaluation use --data's held-out part.",
+        ),
+        click.option(
             "--cascades",
             type=int,
             default=DEFAULTS.model.cascades,
@@ -689,7 +698,6 @@ def _options_dict(o: dict) -> dict:
     pnp = None
     if "pnp_iters" in o:
         pnp = {
-            "extra_data": list(o["extra_data"]),
             "sigma_max": o["sigma_max"],
             "iters": o["pnp_iters"],
             "sigma_first": o["sigma_first"],
@@ -714,6 +722,7 @@ def _options_dict(o: dict) -> dict:
             "sampling": o["sampling"],
             "augment": o["augment"],
             "zoom": o["zoom"],
+            "extra_data": list(o.get("extra_data", ())),
         },
         "model": {
             "blocks": o["blocks"],
@@ -801,13 +810,6 @@ def pnp_options(fn):
     """The plug-and-play settings of ``fit --network denoiser`` (``PnPConfig``'s fields)."""
     p = PnPConfig()
     opts = [
-        click.option(
-            "--extra-data",
-            multiple=True,
-            metavar="DATA",
-            help="--network denoiser: another dataset to train on beside --data (its training split; each "
-            "dataset an equal share of the crops). Repeat for more.",
-        ),
         click.option(
             "--sigma-max",
             type=float,

@@ -90,6 +90,7 @@ class DataConfig:
     sampling: str = "patch"
     augment: bool = False
     zoom: float = 1.0
+    extra_data: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -164,8 +165,6 @@ class PnPConfig:
     geometric from ``sigma_first`` to ``sigma_last`` (relative to the zero-filled image's peak).
 
     Attributes:
-        extra_data: datasets trained on beside ``data.data`` (their training splits; each dataset an
-            equal share of the crops).
         sigma_max: the largest training noise σ, relative to the crop's peak.
         iters: solver steps K.
         sigma_first, sigma_last: the first and last σ_k (σ_last: about the data's noise level).
@@ -173,7 +172,6 @@ class PnPConfig:
         init: ``tv`` (converged TV; a few steps refine it) or ``zf`` (the zero-filled image).
     """
 
-    extra_data: list[str] = field(default_factory=list)
     sigma_max: float = 0.2
     iters: int = 10
     sigma_first: float = 0.02
@@ -257,7 +255,7 @@ class TrainConfig:
         """
         from kerasrecon.schema import from_dict
 
-        return from_dict(cls, d, where)
+        return from_dict(cls, _migrated(d), where)
 
     @classmethod
     def from_json(cls, text, where: str = "config") -> TrainConfig:
@@ -265,6 +263,17 @@ class TrainConfig:
         from kerasrecon.schema import parse_json
 
         return cls.from_dict(parse_json(text, where, "a kerasrecon run config"), where)
+
+
+def _migrated(d):
+    """A config dict of an earlier version in today's layout (a copy; anything else is returned as
+    is): ``pnp.extra_data`` (kerasrecon 0.9–0.12, plug-and-play only) is ``data.extra_data``."""
+    pnp, data = (d.get("pnp"), d.get("data")) if isinstance(d, dict) else (None, None)
+    if not (isinstance(pnp, dict) and "extra_data" in pnp and isinstance(data, dict) and "extra_data" not in data):
+        return d
+    pnp, data = dict(pnp), dict(data)
+    data["extra_data"] = pnp.pop("extra_data")
+    return {**d, "pnp": pnp, "data": data}
 
 
 # Fields that may change between a run and its resumption (a plug-and-play model's solver settings
@@ -323,6 +332,7 @@ OPTIONS = {
     "data.sampling": "--sampling",
     "data.augment": "--augment",
     "data.zoom": "--zoom",
+    "data.extra_data": "--extra-data",
     "model.blocks": "--blocks",
     "model.filters": "--filters",
     "model.noise_lambda": "--noise-lambda",
@@ -351,7 +361,6 @@ OPTIONS = {
     "collective_timeout_s": "--collective-timeout",
     "checkpoint_every": "--checkpoint-every",
     "log_every": "--log-every",
-    "pnp.extra_data": "--extra-data",
     "pnp.sigma_max": "--sigma-max",
     "pnp.iters": "--pnp-iters",
     "pnp.sigma_first": "--sigma-first",
@@ -479,6 +488,10 @@ def validate(cfg: TrainConfig) -> None:
             f"{arg('data.zoom')} zooms patches measured on their own grid: it needs {arg('data.sampling')} "
             f"patch. Received: {arg('data.sampling')} {cfg.data.sampling}"
         )
+    for d in cfg.data.extra_data:
+        if not d.strip() or d in (cfg.data.data, *[e for e in cfg.data.extra_data if e is not d]):
+            what = "an empty name" if not d.strip() else f"{d!r} twice (with {arg('data.data')} or itself)"
+            raise ConfigError(f"{arg('data.extra_data')} must name other datasets; it names {what}")
     if cfg.init_from is not None and (not isinstance(cfg.init_from, str) or not cfg.init_from.strip()):
         raise ConfigError(f"{arg('init_from')} must be a run directory or pretrained:NAME. Received: {cfg.init_from!r}")
     if cfg.init_from is not None and cfg.pnp is not None:

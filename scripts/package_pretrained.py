@@ -122,7 +122,7 @@ def recipe_lines(cfg) -> list[str]:
             f"- No masks in training: the denoiser learns from the fully sampled images alone; the solver's "
             f"settings were chosen for {mk.kind} masks at R = {mk.acceleration:g}.",
             f"- Samples: {d.patch_size}×{d.patch_size} crops of the training splits of "
-            f"{', '.join([d.data, *p.extra_data])} (equal shares), batch {d.batch_size}; each scaled to peak 1, "
+            f"{', '.join([d.data, *d.extra_data])} (equal shares), batch {d.batch_size}; each scaled to peak 1, "
             f"a random flip/quarter turn and global phase, complex Gaussian noise σ ~ U(0, {p.sigma_max:g}); MSE; "
             + optimiser,
         ]
@@ -245,7 +245,7 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         "|---|---|---|---|---|",
         *[
             f"| {v} | {c} | {p} | `{f}` | {lic} |"
-            for v, c, p, f, lic in TRAIN_SOURCES + ([DEMO_SOURCE] if cfg.pnp is not None and cfg.pnp.extra_data else [])
+            for v, c, p, f, lic in TRAIN_SOURCES + ([DEMO_SOURCE] if cfg.data.extra_data else [])
         ],
         "",
         f"Whole volumes are held out for validation (val_fraction {d.val_fraction}: the last of the four, "
@@ -287,7 +287,7 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         + (
             " and the demo template's training slices (the demo rows above are its held-out slices of the "
             "same template, so not out of distribution)"
-            if cfg.pnp is not None and cfg.pnp.extra_data
+            if cfg.data.extra_data
             else ""
         )
         + ": other anatomies, contrasts and resolutions are out of "

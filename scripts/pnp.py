@@ -66,14 +66,17 @@ def config(args) -> TrainConfig:
         recipe,
         mask=dataclasses.replace(recipe.mask, acceleration=args.acceleration),
         data=dataclasses.replace(
-            recipe.data, patch_size=args.crop, batch_size=args.batch, val_fraction=args.val_fraction
+            recipe.data,
+            patch_size=args.crop,
+            batch_size=args.batch,
+            val_fraction=args.val_fraction,
+            extra_data=args.train[1:],
         ),
         model=dataclasses.replace(recipe.model, filters=args.filters),
         pretrain_steps=args.steps,
         learning_rate=args.lr,
         seed=args.seed,
         pnp=PnPConfig(
-            extra_data=args.train[1:],
             sigma_max=args.sigma_max,
             iters=args.iters[0],
             sigma_first=args.sigma_first[0],

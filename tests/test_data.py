@@ -163,6 +163,28 @@ def test_split_volumes():
     assert [v.name for v in val] == ["v4"]
 
 
+def test_training_splits_train_on_the_training_part_of_every_dataset(tmp_path, rng):
+    """--extra-data: each extra dataset contributes its training split alone (the --val-fraction rule);
+    validation is --data's held-out part. Expected parts by hand: 3 volumes at 0.2 hold out the last;
+    one volume of 10 slices at 0.2 holds out its last 2."""
+    from kerasrecon.data import training_splits
+
+    (tmp_path / "a").mkdir()
+    mags = {name: rng.random((2, 16, 16)).astype(np.float32) + 0.1 for name in ("v0", "v1", "v2")}
+    for name, mag in mags.items():
+        np.save(tmp_path / "a" / f"{name}.npy", mag)
+    one = rng.random((10, 20, 18)).astype(np.float32) + 0.1
+    np.save(tmp_path / "b.npy", one)
+    prepare_dataset(tmp_path / "a", tmp_path / "A")
+    prepare_dataset(tmp_path / "b.npy", tmp_path / "B")
+    train, val = training_splits(DataConfig(data=str(tmp_path / "A"), extra_data=[str(tmp_path / "B")]))
+    assert [[v.name for v in vols] for vols in train] == [["v0", "v1"], ["b"]] and [v.name for v in val] == ["v2"]
+    images = np.abs(ref_ifft2c(np.stack([train[1][0].kspace_at(i) for i in range(len(train[1][0]))])))
+    np.testing.assert_allclose(images, one[:8] / one.max(), atol=1e-5)  # slices 0..7 of b, never 8 or 9
+    with pytest.raises(DataError, match=r"^data.extra_data .*nope: not a directory"):
+        training_splits(DataConfig(data=str(tmp_path / "A"), extra_data=[str(tmp_path / "nope")]))
+
+
 def small_cfg(**mask):
     return TrainConfig(data=DataConfig(patch_size=16, batch_size=4), mask=MaskConfig(acceleration=4, **mask), seed=3)
 

@@ -102,8 +102,12 @@ def test_tv_start_is_the_converged_tv_image(rng):
 
 
 def test_config_round_trips_and_bad_settings_name_the_field():
-    cfg = pnp_config(extra_data=["a", "b"])
+    cfg = pnp_config()
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, extra_data=["a", "b"]))
     assert TrainConfig.from_json(cfg.to_json()) == cfg and cfg.method == "pnp"
+    old = cfg.to_dict()  # kerasrecon 0.9–0.12 kept a denoiser's extra datasets under pnp
+    old["pnp"]["extra_data"] = old["data"].pop("extra_data")
+    assert TrainConfig.from_dict(old) == cfg
     assert TrainConfig().method == "hybrid" and TrainConfig().pnp is None
     old = TrainConfig().to_dict()
     del old["pnp"]  # configs written before plug-and-play models existed load as before
@@ -209,7 +213,7 @@ def test_training_reads_a_prepared_dataset_slice_by_slice(tmp_path, rng, monkeyp
     np.save(tmp_path / "v0.npy", np.abs(random_complex(rng, (4, 40, 36))).astype(np.float32))
     prepare_dataset(tmp_path / "v0.npy", tmp_path / "d0")
     monkeypatch.setattr(store, "whole", lambda a: pytest.fail("a whole volume was read"))
-    sets = training_images(str(tmp_path / "d0"), 0.0)
+    sets = training_images(DataConfig(data=str(tmp_path / "d0"), val_fraction=0.0))[0]
     assert [type(v) for v in sets] == [SliceImages] and sets[0].shape == (4, 40, 36)
     from kerasrecon.data import load_volumes
 
@@ -338,19 +342,23 @@ def test_fit_cli_network_denoiser_starts_from_the_recipe_and_refuses_bad_mixes_i
     def fit(*args):
         return CliRunner().invoke(cli, ["fit", *map(str, args)])
 
+    from kerasrecon.data.images import prepare_dataset
+
+    np.save(tmp_path / "more.npy", np.random.default_rng(0).random((3, 40, 36)).astype(np.float32))
+    more = str(prepare_dataset(tmp_path / "more.npy", tmp_path / "more") and tmp_path / "more")
     out = tmp_path / "run"
     small = ["--patch-size", 32, "--batch-size", 2, "--filters", 4, "--pretrain-steps", 2, "--log-every", 1]
-    res = fit("--network", "denoiser", "--data", "demo", *small, "--pnp-iters", 3, "--extra-data", "demo", "--out", out)
+    res = fit("--network", "denoiser", "--data", "demo", *small, "--pnp-iters", 3, "--extra-data", more, "--out", out)
     assert res.exit_code == 0, res.output
     assert "trained steps 0..2" in res.output
     recipe = pnp_recipe("demo")  # the options not given keep the recipe's values
     expected = dataclasses.replace(
         recipe,
-        data=dataclasses.replace(recipe.data, patch_size=32, batch_size=2),
+        data=dataclasses.replace(recipe.data, patch_size=32, batch_size=2, extra_data=[more]),
         model=dataclasses.replace(recipe.model, filters=4),
         pretrain_steps=2,
         log_every=1,
-        pnp=dataclasses.replace(recipe.pnp, iters=3, extra_data=["demo"]),
+        pnp=dataclasses.replace(recipe.pnp, iters=3),
     )
     assert TrainConfig.from_json((out / "config.json").read_text()) == expected
     assert (recipe.learning_rate, recipe.lr_schedule, recipe.model.levels, recipe.pnp.tv_lambda) == (

@@ -220,32 +220,33 @@ def read_prepared_volume(path: Path) -> Volume:
     )
 
 
-def load_prepared(data: str) -> list[Volume]:
+def load_prepared(data: str, option: str = "--data") -> list[Volume]:
     """Load a prepared dataset directory (``kerasrecon data prepare``'s output).
 
     Args:
         data: a directory holding ``manifest.json`` and ``*.h5`` (``demo`` is dispatched by
             :func:`kerasrecon.data.load_volumes`).
+        option: how error messages name ``data`` (``--data``, ``--extra-data``).
 
     Returns:
         list of :class:`Volume`, in manifest order; each ``kspace`` ``[S, H, W]`` complex64, read from
         the files on demand (opening a dataset reads only headers).
     """
-    return [read_prepared_volume(path) for path in dataset_files(data)]
+    return [read_prepared_volume(path) for path in dataset_files(data, option)]
 
 
-def dataset_files(data: str) -> list[Path]:
+def dataset_files(data: str, option: str = "--data") -> list[Path]:
     """The volume files of the prepared dataset directory ``data`` (manifest order), checked as
-    :func:`read_manifest` checks them; ``DataError`` naming ``--data`` when it is not such a directory."""
+    :func:`read_manifest` checks them; ``DataError`` naming ``option`` when it is not such a directory."""
     root = Path(data)
     if not root.is_dir():
-        raise DataError(f"--data {data}: not a directory (expected 'demo' or a dir from 'kerasrecon data prepare')")
+        raise DataError(f"{option} {data}: not a directory (expected 'demo' or a dir from 'kerasrecon data prepare')")
     manifest = root / MANIFEST
     if not manifest.is_file():
         files = sorted(root.glob("*.h5"))
         if not files:
-            raise DataError(f"{arg('data')} {data}: empty (no {MANIFEST} and no .h5 files)")
-        raise DataError(f"--data {data}: no {MANIFEST}; run 'kerasrecon data prepare {data} OUT' first")
+            raise DataError(f"{option} {data}: empty (no {MANIFEST} and no .h5 files)")
+        raise DataError(f"{option} {data}: no {MANIFEST}; run 'kerasrecon data prepare {data} OUT' first")
     return read_manifest(root)
 
 

@@ -46,13 +46,13 @@ class SliceImages:
         return image
 
 
-def training_images(data: str, val_fraction: float) -> list[SliceImages]:
-    """The fully sampled images of ``data``'s training split (``kerasrecon.data.split_volumes``): one
-    :class:`SliceImages` (complex64 ``[S, H, W]``, read slice by slice) per volume."""
-    from kerasrecon.data import load_volumes, split_volumes
+def training_images(data_cfg) -> list[list[SliceImages]]:
+    """The fully sampled images of the training splits of ``data_cfg.data`` and ``data_cfg.extra_data``
+    (``kerasrecon.data.training_splits``): per dataset, one :class:`SliceImages` (complex64
+    ``[S, H, W]``, read slice by slice) per volume."""
+    from kerasrecon.data import training_splits
 
-    train, _ = split_volumes(load_volumes(data), val_fraction)
-    return [SliceImages(v) for v in train]
+    return [[SliceImages(v) for v in vols] for vols in training_splits(data_cfg)[0]]
 
 
 def noisy_crops(rng: np.random.Generator, image_sets, batch: int, crop: int, sigma_max: float):
@@ -85,7 +85,7 @@ def train_denoiser(cfg: TrainConfig, out, progress=None, force: bool = False):
 
     ``cfg.pretrain_steps`` MSE steps of Adam (``learning_rate``, ``beta_1``, ``lr_schedule`` as
     ``fit``'s), batches of :func:`noisy_crops` (``data.batch_size`` crops of ``data.patch_size``²,
-    σ up to ``pnp.sigma_max``) from the training splits of ``data.data`` and ``pnp.extra_data``, every
+    σ up to ``pnp.sigma_max``) from the training splits of ``data.data`` and ``data.extra_data``, every
     draw seeded by ``seed``. Checkpoints every ``checkpoint_every`` steps and at the end, in the layout
     of ``kerasrecon.training.checkpoint`` (the generator file holds the denoiser).
 
@@ -127,10 +127,11 @@ def train_denoiser(cfg: TrainConfig, out, progress=None, force: bool = False):
 
     check_pnp_config(cfg)
     out = Path(out)
-    data = [cfg.data.data, *cfg.pnp.extra_data]
-    check_output(out, arg("out"), inputs=[(arg("data.data"), d) for d in data], kind="folder")
+    data = [cfg.data.data, *cfg.data.extra_data]
+    options = [arg("data.data")] + [arg("data.extra_data")] * len(cfg.data.extra_data)
+    check_output(out, arg("out"), inputs=list(zip(options, data)), kind="folder")
     total = cfg.pretrain_steps
-    sets = [training_images(d, cfg.data.val_fraction) for d in data]
+    sets = training_images(cfg.data)
     for d, vols in zip(data, sets):
         small = [v.shape[1:] for v in vols if min(v.shape[1:]) < cfg.data.patch_size]
         if small or not vols:

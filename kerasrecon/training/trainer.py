@@ -20,7 +20,7 @@ import numpy as np
 from keras import ops
 
 from kerasrecon.config import VGG_LOSSES, TrainConfig
-from kerasrecon.data import load_volumes, split_volumes
+from kerasrecon.data import training_splits
 from kerasrecon.data.pipeline import check_training_volumes, coil_inputs, numpy_batches
 from kerasrecon.errors import ConfigError, DataError, KerasReconError, arg
 from kerasrecon.io import LOCK_FILE, RunLock, check_output, write_text_atomic
@@ -145,14 +145,14 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     resolve_precision(cfg.precision)  # a precision this backend cannot run is refused before anything else
     chief = runner.chief
     vgg = cfg.loss.vgg_weights if cfg.loss.vgg_weights not in ("imagenet", "none") else None
-    check_output(
-        out, arg("out"), inputs=[(arg("data.data"), cfg.data.data), (arg("loss.vgg_weights"), vgg)], kind="folder"
-    )
+    inputs = [(arg("data.data"), cfg.data.data), *[(arg("data.extra_data"), d) for d in cfg.data.extra_data]]
+    check_output(out, arg("out"), inputs=[*inputs, (arg("loss.vgg_weights"), vgg)], kind="folder")
     replicas = runner.replicas
     if cfg.data.batch_size % replicas:
         raise ConfigError(f"{arg('data.batch_size')} {cfg.data.batch_size} is not divisible by the {replicas} replicas")
     # Everything that can be checked is checked before --out is created or touched.
-    train_vols, val_vols = split_volumes(load_volumes(cfg.data.data), cfg.data.val_fraction)
+    train_sets, val_vols = training_splits(cfg.data)
+    train_vols = [v for vols in train_sets for v in vols]  # every training slice equally likely
     check_training_volumes(train_vols, cfg.data.patch_size, cfg.data.sampling)
     preview = _preview_batch(val_vols or train_vols, cfg) if chief else None  # masks drawn: -R, seeds checked
     set_seed(cfg.seed)  # weights, dropout-free layers' RNG, patch order: all from --seed

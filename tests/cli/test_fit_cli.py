@@ -123,6 +123,8 @@ def test_fit_init_from_copies_the_source_generator_and_adds_cg_dc(tmp_path):
         (["--cg-iters", "3", "--learned-dc"], "--cg-iters learns its own data-consistency weight μ"),
         (["--cg-iters", "3", "--noise-lambda", "0.1"], "cannot be combined with --noise-lambda"),
         (["--init-from", "/nonexistent"], "--init-from /nonexistent: not a directory"),
+        (["--extra-data", "/nonexistent"], "--extra-data /nonexistent: not a directory"),
+        (["--extra-data", "demo"], "--extra-data must name other datasets; it names 'demo' twice"),
         (["--init-from", "pretrained:nope"], "--init-from: no pretrained model 'nope'"),
         (  # the shipped model has 5 cascades of 4 blocks × 32 filters; TINY is 1 block × 8
             ["--init-from", "pretrained:singlecoil-r4"],
@@ -135,6 +137,27 @@ def test_fit_cli_bad_options(tmp_path, args, match):
     assert res.exit_code == 2, res.output
     assert match in res.output
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_fit_extra_data_is_checked_like_data_before_out_is_made(tmp_path):
+    """An --extra-data dataset's training volumes meet --data's checks: slices smaller than the patch
+    and a coil count unlike --data's are one line each, and --out is not created."""
+    import numpy as np
+
+    from kerasrecon.data.images import prepare_dataset
+    from kerasrecon.data.simulate import Simulation
+
+    np.save(tmp_path / "small.npy", np.ones((4, 16, 16), np.float32))
+    prepare_dataset(tmp_path / "small.npy", tmp_path / "small")
+    prepare_dataset(tmp_path / "small.npy", tmp_path / "coils", simulation=Simulation(coils=2), acs_lines=8)
+    cases = [
+        ("small", [], "--patch-size 32 is larger than the images of small (16×16)"),
+        ("coils", ["--patch-size", "16"], "the training volumes mix coil counts (single-coil, 2 coils)"),
+    ]
+    for name, args, match in cases:
+        res = run("fit", "--steps", 1, "--out", tmp_path / "run", *TINY, *args, "--extra-data", tmp_path / name)
+        assert res.exit_code == 2 and match in res.output, res.output
+        assert not (tmp_path / "run").exists()
 
 
 def test_fit_cli_unwritable_out(tmp_path):
@@ -173,13 +196,17 @@ def test_fit_on_prepared_dataset(tmp_path):
         *TINY,
         "--loss",
         "mse",
+        "--extra-data",
+        "demo",
     )
     assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["extra_data"] == ["demo"]
     res = run("evaluate", "--model", tmp_path / "run", "--out", tmp_path / "ev")
     assert res.exit_code == 0, res.output
     import csv
 
     rows = list(csv.DictReader(open(tmp_path / "ev" / "slices.csv")))
+    # --data's held-out volume alone (not the demo set trained on beside it)
     assert {r["volume"] for r in rows} == {"b"} and len(rows) == 2 * 3  # zero_filled + mse, 3 slices
 
 
