@@ -489,7 +489,7 @@ def validate(cfg: TrainConfig) -> None:
             f"patch. Received: {arg('data.sampling')} {cfg.data.sampling}"
         )
     for d in cfg.data.extra_data:
-        if not d.strip() or d in (cfg.data.data, *[e for e in cfg.data.extra_data if e is not d]):
+        if not d.strip() or d == cfg.data.data or cfg.data.extra_data.count(d) > 1:
             what = "an empty name" if not d.strip() else f"{d!r} twice (with {arg('data.data')} or itself)"
             raise ConfigError(f"{arg('data.extra_data')} must name other datasets; it names {what}")
     if cfg.init_from is not None and (not isinstance(cfg.init_from, str) or not cfg.init_from.strip()):

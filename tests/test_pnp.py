@@ -108,6 +108,9 @@ def test_config_round_trips_and_bad_settings_name_the_field():
     old = cfg.to_dict()  # kerasrecon 0.9–0.12 kept a denoiser's extra datasets under pnp
     old["pnp"]["extra_data"] = old["data"].pop("extra_data")
     assert TrainConfig.from_dict(old) == cfg
+    for extra in (["a", "a"], ["demo"], [" "]):  # pnp_config's --data is demo
+        with pytest.raises(ConfigError, match="data.extra_data must name other datasets"):
+            dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, extra_data=extra))
     assert TrainConfig().method == "hybrid" and TrainConfig().pnp is None
     old = TrainConfig().to_dict()
     del old["pnp"]  # configs written before plug-and-play models existed load as before
