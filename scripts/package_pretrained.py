@@ -73,14 +73,20 @@ def regulariser(m) -> str:
     return net + (", bias-free: no conv biases, RMS normalisation, scale-equivariant" if m.bias_free else "")
 
 
-# The demo template (kerasrecon/data/demo_data): a plug-and-play denoiser also trains on it.
-DEMO_SOURCE = (
-    "ch2better (demo_noisy, demo_half)",
-    "MNI T1 template, 60 axial slices 370×301, and the same averaged over 2×2 pixels (the last 12 slices held out)",
-    "kerasrecon (from Debian's mricron-data)",
-    "kerasrecon/data/demo_data/ch2better_axial.npz",
-    "BSD-3-Clause (LICENSE.mricron)",
-)
+def demo_source(extra_data) -> tuple:
+    """The training-data row of the demo template (kerasrecon/data/demo_data) for a run that trained on
+    it through ``extra_data`` (``scripts/pretrained.sh``'s names: ``demo_half`` is the template averaged
+    over 2×2 pixels)."""
+    half = any(Path(d).name == "demo_half" for d in extra_data)
+    return (
+        f"ch2better ({', '.join(Path(d).name for d in extra_data)})",
+        "MNI T1 template, 60 axial slices 370×301"
+        + (", and the same averaged over 2×2 pixels" if half else "")
+        + " (the last 12 slices held out)",
+        "kerasrecon (from Debian's mricron-data)",
+        "kerasrecon/data/demo_data/ch2better_axial.npz",
+        "BSD-3-Clause (LICENSE.mricron)",
+    )
 
 
 def model_lines(cfg, multicoil: bool) -> list[str]:
@@ -130,6 +136,11 @@ def recipe_lines(cfg) -> list[str]:
         f"- Masks: {mk.kind}, R = {mk.acceleration:g}, a new mask per training sample from a bank of {mk.bank_size} "
         f"(seed {mk.seed}), centre fraction {mk.center_fraction or 'default'}.",
         f"- Samples: {d.sampling} {d.patch_size}×{d.patch_size}, batch {d.batch_size}"
+        + (
+            f", from the training splits of {', '.join([d.data, *d.extra_data])} (every training slice equally likely)"
+            if d.extra_data
+            else ""
+        )
         + ("; augmented (a random flip/quarter turn and global phase per patch, `--augment`)" if d.augment else "")
         + (f"; random zoom up to {d.zoom:g}× (`--zoom`)" if d.zoom != 1 else "")
         + "; "
@@ -148,7 +159,8 @@ def summary_line(cfg, step: int, multicoil: bool) -> str:
         )
     dc = ", conjugate-gradient (MoDL) data consistency" if m.cg_iters else ""
     steps = f"{step} MSE fine-tuning steps" if cfg.init_from else f"{step} MSE steps"
-    return head + f"{m.cascades} cascades × {regulariser(m)}{dc}, {steps} on real brain MR (realistic simulation)"
+    data = "real brain MR and the demo template" if cfg.data.extra_data else "real brain MR"
+    return head + f"{m.cascades} cascades × {regulariser(m)}{dc}, {steps} on {data} (realistic simulation)"
 
 
 def init_lines(cfg, fit_log) -> list[str]:
@@ -198,7 +210,8 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
             "consistency; the denoiser trained with an MSE loss on real brain MR and the demo template."
             if cfg.pnp is not None
             else "kerasrecon's residual generator with data consistency, trained with an MSE "
-            "loss on simulated measurements of real brain MR volumes."
+            "loss on simulated measurements of real brain MR volumes"
+            + (" and of the demo template's training slices." if cfg.data.extra_data else ".")
         ),
         "",
         "```python",
@@ -224,8 +237,8 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
                 "ACS, your own, any phase) into the ACS convention (`MapPhase`: phase of the "
                 "low-resolution SENSE image, support where the low-resolution RSS exceeds 5 % of its "
                 "peak). `scripts/maps_robustness.py` on the held-out set: maps turned by a constant or "
-                "linear phase give the same PSNR; against the ACS maps, ESPIRiT maps score −0.2 / +0.3 dB "
-                "(slice / volume mean) against the map-free RSS target and −0.9 / −0.3 dB against the SENSE "
+                "linear phase give the same PSNR; against the ACS maps, ESPIRiT maps score 0.0 / +0.3 dB "
+                "(slice / volume mean) against the map-free RSS target and −0.5 / −0.1 dB against the SENSE "
                 "image of the ACS maps (which favours them)."
             ]
             if multicoil
@@ -245,7 +258,7 @@ def card_text(name, run, cfg, step, tables, fit_log, size) -> str:
         "|---|---|---|---|---|",
         *[
             f"| {v} | {c} | {p} | `{f}` | {lic} |"
-            for v, c, p, f, lic in TRAIN_SOURCES + ([DEMO_SOURCE] if cfg.data.extra_data else [])
+            for v, c, p, f, lic in TRAIN_SOURCES + ([demo_source(cfg.data.extra_data)] if cfg.data.extra_data else [])
         ],
         "",
         f"Whole volumes are held out for validation (val_fraction {d.val_fraction}: the last of the four, "
