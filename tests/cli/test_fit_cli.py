@@ -402,6 +402,7 @@ def test_fit_config_reproduces_a_run_with_options_overriding(tmp_path):
     expected["model"].setdefault("learned_dc", False)
     expected["data"].setdefault("augment", False)  # fields added since the pretrained run, at their defaults
     expected["data"].setdefault("zoom", 1.0)
+    expected["data"].setdefault("extra_data", [])
     expected.setdefault("pnp", None)
     expected.setdefault("init_from", None)
     expected["model"].update(
