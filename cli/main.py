@@ -722,7 +722,7 @@ def _options_dict(o: dict) -> dict:
             "sampling": o["sampling"],
             "augment": o["augment"],
             "zoom": o["zoom"],
-            "extra_data": list(o.get("extra_data", ())),
+            "extra_data": list(o["extra_data"]),
         },
         "model": {
             "blocks": o["blocks"],
