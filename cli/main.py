@@ -894,6 +894,7 @@ def fit(ctx, out, force, config_file, **options):
     kerasrecon fit --data demo --loss hybrid --out runs/hybrid --vgg-weights PATH/TO/vgg19_..._notop.h5
     kerasrecon fit --data data/knee --loss mse -R 8 --mask poisson --steps 20000 --out runs/mse_r8
     kerasrecon fit --config runs/mse_r8/config.json --data data/other --out runs/mse_r8_other
+    kerasrecon fit --data data/knee --extra-data data/brain --loss mse --out runs/knee_and_brain
     kerasrecon fit --network denoiser --data data/knee --extra-data data/brain --out runs/pnp_r8
     """
     from kerasrecon.schema import read_json
