@@ -166,6 +166,7 @@ def test_singlecoil_r8_beats_zero_filling_and_converged_tv_on_held_out_demo_slic
 # sweep on the real training split) by kerasrecon.baselines.solve("tv", ..., maps=maps): sigpy's PDHG
 # under the default stopping rule, 2820 iterations, 150 s on 2 cores. Recorded so that the suite does not
 # pay for the solve; the zero-filled value checks that the data are those it was solved on.
+# Ten times as many iterations (28 200) give 41.181 dB: the recorded value is converged to 0.06 dB.
 SLICE_52 = {"zero_filled": 30.517, "sense_tv": 41.233}
 
 
