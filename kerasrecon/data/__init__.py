@@ -7,7 +7,7 @@ A :class:`Volume` holds fully sampled k-space ``[S, H, W]`` complex64 on the ker
 from kerasrecon.data.demo import load_demo
 from kerasrecon.data.volume import Volume, filter_acquisition, load_prepared, split_volumes
 
-__all__ = ["Volume", "filter_acquisition", "load_volumes", "split_volumes", "training_splits"]
+__all__ = ["Volume", "dataset_inputs", "filter_acquisition", "load_volumes", "split_volumes", "training_splits"]
 
 
 def load_volumes(data: str, option: str = "--data") -> list[Volume]:
@@ -22,6 +22,14 @@ def load_volumes(data: str, option: str = "--data") -> list[Volume]:
     if data == "demo":
         return [load_demo()]
     return load_prepared(data, option)
+
+
+def dataset_inputs(data_cfg) -> list[tuple[str, str]]:
+    """``(option, dataset)`` of every dataset a run reads (``DataConfig`` ``data_cfg``: ``data`` and each
+    of ``extra_data``), as ``kerasrecon.io.check_output`` takes its ``inputs``."""
+    from kerasrecon.errors import arg
+
+    return [(arg("data.data"), data_cfg.data), *[(arg("data.extra_data"), d) for d in data_cfg.extra_data]]
 
 
 def training_splits(data_cfg) -> tuple[list[list[Volume]], list[Volume]]:

@@ -113,6 +113,7 @@ def train_denoiser(cfg: TrainConfig, out, progress=None, force: bool = False):
     """
     import keras
 
+    from kerasrecon.data import dataset_inputs
     from kerasrecon.io import RunLock, check_output, write_text_atomic
     from kerasrecon.models.generator import from_config
     from kerasrecon.training import checkpoint as ckpt
@@ -128,8 +129,7 @@ def train_denoiser(cfg: TrainConfig, out, progress=None, force: bool = False):
     check_pnp_config(cfg)
     out = Path(out)
     data = [cfg.data.data, *cfg.data.extra_data]
-    options = [arg("data.data")] + [arg("data.extra_data")] * len(cfg.data.extra_data)
-    check_output(out, arg("out"), inputs=list(zip(options, data)), kind="folder")
+    check_output(out, arg("out"), inputs=dataset_inputs(cfg.data), kind="folder")
     total = cfg.pretrain_steps
     sets = training_images(cfg.data)
     for d, vols in zip(data, sets):

@@ -20,7 +20,7 @@ import numpy as np
 from keras import ops
 
 from kerasrecon.config import VGG_LOSSES, TrainConfig
-from kerasrecon.data import training_splits
+from kerasrecon.data import dataset_inputs, training_splits
 from kerasrecon.data.pipeline import check_training_volumes, coil_inputs, numpy_batches
 from kerasrecon.errors import ConfigError, DataError, KerasReconError, arg
 from kerasrecon.io import LOCK_FILE, RunLock, check_output, write_text_atomic
@@ -145,8 +145,8 @@ def train(cfg: TrainConfig, out, *, force: bool = False, strategy=None, progress
     resolve_precision(cfg.precision)  # a precision this backend cannot run is refused before anything else
     chief = runner.chief
     vgg = cfg.loss.vgg_weights if cfg.loss.vgg_weights not in ("imagenet", "none") else None
-    inputs = [(arg("data.data"), cfg.data.data), *[(arg("data.extra_data"), d) for d in cfg.data.extra_data]]
-    check_output(out, arg("out"), inputs=[*inputs, (arg("loss.vgg_weights"), vgg)], kind="folder")
+    inputs = [*dataset_inputs(cfg.data), (arg("loss.vgg_weights"), vgg)]
+    check_output(out, arg("out"), inputs=inputs, kind="folder")
     replicas = runner.replicas
     if cfg.data.batch_size % replicas:
         raise ConfigError(f"{arg('data.batch_size')} {cfg.data.batch_size} is not divisible by the {replicas} replicas")
