@@ -394,11 +394,17 @@ def test_fit_config_reproduces_a_run_with_options_overriding(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(src))
     out = tmp_path / "run"
-    res = run("fit", "--config", path, "--data", "demo", "--pretrain-steps", 1, "-R", 6, "--out", out)
+    # The overrides include a tiny network: the real one (5 cascades) takes 20 s to trace for one step.
+    small = ["--cascades", 1, "--blocks", 1, "--filters", 8, "--patch-size", 32, "--batch-size", 2]
+    small += ["--mask-bank-size", 2]
+    res = run("fit", "--config", path, "--data", "demo", "--pretrain-steps", 1, "-R", 6, *small, "--out", out)
     assert res.exit_code == 0, res.output
     got = json.loads((out / "config.json").read_text())
     expected = json.loads(json.dumps(src))
     expected["data"]["data"], expected["pretrain_steps"], expected["mask"]["acceleration"] = "demo", 1, 6.0
+    expected["model"].update(cascades=1, blocks=1, filters=8)
+    expected["data"].update(patch_size=32, batch_size=2)
+    expected["mask"]["bank_size"] = 2
     expected["model"].setdefault("learned_dc", False)
     expected["data"].setdefault("augment", False)  # fields added since the pretrained run, at their defaults
     expected["data"].setdefault("zoom", 1.0)
