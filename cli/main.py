@@ -657,6 +657,25 @@ def train_options(fn):
     return fn
 
 
+def _saved_config(spec: str, where: str, fields: set) -> TrainConfig:
+    """fit's ``--config``: a run's config.json, or ``pretrained:NAME``'s recipe (then ``--data`` must
+    be among the command line's ``fields``)."""
+    from kerasrecon import pretrained
+    from kerasrecon.schema import read_json
+
+    name = pretrained.pretrained_name(spec)
+    if name is None:
+        if not Path(spec).is_file():
+            raise KerasReconError(f"{where}: no such file; expected a run's config.json or pretrained:NAME")
+        return TrainConfig.from_dict(read_json(Path(spec), "a kerasrecon run config"), where)
+    cfg = pretrained.recipe(name, "--config")
+    if "data.data" not in fields:
+        raise KerasReconError(
+            f"{where} needs --data: the model's training data ({cfg.data.data}) is not part of the package"
+        )
+    return cfg
+
+
 def _given_fields(ctx) -> set:
     """The config fields (``config.OPTIONS`` keys) whose options were given on the command line."""
     flags = {
@@ -880,10 +899,12 @@ def pnp_options(fn):
 @click.option(
     "--config",
     "config_file",
-    type=click.Path(exists=True, dir_okay=False),
+    metavar="FILE|pretrained:NAME",
     default=None,
-    help="Start from this run config (a run's config.json, e.g. a pretrained model's); options given on "
-    "the command line override its fields.",
+    help="Start from this run config (a run's config.json) or from a pretrained model's recipe "
+    "(pretrained:NAME: its architecture, masks, loss and optimiser, without its training data: --data "
+    "is then required, and --extra-data and --init-from are only what is given); options given on the "
+    "command line override its fields.",
 )
 @click.pass_context
 @one_line_errors
@@ -894,10 +915,11 @@ def fit(ctx, out, force, config_file, **options):
     kerasrecon fit --data demo --loss hybrid --out runs/hybrid --vgg-weights PATH/TO/vgg19_..._notop.h5
     kerasrecon fit --data data/knee --loss mse -R 8 --mask poisson --steps 20000 --out runs/mse_r8
     kerasrecon fit --config runs/mse_r8/config.json --data data/other --out runs/mse_r8_other
+    kerasrecon fit --config pretrained:singlecoil-r4 --init-from pretrained:singlecoil-r4 --data data/knee
+        --pretrain-steps 500 --lr 3e-4 --out runs/r4_knee   (fine-tune the shipped model on your data)
     kerasrecon fit --data data/knee --extra-data data/brain --loss mse --out runs/knee_and_brain
     kerasrecon fit --network denoiser --data data/knee --extra-data data/brain --out runs/pnp_r8
     """
-    from kerasrecon.schema import read_json
     from kerasrecon.training.trainer import train
 
     pnp_sweep = options.pop("pnp_sweep")
@@ -906,7 +928,7 @@ def fit(ctx, out, force, config_file, **options):
     base = None
     if config_file:
         where = f"--config {config_file}"
-        saved = TrainConfig.from_dict(read_json(Path(config_file), "a kerasrecon run config"), where)
+        saved = _saved_config(config_file, where, fields)
         if "model.network" in fields and denoiser != (saved.pnp is not None):
             raise KerasReconError(
                 f"--network {options['network']}: {where} is "

@@ -116,6 +116,30 @@ def card(name: str, option: str | None = None) -> str:
     return (model.path / "card.md").read_text(encoding="utf-8")
 
 
+def recipe(name: str, option: str | None = None):
+    """The ``TrainConfig`` pretrained model ``name`` was trained with, as the start of a new run
+    (``kerasrecon fit --config pretrained:NAME``): the architecture, masks, loss and optimiser of its
+    card, without the paths of the machine it was trained on. ``data.extra_data`` is emptied and
+    ``init_from`` is ``None``; ``data.data`` still names the model's own training data, which the
+    caller replaces with its own.
+
+    Fine-tuning the model on other data is this recipe with ``init_from = "pretrained:NAME"``, a
+    new ``data.data`` and a shorter schedule (docs/pretrained.md measures one).
+
+    Raises:
+        DataError: unknown name (naming ``option``), a file that does not match its SHA-256.
+    """
+    import dataclasses
+
+    from kerasrecon.config import TrainConfig
+
+    model = get(name, option)
+    verify(model)
+    where = f"pretrained model {name}: config.json"
+    cfg = TrainConfig.from_json((model.path / "config.json").read_text(encoding="utf-8"), where)
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, extra_data=[]), init_from=None)
+
+
 def load_pretrained(name: str, option: str | None = None) -> tuple:
     """Build the generator of pretrained model ``name`` and load its verified weights.
 

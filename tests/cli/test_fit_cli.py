@@ -420,3 +420,53 @@ def test_fit_config_reproduces_a_run_with_options_overriding(tmp_path):
     res = run("fit", "--config", path, "--out", tmp_path / "run2")
     assert res.exit_code == 2 and "--config " in res.output and "steps" in res.output
     assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "run2").exists()
+
+
+def test_fit_config_pretrained_needs_data_and_names_what_is_wrong(tmp_path):
+    """--config pretrained:NAME without --data, with an unknown name, or a missing file: one line, exit 2,
+    nothing written."""
+    out = tmp_path / "run"
+    cases = [
+        (["--config", "pretrained:singlecoil-r4"], "--config pretrained:singlecoil-r4 needs --data"),
+        (["--config", "pretrained:nope", "--data", "demo"], "--config: no pretrained model 'nope'"),
+        (["--config", tmp_path / "missing.json", "--data", "demo"], "missing.json: no such file"),
+    ]
+    for args, needle in cases:
+        res = run("fit", *args, "--out", out)
+        assert res.exit_code == 2 and needle in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_pretrained_recipe_is_the_shipped_config_without_its_training_paths():
+    """kerasrecon.pretrained.recipe: every field of the shipped config.json (read here as plain JSON),
+    except the training machine's extra datasets and fine-tuning source."""
+    from kerasrecon.pretrained import recipe
+
+    for name in ("singlecoil-r4", "singlecoil-r8", "multicoil-r4"):
+        raw = json.loads((ROOT / "kerasrecon" / "pretrained" / name / "config.json").read_text())
+        got = recipe(name).to_dict()
+        assert got["data"]["extra_data"] == [] and got["init_from"] is None
+        raw["data"]["extra_data"], raw["init_from"] = [], None
+        for part in ("data", "model", "mask", "loss"):
+            assert {k: got[part][k] for k in raw.get(part, {})} == raw.get(part, {}), (name, part)
+        assert {k: got[k] for k in raw if not isinstance(raw[k], dict) and k != "pnp"} == {
+            k: v for k, v in raw.items() if not isinstance(v, dict) and k != "pnp"
+        }
+    assert json.loads((ROOT / "kerasrecon/pretrained/multicoil-r4/config.json").read_text())["init_from"]
+
+
+@pytest.mark.slow
+def test_fit_config_pretrained_starts_from_its_recipe(tmp_path):
+    """--config pretrained:NAME --data D: the run's config is the model's, with D and the options given."""
+    src = json.loads((ROOT / "kerasrecon" / "pretrained" / "singlecoil-r4" / "config.json").read_text())
+    small = ["--cascades", 1, "--blocks", 1, "--filters", 8, "--patch-size", 32, "--batch-size", 2]
+    out = tmp_path / "run"
+    res = run(
+        "fit", "--config", "pretrained:singlecoil-r4", "--data", "demo", "--pretrain-steps", 1, *small, "--out", out
+    )
+    assert res.exit_code == 0, res.output
+    got = json.loads((out / "config.json").read_text())
+    assert got["data"]["data"] == "demo" and got["pretrain_steps"] == 1 and got["model"]["cascades"] == 1
+    assert got["mask"] == {**src["mask"], **{k: got["mask"][k] for k in got["mask"].keys() - src["mask"].keys()}}
+    assert (got["lr_schedule"], got["learning_rate"]) == (src["lr_schedule"], src["learning_rate"])
+    assert got["data"]["augment"] is True and got["data"]["extra_data"] == [] and got["init_from"] is None
