@@ -131,13 +131,18 @@ def recipe(name: str, option: str | None = None):
     """
     import dataclasses
 
+    cfg, _ = _verified_config(name, option)
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, extra_data=[]), init_from=None)
+
+
+def _verified_config(name: str, option: str | None):
+    """``(TrainConfig, PretrainedModel)`` of ``name`` after checking every file's SHA-256."""
     from kerasrecon.config import TrainConfig
 
     model = get(name, option)
     verify(model)
     where = f"pretrained model {name}: config.json"
-    cfg = TrainConfig.from_json((model.path / "config.json").read_text(encoding="utf-8"), where)
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, extra_data=[]), init_from=None)
+    return TrainConfig.from_json((model.path / "config.json").read_text(encoding="utf-8"), where), model
 
 
 def load_pretrained(name: str, option: str | None = None) -> tuple:
@@ -151,13 +156,9 @@ def load_pretrained(name: str, option: str | None = None) -> tuple:
     Raises:
         DataError: unknown name (naming ``option``), a file that does not match its SHA-256.
     """
-    from kerasrecon.config import TrainConfig
     from kerasrecon.models.generator import from_config
 
-    model = get(name, option)
-    verify(model)
-    where = f"pretrained model {name}: config.json"
-    cfg = TrainConfig.from_json((model.path / "config.json").read_text(encoding="utf-8"), where)
+    cfg, model = _verified_config(name, option)
     g = from_config(cfg.model)
     g.load_weights(str(model.path / "generator.weights.h5"))
     return cfg, g, model.step, model
