@@ -666,7 +666,7 @@ def _saved_config(spec: str, where: str, fields: set) -> TrainConfig:
     name = pretrained.pretrained_name(spec)
     if name is None:
         if not Path(spec).is_file():
-            raise KerasReconError(f"{where}: no such file; expected a run's config.json or pretrained:NAME")
+            raise KerasReconError(f"{where}: not a file; expected a run's config.json or pretrained:NAME")
         return TrainConfig.from_dict(read_json(Path(spec), "a kerasrecon run config"), where)
     cfg = pretrained.recipe(name, "--config")
     if "data.data" not in fields:

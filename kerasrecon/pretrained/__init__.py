@@ -124,7 +124,7 @@ def recipe(name: str, option: str | None = None):
     caller replaces with its own.
 
     Fine-tuning the model on other data is this recipe with ``init_from = "pretrained:NAME"``, a
-    new ``data.data`` and a shorter schedule (docs/pretrained.md measures one).
+    new ``data.data`` and a shorter schedule (docs/training.md measures one).
 
     Raises:
         DataError: unknown name (naming ``option``), a file that does not match its SHA-256.

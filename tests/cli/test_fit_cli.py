@@ -429,7 +429,7 @@ def test_fit_config_pretrained_needs_data_and_names_what_is_wrong(tmp_path):
     cases = [
         (["--config", "pretrained:singlecoil-r4"], "--config pretrained:singlecoil-r4 needs --data"),
         (["--config", "pretrained:nope", "--data", "demo"], "--config: no pretrained model 'nope'"),
-        (["--config", tmp_path / "missing.json", "--data", "demo"], "missing.json: no such file"),
+        (["--config", tmp_path / "missing.json", "--data", "demo"], "missing.json: not a file"),
     ]
     for args, needle in cases:
         res = run("fit", *args, "--out", out)
