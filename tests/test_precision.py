@@ -114,3 +114,31 @@ def test_float64_is_refused_on_jax(monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(ConfigError, match="float64 is TensorFlow-only"):
         resolve_precision("float64")
+
+
+@pytest.mark.tensorflow
+def test_float32_turns_tensor_float_32_off_on_both_backends(monkeypatch):
+    """--precision float32 is full float32 on GPUs too: TensorFlow's TF32 execution off, JAX's default
+    matmul/convolution precision "highest"; mixed policies leave both as they were."""
+    import jax
+    import tensorflow as tf
+
+    from kerasrecon.training import precision
+
+    before_tf = tf.config.experimental.tensor_float_32_execution_enabled()
+    before_jax = jax.config.jax_default_matmul_precision
+    try:
+        tf.config.experimental.enable_tensor_float_32_execution(True)
+        precision.full_precision_matmuls("mixed_bfloat16")
+        assert tf.config.experimental.tensor_float_32_execution_enabled()
+        build_gan(cfg("float32"))  # a float32 run turns it off
+        assert not tf.config.experimental.tensor_float_32_execution_enabled()
+        monkeypatch.setattr(precision.keras.backend, "backend", lambda: "jax")
+        jax.config.update("jax_default_matmul_precision", None)
+        precision.full_precision_matmuls("mixed_bfloat16")
+        assert jax.config.jax_default_matmul_precision is None
+        precision.full_precision_matmuls("float32")
+        assert jax.config.jax_default_matmul_precision == "highest"
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(before_tf)
+        jax.config.update("jax_default_matmul_precision", before_jax)

@@ -5,7 +5,9 @@
 ``mixed_float16`` (with dynamic loss scaling of both optimizers), on CPU ``float32``. ``--jit`` (XLA
 compilation of the train step) defaults to on for GPUs and off for CPUs, where XLA's convolutions
 are slower than oneDNN's. Under mixed precision the FFTs, data consistency, the generator's output
-convolution and residual, the discriminator's output and all losses stay float32.
+convolution and residual, the discriminator's output and all losses stay float32. ``float32`` (and
+``float64``) means full-precision convolutions and matrix products on GPUs too: TensorFloat-32, which
+both backends otherwise use there (10-bit mantissa), is turned off (:func:`full_precision_matmuls`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,28 @@ def resolve_precision(precision: str) -> str:
     if not caps:
         return "float32"
     return "mixed_bfloat16" if min(caps) >= (8, 0) or jax_backend else "mixed_float16"
+
+
+def full_precision_matmuls(policy: str) -> None:
+    """Under a ``float32`` or ``float64`` policy, turn TensorFloat-32 off for this process.
+
+    On Ampere and newer GPUs both backends compute float32 convolutions and matrix products in TF32
+    by default (XLA's default precision on JAX, ``enable_tensor_float_32_execution`` on TensorFlow):
+    float32 storage with a 10-bit mantissa. A JAX run of singlecoil-r4's recipe on an H200 lost
+    0.1–0.2 dB of held-out PSNR that way (docs/results.md). This sets JAX's
+    ``jax_default_matmul_precision`` to ``"highest"`` or TensorFlow's TF32 execution off; on CPUs
+    neither changes anything. Mixed policies are left alone: they chose reduced precision already.
+    """
+    if policy not in ("float32", "float64"):
+        return
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "highest")
+    else:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)
 
 
 def resolve_jit(jit: bool | None) -> bool:

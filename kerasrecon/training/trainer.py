@@ -32,7 +32,7 @@ from kerasrecon.models.generator import from_config as generator_from_config
 from kerasrecon.training import checkpoint as ckpt
 from kerasrecon.training.gan import PRETRAIN_KEYS, ReconGAN
 from kerasrecon.training.logs import ScalarWriter
-from kerasrecon.training.precision import resolve_precision
+from kerasrecon.training.precision import full_precision_matmuls, resolve_precision
 from kerasrecon.training.runners import CollectiveFailed, make_runner
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ def build_gan(cfg: TrainConfig, multicoil: bool = False) -> ReconGAN:
     are those of the single-coil graph (checkpoints load into either).
     """
     policy = resolve_precision(cfg.precision)
+    full_precision_matmuls(policy)
     g = generator_from_config(cfg.model, dtype=policy, multicoil=multicoil)
     d = build_discriminator(cfg.data.patch_size, dtype=policy)
     vgg = build_vgg_features(cfg.loss.vgg_weights, dtype=policy) if cfg.loss.content in VGG_LOSSES else None
