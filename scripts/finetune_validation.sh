@@ -27,7 +27,7 @@ fi
 mkdir -p ftval
 F="--config pretrained:singlecoil-r4 --data real_train_noisy --precision float32 --log-every 250"
 for s in $SEEDS; do
-  [ -d ftval/base$s ] || $K fit $F --pretrain-steps $((4000 / SCALE)) --seed "$s" --out ftval/base$s > ftval/base$s.log 2>&1 &
+  [ -d ftval/base$s ] || $K fit $F --pretrain-steps $((4000 / SCALE)) --seed "$s" --out ftval/base$s > ftval/log_base$s.txt 2>&1 &
 done
 wait
 opts() { case $1 in a) echo "--pretrain-steps $((1000 / SCALE)) --lr 3e-4" ;; b) echo "--pretrain-steps $((500 / SCALE)) --lr 3e-4" ;;
@@ -36,15 +36,16 @@ for s in $SEEDS; do
   for v in a b c; do
     ft="$F --init-from ftval/base$s --seed $s $(opts $v) --checkpoint-every $((1000 / SCALE))"
     [ -d ftval/val_$v$s ] || $K fit $ft --extra-data demo48_noisy --val-fraction 0.25 --out ftval/val_$v$s \
-      > ftval/val_$v$s.log 2>&1 &
-    [ -d ftval/fin_$v$s ] || $K fit $ft --extra-data demo_noisy --out ftval/fin_$v$s > ftval/fin_$v$s.log 2>&1 &
+      > ftval/log_val_$v$s.txt 2>&1 &
+    [ -d ftval/fin_$v$s ] || $K fit $ft --extra-data demo_noisy --out ftval/fin_$v$s > ftval/log_fin_$v$s.txt 2>&1 &
   done
 done
 wait
-# The first run of a comparison is named after its loss (mse), the others after their directories.
+# The first run of a comparison is named after its loss (mse: val_a0, fin_a0), the others after their
+# directories.
 C="compare --baselines zero_filled --no-figures --force"
 $K $C ftval/val_* --data real_train_noisy --split val --out ftval/cmp_val_real > /dev/null
 $K $C ftval/val_* --data demo48_noisy --split val --val-fraction 0.25 --out ftval/cmp_val_template > /dev/null
 $K $C ftval/fin_* --data real_eval_noisy --split all --ensemble 8 --out ftval/cmp_real8 > /dev/null
 $K $C ftval/fin_* --data demo_noisy --split val --ensemble 8 --out ftval/cmp_template8 > /dev/null
-for c in cmp_val_real cmp_val_template cmp_real8 cmp_template8; do echo "== $c"; sed -n '5,20p' ftval/$c/table.md; done
+for c in cmp_val_real cmp_val_template cmp_real8 cmp_template8; do echo "== $c"; sed -n '3,20p' ftval/$c/table.md; done
