@@ -916,7 +916,7 @@ def fit(ctx, out, force, config_file, **options):
     kerasrecon fit --data data/knee --loss mse -R 8 --mask poisson --steps 20000 --out runs/mse_r8
     kerasrecon fit --config runs/mse_r8/config.json --data data/other --out runs/mse_r8_other
     kerasrecon fit --config pretrained:singlecoil-r4 --init-from pretrained:singlecoil-r4 --data data/knee
-        --pretrain-steps 500 --lr 3e-4 --out runs/r4_knee   (fine-tune the shipped model on your data)
+        --pretrain-steps 1000 --lr 3e-4 --out runs/r4_knee   (fine-tune the shipped model on your data)
     kerasrecon fit --data data/knee --extra-data data/brain --loss mse --out runs/knee_and_brain
     kerasrecon fit --network denoiser --data data/knee --extra-data data/brain --out runs/pnp_r8
     """

@@ -391,6 +391,7 @@ def test_fit_config_reproduces_a_run_with_options_overriding(tmp_path):
     src = json.loads(
         (ROOT / "kerasrecon" / "pretrained" / "singlecoil-r4" / "config.json").read_text()
     )  # a real run's config
+    src["data"]["extra_data"], src["init_from"] = [], None  # its training machine's paths (fine-tuned there)
     path = tmp_path / "config.json"
     path.write_text(json.dumps(src))
     out = tmp_path / "run"
