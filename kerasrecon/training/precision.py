@@ -71,8 +71,9 @@ def full_precision_matmuls(policy: str) -> None:
 
     On Ampere and newer GPUs both backends compute float32 convolutions and matrix products in TF32
     by default (XLA's default precision on JAX, ``enable_tensor_float_32_execution`` on TensorFlow):
-    float32 storage with a 10-bit mantissa. A JAX run of singlecoil-r4's recipe on an H200 lost
-    0.1–0.2 dB of held-out PSNR that way (docs/results.md). This sets JAX's
+    float32 storage with a 10-bit mantissa, so ``float32`` would not mean float32 arithmetic (on an
+    H200 the measured effect on singlecoil-r4's recipe was within run-to-run variation;
+    docs/training.md). This sets JAX's
     ``jax_default_matmul_precision`` to ``"highest"`` or TensorFlow's TF32 execution off; on CPUs
     neither changes anything. Mixed policies are left alone: they chose reduced precision already.
     """
