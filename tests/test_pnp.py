@@ -140,6 +140,33 @@ def trained(tmp_path_factory):
     return out, model, step
 
 
+def test_training_is_full_float32_on_gpus_too(trained):
+    """The denoiser trains in float32: TensorFloat-32 off (TensorFlow), "highest" matmul precision
+    (JAX), as fit's float32 runs (training.precision.full_precision_matmuls)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        before = jax.config.jax_default_matmul_precision
+        jax.config.update("jax_default_matmul_precision", None)
+        try:
+            train_denoiser(pnp_config(), trained[0])  # a finished run: returned as it is
+            assert jax.config.jax_default_matmul_precision == "highest"
+        finally:
+            jax.config.update("jax_default_matmul_precision", before)
+        return
+    import tensorflow as tf
+
+    before = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(True)
+    try:
+        train_denoiser(pnp_config(), trained[0])  # a finished run: returned as it is
+        assert not tf.config.experimental.tensor_float_32_execution_enabled()
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(before)
+
+
 def test_training_writes_a_run_that_reconstructor_and_evaluate_take(trained, rng):
     out, model, step = trained
     assert step == 3 and json.loads((out / "config.json").read_text())["pnp"]["iters"] == 4

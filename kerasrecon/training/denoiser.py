@@ -117,6 +117,7 @@ def train_denoiser(cfg: TrainConfig, out, progress=None, force: bool = False):
     from kerasrecon.io import RunLock, check_output, write_text_atomic
     from kerasrecon.models.generator import from_config
     from kerasrecon.training import checkpoint as ckpt
+    from kerasrecon.training.precision import full_precision_matmuls
     from kerasrecon.training.trainer import (
         _OWN_FILES,
         TrainingDiverged,
@@ -140,6 +141,7 @@ def train_denoiser(cfg: TrainConfig, out, progress=None, force: bool = False):
                 + (f"images of {small[0][0]}×{small[0][1]}, smaller than the crop" if small else "no training volumes")
             )
     set_seed(cfg.seed)
+    full_precision_matmuls("float32")  # the denoiser trains in float32 (its layers take no dtype policy)
     model = from_config(cfg.model)
     lr = cfg.learning_rate
     if cfg.lr_schedule == "cosine":  # fit's schedule: to 1 % over the run
