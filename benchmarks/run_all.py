@@ -9,7 +9,16 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "bench_out"
-SCRIPTS = ["pipeline.py", "train_step.py", "inference.py", "multicoil.py", "host_sync.py", "streaming.py", "pnp.py"]
+SCRIPTS = [
+    "pipeline.py",
+    "train_step.py",
+    "inference.py",
+    "multicoil.py",
+    "host_sync.py",
+    "streaming.py",
+    "pnp.py",
+    "batchnorm.py",
+]
 # The train step again on the JAX backend (same machine, same run): the CPU ratio JAX / TensorFlow;
 # the per-step host read on JAX, where dispatch is asynchronous.
 BACKEND_RUNS = {"train_step_jax": ("train_step.py", "jax"), "host_sync_jax": ("host_sync.py", "jax")}
@@ -66,6 +75,14 @@ def main():
             f"{mc['ratios_to_single_coil']['serving'].get('C15')}×",
         ),
     ]
+    bn = results["batchnorm"]["singlecoil_r4_train_step"]
+    rows.append(
+        (
+            "singlecoil-r4 train step: fused / Keras BatchNormalization",
+            f"{bn['seconds_fused']} / {bn['seconds_keras']} s",
+            f"{bn['fused_over_keras']}×",
+        )
+    )
     pnp = results["pnp"]["results"].get("256x256")
     if pnp:
         rows.append(

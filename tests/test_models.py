@@ -287,3 +287,75 @@ def test_scale_norm_against_numpy(rng):
     np.testing.assert_allclose(np.asarray(layer(2 * x)), 2 * gamma * x / np.sqrt(moving + 1e-3), rtol=1e-5)
     again = ScaleNorm.from_config(layer.get_config())
     assert (again.momentum, again.epsilon) == (0.9, 1e-3)
+
+
+def _numpy_batchnorm(x, dy, gamma, beta, eps):
+    """BatchNormalization over batch, height and width from its definition (float64): the output, and
+    the gradients of ``Σ dy · y`` by x, γ and β (the textbook backward pass)."""
+    x, dy = x.astype(np.float64), dy.astype(np.float64)
+    mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+    xhat = (x - mean) / np.sqrt(var + eps)
+    dxhat = dy * gamma
+    dx = (dxhat - dxhat.mean(axis=(0, 1, 2)) - xhat * (dxhat * xhat).mean(axis=(0, 1, 2))) / np.sqrt(var + eps)
+    return gamma * xhat + beta, mean, var, dx, (dy * xhat).sum(axis=(0, 1, 2)), dy.sum(axis=(0, 1, 2))
+
+
+def test_batch_normalization_against_numpy(rng):
+    """The models' BatchNormalization (TensorFlow's fused kernel there): in training (x − mean)·γ/√(var + ε)
+    + β with the batch's biased variance, moving statistics m ← 0.9·m + 0.1·batch; at inference the
+    moving statistics; the weights of keras.layers.BatchNormalization."""
+    from kerasrecon.models.batchnorm import BatchNormalization
+
+    layer = BatchNormalization(momentum=0.9, name="bn")
+    x = (rng.standard_normal((3, 5, 4, 6)) * np.arange(1, 7) + np.arange(6)).astype("float32")
+    layer.build(x.shape)
+    gamma, beta = rng.uniform(0.5, 2.0, 6), rng.standard_normal(6)
+    layer.gamma.assign(gamma.astype("float32"))
+    layer.beta.assign(beta.astype("float32"))
+    if keras.backend.backend() == "tensorflow":
+        assert layer.fused(keras.ops.convert_to_tensor(x))
+    y, mean, var, *_ = _numpy_batchnorm(x, np.zeros_like(x), gamma, beta, 1e-3)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x, training=True)), y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_mean), 0.1 * mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_variance), 0.9 + 0.1 * var, rtol=1e-5)
+    moving_mean, moving_var = 0.1 * mean, 0.9 + 0.1 * var
+    expected = gamma * (x - moving_mean) / np.sqrt(moving_var + 1e-3) + beta
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-5, atol=1e-5)
+    frozen = BatchNormalization(momentum=0.9, name="bn")
+    frozen.build(x.shape)
+    frozen.set_weights(layer.get_weights())  # the Keras layer's weights, in its order
+    frozen.trainable = False  # training=True with frozen weights uses the moving statistics (Keras' rule)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(frozen(x, training=True)), expected, rtol=1e-5, atol=1e-5)
+    plain = keras.layers.BatchNormalization(name="plain")
+    plain.build(x.shape)
+    assert [w.name for w in layer.weights] == [w.name for w in plain.weights]  # checkpoints load either way
+
+
+@pytest.mark.tensorflow
+def test_fused_batch_normalization_gradients_against_numpy(rng):
+    """The fused kernel's backward pass equals BatchNormalization's gradient written out in NumPy; a
+    float64 map takes Keras' own path (the kernel has no float64)."""
+    import tensorflow as tf
+
+    from kerasrecon.models.batchnorm import BatchNormalization
+
+    layer = BatchNormalization(name="bn")
+    x = (rng.standard_normal((2, 6, 5, 4)) * 3 + 1).astype("float32")
+    dy = rng.standard_normal(x.shape).astype("float32")
+    layer.build(x.shape)
+    gamma, beta = rng.uniform(0.5, 2.0, 4), rng.standard_normal(4)
+    layer.gamma.assign(gamma.astype("float32"))
+    layer.beta.assign(beta.astype("float32"))
+    xt = tf.constant(x)
+    assert layer.fused(xt)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        loss = tf.reduce_sum(layer(xt, training=True) * dy)
+    dx, dgamma, dbeta = tape.gradient(loss, [xt, layer.gamma.value, layer.beta.value])
+    _, _, _, ref_dx, ref_dgamma, ref_dbeta = _numpy_batchnorm(x, dy, gamma, beta, 1e-3)
+    np.testing.assert_allclose(dx.numpy(), ref_dx, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dgamma.numpy(), ref_dgamma, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dbeta.numpy(), ref_dbeta, rtol=1e-4, atol=1e-5)
+    wide = BatchNormalization(name="bn64", dtype="float64")
+    assert not wide.fused(tf.constant(x, tf.float64))
+    assert not BatchNormalization(synchronized=True).fused(xt)

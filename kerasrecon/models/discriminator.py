@@ -13,6 +13,7 @@ import keras
 from keras import layers
 
 from kerasrecon.config import DataConfig
+from kerasrecon.models.batchnorm import BatchNormalization
 from kerasrecon.models.conv import Conv2D
 from kerasrecon.models.generator import sync_batchnorm, wide_dtype
 
@@ -54,7 +55,7 @@ def build_discriminator(patch_size: int = DataConfig.patch_size, channels: int =
         # Convs followed by BN carry no bias (BN's β replaces it); the first conv keeps its bias.
         x = Conv2D(f, 3, strides=s, padding="same", use_bias=(i == 1), name=f"d_conv{i}", dtype=dtype)(x)
         if i > 1:
-            x = layers.BatchNormalization(synchronized=sync_batchnorm(), name=f"d_bn{i}", dtype=dtype)(x)
+            x = BatchNormalization(synchronized=sync_batchnorm(), name=f"d_bn{i}", dtype=dtype)(x)
         x = LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"d_lrelu{i}", dtype=dtype)(x)
     x = layers.Flatten(name="d_flatten", dtype=dtype)(x)
     x = layers.Dense(D_DENSE, name="d_dense1", dtype=dtype)(x)

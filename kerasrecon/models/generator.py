@@ -15,6 +15,7 @@ from keras import layers
 from kerasrecon import kspace
 from kerasrecon.coils import MAP_THRESHOLD
 from kerasrecon.config import DENOISER, ModelConfig
+from kerasrecon.models.batchnorm import BatchNormalization
 from kerasrecon.models.conv import Conv2D
 
 KERNEL = 3
@@ -201,7 +202,7 @@ def _prelu(name, dtype=None):
 def _bn(name, dtype=None, bias_free=False):
     if bias_free:
         return ScaleNorm(momentum=BN_MOMENTUM, name=name, dtype=dtype)
-    return layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_batchnorm(), name=name, dtype=dtype)
+    return BatchNormalization(momentum=BN_MOMENTUM, synchronized=sync_batchnorm(), name=name, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="kerasrecon")
