@@ -323,7 +323,7 @@ def test_batch_normalization_against_numpy(rng):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-5, atol=1e-5)
     frozen = BatchNormalization(momentum=0.9, name="bn")
     frozen.build(x.shape)
-    frozen.set_weights(layer.get_weights())  # the Keras layer's weights, in its order
+    frozen.set_weights(layer.get_weights())  # gamma, beta, moving mean and variance
     frozen.trainable = False  # training=True with frozen weights uses the moving statistics (Keras' rule)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(frozen(x, training=True)), expected, rtol=1e-5, atol=1e-5)
     plain = keras.layers.BatchNormalization(name="plain")

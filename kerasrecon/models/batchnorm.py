@@ -44,8 +44,7 @@ class BatchNormalization(layers.BatchNormalization):
             and mask is None
             and len(inputs.shape) == 4
             and self.axis in (-1, 3)
-            and keras.backend.standardize_dtype(inputs.dtype) == "float32"
-            and self.compute_dtype == "float32"
+            and keras.backend.standardize_dtype(inputs.dtype) == "float32"  # the layer's compute dtype
         )
 
     def call(self, inputs, training=None, mask=None):
