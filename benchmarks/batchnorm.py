@@ -6,7 +6,9 @@ Measured in one run, the two variants alternating (``--rounds`` rounds, the best
   (the thesis generator's);
 - a generator training step (forward, MSE, gradients, Adam) of ``pretrained:singlecoil-r4``'s network:
   5 cascades of 4 residual blocks × 32 filters, batch 4, 64×64 patches, hard data consistency;
-- the thesis generator's forward + backward (16 blocks × 64 filters, batch 16, 96×96) with ``--full``.
+- the thesis generator's forward + backward (16 blocks × 64 filters, batch 16, 96×96) with ``--full``;
+- precision: the ``singlecoil-r4`` step under ``mixed_bfloat16`` (fused and Keras' layer) against
+  float32 (fused). bfloat16 convolutions pay on CPUs with AVX512_BF16 or AMX (oneDNN), not elsewhere.
 
     python benchmarks/batchnorm.py [--rounds 3] [--full]
 """
@@ -48,15 +50,15 @@ def layer_step(cls, shape):
     return step
 
 
-def generator_step(cls, batch, size, blocks, filters, cascades, optimise=True):
+def generator_step(cls, batch, size, blocks, filters, cascades, optimise=True, dtype=None):
     """A tf.function: one MSE training step (or forward + backward) of a generator built with ``cls``
-    as its BatchNormalization."""
+    as its BatchNormalization, under the dtype policy ``dtype`` (default: float32)."""
     import tensorflow as tf
 
     generator_module.BatchNormalization = cls
     try:
         keras.utils.set_random_seed(0)
-        g = generator_module.build_generator(blocks=blocks, filters=filters, cascades=cascades)
+        g = generator_module.build_generator(blocks=blocks, filters=filters, cascades=cascades, dtype=dtype)
     finally:
         generator_module.BatchNormalization = BatchNormalization
     rng = np.random.default_rng(0)
@@ -82,13 +84,18 @@ def generator_step(cls, batch, size, blocks, filters, cascades, optimise=True):
     return step
 
 
-def compare(make, rounds, repeats):
-    """Best seconds per call of each variant, alternating them ``rounds`` times."""
-    steps = {name: make(cls) for name, cls in VARIANTS.items()}
+def best_seconds(steps: dict, rounds: int, repeats: int) -> dict:
+    """Best seconds per call of each of ``steps`` (name -> callable), alternating them ``rounds`` times."""
     best = {name: float("inf") for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
             best[name] = min(best[name], seconds_per_call(step, repeats))
+    return best
+
+
+def compare(make, rounds, repeats):
+    """Best seconds per call of each variant, alternating them ``rounds`` times."""
+    best = best_seconds({name: make(cls) for name, cls in VARIANTS.items()}, rounds, repeats)
     return {
         "seconds_keras": round(best["keras"], 5),
         "seconds_fused": round(best["fused"], 5),
@@ -107,6 +114,21 @@ def main():
         "layer_4x64x64x32": compare(lambda cls: layer_step(cls, (4, 64, 64, 32)), a.rounds, 30),
         "layer_16x96x96x64": compare(lambda cls: layer_step(cls, (16, 96, 96, 64)), a.rounds, 5),
         "singlecoil_r4_train_step": compare(lambda cls: generator_step(cls, 4, 64, 4, 32, 5), a.rounds, 10),
+    }
+    step = lambda cls, dtype=None: generator_step(cls, 4, 64, 4, 32, 5, dtype=dtype)  # noqa: E731
+    best = best_seconds(
+        {
+            "float32_fused": step(BatchNormalization),
+            "mixed_bfloat16_fused": step(BatchNormalization, "mixed_bfloat16"),
+            "mixed_bfloat16_keras": step(keras.layers.BatchNormalization, "mixed_bfloat16"),
+        },
+        a.rounds,
+        10,
+    )
+    results["singlecoil_r4_train_step_precision"] = {
+        **{f"seconds_{k}": round(v, 5) for k, v in best.items()},
+        "mixed_bfloat16_fused_over_float32_fused": round(best["mixed_bfloat16_fused"] / best["float32_fused"], 3),
+        "mixed_bfloat16_fused_over_keras": round(best["mixed_bfloat16_fused"] / best["mixed_bfloat16_keras"], 3),
     }
     if a.full:
         results["thesis_generator_fwd_bwd"] = compare(

@@ -332,6 +332,47 @@ def test_batch_normalization_against_numpy(rng):
 
 
 @pytest.mark.tensorflow
+@pytest.mark.parametrize("policy, tol", [("mixed_bfloat16", 2e-2), ("mixed_float16", 3e-3)])
+def test_fused_batch_normalization_half_precision_against_numpy(rng, policy, tol):
+    """Under mixed precision the fused kernel takes the bfloat16/float16 map: output, moving statistics
+    and gradients equal BatchNormalization's NumPy definition on the rounded map to the half type's
+    round-off (8 / 11 significant bits), with γ, β and the statistics float32."""
+    import tensorflow as tf
+
+    from kerasrecon.models.batchnorm import BatchNormalization
+
+    layer = BatchNormalization(momentum=0.9, name="bn", dtype=policy)
+    half = layer.compute_dtype
+    x = (rng.standard_normal((2, 6, 5, 4)) * 3 + 1).astype("float32")
+    dy = rng.standard_normal(x.shape).astype("float32")
+    layer.build(x.shape)
+    gamma, beta = rng.uniform(0.5, 2.0, 4), rng.standard_normal(4)
+    layer.gamma.assign(gamma.astype("float32"))
+    layer.beta.assign(beta.astype("float32"))
+    xt, dyt = tf.cast(x, half), tf.cast(dy, half)
+    assert layer.fused(xt) and layer.gamma.dtype == "float32"
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = layer(xt, training=True)
+        loss = tf.reduce_sum(tf.cast(y * dyt, tf.float32))
+    dx, dgamma, dbeta = tape.gradient(loss, [xt, layer.gamma.value, layer.beta.value])
+    assert y.dtype == half and dx.dtype == half and dgamma.dtype == tf.float32
+    rounded = tf.cast(xt, tf.float32).numpy()  # the map the kernel saw
+    ref_y, mean, var, ref_dx, ref_dgamma, ref_dbeta = _numpy_batchnorm(
+        rounded, tf.cast(dyt, tf.float32).numpy(), gamma, beta, 1e-3
+    )
+    scale = np.abs(ref_y).max()
+    np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), ref_y, rtol=tol, atol=tol * scale)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), 0.1 * mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), 0.9 + 0.1 * var, rtol=1e-5)
+    np.testing.assert_allclose(tf.cast(dx, tf.float32).numpy(), ref_dx, rtol=tol, atol=tol * np.abs(ref_dx).max())
+    np.testing.assert_allclose(dgamma.numpy(), ref_dgamma, rtol=tol, atol=tol * np.abs(ref_dgamma).max())
+    np.testing.assert_allclose(dbeta.numpy(), ref_dbeta, rtol=tol, atol=tol * np.abs(ref_dbeta).max())
+    expected = gamma * (rounded - 0.1 * mean) / np.sqrt(0.9 + 0.1 * var + 1e-3) + beta  # inference
+    np.testing.assert_allclose(tf.cast(layer(xt), tf.float32).numpy(), expected, rtol=tol, atol=tol * scale)
+
+
+@pytest.mark.tensorflow
 def test_fused_batch_normalization_gradients_against_numpy(rng):
     """The fused kernel's backward pass equals BatchNormalization's gradient written out in NumPy; a
     float64 map takes Keras' own path (the kernel has no float64)."""

@@ -12,15 +12,20 @@ blocks, 45 BatchNormalizations) 0.82× the time; inside ``kerasrecon fit``, besi
 Same arguments, weights (names, shapes) and semantics as the Keras layer: in training the batch's
 mean and biased variance normalise the map and update the moving statistics
 (``moving = momentum · moving + (1 − momentum) · batch``); otherwise the moving statistics are used.
-The result is the same up to float32 round-off (tested against NumPy). Elsewhere — the JAX backend,
-synchronised (cross-replica) statistics, masks, float16/bfloat16/float64 inputs, an axis other than
-the last of a 4-D map — the layer is exactly ``keras.layers.BatchNormalization``.
+The result is the same up to float32 round-off (tested against NumPy). Under mixed precision
+(``mixed_bfloat16``, ``mixed_float16``) the kernel takes the bfloat16/float16 map and computes the
+statistics in float32, as Keras' layer does; γ, β and the moving statistics stay float32. Elsewhere —
+the JAX backend, synchronised (cross-replica) statistics, masks, float64 inputs (no kernel), an axis
+other than the last of a 4-D map — the layer is exactly ``keras.layers.BatchNormalization``.
 """
 
 from __future__ import annotations
 
 import keras
 from keras import layers
+
+# The input types FusedBatchNormV3 is registered for (its statistics, γ and β are float32 for each).
+FUSED_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @keras.saving.register_keras_serializable(package="kerasrecon")
@@ -37,14 +42,15 @@ class BatchNormalization(layers.BatchNormalization):
 
     def fused(self, inputs, mask=None) -> bool:
         """Whether this call runs ``FusedBatchNormV3``: TensorFlow backend, not synchronised, no mask,
-        float32 ``[B, H, W, C]`` inputs normalised over their last axis."""
+        float32, bfloat16 or float16 ``[B, H, W, C]`` inputs (the kernel's types; TensorFlow registers
+        each on CPUs and GPUs) normalised over their last axis."""
         return (
             keras.backend.backend() == "tensorflow"
             and not self.synchronized
             and mask is None
             and len(inputs.shape) == 4
             and self.axis in (-1, 3)
-            and keras.backend.standardize_dtype(inputs.dtype) == "float32"  # the layer's compute dtype
+            and keras.backend.standardize_dtype(inputs.dtype) in FUSED_DTYPES  # the layer's compute dtype
         )
 
     def call(self, inputs, training=None, mask=None):
