@@ -331,6 +331,21 @@ def test_batch_normalization_against_numpy(rng):
     assert [w.name for w in layer.weights] == [w.name for w in plain.weights]  # checkpoints load either way
 
 
+def _fused_bn_case(rng, **kwargs):
+    """A built models' BatchNormalization (``kwargs``: its arguments) with random γ and β, a
+    ``[2, 6, 5, 4]`` map and an output gradient: ``(layer, x, dy, gamma, beta)``, float32 arrays."""
+    from kerasrecon.models.batchnorm import BatchNormalization
+
+    layer = BatchNormalization(name="bn", **kwargs)
+    x = (rng.standard_normal((2, 6, 5, 4)) * 3 + 1).astype("float32")
+    dy = rng.standard_normal(x.shape).astype("float32")
+    layer.build(x.shape)
+    gamma, beta = rng.uniform(0.5, 2.0, 4), rng.standard_normal(4)
+    layer.gamma.assign(gamma.astype("float32"))
+    layer.beta.assign(beta.astype("float32"))
+    return layer, x, dy, gamma, beta
+
+
 @pytest.mark.tensorflow
 @pytest.mark.parametrize("policy, tol", [("mixed_bfloat16", 2e-2), ("mixed_float16", 3e-3)])
 def test_fused_batch_normalization_half_precision_against_numpy(rng, policy, tol):
@@ -339,16 +354,8 @@ def test_fused_batch_normalization_half_precision_against_numpy(rng, policy, tol
     round-off (8 / 11 significant bits), with γ, β and the statistics float32."""
     import tensorflow as tf
 
-    from kerasrecon.models.batchnorm import BatchNormalization
-
-    layer = BatchNormalization(momentum=0.9, name="bn", dtype=policy)
+    layer, x, dy, gamma, beta = _fused_bn_case(rng, momentum=0.9, dtype=policy)
     half = layer.compute_dtype
-    x = (rng.standard_normal((2, 6, 5, 4)) * 3 + 1).astype("float32")
-    dy = rng.standard_normal(x.shape).astype("float32")
-    layer.build(x.shape)
-    gamma, beta = rng.uniform(0.5, 2.0, 4), rng.standard_normal(4)
-    layer.gamma.assign(gamma.astype("float32"))
-    layer.beta.assign(beta.astype("float32"))
     xt, dyt = tf.cast(x, half), tf.cast(dy, half)
     assert layer.fused(xt) and layer.gamma.dtype == "float32"
     with tf.GradientTape() as tape:
@@ -380,13 +387,7 @@ def test_fused_batch_normalization_gradients_against_numpy(rng):
 
     from kerasrecon.models.batchnorm import BatchNormalization
 
-    layer = BatchNormalization(name="bn")
-    x = (rng.standard_normal((2, 6, 5, 4)) * 3 + 1).astype("float32")
-    dy = rng.standard_normal(x.shape).astype("float32")
-    layer.build(x.shape)
-    gamma, beta = rng.uniform(0.5, 2.0, 4), rng.standard_normal(4)
-    layer.gamma.assign(gamma.astype("float32"))
-    layer.beta.assign(beta.astype("float32"))
+    layer, x, dy, gamma, beta = _fused_bn_case(rng)
     xt = tf.constant(x)
     assert layer.fused(xt)
     with tf.GradientTape() as tape:
