@@ -620,7 +620,8 @@ def train_options(fn):
             default=DEFAULTS.precision,
             show_default=True,
             help="auto: mixed_bfloat16 on GPUs with compute capability >= 8, mixed_float16 on older GPUs "
-            "(loss-scaled), float32 on CPU. float64: reference arithmetic for numerical checks (slow; "
+            "(loss-scaled), float32 on CPU (mixed_bfloat16 is ~0.7x the step time on CPUs with AVX512_BF16 or "
+            "AMX). float64: reference arithmetic for numerical checks (slow; "
             "TensorFlow only).",
         ),
         click.option(

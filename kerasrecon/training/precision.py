@@ -40,7 +40,9 @@ def resolve_precision(precision: str) -> str:
     """The Keras dtype policy name for ``precision`` on this machine and backend.
 
     ``auto``: ``mixed_bfloat16`` when every GPU has compute capability >= 8 (Ampere, Hopper),
-    ``mixed_float16`` on older GPUs (TensorFlow only), ``float32`` on CPU. On JAX ``mixed_float16``
+    ``mixed_float16`` on older GPUs (TensorFlow only), ``float32`` on CPU (``mixed_bfloat16`` is
+    0.71× the step time on CPUs with AVX512_BF16 or AMX, at the same quality in the runs measured, but
+    it is chosen explicitly: docs/training.md). On JAX ``mixed_float16``
     is refused (no loss scaling in the JAX step): use ``mixed_bfloat16``, which needs none.
     ``float64`` is the reference precision for numerical checks (every layer and loss in float64;
     slow; TensorFlow only, as Keras on JAX computes BatchNormalization in float32 whatever the policy).
