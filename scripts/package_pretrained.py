@@ -122,7 +122,10 @@ def model_lines(cfg, multicoil: bool) -> list[str]:
 def recipe_lines(cfg) -> list[str]:
     """The card's masks and samples lines."""
     mk, d, p = cfg.mask, cfg.data, cfg.pnp
-    optimiser = f"Adam lr {cfg.learning_rate:g} β1 {cfg.beta_1}, {cfg.lr_schedule} schedule; seed {cfg.seed}."
+    optimiser = (
+        f"Adam lr {cfg.learning_rate:g} β1 {cfg.beta_1}, {cfg.lr_schedule} schedule; seed {cfg.seed}; "
+        f"precision {cfg.precision} (the weights are float32 and run in float32)."
+    )
     if p is not None:
         return [
             f"- No masks in training: the denoiser learns from the fully sampled images alone; the solver's "

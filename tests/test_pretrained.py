@@ -46,7 +46,7 @@ def test_registry_lists_the_three_models_and_their_files_match_sha256():
             data = (ROOT / "kerasrecon" / "pretrained" / name / f).read_bytes()
             assert hashlib.sha256(data).hexdigest() == registry[name]["sha256"][f], (name, f)
             total += len(data)
-    assert total < 5_000_000  # "a few MB in all"
+    assert total < 6_000_000  # "a few MB in all": 5.1 MB since singlecoil-r4 has 6 cascades
 
 
 def test_the_wheel_ships_every_pretrained_file():
