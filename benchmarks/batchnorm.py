@@ -4,11 +4,12 @@
 Measured in one run, the two variants alternating (``--rounds`` rounds, the best round of each kept):
 - one layer on a ``[4, 64, 64, 32]`` map (``pretrained:singlecoil-r4``'s) and on ``[16, 96, 96, 64]``
   (the thesis generator's);
-- a generator training step (forward, MSE, gradients, Adam) of ``pretrained:singlecoil-r4``'s network:
-  5 cascades of 4 residual blocks × 32 filters, batch 4, 64×64 patches, hard data consistency;
+- a generator training step (forward, MSE, gradients, Adam) of 0.16's ``pretrained:singlecoil-r4``
+  network: 5 cascades of 4 residual blocks × 32 filters, batch 4, 64×64 patches, hard data consistency;
 - the thesis generator's forward + backward (16 blocks × 64 filters, batch 16, 96×96) with ``--full``;
 - precision: the ``singlecoil-r4`` step under ``mixed_bfloat16`` (fused and Keras' layer) against
-  float32 (fused). bfloat16 convolutions pay on CPUs with AVX512_BF16 or AMX (oneDNN), not elsewhere.
+  float32 (fused). oneDNN runs bfloat16 convolutions fast on CPUs with AVX512_BF16 or AMX; other CPUs
+  are not measured here.
 
     python benchmarks/batchnorm.py [--rounds 3] [--full]
 """

@@ -17,8 +17,8 @@ def _backend() -> str:
 
 
 def cpu_bf16_flags() -> list[str]:
-    """The CPU's bfloat16 instruction sets (``avx512_bf16``, ``amx_bf16``) from /proc/cpuinfo: where
-    oneDNN's bfloat16 convolutions are faster than float32 ones (empty elsewhere or off Linux)."""
+    """The CPU's bfloat16 instruction sets (``avx512_bf16``, ``amx_bf16``) from /proc/cpuinfo: the
+    instructions oneDNN's bfloat16 convolutions use (empty on other CPUs or off Linux)."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])

@@ -12,7 +12,7 @@
 # time on a CPU with AVX512_BF16 or AMX, at the same quality; docs/training.md) is then fine-tuned for 1000 steps at 3e-4 with the demo
 # template's training slices added (--extra-data); multicoil-r4 is then fine-tuned for 500 steps with MoDL's conjugate-gradient data
 # consistency (--cg-iters 5 --init-from), the demo template's training slices added (--extra-data). singlecoil-r8: plug-and-play from converged TV with a bias-free
-# U-Net denoiser (kerasrecon.pnp, scripts/pnp.py), 6000 MSE steps of batch 16, seed 1. 18–33 min each on a
+# U-Net denoiser (kerasrecon.pnp, scripts/pnp.py), 6000 MSE steps of batch 16, seed 1. 19–29 min each on a
 # 2-core CPU beside other jobs (fit_times.txt).
 # Scored on held-out real MR of other anatomies (shoulder, abdomen, 3 T T1 head slices, T1 coronal brain) and on
 # the demo template's 12 held-out slices, beside zero-filling and TV / SENSE-TV run to convergence

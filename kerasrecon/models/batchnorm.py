@@ -5,7 +5,7 @@ Keras 3 computes BatchNormalization from separate operations on every backend (t
 ``(x − mean) · γ / √(var + ε) + β``), several element-wise passes over the map forward and more
 backward. On TensorFlow, ``FusedBatchNormV3`` does the same in one pass forward and one backward (oneDNN
 on CPUs, cuDNN on GPUs). On 2 CPU cores, for a ``[4, 64, 64, 32]`` map, forward + backward take 1.3 ms
-against 3.1 ms, and a training step of ``pretrained:singlecoil-r4``'s network (5 cascades of 4 residual
+against 3.1 ms, and a training step of 0.16's ``pretrained:singlecoil-r4`` network (5 cascades of 4 residual
 blocks, 45 BatchNormalizations) 0.82× the time; inside ``kerasrecon fit``, beside its input pipeline,
 0.71× (``benchmarks/batchnorm.py``, benchmarks/README.md).
 
