@@ -4,7 +4,7 @@ The library never prints or exits; it logs and raises. Heavy submodules (TensorF
 training) are imported lazily by the caller: ``from kerasrecon.models import generator``.
 """
 
-__version__ = "0.17.0"
+__version__ = "0.18.0"
 
 from kerasrecon import tf_import  # noqa: E402
 
